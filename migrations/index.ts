@@ -1,0 +1,8 @@
+import m0001 from "./0001_chat.js"
+import m0002 from "./0002_events.js"
+
+/** Every migration by `NNNN_name`, applied in order by the server at start-up and by `herald migrate`. */
+export const migrations = {
+  "0001_chat": m0001,
+  "0002_events": m0002
+}

@@ -1,0 +1,202 @@
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
+import { Context, Schema } from "effect"
+import { AuthorRole, ClientMessageId, Member, Message, MessageBody, Name, Project, User } from "./Chat.js"
+import { BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized } from "./Errors.js"
+import { EventRef } from "./Events.js"
+import { MessageId, ProjectId, UserId } from "./Ids.js"
+
+/** The authenticated caller, provided by the `Authentication` middleware. */
+export class CurrentUser extends Context.Tag("Herald/CurrentUser")<CurrentUser, User>() {}
+
+export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Herald/Authentication", {
+  failure: Unauthorized,
+  provides: CurrentUser,
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads and results
+
+export const CreateUserPayload = Schema.Struct({ name: Name })
+export class CreatedUser extends Schema.Class<CreatedUser>("CreatedUser")({
+  id: UserId,
+  name: Schema.String,
+  token: Schema.String
+}) {}
+
+export const CreateProjectPayload = Schema.Struct({ name: Name })
+export const AddMemberPayload = Schema.Struct({ userId: UserId })
+
+export const PostMessagePayload = Schema.Struct({
+  body: MessageBody,
+  clientMessageId: Schema.optionalWith(ClientMessageId, { exact: true })
+})
+export const PostWorkspaceMessagePayload = Schema.Struct({
+  body: MessageBody,
+  role: Schema.optionalWith(AuthorRole, { exact: true }),
+  clientMessageId: Schema.optionalWith(ClientMessageId, { exact: true })
+})
+export const EditMessagePayload = Schema.Struct({ body: MessageBody })
+
+const messageWriteFields = { message: Message, event: EventRef }
+/** A new message: 201. */
+export class MessagePosted extends Schema.Class<MessagePosted>("MessagePosted")(messageWriteFields) {}
+/** A repeated `clientMessageId`: 200 with the original message and event; nothing written. */
+export class MessageReplayed extends Schema.Class<MessageReplayed>("MessageReplayed")(messageWriteFields) {}
+export class MessageEdited extends Schema.Class<MessageEdited>("MessageEdited")(messageWriteFields) {}
+
+const PositiveIntFromString = (field: string, max: number) =>
+  Schema.NumberFromString.pipe(
+    Schema.int({ message: () => `${field} must be an integer` }),
+    Schema.between(1, max, { message: () => `${field} must be between 1 and ${max}` })
+  )
+
+/** An opaque paging cursor (a message position). */
+export const Cursor = Schema.String.pipe(
+  Schema.pattern(/^[1-9][0-9]{0,17}$/, { message: () => "before must be a cursor returned as nextCursor" })
+)
+
+export const MessagePageParams = Schema.Struct({
+  limit: Schema.optional(PositiveIntFromString("limit", 200)),
+  before: Schema.optional(Cursor)
+})
+export class MessagePage extends Schema.Class<MessagePage>("MessagePage")({
+  items: Schema.Array(Message),
+  nextCursor: Schema.NullOr(Cursor)
+}) {}
+
+export const ProjectPath = Schema.Struct({ projectId: ProjectId })
+export const MemberPath = Schema.Struct({ projectId: ProjectId, userId: UserId })
+export const MessagePath = Schema.Struct({ projectId: ProjectId, messageId: MessageId })
+
+export const Health = Schema.Struct({
+  status: Schema.Literal("ok"),
+  checks: Schema.Record({ key: Schema.String, value: Schema.String })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Groups
+
+export class AdminApi extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.post("createUser", "/api/admin/users")
+      .setPayload(CreateUserPayload)
+      .setHeaders(Schema.Struct({ authorization: Schema.optional(Schema.String) }))
+      .addSuccess(CreatedUser, { status: 201 })
+      .addError(Unauthorized)
+      .addError(NotFound)
+  )
+  .annotate(OpenApi.Description, "Needs `Authorization: Bearer $HERALD_ADMIN_TOKEN`; 404 when that variable is unset.")
+{}
+
+export class MeApi extends HttpApiGroup.make("me")
+  .add(HttpApiEndpoint.get("me", "/api/me").addSuccess(User))
+  .middleware(Authentication)
+{}
+
+export class ProjectsApi extends HttpApiGroup.make("projects")
+  .add(
+    HttpApiEndpoint.post("create", "/api/projects")
+      .setPayload(CreateProjectPayload)
+      .addSuccess(Project, { status: 201 })
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/api/projects")
+      .addSuccess(Schema.Struct({ items: Schema.Array(Project) }))
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/api/projects/:projectId")
+      .setPath(ProjectPath)
+      .addSuccess(Project)
+      .addError(NotFound)
+  )
+  .add(
+    HttpApiEndpoint.post("addMember", "/api/projects/:projectId/members")
+      .setPath(ProjectPath)
+      .setPayload(AddMemberPayload)
+      .addSuccess(Member, { status: 201 })
+      .addError(NotFound)
+      .addError(Forbidden)
+      .addError(Conflict)
+  )
+  .add(
+    HttpApiEndpoint.del("removeMember", "/api/projects/:projectId/members/:userId")
+      .setPath(MemberPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(NotFound)
+      .addError(Forbidden)
+      .addError(Conflict)
+  )
+  .middleware(Authentication)
+{}
+
+export class MessagesApi extends HttpApiGroup.make("messages")
+  .add(
+    HttpApiEndpoint.post("post", "/api/projects/:projectId/messages")
+      .setPath(ProjectPath)
+      .setPayload(PostMessagePayload)
+      .addSuccess(MessagePosted, { status: 201 })
+      .addSuccess(MessageReplayed, { status: 200 })
+      .addError(NotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/api/projects/:projectId/messages")
+      .setPath(ProjectPath)
+      .setUrlParams(MessagePageParams)
+      .addSuccess(MessagePage)
+      .addError(NotFound)
+  )
+  .add(
+    HttpApiEndpoint.patch("edit", "/api/projects/:projectId/messages/:messageId")
+      .setPath(MessagePath)
+      .setPayload(EditMessagePayload)
+      .addSuccess(MessageEdited)
+      .addError(NotFound)
+      .addError(Forbidden)
+      .addError(Conflict)
+  )
+  .add(
+    HttpApiEndpoint.del("delete", "/api/projects/:projectId/messages/:messageId")
+      .setPath(MessagePath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(NotFound)
+      .addError(Forbidden)
+  )
+  .middleware(Authentication)
+{}
+
+export class WorkspaceApi extends HttpApiGroup.make("workspace")
+  .add(
+    HttpApiEndpoint.post("post", "/api/projects/:projectId/workspace/messages")
+      .setPath(ProjectPath)
+      .setPayload(PostWorkspaceMessagePayload)
+      .addSuccess(MessagePosted, { status: 201 })
+      .addSuccess(MessageReplayed, { status: 200 })
+      .addError(NotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/api/projects/:projectId/workspace/messages")
+      .setPath(ProjectPath)
+      .setUrlParams(MessagePageParams)
+      .addSuccess(MessagePage)
+      .addError(NotFound)
+  )
+  .middleware(Authentication)
+{}
+
+export class HealthApi extends HttpApiGroup.make("health")
+  .add(HttpApiEndpoint.get("live", "/health/live").addSuccess(Health))
+  .add(HttpApiEndpoint.get("ready", "/health/ready").addSuccess(Health).addError(ServiceUnavailable))
+{}
+
+export class HeraldApi extends HttpApi.make("herald")
+  .add(AdminApi)
+  .add(MeApi)
+  .add(ProjectsApi)
+  .add(MessagesApi)
+  .add(WorkspaceApi)
+  .add(HealthApi)
+  .addError(BadRequest)
+  .annotate(OpenApi.Title, "Herald")
+  .annotate(OpenApi.Description, "A chat backend whose realtime events never disagree with its database.")
+{}

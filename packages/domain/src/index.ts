@@ -1,0 +1,5 @@
+export * as Api from "./Api.js"
+export * as Chat from "./Chat.js"
+export * as Errors from "./Errors.js"
+export * as Events from "./Events.js"
+export * as Ids from "./Ids.js"

