@@ -21,6 +21,7 @@ export interface EmbeddedOptions {
   readonly dataDir: string
   /** Trade durability for speed; only for throw-away test clusters. */
   readonly unsafeFast?: boolean
+  readonly maxConnections?: number
 }
 
 const USER = "herald"
@@ -137,6 +138,7 @@ export const acquireEmbedded = (options: EmbeddedOptions) =>
     }
     const port = yield* Effect.promise(freePort)
     const flags = ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="]
+    if (options.maxConnections !== undefined) flags.push("-c", `max_connections=${options.maxConnections}`)
     if (options.unsafeFast) flags.push("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
     const pg = new EmbeddedPostgres({
       databaseDir: pgdata,

@@ -1,0 +1,320 @@
+import { SqlClient, SqlError } from "@effect/sql"
+import { Chat, Errors, Events, type Ids } from "@herald/domain"
+import { Effect, Option } from "effect"
+import { randomUUID } from "node:crypto"
+import { OutboxWriter } from "../outbox/OutboxWriter.js"
+import { Wakeup } from "../outbox/Wakeup.js"
+import { MessagesRepo, type StoredMessage } from "./MessagesRepo.js"
+import { ProjectsRepo } from "./ProjectsRepo.js"
+import { UsersRepo } from "./UsersRepo.js"
+
+export interface MessageWrite {
+  /** `replayed`: the clientMessageId was seen before; nothing was written. */
+  readonly outcome: "created" | "replayed"
+  readonly message: Chat.Message
+  readonly event: Events.EventRef
+}
+
+const notFound = (what: string) => new Errors.NotFound({ message: `${what} not found` })
+
+const isUniqueViolation = (error: SqlError.SqlError, constraint: string) => {
+  const cause = error.cause as { code?: string; constraint?: string } | undefined
+  return cause?.code === "23505" && cause.constraint === constraint
+}
+
+/** Raised inside a write to roll it back when the clientMessageId raced with an identical post. */
+class DuplicateClientMessage {
+  readonly _tag = "DuplicateClientMessage"
+}
+
+/**
+ * The request path's writes: each is one transaction that bumps the stream's seq, writes the
+ * chat row and the outbox row together (G1), then — after commit — wakes the local publisher.
+ * Nothing here can reach a broker (G2): this layer is never given one.
+ */
+export class ChatService extends Effect.Service<ChatService>()("Herald/ChatService", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const outbox = yield* OutboxWriter
+    const wakeup = yield* Wakeup
+    const projects = yield* ProjectsRepo
+    const messages = yield* MessagesRepo
+    const users = yield* UsersRepo
+
+    /** One transaction; the publisher is woken only after it committed. */
+    const write = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      sql.withTransaction(effect).pipe(
+        Effect.tap(() => wakeup.signal),
+        Effect.catchIf((e): e is SqlError.SqlError => e instanceof SqlError.SqlError, Effect.die)
+      )
+
+    const visible = (caller: Chat.User, projectId: Ids.ProjectId) =>
+      projects.membership(projectId, caller.id).pipe(
+        Effect.orDie,
+        Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("project")), onSome: Effect.succeed }))
+      )
+
+    const ownerOf = (caller: Chat.User, projectId: Ids.ProjectId) =>
+      Effect.flatMap(visible(caller, projectId), (m) =>
+        m.role === "owner"
+          ? Effect.succeed(m)
+          : Effect.fail(new Errors.Forbidden({ message: "only the project owner can manage members" })))
+
+    const createProject = (caller: Chat.User, name: string) =>
+      write(Effect.gen(function*() {
+        const projectId = randomUUID() as Ids.ProjectId
+        const stream = Events.projectStream(projectId)
+        const { seq, at } = yield* outbox.reserve(stream)
+        const project = yield* projects.insert({ id: projectId, name, ownerId: caller.id, at })
+        yield* outbox.insert({
+          stream,
+          seq,
+          at,
+          projectId,
+          actorId: caller.id,
+          payload: { type: "project.created", data: { name, ownerId: caller.id } }
+        })
+        return project
+      }))
+
+    const listProjects = (caller: Chat.User) => Effect.orDie(projects.listForUser(caller.id))
+
+    const getProject = (caller: Chat.User, projectId: Ids.ProjectId) =>
+      Effect.map(visible(caller, projectId), (m) => m.project)
+
+    const addMember = (caller: Chat.User, projectId: Ids.ProjectId, userId: Ids.UserId) =>
+      Effect.gen(function*() {
+        yield* ownerOf(caller, projectId)
+        if (!(yield* Effect.orDie(users.exists(userId)))) return yield* Effect.fail(notFound("user"))
+        return yield* write(Effect.gen(function*() {
+          const stream = Events.projectStream(projectId)
+          const { seq, at } = yield* outbox.reserve(stream)
+          const added = yield* projects.addMember(projectId, userId, at)
+          if (!added) return yield* Effect.fail(new Errors.Conflict({ message: "user is already a member" }))
+          yield* outbox.insert({
+            stream,
+            seq,
+            at,
+            projectId,
+            actorId: caller.id,
+            payload: { type: "member.added", data: { userId, role: "member" } }
+          })
+          return new Chat.Member({ projectId, userId, role: "member" })
+        }))
+      })
+
+    const removeMember = (caller: Chat.User, projectId: Ids.ProjectId, userId: Ids.UserId) =>
+      Effect.gen(function*() {
+        yield* ownerOf(caller, projectId)
+        if (userId === caller.id) {
+          return yield* Effect.fail(new Errors.Conflict({ message: "the owner cannot be removed from their project" }))
+        }
+        yield* write(Effect.gen(function*() {
+          const stream = Events.projectStream(projectId)
+          const { seq, at } = yield* outbox.reserve(stream)
+          const removed = yield* projects.removeMember(projectId, userId)
+          if (!removed) return yield* Effect.fail(notFound("member"))
+          yield* outbox.insert({
+            stream,
+            seq,
+            at,
+            projectId,
+            actorId: caller.id,
+            payload: { type: "member.removed", data: { userId } }
+          })
+        }))
+      })
+
+    const replay = (stored: StoredMessage): MessageWrite => ({
+      outcome: "replayed",
+      message: stored.message,
+      event: {
+        id: stored.createdEvent.id,
+        stream: stored.message.scope === "project"
+          ? Events.projectStream(stored.message.projectId)
+          : Events.workspaceStream(stored.message.projectId, stored.message.authorId),
+        seq: stored.createdEvent.seq
+      }
+    })
+
+    const post = (caller: Chat.User, projectId: Ids.ProjectId, input: {
+      readonly scope: Chat.MessageScope
+      readonly role: Chat.AuthorRole
+      readonly body: string
+      readonly clientMessageId: string | undefined
+    }) =>
+      Effect.gen(function*() {
+        yield* visible(caller, projectId)
+        const key = input.clientMessageId === undefined ? undefined : {
+          projectId,
+          authorId: caller.id,
+          scope: input.scope,
+          clientMessageId: input.clientMessageId
+        }
+        const previous = key === undefined ? Option.none() : yield* Effect.orDie(messages.findByClientMessageId(key))
+        if (Option.isSome(previous)) return replay(previous.value)
+
+        const stream = input.scope === "project"
+          ? Events.projectStream(projectId)
+          : Events.workspaceStream(projectId, caller.id)
+        const messageId = randomUUID() as Ids.MessageId
+        const created = write(Effect.gen(function*() {
+          const { seq, at } = yield* outbox.reserve(stream)
+          const event = yield* outbox.insert({
+            stream,
+            seq,
+            at,
+            projectId,
+            actorId: caller.id,
+            payload: {
+              type: "message.created",
+              data: {
+                messageId,
+                authorId: caller.id,
+                role: input.role,
+                body: input.body,
+                ...(input.clientMessageId === undefined ? {} : { clientMessageId: input.clientMessageId })
+              }
+            }
+          })
+          const stored = yield* messages.insertAsMember({
+            id: messageId,
+            projectId,
+            authorId: caller.id,
+            scope: input.scope,
+            role: input.role,
+            body: input.body,
+            clientMessageId: input.clientMessageId,
+            event: event.ref,
+            at
+          }).pipe(
+            Effect.catchIf(
+              (e) => isUniqueViolation(e, "messages_client_message_id_key"),
+              () => Effect.fail(new DuplicateClientMessage())
+            )
+          )
+          if (Option.isNone(stored)) return yield* Effect.fail(notFound("project"))
+          return { outcome: "created", message: stored.value.message, event: event.ref } satisfies MessageWrite
+        }))
+        // A concurrent post with the same clientMessageId committed first: answer with its result.
+        return yield* created.pipe(
+          Effect.catchTag("DuplicateClientMessage", () =>
+            messages.findByClientMessageId(key!).pipe(
+              Effect.orDie,
+              Effect.map((found) => replay(Option.getOrThrow(found)))
+            ))
+        )
+      })
+
+    const postMessage = (caller: Chat.User, projectId: Ids.ProjectId, input: { body: string; clientMessageId?: string }) =>
+      post(caller, projectId, { scope: "project", role: "user", body: input.body, clientMessageId: input.clientMessageId })
+
+    const postWorkspaceMessage = (
+      caller: Chat.User,
+      projectId: Ids.ProjectId,
+      input: { body: string; role?: Chat.AuthorRole; clientMessageId?: string }
+    ) =>
+      post(caller, projectId, {
+        scope: "workspace",
+        role: input.role ?? "user",
+        body: input.body,
+        clientMessageId: input.clientMessageId
+      })
+
+    const listMessages = (
+      caller: Chat.User,
+      projectId: Ids.ProjectId,
+      scope: Chat.MessageScope,
+      params: { readonly limit?: number | undefined; readonly before?: string | undefined }
+    ) =>
+      Effect.gen(function*() {
+        yield* visible(caller, projectId)
+        const page = yield* Effect.orDie(messages.page({
+          projectId,
+          workspaceOf: scope === "workspace" ? caller.id : undefined,
+          limit: params.limit ?? 50,
+          before: params.before === undefined ? undefined : Number(params.before)
+        }))
+        return {
+          items: page.items.map((s) => s.message),
+          nextCursor: page.nextCursor === undefined ? null : String(page.nextCursor)
+        }
+      })
+
+    const editMessage = (caller: Chat.User, projectId: Ids.ProjectId, messageId: Ids.MessageId, body: string) =>
+      Effect.gen(function*() {
+        yield* visible(caller, projectId)
+        const current = yield* messages.findProjectMessage(projectId, messageId).pipe(
+          Effect.orDie,
+          Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("message")), onSome: Effect.succeed }))
+        )
+        if (current.message.authorId !== caller.id) {
+          return yield* Effect.fail(new Errors.Forbidden({ message: "only the author can edit a message" }))
+        }
+        if (current.message.deletedAt !== undefined) {
+          return yield* Effect.fail(new Errors.Conflict({ message: "the message was deleted" }))
+        }
+        return yield* write(Effect.gen(function*() {
+          const stream = Events.projectStream(projectId)
+          const { seq, at } = yield* outbox.reserve(stream)
+          if (!(yield* projects.isMember(projectId, caller.id))) return yield* Effect.fail(notFound("project"))
+          const edited = yield* messages.editBody(messageId, body, at)
+          if (Option.isNone(edited)) return yield* Effect.fail(new Errors.Conflict({ message: "the message was deleted" }))
+          const event = yield* outbox.insert({
+            stream,
+            seq,
+            at,
+            projectId,
+            actorId: caller.id,
+            payload: { type: "message.edited", data: { messageId, body } }
+          })
+          return { message: edited.value.message, event: event.ref }
+        }))
+      })
+
+    const deleteMessage = (caller: Chat.User, projectId: Ids.ProjectId, messageId: Ids.MessageId) =>
+      Effect.gen(function*() {
+        const { role } = yield* visible(caller, projectId)
+        const current = yield* messages.findProjectMessage(projectId, messageId).pipe(
+          Effect.orDie,
+          Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("message")), onSome: Effect.succeed }))
+        )
+        if (current.message.authorId !== caller.id && role !== "owner") {
+          return yield* Effect.fail(new Errors.Forbidden({ message: "only the author or the project owner can delete a message" }))
+        }
+        // Deleting twice is a no-op: the first delete's event stands, nothing more is written.
+        if (current.message.deletedAt !== undefined) return
+        yield* write(Effect.gen(function*() {
+          const stream = Events.projectStream(projectId)
+          const { seq, at } = yield* outbox.reserve(stream)
+          if (!(yield* projects.isMember(projectId, caller.id))) return yield* Effect.fail(notFound("project"))
+          if (!(yield* messages.softDelete(messageId, at))) return yield* Effect.fail(new AlreadyDeleted())
+          yield* outbox.insert({
+            stream,
+            seq,
+            at,
+            projectId,
+            actorId: caller.id,
+            payload: { type: "message.deleted", data: { messageId } }
+          })
+        })).pipe(Effect.catchTag("AlreadyDeleted", () => Effect.void))
+      })
+
+    return {
+      createProject,
+      listProjects,
+      getProject,
+      addMember,
+      removeMember,
+      postMessage,
+      postWorkspaceMessage,
+      listMessages,
+      editMessage,
+      deleteMessage
+    } as const
+  })
+}) {}
+
+class AlreadyDeleted {
+  readonly _tag = "AlreadyDeleted"
+}

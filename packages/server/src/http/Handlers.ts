@@ -1,0 +1,75 @@
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Api, Errors } from "@herald/domain"
+import { Effect, Option, Redacted } from "effect"
+import { timingSafeEqual } from "node:crypto"
+import { ChatService, type MessageWrite } from "../chat/ChatService.js"
+import { hashToken, UsersRepo } from "../chat/UsersRepo.js"
+import { AppConfig } from "../config/AppConfig.js"
+
+// Both outcomes have the same shape, so the status cannot come from the schema union: a replayed
+// clientMessageId answers 200 explicitly, a new message 201 from the endpoint definition.
+const encodeReplayed = HttpServerResponse.schemaJson(Api.MessageReplayed)
+const toWriteResult = (w: MessageWrite): Effect.Effect<Api.MessagePosted | HttpServerResponse.HttpServerResponse> =>
+  w.outcome === "created"
+    ? Effect.succeed(new Api.MessagePosted({ message: w.message, event: w.event }))
+    : Effect.orDie(encodeReplayed(new Api.MessageReplayed({ message: w.message, event: w.event }), { status: 200 }))
+
+export const AdminLive = HttpApiBuilder.group(Api.HeraldApi, "admin", (handlers) =>
+  Effect.gen(function*() {
+    const { adminToken } = yield* AppConfig
+    const users = yield* UsersRepo
+    return handlers.handle("createUser", ({ headers, payload }) =>
+      Effect.gen(function*() {
+        if (Option.isNone(adminToken)) return yield* new Errors.NotFound({ message: "admin API is disabled (HERALD_ADMIN_TOKEN is unset)" })
+        const given = (headers.authorization ?? "").replace(/^Bearer /i, "")
+        // Compare digests: equal length, constant time.
+        if (!timingSafeEqual(hashToken(given), hashToken(Redacted.value(adminToken.value)))) {
+          return yield* new Errors.Unauthorized({ message: "admin token required" })
+        }
+        const created = yield* Effect.orDie(users.create(payload.name))
+        return new Api.CreatedUser({ id: created.user.id, name: created.user.name, token: Redacted.value(created.token) })
+      }))
+  }))
+
+export const MeLive = HttpApiBuilder.group(Api.HeraldApi, "me", (handlers) =>
+  handlers.handle("me", () => Api.CurrentUser))
+
+export const ProjectsLive = HttpApiBuilder.group(Api.HeraldApi, "projects", (handlers) =>
+  Effect.gen(function*() {
+    const chat = yield* ChatService
+    return handlers
+      .handle("create", ({ payload }) => Effect.flatMap(Api.CurrentUser, (me) => chat.createProject(me, payload.name)))
+      .handle("list", () => Effect.flatMap(Api.CurrentUser, (me) => Effect.map(chat.listProjects(me), (items) => ({ items }))))
+      .handle("get", ({ path }) => Effect.flatMap(Api.CurrentUser, (me) => chat.getProject(me, path.projectId)))
+      .handle("addMember", ({ path, payload }) =>
+        Effect.flatMap(Api.CurrentUser, (me) => chat.addMember(me, path.projectId, payload.userId)))
+      .handle("removeMember", ({ path }) =>
+        Effect.flatMap(Api.CurrentUser, (me) => chat.removeMember(me, path.projectId, path.userId)))
+  }))
+
+export const MessagesLive = HttpApiBuilder.group(Api.HeraldApi, "messages", (handlers) =>
+  Effect.gen(function*() {
+    const chat = yield* ChatService
+    return handlers
+      .handle("post", ({ path, payload }) =>
+        Effect.flatMap(Api.CurrentUser, (me) => Effect.flatMap(chat.postMessage(me, path.projectId, payload), toWriteResult)))
+      .handle("list", ({ path, urlParams }) =>
+        Effect.flatMap(Api.CurrentUser, (me) =>
+          Effect.map(chat.listMessages(me, path.projectId, "project", urlParams), (page) => new Api.MessagePage(page))))
+      .handle("edit", ({ path, payload }) =>
+        Effect.flatMap(Api.CurrentUser, (me) =>
+          Effect.map(chat.editMessage(me, path.projectId, path.messageId, payload.body), (r) => new Api.MessageEdited(r))))
+      .handle("delete", ({ path }) =>
+        Effect.flatMap(Api.CurrentUser, (me) => chat.deleteMessage(me, path.projectId, path.messageId)))
+  }))
+
+export const WorkspaceLive = HttpApiBuilder.group(Api.HeraldApi, "workspace", (handlers) =>
+  Effect.gen(function*() {
+    const chat = yield* ChatService
+    return handlers
+      .handle("post", ({ path, payload }) =>
+        Effect.flatMap(Api.CurrentUser, (me) => Effect.flatMap(chat.postWorkspaceMessage(me, path.projectId, payload), toWriteResult)))
+      .handle("list", ({ path, urlParams }) =>
+        Effect.flatMap(Api.CurrentUser, (me) =>
+          Effect.map(chat.listMessages(me, path.projectId, "workspace", urlParams), (page) => new Api.MessagePage(page))))
+  }))

@@ -1,0 +1,35 @@
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { ConfigError, Console, Effect, Layer, Logger } from "effect"
+import { AppConfig, formatConfigError } from "./config/AppConfig.js"
+import { DatabaseLive } from "./db/Database.js"
+import { seedDemo } from "./DemoSeed.js"
+import { HttpLive, RequestPathLive } from "./http/Server.js"
+import { Wakeup } from "./outbox/Wakeup.js"
+
+const announce = Effect.gen(function*() {
+  const config = yield* AppConfig
+  yield* seedDemo
+  yield* Console.log(`Herald is up: API docs at http://${config.host}:${config.port}/docs`)
+})
+
+/** The layer graph: config → database → request path → HTTP. */
+export const ServerLive = Layer.mergeAll(HttpLive, Layer.effectDiscard(announce).pipe(Layer.provide(RequestPathLive))).pipe(
+  Layer.provide(Wakeup.Default),
+  Layer.provide(DatabaseLive),
+  Layer.provide(NodeContext.layer)
+)
+
+const LoggingLive = Layer.unwrapEffect(
+  Effect.map(AppConfig, (c) =>
+    Layer.merge(
+      c.logFormat === "json" ? Logger.json : Logger.pretty,
+      Logger.minimumLogLevel(c.logLevel)
+    ))
+)
+
+const program = Layer.launch(ServerLive.pipe(Layer.provide(LoggingLive), Layer.provideMerge(AppConfig.layer))).pipe(
+  Effect.catchIf(ConfigError.isConfigError, (error) =>
+    Effect.zipRight(Console.error(formatConfigError(error)), Effect.sync(() => process.exit(1))))
+)
+
+NodeRuntime.runMain(program)

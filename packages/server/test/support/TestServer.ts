@@ -1,0 +1,72 @@
+import { HttpServer } from "@effect/platform"
+import { NodeContext, NodeHttpServer } from "@effect/platform-node"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { createServer } from "node:http"
+import { UsersRepo } from "../../src/chat/UsersRepo.js"
+import { AppConfig } from "../../src/config/AppConfig.js"
+import { HttpAppLive, RequestPathLive } from "../../src/http/Server.js"
+import { Wakeup } from "../../src/outbox/Wakeup.js"
+import { TestDatabaseLive } from "./TestDatabase.js"
+
+export const ADMIN_TOKEN = "test-admin-token"
+
+export interface Response {
+  readonly status: number
+  readonly headers: Headers
+  readonly body: any
+}
+
+export interface RequestOptions {
+  readonly token?: string | undefined
+  readonly json?: unknown
+  /** A raw body sent as-is with content-type application/json. */
+  readonly raw?: string
+  readonly headers?: Record<string, string>
+}
+
+/** The real HTTP server on an ephemeral port over a fresh database, and a fetch-based client. */
+export class TestServer extends Context.Tag("test/TestServer")<TestServer, {
+  readonly url: string
+  readonly request: (method: string, path: string, options?: RequestOptions) => Effect.Effect<Response>
+  /** A new user and its bearer token. */
+  readonly user: (name?: string) => Effect.Effect<{ readonly id: string; readonly token: string }>
+}>() {}
+
+const make = Effect.gen(function*() {
+  const server = yield* HttpServer.HttpServer
+  const users = yield* UsersRepo
+  const address = server.address as HttpServer.TcpAddress
+  const url = `http://127.0.0.1:${address.port}`
+  const request = (method: string, path: string, options: RequestOptions = {}) =>
+    Effect.promise(async () => {
+      const headers: Record<string, string> = { ...options.headers }
+      if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
+      let body: string | undefined
+      if (options.json !== undefined || options.raw !== undefined) {
+        headers["content-type"] = "application/json"
+        body = options.raw ?? JSON.stringify(options.json)
+      }
+      const res = await fetch(url + path, { method, headers, ...(body === undefined ? {} : { body }) })
+      const text = await res.text()
+      let parsed: unknown = text
+      try {
+        parsed = text === "" ? undefined : JSON.parse(text)
+      } catch {
+        // not JSON: keep the text
+      }
+      return { status: res.status, headers: res.headers, body: parsed as any }
+    })
+  const user = (name = "user") =>
+    Effect.map(Effect.orDie(users.create(name)), ({ token, user }) => ({ id: user.id as string, token: Redacted.value(token) }))
+  return { url, request, user }
+})
+
+export const TestServerLive = Layer.effect(TestServer, make).pipe(
+  Layer.provide(RequestPathLive),
+  Layer.provideMerge(HttpAppLive),
+  Layer.provide(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })),
+  Layer.provideMerge(Wakeup.Default),
+  Layer.provideMerge(TestDatabaseLive),
+  Layer.provideMerge(AppConfig.layerWith({ adminToken: Option.some(Redacted.make(ADMIN_TOKEN)) })),
+  Layer.provide(NodeContext.layer)
+)
