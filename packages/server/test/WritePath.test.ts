@@ -1,0 +1,170 @@
+import { SqlClient } from "@effect/sql"
+import { describe, expect, it } from "@effect/vitest"
+import type { Chat, Ids } from "@herald/domain"
+import { Data, Effect, Exit, FastCheck, Fiber, Layer, Option, Queue, Runtime } from "effect"
+import { ChatService } from "../src/chat/ChatService.js"
+import { MessagesRepo } from "../src/chat/MessagesRepo.js"
+import type { UsersRepo } from "../src/chat/UsersRepo.js"
+import { Wakeup } from "../src/outbox/Wakeup.js"
+import { OutboxWriter } from "../src/outbox/OutboxWriter.js"
+import { ChatTestLive, expectContiguous, messageCount, newUser, outboxRows, seqsByStream } from "./support/ChatHarness.js"
+
+class InjectedFailure extends Data.TaggedError("InjectedFailure")<{}> {}
+
+/** The real services, with one step made to fail right after it wrote. */
+const failingAfter = (step: "outbox insert" | "message insert") =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const outbox = yield* OutboxWriter
+    const messages = yield* MessagesRepo
+    const failAfter = <A, E>(self: Effect.Effect<A, E>, here: boolean) =>
+      here ? Effect.zipLeft(self, Effect.die(new InjectedFailure())) : self
+    return ChatService.Default.pipe(
+      Layer.provide(Layer.succeed(OutboxWriter, OutboxWriter.make({
+        ...outbox,
+        insert: (e) => failAfter(outbox.insert(e), step === "outbox insert")
+      }))),
+      Layer.provide(Layer.succeed(MessagesRepo, MessagesRepo.make({
+        ...messages,
+        insertAsMember: (m) => failAfter(messages.insertAsMember(m), step === "message insert")
+      })))
+    )
+  }))
+
+describe("write path", () => {
+  it.layer(ChatTestLive)("atomicity (G1)", (it) => {
+    for (const step of ["outbox insert", "message insert"] as const) {
+      it.effect(`a failure after the ${step} leaves neither message nor event, and the seq is not consumed`, () =>
+        Effect.gen(function*() {
+          const chat = yield* ChatService
+          const alice = yield* newUser("alice")
+          const project = yield* chat.createProject(alice, "atomic")
+          const before = yield* outboxRows
+
+          const faulty = yield* Effect.provide(ChatService, failingAfter(step))
+          const exit = yield* Effect.exit(faulty.postMessage(alice, project.id, { body: "doomed" }))
+          expect(Exit.isFailure(exit)).toBe(true)
+
+          expect(yield* messageCount(project.id)).toBe(0)
+          expect(yield* outboxRows).toEqual(before)
+          // The next write takes the next seq: the failed one left no hole.
+          const ok = yield* chat.postMessage(alice, project.id, { body: "fine" })
+          expect(ok.event.seq).toBe(2)
+          expect(expectContiguous((yield* seqsByStream).get(`project:${project.id}`)!)).toBe(true)
+        }))
+    }
+
+    it.effect("a write does not wake the publisher until it has committed, and a failed one never does", () =>
+      Effect.gen(function*() {
+        const chat = yield* ChatService
+        const wakeup = yield* Wakeup
+        const alice = yield* newUser("alice")
+        const project = yield* chat.createProject(alice, "signals")
+        const subscription = yield* wakeup.subscribe
+        yield* subscription.drain
+        const faulty = yield* Effect.provide(ChatService, failingAfter("message insert"))
+        yield* Effect.exit(faulty.postMessage(alice, project.id, { body: "doomed" }))
+        const waiting = yield* Effect.fork(subscription.take)
+        yield* Effect.yieldNow().pipe(Effect.repeatN(20))
+        expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
+        yield* chat.postMessage(alice, project.id, { body: "committed" })
+        yield* Fiber.join(waiting)
+      }).pipe(Effect.scoped))
+  })
+
+  it.layer(ChatTestLive)("seq assignment (G4)", (it) => {
+    it.effect("50 concurrent writers on one stream get seqs exactly 1..50", () =>
+      Effect.gen(function*() {
+        const chat = yield* ChatService
+        const alice = yield* newUser("alice")
+        const project = yield* chat.createProject(alice, "busy")
+        const results = yield* Effect.forEach(
+          Array.from({ length: 50 }, (_, i) => i),
+          (i) => chat.postWorkspaceMessage(alice, project.id, { body: `m${i}`, role: i % 2 ? "worker" : "user" }),
+          { concurrency: "unbounded" }
+        )
+        expect(results.map((r) => r.event.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
+        const rows = (yield* outboxRows).filter((r) => r.streamId === `workspace:${project.id}:${alice.id}`)
+        expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
+        // commit order = seq order: each message's creation time follows seq order
+        const sql = yield* SqlClient.SqlClient
+        const times = yield* sql<{ seq: number; occurredAt: Date }>`
+          SELECT seq, occurred_at FROM event_outbox WHERE stream_id = ${`workspace:${project.id}:${alice.id}`} ORDER BY seq`
+        for (let i = 1; i < times.length; i++) {
+          expect(times[i]!.occurredAt.getTime()).toBeGreaterThanOrEqual(times[i - 1]!.occurredAt.getTime())
+        }
+      }))
+
+    type Op =
+      | { readonly _tag: "post"; readonly actor: number; readonly workspace: boolean }
+      | { readonly _tag: "edit"; readonly actor: number }
+      | { readonly _tag: "delete"; readonly actor: number }
+      | { readonly _tag: "add"; readonly target: number }
+      | { readonly _tag: "remove"; readonly target: number }
+    const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
+      FastCheck.record({ _tag: FastCheck.constant("post" as const), actor: FastCheck.nat(3), workspace: FastCheck.boolean() }),
+      FastCheck.record({ _tag: FastCheck.constant("edit" as const), actor: FastCheck.nat(3) }),
+      FastCheck.record({ _tag: FastCheck.constant("delete" as const), actor: FastCheck.nat(3) }),
+      FastCheck.record({ _tag: FastCheck.constant("add" as const), target: FastCheck.integer({ min: 1, max: 3 }) }),
+      FastCheck.record({ _tag: FastCheck.constant("remove" as const), target: FastCheck.integer({ min: 1, max: 3 }) })
+    )
+
+    it.effect("random concurrent interleavings of posts, edits, deletes and member changes keep every stream contiguous", () =>
+      Effect.gen(function*() {
+        const chat = yield* ChatService
+        const run = (ops: ReadonlyArray<Op>) =>
+          Effect.gen(function*() {
+            const users = yield* Effect.forEach([0, 1, 2, 3], (i) => newUser(`u${i}`))
+            const owner = users[0]!
+            const project = yield* chat.createProject(owner, "prop")
+            const posted = yield* Queue.unbounded<{ author: Chat.User; id: Ids.MessageId }>()
+            const step = (o: Op): Effect.Effect<unknown, unknown> => {
+              switch (o._tag) {
+                case "post":
+                  return (o.workspace ? chat.postWorkspaceMessage : chat.postMessage)(users[o.actor]!, project.id, { body: "x" }).pipe(
+                    Effect.tap((w) => o.workspace ? Effect.void : Queue.offer(posted, { author: users[o.actor]!, id: w.message.id }))
+                  )
+                case "edit":
+                case "delete":
+                  return Queue.poll(posted).pipe(
+                    Effect.flatMap(Option.match({
+                      onNone: () => Effect.void,
+                      onSome: (m): Effect.Effect<unknown, unknown> =>
+                        o._tag === "edit"
+                          ? chat.editMessage(m.author, project.id, m.id, "edited")
+                          : chat.deleteMessage(users[o.actor]!, project.id, m.id)
+                    }))
+                  )
+                case "add":
+                  return chat.addMember(owner, project.id, users[o.target]!.id)
+                case "remove":
+                  return chat.removeMember(owner, project.id, users[o.target]!.id)
+              }
+            }
+            // Refusals (not a member, not the author, already a member …) are expected; only the log matters.
+            yield* Effect.forEach(ops, (o) => Effect.exit(step(o)), { concurrency: 8 })
+            const streams = yield* seqsByStream
+            expect(streams.get(`project:${project.id}`)?.[0]).toBe(1)
+            for (const [stream, seqs] of streams) {
+              if (!stream.includes(project.id)) continue
+              expect(expectContiguous(seqs), `${stream}: ${seqs.join(",")}`).toBe(true)
+            }
+            // Every committed change has its event: one message.created per message row.
+            const sql = yield* SqlClient.SqlClient
+            const [counts] = yield* sql<{ messages: number; created: number }>`
+              SELECT (SELECT count(*)::int FROM messages WHERE project_id = ${project.id}) AS messages,
+                     (SELECT count(*)::int FROM event_outbox WHERE project_id = ${project.id} AND type = 'message.created') AS created`
+            expect(counts!.messages).toBe(counts!.created)
+          })
+        const runtime = yield* Effect.runtime<ChatService | SqlClient.SqlClient | UsersRepo>()
+        yield* Effect.promise(() =>
+          FastCheck.assert(
+            FastCheck.asyncProperty(
+              FastCheck.array(op, { minLength: 1, maxLength: 40 }),
+              (ops) => Runtime.runPromise(runtime)(run(ops))
+            ),
+            { numRuns: 25 }
+          )
+        )
+      }))
+  })
+})
