@@ -3,7 +3,7 @@ import { NodeContext, NodeHttpServer } from "@effect/platform-node"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { createServer } from "node:http"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
-import { AppConfig } from "../../src/config/AppConfig.js"
+import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
 import { HttpAppLive, RequestPathLive } from "../../src/http/Server.js"
 import { Wakeup } from "../../src/outbox/Wakeup.js"
 import { TestDatabaseLive } from "./TestDatabase.js"
@@ -61,12 +61,15 @@ const make = Effect.gen(function*() {
   return { url, request, user }
 })
 
-export const TestServerLive = Layer.effect(TestServer, make).pipe(
+/** The server over a fresh database, with the test admin token and any config overrides. */
+export const testServerLayer = (config: Partial<AppConfigShape> = {}) => Layer.effect(TestServer, make).pipe(
   Layer.provide(RequestPathLive),
   Layer.provideMerge(HttpAppLive),
   Layer.provide(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })),
   Layer.provideMerge(Wakeup.Default),
   Layer.provideMerge(TestDatabaseLive),
-  Layer.provideMerge(AppConfig.layerWith({ adminToken: Option.some(Redacted.make(ADMIN_TOKEN)) })),
+  Layer.provideMerge(AppConfig.layerWith({ adminToken: Option.some(Redacted.make(ADMIN_TOKEN)), ...config })),
   Layer.provide(NodeContext.layer)
 )
+
+export const TestServerLive = testServerLayer()
