@@ -1,5 +1,6 @@
+import { HttpServerRequest } from "@effect/platform"
 import { Api, Errors } from "@herald/domain"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Layer, Option, type Redacted } from "effect"
 import { UsersRepo } from "../chat/UsersRepo.js"
 
 const unauthorized = (message: string) => new Errors.Unauthorized({ message })
@@ -9,17 +10,21 @@ export const AuthenticationLive = Layer.effect(
   Api.Authentication,
   Effect.gen(function*() {
     const users = yield* UsersRepo
+    const lookup = (token: Redacted.Redacted) =>
+      users.findByToken(token).pipe(
+        Effect.orDie,
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(unauthorized("invalid bearer token")),
+          onSome: Effect.succeed
+        }))
+      )
     return {
+      // The platform strips the first 7 characters whatever they are; insist on the Bearer scheme.
       bearer: (token) =>
-        Redacted.value(token).length === 0
-          ? Effect.fail(unauthorized("missing bearer token: send Authorization: Bearer <token>"))
-          : users.findByToken(token).pipe(
-            Effect.orDie,
-            Effect.flatMap(Option.match({
-              onNone: () => Effect.fail(unauthorized("invalid bearer token")),
-              onSome: Effect.succeed
-            }))
-          )
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+          /^Bearer [^\s]/i.test(request.headers.authorization ?? "")
+            ? lookup(token)
+            : Effect.fail(unauthorized("missing bearer token: send Authorization: Bearer <token>")))
     }
   })
 )

@@ -21,9 +21,9 @@ export const AdminLive = HttpApiBuilder.group(Api.HeraldApi, "admin", (handlers)
     return handlers.handle("createUser", ({ headers, payload }) =>
       Effect.gen(function*() {
         if (Option.isNone(adminToken)) return yield* new Errors.NotFound({ message: "admin API is disabled (HERALD_ADMIN_TOKEN is unset)" })
-        const given = (headers.authorization ?? "").replace(/^Bearer /i, "")
+        const given = /^Bearer (.+)$/i.exec(headers.authorization ?? "")?.[1] ?? ""
         // Compare digests: equal length, constant time.
-        if (!timingSafeEqual(hashToken(given), hashToken(Redacted.value(adminToken.value)))) {
+        if (given === "" || !timingSafeEqual(hashToken(given), hashToken(Redacted.value(adminToken.value)))) {
           return yield* new Errors.Unauthorized({ message: "admin token required" })
         }
         const created = yield* Effect.orDie(users.create(payload.name))

@@ -7,7 +7,10 @@ export const MAX_BODY_BYTES = 256 * 1024
 const errorJson = (status: number, _tag: string, message: string) =>
   HttpServerResponse.unsafeJson({ _tag, message }, { status })
 
-/** 413 for a declared length over the limit; a streamed body is cut off at the limit too. */
+/**
+ * 413 for a declared length over the limit. A chunked body with no declared length is cut off
+ * at the limit while it is read; the platform then closes the connection rather than answer.
+ */
 export const bodyLimit = HttpMiddleware.make((app) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest

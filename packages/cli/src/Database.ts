@@ -1,0 +1,12 @@
+import { NodeContext } from "@effect/platform-node"
+import { AppConfig } from "@herald/server/config/AppConfig"
+import { clientLayer, resolveDatabaseUrl } from "@herald/server/db/Database"
+import { Effect, Layer } from "effect"
+
+/**
+ * The CLI works directly against the database: `DATABASE_URL`, or the embedded cluster under
+ * `HERALD_DATA_DIR` — attached to while the server runs, started for the command's duration if not.
+ */
+export const CliDatabaseLive = Layer.unwrapScoped(
+  Effect.map(resolveDatabaseUrl, (url) => clientLayer({ url, maxConnections: 4, applicationName: "herald-cli" }))
+).pipe(Layer.provideMerge(AppConfig.layer), Layer.provideMerge(NodeContext.layer))

@@ -1,0 +1,27 @@
+import { Command, ValidationError } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { ConfigError, Console, Effect, Layer, Logger, LogLevel } from "effect"
+import { formatConfigError } from "@herald/server/config/AppConfig"
+import { herald } from "./Commands.js"
+
+const cli = Command.run(herald, { name: "herald", version: "0.1.0" })
+
+/** One clear line on stderr and a non-zero exit; never a stack trace. */
+const describe = (error: unknown): string => {
+  if (ConfigError.isConfigError(error)) return formatConfigError(error)
+  if (typeof error === "object" && error !== null && "message" in error) {
+    const e = error as { _tag?: string; message: string }
+    return `herald: ${e.message}`
+  }
+  return `herald: ${String(error)}`
+}
+
+cli(process.argv).pipe(
+  Effect.catchAll((error) =>
+    ValidationError.isValidationError(error)
+      ? Effect.sync(() => process.exit(2)) // @effect/cli already printed the usage problem
+      : Effect.zipRight(Console.error(describe(error)), Effect.sync(() => process.exit(1)))
+  ),
+  Effect.provide(Layer.merge(NodeContext.layer, Logger.minimumLogLevel(LogLevel.Warning))),
+  NodeRuntime.runMain({ disableErrorReporting: false })
+)
