@@ -14,6 +14,19 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Her
   security: { bearer: HttpApiSecurity.bearer }
 }) {}
 
+/**
+ * The SSE endpoints also take `?access_token=`, because a browser's `EventSource` cannot send
+ * headers. The header wins when both are present.
+ */
+export class StreamAuthentication extends HttpApiMiddleware.Tag<StreamAuthentication>()("Herald/StreamAuthentication", {
+  failure: Unauthorized,
+  provides: CurrentUser,
+  security: {
+    bearer: HttpApiSecurity.bearer,
+    accessToken: HttpApiSecurity.apiKey({ key: "access_token", in: "query" })
+  }
+}) {}
+
 // ---------------------------------------------------------------------------------------------
 // Payloads and results
 
@@ -68,6 +81,18 @@ export class MessagePage extends Schema.Class<MessagePage>("MessagePage")({
 export const ProjectPath = Schema.Struct({ projectId: ProjectId })
 export const MemberPath = Schema.Struct({ projectId: ProjectId, userId: UserId })
 export const MessagePath = Schema.Struct({ projectId: ProjectId, messageId: MessageId })
+
+/** A stream position: `Last-Event-ID` or `?after=` (0 = from the beginning). */
+export const StreamPosition = Schema.NumberFromString.pipe(
+  Schema.int({ message: () => "a stream position must be a whole number" }),
+  Schema.nonNegative({ message: () => "a stream position must not be negative" }),
+  Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER)
+)
+export const StreamParams = Schema.Struct({ after: Schema.optional(StreamPosition) })
+export const StreamHeaders = Schema.Struct({ "last-event-id": Schema.optional(StreamPosition) })
+
+/** The SSE response (documented only: the body is a text/event-stream). */
+export const EventStream = HttpApiSchema.Text({ contentType: "text/event-stream" })
 
 export const Health = Schema.Struct({
   status: Schema.Literal("ok"),
@@ -184,9 +209,38 @@ export class WorkspaceApi extends HttpApiGroup.make("workspace")
   .middleware(Authentication)
 {}
 
+export class StreamsApi extends HttpApiGroup.make("streams")
+  .add(
+    HttpApiEndpoint.get("project", "/api/projects/:projectId/stream")
+      .setPath(ProjectPath)
+      .setUrlParams(StreamParams)
+      .setHeaders(StreamHeaders)
+      .addSuccess(EventStream)
+      .addError(NotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("workspace", "/api/projects/:projectId/workspace/stream")
+      .setPath(ProjectPath)
+      .setUrlParams(StreamParams)
+      .setHeaders(StreamHeaders)
+      .addSuccess(EventStream)
+      .addError(NotFound)
+  )
+  .middleware(StreamAuthentication)
+  .annotate(
+    OpenApi.Description,
+    "Server-sent events: `id: <seq>`, `event: <type>`, `data: <envelope>`. Resume with `Last-Event-ID` or `?after=`."
+  )
+{}
+
 export class HealthApi extends HttpApiGroup.make("health")
   .add(HttpApiEndpoint.get("live", "/health/live").addSuccess(Health))
   .add(HttpApiEndpoint.get("ready", "/health/ready").addSuccess(Health).addError(ServiceUnavailable))
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+      .annotate(OpenApi.Description, "Prometheus text exposition")
+  )
 {}
 
 export class HeraldApi extends HttpApi.make("herald")
@@ -195,6 +249,7 @@ export class HeraldApi extends HttpApi.make("herald")
   .add(ProjectsApi)
   .add(MessagesApi)
   .add(WorkspaceApi)
+  .add(StreamsApi)
   .add(HealthApi)
   .addError(BadRequest)
   .annotate(OpenApi.Title, "Herald")

@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { AuthorRole, MemberRole } from "./Chat.js"
 import { EventId, MessageId, ProjectId, UserId } from "./Ids.js"
 
@@ -83,3 +83,9 @@ export const encodeEvent = Schema.encode(Event)
 /** The reference a write returns to its caller. */
 export const EventRef = Schema.Struct({ id: EventId, stream: StreamId, seq: Seq })
 export type EventRef = typeof EventRef.Type
+
+/** The envelope as JSON (ISO timestamps, plain strings): what the broker, SSE and history carry. */
+export type EventWire = typeof Event.Encoded
+
+/** Checks that `u` is a well-formed envelope and keeps its wire form. */
+export const validateWire = (u: unknown) => Effect.as(decodeEvent(u), u as EventWire)

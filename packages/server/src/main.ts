@@ -1,10 +1,11 @@
+import { HttpServer } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { ConfigError, Console, Effect, Layer, Logger } from "effect"
 import { AppConfig, formatConfigError } from "./config/AppConfig.js"
 import { DatabaseLive } from "./db/Database.js"
 import { seedDemo } from "./DemoSeed.js"
-import { HttpLive, RequestPathLive } from "./http/Server.js"
-import { Wakeup } from "./outbox/Wakeup.js"
+import { NodeServerLive } from "./http/Server.js"
+import { serverLayer } from "./Server.js"
 
 const announce = Effect.gen(function*() {
   const config = yield* AppConfig
@@ -13,8 +14,8 @@ const announce = Effect.gen(function*() {
 })
 
 /** The layer graph: config → database → request path → HTTP. */
-export const ServerLive = Layer.mergeAll(HttpLive, Layer.effectDiscard(announce).pipe(Layer.provide(RequestPathLive))).pipe(
-  Layer.provide(Wakeup.Default),
+export const ServerLive = Layer.effectDiscard(announce).pipe(
+  Layer.provideMerge(serverLayer(NodeServerLive.pipe(HttpServer.withLogAddress))),
   Layer.provide(DatabaseLive),
   Layer.provide(NodeContext.layer)
 )

@@ -1,14 +1,11 @@
 import { HttpServerRequest } from "@effect/platform"
 import { Api, Errors } from "@herald/domain"
-import { Effect, Layer, Option, type Redacted } from "effect"
+import { Effect, Layer, Option, Redacted } from "effect"
 import { UsersRepo } from "../chat/UsersRepo.js"
 
 const unauthorized = (message: string) => new Errors.Unauthorized({ message })
 
-/** Bearer-token authentication: provides `CurrentUser` to every endpoint of a protected group. */
-export const AuthenticationLive = Layer.effect(
-  Api.Authentication,
-  Effect.gen(function*() {
+const make = Effect.gen(function*() {
     const users = yield* UsersRepo
     const lookup = (token: Redacted.Redacted) =>
       users.findByToken(token).pipe(
@@ -20,11 +17,20 @@ export const AuthenticationLive = Layer.effect(
       )
     return {
       // The platform strips the first 7 characters whatever they are; insist on the Bearer scheme.
-      bearer: (token) =>
+      bearer: (token: Redacted.Redacted) =>
         Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
           /^Bearer [^\s]/i.test(request.headers.authorization ?? "")
             ? lookup(token)
-            : Effect.fail(unauthorized("missing bearer token: send Authorization: Bearer <token>")))
+            : Effect.fail(unauthorized("missing bearer token: send Authorization: Bearer <token>"))),
+      accessToken: (token: Redacted.Redacted) =>
+        Redacted.value(token).length === 0
+          ? Effect.fail(unauthorized("missing token: send Authorization: Bearer <token> or ?access_token=<token>"))
+          : lookup(token)
     }
   })
-)
+
+/** Bearer-token authentication: provides `CurrentUser` to every endpoint of a protected group. */
+export const AuthenticationLive = Layer.effect(Api.Authentication, Effect.map(make, ({ bearer }) => ({ bearer })))
+
+/** The same for the SSE endpoints, which also take `?access_token=` (EventSource sends no headers). */
+export const StreamAuthenticationLive = Layer.effect(Api.StreamAuthentication, make)

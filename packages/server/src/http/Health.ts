@@ -2,23 +2,38 @@ import { HttpApiBuilder } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import { Api, Errors } from "@herald/domain"
 import { Effect } from "effect"
+import { PublisherStatus } from "../outbox/PublisherStatus.js"
+import { Metrics } from "./Metrics.js"
 
-/** live: the process answers. ready: the database answers (and, once it runs, the publisher). */
+/** live: the process answers. ready: the database answers and this process's publisher runs. */
 export const HealthLive = HttpApiBuilder.group(Api.HeraldApi, "health", (handlers) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const publisher = yield* PublisherStatus
+    const metrics = yield* Metrics
     const database = sql`SELECT 1`.pipe(
       Effect.timeout("2 seconds"),
       Effect.as("ok"),
       Effect.catchAll((e) => Effect.succeed(`unreachable: ${e.message}`))
     )
+    const publisherCheck = Effect.map(publisher.get, (state) => {
+      switch (state._tag) {
+        case "Running":
+          return "ok"
+        case "BackingOff":
+          return `backing off: ${state.error}`
+        case "Stopped":
+          return "not running"
+      }
+    })
     return handlers
       .handle("live", () => Effect.succeed({ status: "ok" as const, checks: {} }))
       .handle("ready", () =>
         Effect.gen(function*() {
-          const checks = { database: yield* database }
+          const checks = { database: yield* database, publisher: yield* publisherCheck }
           return Object.values(checks).every((c) => c === "ok")
             ? { status: "ok" as const, checks }
             : yield* new Errors.ServiceUnavailable({ message: "not ready", checks })
         }))
+      .handle("metrics", () => Effect.orDie(metrics.render))
   }))

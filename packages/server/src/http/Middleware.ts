@@ -43,3 +43,23 @@ export const jsonErrors = HttpMiddleware.make((app) =>
     )
   )
 )
+
+const redactUrl = (url: string) => url.replace(/access_token=[^&]*/g, "access_token=REDACTED")
+
+/**
+ * The access log: one line per response with method, URL and status — the URL with any
+ * `?access_token=` redacted, so tokens never reach the logs.
+ */
+export const accessLog = HttpMiddleware.make((app) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    app.pipe(
+      Effect.onExit((exit) =>
+        Effect.annotateLogs(Effect.logInfo("Sent HTTP response"), {
+          "http.method": request.method,
+          "http.url": redactUrl(request.url),
+          "http.status": exit._tag === "Success" ? exit.value.status : HttpServerError.causeResponseStripped(exit.cause)[0].status
+        })
+      ),
+      Effect.withLogSpan("http")
+    ))
+)

@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpApiScalar, HttpMiddleware, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpApiScalar, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Api } from "@herald/domain"
 import { Effect, Layer } from "effect"
@@ -9,37 +9,54 @@ import { ProjectsRepo } from "../chat/ProjectsRepo.js"
 import { UsersRepo } from "../chat/UsersRepo.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { OutboxWriter } from "../outbox/OutboxWriter.js"
-import { AuthenticationLive } from "./Auth.js"
-import { bodyLimit, jsonErrors } from "./Middleware.js"
+import { SseHub } from "../stream/SseHub.js"
+import { AuthenticationLive, StreamAuthenticationLive } from "./Auth.js"
 import { AdminLive, MeLive, MessagesLive, ProjectsLive, WorkspaceLive } from "./Handlers.js"
 import { HealthLive } from "./Health.js"
+import { accessLog, bodyLimit, jsonErrors } from "./Middleware.js"
+import { StreamsLive } from "./Streams.js"
 
 /**
  * The request path: every service an HTTP handler can reach. It needs a SqlClient, the config
- * and the in-process Wakeup — and no broker (G2): `test/G2.test.ts` keeps it that way.
+ * and the in-process Wakeup — and no broker publisher (G2): `test/G2.test.ts` keeps it that way.
  */
 export const RequestPathLive = ChatService.Default.pipe(
   Layer.provideMerge(Layer.mergeAll(UsersRepo.Default, ProjectsRepo.Default, MessagesRepo.Default, OutboxWriter.Default))
 )
 
-/** The HTTP API: handlers of every group over the request path. */
+/** The HTTP API: handlers of every group over the request path (plus the SSE hub's read side). */
 export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
-  Layer.provide([AdminLive, MeLive, ProjectsLive, MessagesLive, WorkspaceLive, HealthLive]),
-  Layer.provide(AuthenticationLive),
+  Layer.provide([AdminLive, MeLive, ProjectsLive, MessagesLive, WorkspaceLive, StreamsLive, HealthLive]),
+  Layer.provide([AuthenticationLive, StreamAuthenticationLive]),
   Layer.provide(RequestPathLive)
 )
 
 /** The API with its OpenAPI document and reference page, served on whichever HttpServer is given. */
-export const HttpAppLive = HttpApiBuilder.serve((app) => bodyLimit(HttpMiddleware.logger(app))).pipe(
+export const HttpAppLive = HttpApiBuilder.serve((app) => bodyLimit(accessLog(app))).pipe(
   Layer.provide(HttpApiBuilder.middleware(jsonErrors)),
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ApiLive)
 )
 
+/**
+ * Open SSE responses would keep Node's `server.close()` waiting (G8). This layer needs the HTTP
+ * server, so it is built after it and torn down before it: its finalizer ends every SSE response
+ * first, then the server closes.
+ */
+export const EndStreamsBeforeServerLive = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    yield* HttpServer.HttpServer
+    const hub = yield* SseHub
+    yield* Effect.addFinalizer(() => hub.closeAll)
+  })
+)
+
+/** The app and the SSE shutdown hook on one HttpServer. */
+export const serveOn = <ROut, E, R>(server: Layer.Layer<ROut, E, R>) =>
+  Layer.mergeAll(HttpAppLive, EndStreamsBeforeServerLive).pipe(Layer.provideMerge(server))
+
 /** Node's HTTP server on HOST:PORT. */
 export const NodeServerLive = Layer.unwrapEffect(
   Effect.map(AppConfig, (c) => NodeHttpServer.layer(createServer, { port: c.port, host: c.host }))
 )
-
-export const HttpLive = HttpAppLive.pipe(HttpServer.withLogAddress, Layer.provide(NodeServerLive))

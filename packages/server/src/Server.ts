@@ -1,0 +1,36 @@
+import { Layer } from "effect"
+import { BrokerLive } from "./broker/BrokerLive.js"
+import { Metrics } from "./http/Metrics.js"
+import { RequestPathLive, serveOn } from "./http/Server.js"
+import { OutboxPublisherLive } from "./outbox/OutboxPublisher.js"
+import { OutboxStore } from "./outbox/OutboxStore.js"
+import { PublisherStatus } from "./outbox/PublisherStatus.js"
+import { Wakeup } from "./outbox/Wakeup.js"
+import { EventReader } from "./stream/EventReader.js"
+import { SseHub } from "./stream/SseHub.js"
+
+/** Services shared by the request path, the publisher and the SSE side. */
+export const SharedLive = Layer.mergeAll(
+  Metrics.Default,
+  PublisherStatus.Default,
+  OutboxStore.Default,
+  EventReader.Default,
+  Wakeup.Default
+)
+
+/**
+ * Everything after commit: the outbox publisher (the only holder of the broker's publishing side)
+ * and the SSE hub (its subscribing side). The broker is provided *into* these two and not passed
+ * on, so nothing built on top — the HTTP API — is ever given it (G2).
+ */
+export const RealtimeLive = Layer.mergeAll(SseHub.Default, OutboxPublisherLive).pipe(
+  Layer.provide(BrokerLive),
+  Layer.provideMerge(SharedLive)
+)
+
+/** The whole server on the given HTTP server: API, SSE, publisher. Needs the database and config. */
+export const serverLayer = <ROut, E, R>(http: Layer.Layer<ROut, E, R>) =>
+  serveOn(http).pipe(
+    Layer.provideMerge(RequestPathLive),
+    Layer.provideMerge(RealtimeLive)
+  )

@@ -1,0 +1,17 @@
+import { Effect, Layer } from "effect"
+import { AppConfig } from "../config/AppConfig.js"
+import { withChaos } from "./ChaosBroker.js"
+import { MemoryBrokerLive } from "./MemoryBroker.js"
+import { PostgresBrokerPublisherLive, PostgresBrokerSubscriberLive } from "./PostgresBroker.js"
+
+/** The broker chosen by `HERALD_BROKER`, its publishing side wrapped in the chaos drill. */
+export const BrokerLive = Layer.unwrapEffect(
+  Effect.map(AppConfig, (config) => {
+    switch (config.broker) {
+      case "memory":
+        return Layer.merge(withChaos(MemoryBrokerLive), MemoryBrokerLive)
+      case "postgres":
+        return Layer.merge(withChaos(PostgresBrokerPublisherLive), PostgresBrokerSubscriberLive)
+    }
+  })
+)

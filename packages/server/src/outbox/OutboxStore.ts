@@ -1,0 +1,130 @@
+import { SqlClient } from "@effect/sql"
+import type { Events } from "@herald/domain"
+import { Effect } from "effect"
+
+/** An outbox row as the publisher handles it: the wire envelope plus its delivery state. */
+export interface ClaimedEvent {
+  readonly envelope: Events.EventWire
+  readonly attempts: number
+}
+
+interface EnvelopeRow {
+  readonly id: string
+  readonly streamId: string
+  readonly seq: number
+  readonly type: string
+  readonly projectId: string
+  readonly actorId: string
+  readonly occurredAt: Date
+  readonly data: unknown
+}
+
+/** Row → the JSON envelope of SPEC §2. Rows are written only by OutboxWriter, so no re-validation here. */
+export const toWire = (row: EnvelopeRow): Events.EventWire => ({
+  id: row.id,
+  stream: row.streamId,
+  seq: row.seq,
+  type: row.type,
+  projectId: row.projectId,
+  actorId: row.actorId,
+  occurredAt: row.occurredAt.toISOString(),
+  data: row.data
+}) as Events.EventWire
+
+export const envelopeColumns = "id, stream_id, seq, type, project_id, actor_id, occurred_at, data"
+
+export interface RetryDecision {
+  readonly id: string
+  /** null → the row becomes `dead`. */
+  readonly delayMs: number | null
+}
+
+/**
+ * The outbox as the publisher and operators see it: claim, confirm, retry, release.
+ *
+ * A claim pushes `next_attempt_at` to the end of the lease, so an expired lease makes the row due
+ * again by the very condition (and index) that finds due rows; `claimed_by`/`claimed_until` say who.
+ */
+export class OutboxStore extends Effect.Service<OutboxStore>()("Herald/OutboxStore", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    const claim = (options: { readonly publisherId: string; readonly batchSize: number; readonly leaseMs: number }) =>
+      Effect.map(
+        sql<EnvelopeRow & { attempts: number; position: number }>`
+          WITH due AS (
+            SELECT id FROM event_outbox
+            WHERE status = 'pending' AND next_attempt_at <= now()
+            ORDER BY next_attempt_at, position
+            LIMIT ${options.batchSize}
+            FOR UPDATE SKIP LOCKED
+          )
+          UPDATE event_outbox o
+          SET claimed_by = ${options.publisherId},
+              claimed_until = now() + ${options.leaseMs} * interval '1 millisecond',
+              next_attempt_at = now() + ${options.leaseMs} * interval '1 millisecond'
+          FROM due WHERE o.id = due.id
+          RETURNING o.id, o.stream_id, o.seq, o.type, o.project_id, o.actor_id, o.occurred_at, o.data,
+                    o.attempts, o.position`,
+        (rows): Array<ClaimedEvent> =>
+          [...rows]
+            .sort((a, b) => a.position - b.position)
+            .map((row) => ({ envelope: toWire(row), attempts: row.attempts }))
+      )
+
+    /** Only rows this publisher still holds: a row whose lease expired and was re-claimed is left alone. */
+    const markPublished = (publisherId: string, ids: ReadonlyArray<string>) =>
+      Effect.map(
+        sql<{ occurredAt: Date; publishedAt: Date }>`
+          UPDATE event_outbox
+          SET status = 'published', published_at = now(), attempts = attempts + 1,
+              claimed_by = NULL, claimed_until = NULL, last_error = NULL
+          WHERE id = ANY(${ids}::uuid[]) AND status = 'pending' AND claimed_by = ${publisherId}
+          RETURNING occurred_at, published_at`,
+        (rows) => rows.map((r) => r.publishedAt.getTime() - r.occurredAt.getTime())
+      )
+
+    const markFailed = (publisherId: string, decisions: ReadonlyArray<RetryDecision>, error: string) =>
+      decisions.length === 0 ? Effect.succeed(0) : Effect.map(
+        sql`
+          UPDATE event_outbox o
+          SET attempts = o.attempts + 1,
+              last_error = ${error},
+              claimed_by = NULL, claimed_until = NULL,
+              status = CASE WHEN d.delay_ms IS NULL THEN 'dead' ELSE 'pending' END,
+              next_attempt_at = CASE WHEN d.delay_ms IS NULL THEN o.next_attempt_at
+                                     ELSE now() + d.delay_ms * interval '1 millisecond' END
+          FROM unnest(${decisions.map((d) => d.id)}::uuid[], ${decisions.map((d) => d.delayMs)}::float8[]) AS d(id, delay_ms)
+          WHERE o.id = d.id AND o.status = 'pending' AND o.claimed_by = ${publisherId}
+          RETURNING o.status`,
+        (rows) => rows.length
+      )
+
+    /** Gives claimed rows back, due now (graceful shutdown). */
+    const release = (publisherId: string, ids: ReadonlyArray<string>) =>
+      ids.length === 0 ? Effect.void : Effect.asVoid(sql`
+        UPDATE event_outbox SET claimed_by = NULL, claimed_until = NULL, next_attempt_at = now()
+        WHERE id = ANY(${ids}::uuid[]) AND status = 'pending' AND claimed_by = ${publisherId}`)
+
+    /** Dead rows back to pending, due now, with a fresh attempt budget. Returns the ids retried. */
+    const retryDead = (ids: ReadonlyArray<string> | "all") =>
+      Effect.map(
+        sql<{ id: string }>`
+          UPDATE event_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(),
+                 claimed_by = NULL, claimed_until = NULL
+          WHERE status = 'dead' ${ids === "all" ? sql`` : sql`AND id = ANY(${ids}::uuid[])`}
+          RETURNING id`,
+        (rows) => rows.map((r) => r.id)
+      )
+
+    /** The earliest time a pending row becomes due, to sleep exactly until then. */
+    const nextDueInMs = Effect.map(
+      sql<{ ms: number | null }>`
+        SELECT (extract(epoch FROM min(next_attempt_at) - now()) * 1000)::float8 AS ms
+        FROM event_outbox WHERE status = 'pending'`,
+      ([row]) => row?.ms ?? null
+    )
+
+    return { claim, markPublished, markFailed, release, retryDead, nextDueInMs } as const
+  })
+}) {}
