@@ -1,0 +1,122 @@
+import * as http from "node:http"
+
+export interface SseEvent {
+  readonly id: string | undefined
+  readonly event: string | undefined
+  readonly data: any
+}
+
+export interface SseConnection {
+  readonly status: number
+  readonly headers: http.IncomingHttpHeaders
+  /** Events received so far, in arrival order. */
+  readonly events: Array<SseEvent>
+  /** Comment lines (e.g. `keepalive`) and `retry:` values seen. */
+  readonly comments: Array<string>
+  readonly retry: Array<number>
+  /** Resolves when the server ends the response (or the connection drops). */
+  readonly ended: Promise<void>
+  /** Resolves once `n` events have arrived (rejects after `timeoutMs`). */
+  readonly waitForEvents: (n: number, timeoutMs?: number) => Promise<Array<SseEvent>>
+  readonly close: () => void
+  /** The body of a non-200 answer, parsed as JSON when it is. */
+  readonly errorBody: unknown
+}
+
+export interface SseOptions {
+  readonly token?: string
+  readonly accessToken?: string
+  readonly lastEventId?: string
+  readonly after?: string
+  /** Don't read the body (a slow client): the socket's buffers fill up. */
+  readonly paused?: boolean
+}
+
+/** A minimal WHATWG SSE client over node:http, as a browser's EventSource would read the stream. */
+export const connectSse = (baseUrl: string, path: string, options: SseOptions = {}): Promise<SseConnection> =>
+  new Promise((resolve, reject) => {
+    const url = new URL(baseUrl + path)
+    if (options.after !== undefined) url.searchParams.set("after", options.after)
+    if (options.accessToken !== undefined) url.searchParams.set("access_token", options.accessToken)
+    const headers: Record<string, string> = { accept: "text/event-stream" }
+    if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
+    if (options.lastEventId !== undefined) headers["last-event-id"] = options.lastEventId
+    const req = http.get(url, { headers, agent: false }, (res) => {
+      const events: Array<SseEvent> = []
+      const comments: Array<string> = []
+      const retry: Array<number> = []
+      const waiters: Array<() => void> = []
+      let buffer = ""
+      let text = ""
+      let endedResolve!: () => void
+      const ended = new Promise<void>((r) => (endedResolve = r))
+      res.on("end", () => endedResolve())
+      res.on("close", () => endedResolve())
+      res.on("error", () => endedResolve())
+      res.setEncoding("utf8")
+      const onFrame = (frame: string) => {
+        let id: string | undefined
+        let event: string | undefined
+        const data: Array<string> = []
+        for (const line of frame.split("\n")) {
+          if (line.startsWith(":")) comments.push(line.slice(1).trim())
+          else if (line.startsWith("id: ")) id = line.slice(4)
+          else if (line.startsWith("event: ")) event = line.slice(7)
+          else if (line.startsWith("data: ")) data.push(line.slice(6))
+          else if (line.startsWith("retry: ")) retry.push(Number(line.slice(7)))
+        }
+        if (data.length > 0) {
+          events.push({ id, event, data: JSON.parse(data.join("\n")) })
+          for (const w of waiters.splice(0)) w()
+        }
+      }
+      if (res.statusCode !== 200) {
+        res.on("data", (chunk: string) => (text += chunk))
+      } else if (options.paused) {
+        res.pause()
+      } else {
+        res.on("data", (chunk: string) => {
+          buffer += chunk
+          let i: number
+          while ((i = buffer.indexOf("\n\n")) >= 0) {
+            onFrame(buffer.slice(0, i))
+            buffer = buffer.slice(i + 2)
+          }
+        })
+      }
+      const waitForEvents = (n: number, timeoutMs = 15_000) =>
+        new Promise<Array<SseEvent>>((ok, fail) => {
+          const timer = setTimeout(
+            () => fail(new Error(`timed out waiting for ${n} SSE events; got ${events.length}: ${events.map((e) => e.id).join(",")}`)),
+            timeoutMs
+          )
+          const check = () => {
+            if (events.length >= n) {
+              clearTimeout(timer)
+              ok(events.slice(0, n))
+            } else waiters.push(check)
+          }
+          check()
+        })
+      const connection: SseConnection = {
+        status: res.statusCode ?? 0,
+        headers: res.headers,
+        events,
+        comments,
+        retry,
+        ended,
+        waitForEvents,
+        close: () => req.destroy(),
+        get errorBody() {
+          try {
+            return JSON.parse(text)
+          } catch {
+            return text
+          }
+        }
+      }
+      if (res.statusCode !== 200) res.on("end", () => resolve(connection))
+      else resolve(connection)
+    })
+    req.on("error", reject)
+  })
