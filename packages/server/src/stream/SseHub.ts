@@ -29,13 +29,18 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const streams = new Map<string, Set<Connection>>()
     let closed = false
 
+    // Synchronous fan-out: one event to thousands of connections must not cost an effect each.
+    const overflowed: Array<Connection> = []
     const dispatch = (event: Events.EventWire) =>
       Effect.suspend(() => {
         const targets = streams.get(event.stream)
         if (targets === undefined) return Effect.void
-        return Effect.forEach(targets, (c) =>
-          Effect.flatMap(Queue.offer(c.queue, event), (accepted) =>
-            accepted ? Effect.void : Effect.zipRight(Ref.set(c.overflowed, true), Queue.shutdown(c.queue))), { discard: true })
+        for (const c of targets) {
+          if (!c.queue.unsafeOffer(event)) overflowed.push(c)
+        }
+        if (overflowed.length === 0) return Effect.void
+        const slow = overflowed.splice(0)
+        return Effect.forEach(slow, (c) => Effect.zipRight(Ref.set(c.overflowed, true), Queue.shutdown(c.queue)), { discard: true })
       })
 
     // The one subscription; if the broker fails (e.g. the LISTEN connection drops) it is re-opened.
