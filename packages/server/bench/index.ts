@@ -1,0 +1,38 @@
+import { NodeRuntime } from "@effect/platform-node"
+import type { Effect } from "effect"
+
+/**
+ * `npm run bench -- <name>`: one benchmark per run. Each bench module's default export is a
+ * self-contained Effect (it starts and stops whatever it needs); modules load lazily so one
+ * bench's dependencies never slow another down.
+ */
+interface Bench {
+  readonly about: string
+  readonly load: () => Promise<{ readonly default: Effect.Effect<void, unknown> }>
+}
+
+const benches: Record<string, Bench> = {
+  write: {
+    about: "message posts/s over HTTP at concurrency 1, 8, 32, each against the same transaction in raw SQL",
+    load: () => import("./write.js")
+  }
+}
+
+const usage = () =>
+  [
+    "usage: npm run bench -- <name>",
+    "",
+    ...Object.entries(benches).map(([name, bench]) => `  ${name.padEnd(10)} ${bench.about}`),
+    "",
+    "environment: BENCH_SECONDS  measured seconds per run (default 5)"
+  ].join("\n")
+
+const name = process.argv[2]
+const bench = name === undefined ? undefined : benches[name]
+if (bench === undefined) {
+  if (name !== undefined && name !== "--help" && name !== "-h") console.error(`unknown bench: ${name}\n`)
+  console.error(usage())
+  process.exitCode = name === "--help" || name === "-h" ? 0 : 2
+} else {
+  NodeRuntime.runMain((await bench.load()).default)
+}
