@@ -144,7 +144,8 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
       readonly clientMessageId: string | undefined
     }) =>
       Effect.gen(function*() {
-        yield* visible(caller, projectId)
+        // No separate visibility check: the message insert is guarded by membership (404 and a
+        // rollback for a non-member), and the idempotency lookup only finds a member's own message.
         const key = input.clientMessageId === undefined ? undefined : {
           projectId,
           authorId: caller.id,
@@ -201,7 +202,10 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           Effect.catchTag("DuplicateClientMessage", () =>
             messages.findByClientMessageId(key!).pipe(
               Effect.orDie,
-              Effect.map((found) => replay(Option.getOrThrow(found)))
+              Effect.flatMap(Option.match({
+                onNone: () => Effect.fail(notFound("project")),
+                onSome: (found) => Effect.succeed(replay(found))
+              }))
             ))
         )
       })

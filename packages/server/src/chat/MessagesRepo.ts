@@ -80,6 +80,7 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
         (rows) => Option.map(Option.fromNullable(rows[0]), toMessage)
       )
 
+    /** The author's earlier message with this key — only while the author is still a member. */
     const findByClientMessageId = (key: {
       projectId: Ids.ProjectId
       authorId: Ids.UserId
@@ -90,7 +91,8 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
         sql<MessageRow>`
           SELECT ${cols} FROM messages
           WHERE project_id = ${key.projectId} AND author_id = ${key.authorId}
-            AND scope = ${key.scope} AND client_message_id = ${key.clientMessageId}`,
+            AND scope = ${key.scope} AND client_message_id = ${key.clientMessageId}
+            AND EXISTS (SELECT 1 FROM project_members WHERE project_id = ${key.projectId} AND user_id = ${key.authorId})`,
         (rows) => Option.map(Option.fromNullable(rows[0]), toMessage)
       )
 

@@ -1,15 +1,21 @@
 import { HttpServerRequest } from "@effect/platform"
 import { Api, Errors } from "@herald/domain"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Cache, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { UsersRepo } from "../chat/UsersRepo.js"
 
 const unauthorized = (message: string) => new Errors.Unauthorized({ message })
 
 const make = Effect.gen(function*() {
     const users = yield* UsersRepo
+    // Every request authenticates; a short-lived cache saves a database round trip per request.
+    // Tokens are never revoked today, so the only staleness is an unknown token looked up again.
+    const cache = yield* Cache.makeWith({
+      capacity: 10_000,
+      lookup: (token: string) => Effect.orDie(users.findByToken(Redacted.make(token))),
+      timeToLive: (exit) => Exit.isSuccess(exit) && Option.isSome(exit.value) ? Duration.seconds(30) : Duration.zero
+    })
     const lookup = (token: Redacted.Redacted) =>
-      users.findByToken(token).pipe(
-        Effect.orDie,
+      cache.get(Redacted.value(token)).pipe(
         Effect.flatMap(Option.match({
           onNone: () => Effect.fail(unauthorized("invalid bearer token")),
           onSome: Effect.succeed

@@ -16,7 +16,8 @@ export const makePublisherId = () => `${hostname()}:${process.pid}:${randomBytes
  * One pass of the publisher: claim a batch of due rows (leased), publish it outside any
  * transaction, then confirm. A failed publish schedules each row's next attempt from the retry
  * Schedule, or marks it dead. If the pass is interrupted (shutdown) before it confirmed, the
- * claim is released so another publisher takes the rows at once. Returns the batch size.
+ * claim is released so another publisher takes the rows at once. Returns the batch size and,
+ * after a failure, when the earliest retry is due.
  */
 export const publishOnce = (publisherId: string) =>
   Effect.gen(function*() {
@@ -44,11 +45,16 @@ export const publishOnce = (publisherId: string) =>
         metrics.publishFailures.inc(batch.length)
         yield* store.markFailed(publisherId, decisions, published.left.message)
         yield* Effect.logWarning(`publish of ${batch.length} events failed: ${published.left.message}`)
+        const delays = decisions.flatMap((d) => d.delayMs === null ? [] : [d.delayMs])
+        return delays.length === 0 ? undefined : Math.min(...delays)
       })
 
     return yield* Effect.acquireUseRelease(
       store.claim({ publisherId, batchSize: config.publishBatchSize, leaseMs: config.claimLeaseMs }),
-      (batch) => batch.length === 0 ? Effect.succeed(0) : Effect.as(deliver(batch), batch.length),
+      (batch) =>
+        batch.length === 0
+          ? Effect.succeed({ claimed: 0, retryInMs: undefined })
+          : Effect.map(deliver(batch), (retryInMs) => ({ claimed: batch.length, retryInMs })),
       (batch, exit) =>
         Exit.isInterrupted(exit) ? Effect.ignore(store.release(publisherId, batch.map((e) => e.envelope.id))) : Effect.void
     )
@@ -56,31 +62,36 @@ export const publishOnce = (publisherId: string) =>
 
 /**
  * The outbox publisher: a supervised fiber in the server's scope. It drains the outbox while
- * there is work; when there is none it sleeps until the in-process wake-up (a local commit), the
- * next due retry, or the fallback poll (other processes' rows, expired leases), whichever is first.
+ * batches come back full; otherwise it sleeps until the in-process wake-up (a local commit), its
+ * own next due retry, or the fallback poll (other processes' rows, expired leases).
  * A database outage pauses it with backoff; it resumes by itself.
  */
 export const OutboxPublisherLive = Layer.scopedDiscard(
   Effect.gen(function*() {
     const config = yield* AppConfig
-    const store = yield* OutboxStore
     const wakeup = yield* Wakeup
     const status = yield* PublisherStatus
     const publisherId = makePublisherId()
     const signals = yield* wakeup.subscribe
 
-    const idle = Effect.gen(function*() {
-      const due = yield* store.nextDueInMs
-      const wait = Math.max(0, Math.min(config.pollIntervalMs, due ?? Infinity))
-      if (wait > 0) yield* Effect.race(signals.take, Effect.sleep(Duration.millis(wait)))
-    })
+    // Sleeps until a local commit, this publisher's own earliest retry, or the fallback poll
+    // (which also finds other processes' rows, their retries and expired leases).
+    const idle = (retryAt: number | undefined) =>
+      Effect.gen(function*() {
+        const wait = Math.min(config.pollIntervalMs, retryAt === undefined ? Infinity : retryAt - Date.now())
+        if (wait > 0) yield* Effect.race(signals.take, Effect.sleep(Duration.millis(wait)))
+      })
 
     const loop = Effect.gen(function*() {
       yield* status.set({ _tag: "Running" })
+      let retryAt: number | undefined
       while (true) {
         yield* signals.drain
-        const n = yield* publishOnce(publisherId)
-        if (n === 0) yield* idle
+        const { claimed, retryInMs } = yield* publishOnce(publisherId)
+        if (retryInMs !== undefined) retryAt = Math.min(retryAt ?? Infinity, Date.now() + retryInMs)
+        if (retryAt !== undefined && retryAt <= Date.now()) retryAt = undefined
+        // A full batch means there may be more: claim again at once. Otherwise wait for news.
+        if (claimed < config.publishBatchSize) yield* idle(retryAt)
       }
     })
 

@@ -117,14 +117,6 @@ export class OutboxStore extends Effect.Service<OutboxStore>()("Herald/OutboxSto
         (rows) => rows.map((r) => r.id)
       )
 
-    /** The earliest time a pending row becomes due, to sleep exactly until then. */
-    const nextDueInMs = Effect.map(
-      sql<{ ms: number | null }>`
-        SELECT (extract(epoch FROM min(next_attempt_at) - now()) * 1000)::float8 AS ms
-        FROM event_outbox WHERE status = 'pending'`,
-      ([row]) => row?.ms ?? null
-    )
-
-    return { claim, markPublished, markFailed, release, retryDead, nextDueInMs } as const
+    return { claim, markPublished, markFailed, release, retryDead } as const
   })
 }) {}
