@@ -2,7 +2,7 @@ import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchem
 import { Context, Schema } from "effect"
 import { AuthorRole, ClientMessageId, Member, Message, MessageBody, Name, Project, User } from "./Chat.js"
 import { BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized } from "./Errors.js"
-import { EventRef } from "./Events.js"
+import { Event, EventRef, EventType } from "./Events.js"
 import { MessageId, ProjectId, UserId } from "./Ids.js"
 
 /** The authenticated caller, provided by the `Authentication` middleware. */
@@ -233,6 +233,96 @@ export class StreamsApi extends HttpApiGroup.make("streams")
   )
 {}
 
+// ---------------------------------------------------------------------------------------------
+// History and analytics (served from event_log)
+
+export const HistoryParams = Schema.Struct({
+  after: Schema.optional(StreamPosition),
+  limit: Schema.optional(PositiveIntFromString("limit", 1000)),
+  type: Schema.optional(EventType)
+})
+export class EventPage extends Schema.Class<EventPage>("EventPage")({
+  items: Schema.Array(Event),
+  nextAfter: Schema.NullOr(Schema.Int)
+}) {}
+
+/** An instant as ISO-8601 with an explicit zone (`Z` or `±hh:mm`). */
+export const Instant = Schema.DateTimeUtc.pipe(
+  Schema.annotations({ description: "ISO-8601 date-time with a zone, e.g. 2026-11-27T10:00:00Z" })
+)
+const InstantParam = Schema.String.pipe(
+  Schema.pattern(/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/, {
+    message: () => "expected an ISO-8601 date (2026-11-27) or date-time with a zone (2026-11-27T10:00:00Z)"
+  }),
+  Schema.compose(Schema.DateTimeUtc)
+)
+export const RangeParams = Schema.Struct({
+  from: Schema.optional(InstantParam),
+  to: Schema.optional(InstantParam)
+})
+export const Bucket = Schema.Literal("minute", "hour", "day")
+export type Bucket = typeof Bucket.Type
+export const TimeseriesParams = Schema.Struct({
+  ...RangeParams.fields,
+  bucket: Bucket,
+  type: Schema.optional(EventType)
+})
+
+export class AnalyticsSummary extends Schema.Class<AnalyticsSummary>("AnalyticsSummary")({
+  projectId: ProjectId,
+  from: Instant,
+  to: Instant,
+  /** Every event committed before this instant is counted. */
+  asOf: Schema.NullOr(Instant),
+  events: Schema.Struct({ total: Schema.Int, byType: Schema.Record({ key: Schema.String, value: Schema.Int }) }),
+  messages: Schema.Struct({ created: Schema.Int, edited: Schema.Int, deleted: Schema.Int }),
+  activeUsers: Schema.Int,
+  topAuthors: Schema.Array(Schema.Struct({ userId: UserId, messages: Schema.Int })),
+  workspace: Schema.Struct({ events: Schema.Int })
+}) {}
+
+export class Timeseries extends Schema.Class<Timeseries>("Timeseries")({
+  bucket: Bucket,
+  asOf: Schema.NullOr(Instant),
+  points: Schema.Array(Schema.Struct({ t: Instant, count: Schema.Int }))
+}) {}
+
+export class HistoryApi extends HttpApiGroup.make("history")
+  .add(
+    HttpApiEndpoint.get("project", "/api/projects/:projectId/events")
+      .setPath(ProjectPath)
+      .setUrlParams(HistoryParams)
+      .addSuccess(EventPage)
+      .addError(NotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("workspace", "/api/projects/:projectId/workspace/events")
+      .setPath(ProjectPath)
+      .setUrlParams(HistoryParams)
+      .addSuccess(EventPage)
+      .addError(NotFound)
+  )
+  .middleware(Authentication)
+{}
+
+export class AnalyticsApi extends HttpApiGroup.make("analytics")
+  .add(
+    HttpApiEndpoint.get("summary", "/api/projects/:projectId/analytics/summary")
+      .setPath(ProjectPath)
+      .setUrlParams(RangeParams)
+      .addSuccess(AnalyticsSummary)
+      .addError(NotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("timeseries", "/api/projects/:projectId/analytics/timeseries")
+      .setPath(ProjectPath)
+      .setUrlParams(TimeseriesParams)
+      .addSuccess(Timeseries)
+      .addError(NotFound)
+  )
+  .middleware(Authentication)
+{}
+
 export class HealthApi extends HttpApiGroup.make("health")
   .add(HttpApiEndpoint.get("live", "/health/live").addSuccess(Health))
   .add(HttpApiEndpoint.get("ready", "/health/ready").addSuccess(Health).addError(ServiceUnavailable))
@@ -250,6 +340,8 @@ export class HeraldApi extends HttpApi.make("herald")
   .add(MessagesApi)
   .add(WorkspaceApi)
   .add(StreamsApi)
+  .add(HistoryApi)
+  .add(AnalyticsApi)
   .add(HealthApi)
   .addError(BadRequest)
   .annotate(OpenApi.Title, "Herald")

@@ -1,5 +1,9 @@
 import { Layer } from "effect"
 import { BrokerLive } from "./broker/BrokerLive.js"
+import { Analytics } from "./eventlog/Analytics.js"
+import { EventHistory } from "./eventlog/EventHistory.js"
+import { EventLogStore } from "./eventlog/EventLogStore.js"
+import { MaterializerLive } from "./eventlog/Materializer.js"
 import { Metrics } from "./http/Metrics.js"
 import { RequestPathLive, serveOn } from "./http/Server.js"
 import { OutboxPublisherLive } from "./outbox/OutboxPublisher.js"
@@ -15,18 +19,20 @@ export const SharedLive = Layer.mergeAll(
   PublisherStatus.Default,
   OutboxStore.Default,
   EventReader.Default,
+  EventHistory.Default,
+  Analytics.Default,
   Wakeup.Default
-)
+).pipe(Layer.provideMerge(EventLogStore.Default))
 
 /**
- * Everything after commit: the outbox publisher (the only holder of the broker's publishing side)
- * and the SSE hub (its subscribing side). The broker is provided *into* these two and not passed
- * on, so nothing built on top — the HTTP API — is ever given it (G2).
+ * Everything after commit: the outbox publisher (the only holder of the broker's publishing side),
+ * the SSE hub (its subscribing side) and the materializer. The broker is provided *into* these and
+ * not passed on, so nothing built on top — the HTTP API — is ever given it (G2).
  */
-export const RealtimeLive = Layer.mergeAll(SseHub.Default, OutboxPublisherLive).pipe(
-  Layer.provide(BrokerLive),
-  Layer.provideMerge(SharedLive)
-)
+export const RealtimeLive = Layer.mergeAll(
+  Layer.mergeAll(SseHub.Default, OutboxPublisherLive).pipe(Layer.provide(BrokerLive)),
+  MaterializerLive
+).pipe(Layer.provideMerge(SharedLive))
 
 /** The whole server on the given HTTP server: API, SSE, publisher. Needs the database and config. */
 export const serverLayer = <ROut, E, R>(http: Layer.Layer<ROut, E, R>) =>

@@ -11,6 +11,7 @@ import { AppConfig } from "../config/AppConfig.js"
 import { OutboxWriter } from "../outbox/OutboxWriter.js"
 import { SseHub } from "../stream/SseHub.js"
 import { AuthenticationLive, StreamAuthenticationLive } from "./Auth.js"
+import { AnalyticsLive, HistoryLive } from "./EventLogHandlers.js"
 import { AdminLive, MeLive, MessagesLive, ProjectsLive, WorkspaceLive } from "./Handlers.js"
 import { HealthLive } from "./Health.js"
 import { accessLog, bodyLimit, jsonErrors } from "./Middleware.js"
@@ -26,7 +27,17 @@ export const RequestPathLive = ChatService.Default.pipe(
 
 /** The HTTP API: handlers of every group over the request path (plus the SSE hub's read side). */
 export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
-  Layer.provide([AdminLive, MeLive, ProjectsLive, MessagesLive, WorkspaceLive, StreamsLive, HealthLive]),
+  Layer.provide([
+    AdminLive,
+    MeLive,
+    ProjectsLive,
+    MessagesLive,
+    WorkspaceLive,
+    StreamsLive,
+    HistoryLive,
+    AnalyticsLive,
+    HealthLive
+  ]),
   Layer.provide([AuthenticationLive, StreamAuthenticationLive]),
   Layer.provide(RequestPathLive)
 )

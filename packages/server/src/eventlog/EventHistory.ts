@@ -1,0 +1,35 @@
+import { SqlClient } from "@effect/sql"
+import { Events } from "@herald/domain"
+import { Effect } from "effect"
+import { envelopeColumns, toWire } from "../outbox/OutboxStore.js"
+
+/** Stream history pages from event_log, ascending seq, cursor = the last seq returned. */
+export class EventHistory extends Effect.Service<EventHistory>()("Herald/EventHistory", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const cols = sql.literal(envelopeColumns)
+
+    const page = (request: {
+      readonly stream: string
+      readonly after: number
+      readonly limit: number
+      readonly type: Events.EventType | undefined
+    }) =>
+      Effect.gen(function*() {
+        const rows = yield* sql<Parameters<typeof toWire>[0]>`
+          SELECT ${cols} FROM event_log
+          WHERE stream_id = ${request.stream} AND seq > ${request.after}
+            ${request.type === undefined ? sql`` : sql`AND type = ${request.type}`}
+          ORDER BY seq
+          LIMIT ${request.limit + 1}`
+        const items = yield* Effect.forEach(rows.slice(0, request.limit), (row) => Events.decodeEvent(toWire(row)))
+        return {
+          items,
+          // One row more than asked for tells whether another page exists.
+          nextAfter: rows.length > request.limit ? items[items.length - 1]!.seq : null
+        }
+      })
+
+    return { page } as const
+  })
+}) {}

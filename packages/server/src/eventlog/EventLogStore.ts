@@ -1,0 +1,95 @@
+import { SqlClient } from "@effect/sql"
+import { DateTime, Effect, Option } from "effect"
+
+export interface MaterializeResult {
+  /** Outbox rows stamped `materialized_at` by this call. */
+  readonly stamped: number
+}
+
+/**
+ * Writes and reads of `event_log` and its watermark. The log is append-only: rows are only ever
+ * inserted (`ON CONFLICT DO NOTHING`, so copying twice is harmless), never updated.
+ */
+export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/EventLogStore", {
+  effect: Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    /**
+     * The start of a pass: when it looked (statement time) and the highest outbox position then
+     * waiting. Every event committed before `at` is either in the log or at a position ≤ `upTo`.
+     */
+    const passStart = Effect.map(
+      sql<{ at: Date; upTo: number | null }>`
+        SELECT statement_timestamp() AS at, max(position) AS up_to
+        FROM event_outbox WHERE materialized_at IS NULL`,
+      ([row]) => ({ at: row!.at, upTo: row!.upTo })
+    )
+
+    /**
+     * Copies up to `batchSize` unmaterialized outbox rows (positions ≤ `upTo`) into event_log and
+     * stamps them, in one statement. Rows another materializer holds are skipped, not waited for.
+     */
+    const materializeBatch = (upTo: number, batchSize: number) =>
+      Effect.map(
+        sql<{ n: number }>`
+          WITH batch AS (
+            SELECT id FROM event_outbox
+            WHERE materialized_at IS NULL AND position <= ${upTo}
+            ORDER BY position
+            LIMIT ${batchSize}
+            FOR UPDATE SKIP LOCKED
+          ), copied AS (
+            INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
+            SELECT o.id, o.stream_id, o.seq, o.type, o.project_id, o.actor_id, o.occurred_at, o.data
+            FROM event_outbox o JOIN batch USING (id)
+            ON CONFLICT DO NOTHING
+          ), stamped AS (
+            UPDATE event_outbox o SET materialized_at = now() FROM batch WHERE o.id = batch.id RETURNING 1
+          )
+          SELECT count(*)::int AS n FROM stamped`,
+        ([row]) => row!.n
+      )
+
+    /** Whether anything at or below `upTo` is still waiting (locked rows included). */
+    const remaining = (upTo: number) =>
+      Effect.map(
+        sql<{ left: boolean }>`
+          SELECT EXISTS (SELECT 1 FROM event_outbox WHERE materialized_at IS NULL AND position <= ${upTo}) AS left`,
+        ([row]) => row!.left
+      )
+
+    /** Moves the watermark forward to `at` (never back). */
+    const advance = (at: Date) =>
+      sql`
+        INSERT INTO event_log_watermark (id, as_of) VALUES (true, ${at})
+        ON CONFLICT (id) DO UPDATE SET as_of = GREATEST(event_log_watermark.as_of, EXCLUDED.as_of)`.pipe(Effect.asVoid)
+
+    const asOf = Effect.map(
+      sql<{ asOf: Date }>`SELECT as_of FROM event_log_watermark`,
+      (rows) => Option.map(Option.fromNullable(rows[0]), (r) => DateTime.unsafeFromDate(r.asOf))
+    )
+
+    /**
+     * Deletes outbox rows that are published, materialized and published before `olderThan`,
+     * in batches; never a row that is pending, dead or not yet in event_log.
+     */
+    const prune = (olderThanMs: number, batchSize: number) =>
+      Effect.map(
+        sql<{ n: number }>`
+          WITH doomed AS (
+            SELECT id FROM event_outbox
+            WHERE status = 'published' AND materialized_at IS NOT NULL
+              AND published_at < now() - ${olderThanMs} * interval '1 millisecond'
+            ORDER BY published_at
+            LIMIT ${batchSize}
+            FOR UPDATE SKIP LOCKED
+          ), gone AS (
+            DELETE FROM event_outbox o USING doomed WHERE o.id = doomed.id RETURNING 1
+          )
+          SELECT count(*)::int AS n FROM gone`,
+        ([row]) => row!.n
+      )
+
+    return { passStart, materializeBatch, remaining, advance, asOf, prune } as const
+  })
+}) {}

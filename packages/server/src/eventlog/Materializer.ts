@@ -1,0 +1,60 @@
+import { Duration, Effect, Layer, Schedule } from "effect"
+import { AppConfig } from "../config/AppConfig.js"
+import { Wakeup } from "../outbox/Wakeup.js"
+import { EventLogStore } from "./EventLogStore.js"
+
+/**
+ * One materializer pass: copy every outbox row waiting at the start of the pass into event_log,
+ * then — if nothing at or below that point is left — move the `asOf` watermark to the pass's
+ * start. An in-flight transaction's row that commits later sits above the pass (or is caught by
+ * the `remaining` check), so the watermark never runs ahead of a slow or in-flight transaction.
+ */
+export const materializeOnce = (batchSize: number) =>
+  Effect.gen(function*() {
+    const store = yield* EventLogStore
+    const { at, upTo } = yield* store.passStart
+    if (upTo === null) {
+      yield* store.advance(at)
+      return 0
+    }
+    let copied = 0
+    while (true) {
+      const n = yield* store.materializeBatch(upTo, batchSize)
+      copied += n
+      if (n < batchSize) break
+    }
+    if (!(yield* store.remaining(upTo))) yield* store.advance(at)
+    return copied
+  })
+
+const COALESCE = Duration.millis(50)
+
+/** Rows copied per statement by the background materializer. */
+export const MATERIALIZE_BATCH = 1_000
+
+/**
+ * The materializer: a supervised fiber in the server's scope, woken like the publisher (after a
+ * local commit, coalesced) with the fallback poll for other processes' rows. Several may run at
+ * once (SKIP LOCKED); a database outage pauses it with backoff.
+ */
+export const MaterializerLive = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const config = yield* AppConfig
+    const wakeup = yield* Wakeup
+    const signals = yield* wakeup.subscribe
+    const loop = Effect.gen(function*() {
+      while (true) {
+        yield* signals.drain
+        yield* materializeOnce(MATERIALIZE_BATCH)
+        yield* Effect.race(signals.take, Effect.sleep(Duration.millis(config.pollIntervalMs)))
+        // Freshness is not latency-critical: let a burst of commits gather into one pass.
+        yield* Effect.sleep(COALESCE)
+      }
+    })
+    yield* loop.pipe(
+      Effect.tapError((e) => Effect.logWarning(`materializer paused: ${e.message}`)),
+      Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+      Effect.forkScoped
+    )
+  })
+)

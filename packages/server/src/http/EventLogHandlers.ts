@@ -1,0 +1,74 @@
+import { HttpApiBuilder } from "@effect/platform"
+import { Api, Errors, Events } from "@herald/domain"
+import { DateTime, Duration, Effect } from "effect"
+import { ChatService } from "../chat/ChatService.js"
+import { Analytics, type Range } from "../eventlog/Analytics.js"
+import { EventHistory } from "../eventlog/EventHistory.js"
+
+const DEFAULT_RANGE = Duration.days(30)
+const MAX_POINTS = 10_000
+const bucketSize = { minute: Duration.minutes(1), hour: Duration.hours(1), day: Duration.days(1) } as const
+
+/** `[from, to)`; `to` defaults to now, `from` to 30 days before `to`. */
+const range = (params: { readonly from?: DateTime.Utc | undefined; readonly to?: DateTime.Utc | undefined }) =>
+  Effect.gen(function*() {
+    const to = params.to ?? (yield* DateTime.now)
+    const from = params.from ?? DateTime.subtractDuration(to, DEFAULT_RANGE)
+    if (DateTime.greaterThan(from, to)) {
+      return yield* new Errors.BadRequest({ message: "from must not be after to", field: "from" })
+    }
+    return { from, to } satisfies Range
+  })
+
+export const HistoryLive = HttpApiBuilder.group(Api.HeraldApi, "history", (handlers) =>
+  Effect.gen(function*() {
+    const chat = yield* ChatService
+    const history = yield* EventHistory
+    const page = (stream: string, params: typeof Api.HistoryParams.Type) =>
+      Effect.map(
+        Effect.orDie(history.page({ stream, after: params.after ?? 0, limit: params.limit ?? 100, type: params.type })),
+        (p) => new Api.EventPage(p)
+      )
+    return handlers
+      .handle("project", ({ path, urlParams }) =>
+        Effect.gen(function*() {
+          const me = yield* Api.CurrentUser
+          yield* chat.getProject(me, path.projectId)
+          return yield* page(Events.projectStream(path.projectId), urlParams)
+        }))
+      .handle("workspace", ({ path, urlParams }) =>
+        Effect.gen(function*() {
+          const me = yield* Api.CurrentUser
+          yield* chat.getProject(me, path.projectId)
+          return yield* page(Events.workspaceStream(path.projectId, me.id), urlParams)
+        }))
+  }))
+
+export const AnalyticsLive = HttpApiBuilder.group(Api.HeraldApi, "analytics", (handlers) =>
+  Effect.gen(function*() {
+    const chat = yield* ChatService
+    const analytics = yield* Analytics
+    return handlers
+      .handle("summary", ({ path, urlParams }) =>
+        Effect.gen(function*() {
+          const me = yield* Api.CurrentUser
+          yield* chat.getProject(me, path.projectId)
+          const r = yield* range(urlParams)
+          const s = yield* Effect.orDie(analytics.summary(path.projectId, Events.workspaceStream(path.projectId, me.id), r))
+          return new Api.AnalyticsSummary({ ...s, projectId: path.projectId, topAuthors: s.topAuthors as never })
+        }))
+      .handle("timeseries", ({ path, urlParams }) =>
+        Effect.gen(function*() {
+          const me = yield* Api.CurrentUser
+          yield* chat.getProject(me, path.projectId)
+          const r = yield* range(urlParams)
+          const points = Duration.toMillis(DateTime.distanceDuration(r.from, r.to)) / Duration.toMillis(bucketSize[urlParams.bucket])
+          if (points > MAX_POINTS) {
+            return yield* new Errors.BadRequest({
+              message: `at most ${MAX_POINTS} ${urlParams.bucket} buckets per request; narrow from/to or use a larger bucket`,
+              field: "bucket"
+            })
+          }
+          return new Api.Timeseries(yield* Effect.orDie(analytics.timeseries(path.projectId, urlParams.bucket, r, urlParams.type)))
+        }))
+  }))
