@@ -1,10 +1,11 @@
 import { Args, Command, Options } from "@effect/cli"
 import { UsersRepo } from "@herald/server/chat/UsersRepo"
 import { runMigrations } from "@herald/server/db/Migrations"
-import { Console, Data, Effect, Redacted } from "effect"
+import { Console, Effect, Redacted } from "effect"
+import { eventCommands } from "./commands/Events.js"
+import { outbox } from "./commands/Outbox.js"
 import { CliDatabaseLive } from "./Database.js"
-
-export class CliError extends Data.TaggedError("CliError")<{ readonly message: string }> {}
+import { CliError } from "./Render.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("print JSON for scripts instead of text"))
 
@@ -24,7 +25,7 @@ const createUser = Command.make("create", { name, json }, ({ json, name }) =>
     yield* runMigrations
     const trimmed = name.trim()
     if (trimmed.length === 0 || trimmed.length > 200) {
-      return yield* Effect.fail(new CliError({ message: "name must be 1 to 200 characters" }))
+      return yield* new CliError({ message: "name must be 1 to 200 characters" })
     }
     const users = yield* UsersRepo
     const { token, user } = yield* users.create(trimmed)
@@ -44,5 +45,5 @@ const users = Command.make("users").pipe(
 
 export const herald = Command.make("herald").pipe(
   Command.withDescription("Herald operator CLI: works directly against the database"),
-  Command.withSubcommands([migrate, users])
+  Command.withSubcommands([migrate, users, outbox, ...eventCommands])
 )

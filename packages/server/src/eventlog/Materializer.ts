@@ -9,7 +9,10 @@ import { EventLogStore } from "./EventLogStore.js"
  * start. An in-flight transaction's row that commits later sits above the pass (or is caught by
  * the `remaining` check), so the watermark never runs ahead of a slow or in-flight transaction.
  */
-export const materializeOnce = (batchSize: number) =>
+export const materializeOnce = (
+  batchSize: number,
+  onBatch: (copied: number) => Effect.Effect<void> = () => Effect.void
+) =>
   Effect.gen(function*() {
     const store = yield* EventLogStore
     const { at, upTo } = yield* store.passStart
@@ -21,6 +24,7 @@ export const materializeOnce = (batchSize: number) =>
     while (true) {
       const n = yield* store.materializeBatch(upTo, batchSize)
       copied += n
+      yield* onBatch(n)
       if (n < batchSize) break
     }
     if (!(yield* store.remaining(upTo))) yield* store.advance(at)

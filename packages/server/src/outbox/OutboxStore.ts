@@ -8,7 +8,7 @@ export interface ClaimedEvent {
   readonly attempts: number
 }
 
-interface EnvelopeRow {
+export interface EnvelopeRow {
   readonly id: string
   readonly streamId: string
   readonly seq: number
@@ -32,6 +32,21 @@ export const toWire = (row: EnvelopeRow): Events.EventWire => ({
 }) as Events.EventWire
 
 export const envelopeColumns = "id, stream_id, seq, type, project_id, actor_id, occurred_at, data"
+
+/** An outbox row with its delivery history, as operators inspect it. */
+export interface OutboxRow extends EnvelopeRow {
+  readonly status: "pending" | "published" | "dead"
+  readonly attempts: number
+  readonly nextAttemptAt: Date
+  readonly claimedBy: string | null
+  readonly claimedUntil: Date | null
+  readonly lastError: string | null
+  readonly publishedAt: Date | null
+  readonly materializedAt: Date | null
+}
+
+const deliveryColumns = `${envelopeColumns}, status, attempts, next_attempt_at, claimed_by, claimed_until,
+  last_error, published_at, materialized_at`
 
 export interface RetryDecision {
   readonly id: string
@@ -117,6 +132,59 @@ export class OutboxStore extends Effect.Service<OutboxStore>()("Herald/OutboxSto
         (rows) => rows.map((r) => r.id)
       )
 
-    return { claim, markPublished, markFailed, release, retryDead } as const
+    /** Counts by status, the oldest pending age and the materializer's lag, for operators. */
+    const stats = Effect.map(
+      sql<{
+        pending: number
+        published: number
+        dead: number
+        claimed: number
+        oldestPendingSeconds: number | null
+        unmaterialized: number
+        materializerLagSeconds: number | null
+      }>`
+        SELECT
+          count(*) FILTER (WHERE status = 'pending')::int AS pending,
+          count(*) FILTER (WHERE status = 'published')::int AS published,
+          count(*) FILTER (WHERE status = 'dead')::int AS dead,
+          count(*) FILTER (WHERE status = 'pending' AND claimed_until > now())::int AS claimed,
+          extract(epoch FROM now() - min(occurred_at) FILTER (WHERE status = 'pending'))::float8 AS oldest_pending_seconds,
+          count(*) FILTER (WHERE materialized_at IS NULL)::int AS unmaterialized,
+          extract(epoch FROM now() - min(occurred_at) FILTER (WHERE materialized_at IS NULL))::float8 AS materializer_lag_seconds
+        FROM event_outbox`,
+      ([row]) => row!
+    )
+
+    /** Rows with their delivery state, newest first. */
+    const list = (filter: {
+      readonly status?: "pending" | "published" | "dead" | undefined
+      readonly stream?: string | undefined
+      readonly type?: string | undefined
+      readonly limit: number
+    }) =>
+      sql<OutboxRow>`
+        SELECT ${sql.literal(deliveryColumns)} FROM event_outbox
+        WHERE true
+          ${filter.status === undefined ? sql`` : sql`AND status = ${filter.status}`}
+          ${filter.stream === undefined ? sql`` : sql`AND stream_id = ${filter.stream}`}
+          ${filter.type === undefined ? sql`` : sql`AND type = ${filter.type}`}
+        ORDER BY position DESC
+        LIMIT ${filter.limit}`
+
+    const show = (id: string) =>
+      Effect.map(
+        sql<OutboxRow>`SELECT ${sql.literal(deliveryColumns)} FROM event_outbox WHERE id = ${id}`,
+        (rows) => rows[0]
+      )
+
+    /** Stamps every row unmaterialized again, so the next passes re-copy what the outbox holds. */
+    const resetMaterialized = Effect.map(
+      sql<{ n: number }>`
+        WITH reset AS (UPDATE event_outbox SET materialized_at = NULL WHERE materialized_at IS NOT NULL RETURNING 1)
+        SELECT count(*)::int AS n FROM reset`,
+      ([row]) => row!.n
+    )
+
+    return { claim, markPublished, markFailed, release, retryDead, stats, list, show, resetMaterialized } as const
   })
 }) {}
