@@ -1,7 +1,7 @@
 import { Effect, Layer } from "effect"
 import { AppConfig } from "../config/AppConfig.js"
 import { withChaos } from "./ChaosBroker.js"
-import { MemoryBrokerLive } from "./MemoryBroker.js"
+import { memoryBroker, MemoryBrokerPublisherLive } from "./MemoryBroker.js"
 import { PostgresBrokerPublisherLive, PostgresBrokerSubscriberLive } from "./PostgresBroker.js"
 
 /** The broker chosen by `HERALD_BROKER`, its publishing side wrapped in the chaos drill. */
@@ -9,7 +9,7 @@ export const BrokerLive = Layer.unwrapEffect(
   Effect.map(AppConfig, (config) => {
     switch (config.broker) {
       case "memory":
-        return Layer.merge(withChaos(MemoryBrokerLive), MemoryBrokerLive)
+        return memoryBroker(withChaos)
       case "postgres":
         return Layer.merge(withChaos(PostgresBrokerPublisherLive), PostgresBrokerSubscriberLive)
     }
@@ -19,5 +19,5 @@ export const BrokerLive = Layer.unwrapEffect(
 /** Only the publishing side, as chosen by `HERALD_BROKER` (for the CLI's `replay`). */
 export const BrokerPublisherLive = Layer.unwrapEffect(
   Effect.map(AppConfig, (config) =>
-    withChaos(config.broker === "postgres" ? PostgresBrokerPublisherLive : MemoryBrokerLive))
+    withChaos(config.broker === "postgres" ? PostgresBrokerPublisherLive : MemoryBrokerPublisherLive))
 )

@@ -1,17 +1,27 @@
 import type { Events } from "@herald/domain"
-import { Effect, Layer, PubSub, Stream } from "effect"
+import { Context, Effect, Layer, PubSub, Stream } from "effect"
 import { BrokerPublisher } from "./BrokerPublisher.js"
 import { BrokerSubscriber } from "./BrokerSubscriber.js"
 
-/** A single-process broker: publishes go to every subscriber of this process. */
-export const MemoryBrokerLive = Layer.unwrapScoped(
-  Effect.gen(function*() {
-    const hub = yield* Effect.acquireRelease(PubSub.unbounded<Events.EventWire>(), PubSub.shutdown)
-    return Layer.mergeAll(
-      Layer.succeed(BrokerPublisher, {
-        publish: (events) => PubSub.publishAll(hub, events).pipe(Effect.asVoid)
-      }),
-      Layer.succeed(BrokerSubscriber, { events: Stream.fromPubSub(hub) })
-    )
-  })
+/** The in-process hub both sides of the memory broker share. */
+class MemoryHub extends Context.Tag("Herald/MemoryHub")<MemoryHub, PubSub.PubSub<Events.EventWire>>() {}
+
+const MemoryHubLive = Layer.scoped(MemoryHub, Effect.acquireRelease(PubSub.unbounded<Events.EventWire>(), PubSub.shutdown))
+
+const MemoryPublisher = Layer.effect(
+  BrokerPublisher,
+  Effect.map(MemoryHub, (hub) => ({ publish: (events) => PubSub.publishAll(hub, events).pipe(Effect.asVoid) }))
 )
+
+const MemorySubscriber = Layer.effect(BrokerSubscriber, Effect.map(MemoryHub, (hub) => ({ events: Stream.fromPubSub(hub) })))
+
+/**
+ * A single-process broker: publishes go to every subscriber of this process. `wrapPublisher`
+ * decorates the publishing side (e.g. the chaos drill) while both sides share one hub.
+ */
+export const memoryBroker = <E, R>(
+  wrapPublisher: (publisher: Layer.Layer<BrokerPublisher, never, MemoryHub>) => Layer.Layer<BrokerPublisher, E, R>
+) => Layer.merge(wrapPublisher(MemoryPublisher), MemorySubscriber).pipe(Layer.provide(MemoryHubLive))
+
+/** The memory broker's publishing side alone (the CLI's replay, which has no subscribers). */
+export const MemoryBrokerPublisherLive = MemoryPublisher.pipe(Layer.provide(MemoryHubLive))

@@ -7,7 +7,8 @@ import { Chunk, Duration, Effect, Option, Schedule } from "effect"
 export const retrySchedule = (baseMs: number, maxMs: number) =>
   Schedule.exponential(Duration.millis(baseMs), 2).pipe(
     Schedule.jittered,
-    Schedule.modifyDelay((d) => Duration.min(d, Duration.millis(maxMs)))
+    // modifyDelay receives (output, delay): cap the jittered delay, not the raw exponential output.
+    Schedule.modifyDelay((_, delay) => Duration.min(delay, Duration.millis(maxMs)))
   )
 
 /**
