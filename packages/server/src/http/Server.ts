@@ -16,6 +16,7 @@ import { AdminLive, MeLive, MessagesLive, ProjectsLive, WorkspaceLive } from "./
 import { HealthLive } from "./Health.js"
 import { accessLog, bodyLimit, jsonErrors } from "./Middleware.js"
 import { StreamsLive } from "./Streams.js"
+import { WebClientLive } from "./WebClient.js"
 
 /**
  * The request path: every service an HTTP handler can reach. It needs a SqlClient, the config
@@ -45,6 +46,7 @@ export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
 /** The API with its OpenAPI document and reference page, served on whichever HttpServer is given. */
 export const HttpAppLive = HttpApiBuilder.serve((app) => bodyLimit(accessLog(app))).pipe(
   Layer.provide(HttpApiBuilder.middleware(jsonErrors)),
+  Layer.provide(WebClientLive),
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ApiLive)

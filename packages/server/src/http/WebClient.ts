@@ -1,0 +1,25 @@
+import { HttpApiBuilder, type HttpRouter, HttpServerResponse } from "@effect/platform"
+import { Effect } from "effect"
+import { createRequire } from "node:module"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const web = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../web")
+const uplot = path.dirname(createRequire(import.meta.url).resolve("uplot/dist/uPlot.esm.js"))
+
+const files: ReadonlyArray<readonly [route: HttpRouter.PathInput, file: string, contentType: string]> = [
+  ["/", path.join(web, "index.html"), "text/html; charset=utf-8"],
+  ["/app.js", path.join(web, "app.js"), "text/javascript; charset=utf-8"],
+  ["/style.css", path.join(web, "style.css"), "text/css; charset=utf-8"],
+  ["/vendor/uplot.esm.js", path.join(uplot, "uPlot.esm.js"), "text/javascript; charset=utf-8"],
+  ["/vendor/uplot.min.css", path.join(uplot, "uPlot.min.css"), "text/css; charset=utf-8"]
+]
+
+/** The web client at `/`: static files next to the API, which stays under /api. */
+export const WebClientLive = HttpApiBuilder.Router.use((router) =>
+  Effect.forEach(files, ([route, file, contentType]) =>
+    router.get(
+      route,
+      HttpServerResponse.file(file, { headers: { "content-type": contentType, "cache-control": "no-cache" } }).pipe(Effect.orDie)
+    ), { discard: true })
+)
