@@ -250,10 +250,17 @@ export class EventPage extends Schema.Class<EventPage>("EventPage")({
 export const Instant = Schema.DateTimeUtc.pipe(
   Schema.annotations({ description: "ISO-8601 date-time with a zone, e.g. 2026-11-27T10:00:00Z" })
 )
+/** A real calendar date (JS `Date` would roll 2026-02-30 over into March). */
+const isCalendarDate = (text: string) => {
+  const [y, m, d] = text.slice(0, 10).split("-").map(Number) as [number, number, number]
+  const date = new Date(Date.UTC(y, m - 1, d))
+  return date.getUTCFullYear() === y && date.getUTCMonth() === m - 1 && date.getUTCDate() === d
+}
 const InstantParam = Schema.String.pipe(
   Schema.pattern(/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/, {
     message: () => "expected an ISO-8601 date (2026-11-27) or date-time with a zone (2026-11-27T10:00:00Z)"
   }),
+  Schema.filter(isCalendarDate, { message: () => "not a calendar date" }),
   Schema.compose(Schema.DateTimeUtc)
 )
 export const RangeParams = Schema.Struct({

@@ -62,7 +62,10 @@ export const AnalyticsLive = HttpApiBuilder.group(Api.HeraldApi, "analytics", (h
           const me = yield* Api.CurrentUser
           yield* chat.getProject(me, path.projectId)
           const r = yield* range(urlParams)
-          const points = Duration.toMillis(DateTime.distanceDuration(r.from, r.to)) / Duration.toMillis(bucketSize[urlParams.bucket])
+          // Buckets are UTC-aligned (multiples of their size since the epoch); the first is the one holding `from`.
+          const size = Duration.toMillis(bucketSize[urlParams.bucket])
+          const firstBucket = Math.floor(DateTime.toEpochMillis(r.from) / size) * size
+          const points = Math.ceil((DateTime.toEpochMillis(r.to) - firstBucket) / size)
           if (points > MAX_POINTS) {
             return yield* new Errors.BadRequest({
               message: `at most ${MAX_POINTS} ${urlParams.bucket} buckets per request; narrow from/to or use a larger bucket`,
