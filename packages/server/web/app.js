@@ -50,7 +50,7 @@ class StreamView {
     const url = `${this.path}?after=0&access_token=${encodeURIComponent(state.token)}`
     this.source = new EventSource(url)
     this.setState("connecting")
-    this.source.onopen = () => this.setState("catching up")
+    this.source.onopen = () => this.settle()
     this.source.onerror = () => this.setState(this.source.readyState === EventSource.CLOSED ? "closed" : "reconnecting")
     const onEvent = (e) => this.apply(JSON.parse(e.data))
     for (const type of ["project.created", "member.added", "member.removed", "message.created", "message.edited", "message.deleted"]) {
@@ -63,6 +63,13 @@ class StreamView {
     clearTimeout(this.quiet)
   }
 
+  /** "caught up" once the replay burst is over: no event for a moment after connecting. */
+  settle() {
+    this.setState("catching up")
+    clearTimeout(this.quiet)
+    this.quiet = setTimeout(() => this.setState("live · caught up"), 250)
+  }
+
   setState(label) {
     this.badge.dataset.state = label === "live · caught up" ? "live" : label
     this.badge.textContent = label === "live · caught up" ? `live · caught up at seq ${this.lastSeq}` : label
@@ -72,10 +79,7 @@ class StreamView {
     if (event.seq <= this.lastSeq) return // a duplicate: already shown
     if (event.seq !== this.lastSeq + 1) console.warn(`gap before seq ${event.seq} (had ${this.lastSeq})`)
     this.lastSeq = event.seq
-    // "caught up" once the replay burst is over: no event for a moment.
-    this.setState("catching up")
-    clearTimeout(this.quiet)
-    this.quiet = setTimeout(() => this.setState("live · caught up"), 250)
+    this.settle()
     const d = event.data
     switch (event.type) {
       case "message.created": {

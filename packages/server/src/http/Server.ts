@@ -1,8 +1,8 @@
 import { HttpApiBuilder, HttpApiScalar, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Api } from "@herald/domain"
-import { Effect, Layer } from "effect"
-import { createServer } from "node:http"
+import { Context, Effect, Layer } from "effect"
+import { createServer, type Server } from "node:http"
 import { ChatService } from "../chat/ChatService.js"
 import { MessagesRepo } from "../chat/MessagesRepo.js"
 import { ProjectsRepo } from "../chat/ProjectsRepo.js"
@@ -52,16 +52,40 @@ export const HttpAppLive = HttpApiBuilder.serve((app) => bodyLimit(accessLog(app
   Layer.provide(ApiLive)
 )
 
+/** The Node server under the HTTP layer, so shutdown can close its connections. */
+export class NodeServer extends Context.Tag("Herald/NodeServer")<NodeServer, Server>() {}
+
+/** Node's HTTP server on `host:port` (0 = any free port), with its handle. */
+export const nodeServerLayer = (options: { readonly port: number; readonly host: string }) =>
+  Layer.unwrapEffect(Effect.sync(() => {
+    const server = createServer()
+    return Layer.merge(NodeHttpServer.layer(() => server, options), Layer.succeed(NodeServer, server))
+  }))
+
+/** How long in-flight requests get to finish once shutdown has begun. */
+const SHUTDOWN_GRACE_MS = 3_000
+
 /**
- * Open SSE responses would keep Node's `server.close()` waiting (G8). This layer needs the HTTP
- * server, so it is built after it and torn down before it: its finalizer ends every SSE response
- * first, then the server closes.
+ * Open SSE responses — and browsers' keep-alive connections, which an EventSource or a polling
+ * page keeps busy — would keep Node's `server.close()` waiting (G8). This layer needs the HTTP
+ * server, so it is built after it and torn down before it: its finalizer ends every SSE response,
+ * closes idle connections at once and any still open after a short grace; then the server closes.
  */
 export const EndStreamsBeforeServerLive = Layer.scopedDiscard(
   Effect.gen(function*() {
     yield* HttpServer.HttpServer
     const hub = yield* SseHub
-    yield* Effect.addFinalizer(() => hub.closeAll)
+    const node = yield* Effect.serviceOption(NodeServer)
+    yield* Effect.addFinalizer(() =>
+      Effect.zipRight(
+        hub.closeAll,
+        Effect.sync(() => {
+          if (node._tag === "None") return
+          node.value.closeIdleConnections()
+          setTimeout(() => node.value.closeAllConnections(), SHUTDOWN_GRACE_MS).unref()
+        })
+      )
+    )
   })
 )
 
@@ -70,6 +94,4 @@ export const serveOn = <ROut, E, R>(server: Layer.Layer<ROut, E, R>) =>
   Layer.mergeAll(HttpAppLive, EndStreamsBeforeServerLive).pipe(Layer.provideMerge(server))
 
 /** Node's HTTP server on HOST:PORT. */
-export const NodeServerLive = Layer.unwrapEffect(
-  Effect.map(AppConfig, (c) => NodeHttpServer.layer(createServer, { port: c.port, host: c.host }))
-)
+export const NodeServerLive = Layer.unwrapEffect(Effect.map(AppConfig, (c) => nodeServerLayer({ port: c.port, host: c.host })))

@@ -1,16 +1,15 @@
 import { HttpServer } from "@effect/platform"
-import { NodeContext, NodeHttpServer } from "@effect/platform-node"
+import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import type { Events } from "@herald/domain"
 import { type ConfigError, Context, Duration, Effect, Layer, Logger, Option, Redacted, Ref, Schedule } from "effect"
-import { createServer } from "node:http"
 import { BrokerError } from "../../src/broker/BrokerError.js"
 import { BrokerPublisher } from "../../src/broker/BrokerPublisher.js"
 import { BrokerSubscriber } from "../../src/broker/BrokerSubscriber.js"
 import { memoryBroker } from "../../src/broker/MemoryBroker.js"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
-import { RequestPathLive, serveOn } from "../../src/http/Server.js"
+import { nodeServerLayer, RequestPathLive, serveOn } from "../../src/http/Server.js"
 import { OutboxPublisherLive } from "../../src/outbox/OutboxPublisher.js"
 import { SharedLive } from "../../src/Server.js"
 import { SseHub } from "../../src/stream/SseHub.js"
@@ -125,7 +124,7 @@ export const publisherServerLayer = (options: PublisherServerOptions = {}) => {
     Layer.provideMerge(SharedLive)
   )
   return Layer.effect(TestServer, makeClient).pipe(
-    Layer.provideMerge(serveOn(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))),
+    Layer.provideMerge(serveOn(nodeServerLayer({ port: 0, host: "127.0.0.1" }))),
     Layer.provideMerge(RequestPathLive),
     Layer.provideMerge(realtime),
     Layer.provideMerge(TestDatabaseLive),

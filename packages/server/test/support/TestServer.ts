@@ -1,9 +1,9 @@
 import { HttpServer } from "@effect/platform"
-import { NodeContext, NodeHttpServer } from "@effect/platform-node"
+import { NodeContext } from "@effect/platform-node"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
-import { createServer } from "node:http"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
+import { nodeServerLayer } from "../../src/http/Server.js"
 import { serverLayer } from "../../src/Server.js"
 import { TestDatabaseLive } from "./TestDatabase.js"
 
@@ -62,7 +62,7 @@ const make = Effect.gen(function*() {
 
 /** The server over a fresh database, with the test admin token and any config overrides. */
 export const testServerLayer = (config: Partial<AppConfigShape> = {}) => Layer.effect(TestServer, make).pipe(
-  Layer.provideMerge(serverLayer(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" }))),
+  Layer.provideMerge(serverLayer(nodeServerLayer({ port: 0, host: "127.0.0.1" }))),
   Layer.provideMerge(TestDatabaseLive),
   Layer.provideMerge(AppConfig.layerWith({ adminToken: Option.some(Redacted.make(ADMIN_TOKEN)), ...config })),
   Layer.provide(NodeContext.layer)

@@ -1,0 +1,157 @@
+import { Effect } from "effect"
+import * as http from "node:http"
+import { connectSse, type SseConnection, type SseEvent, type SseOptions } from "./SseClient.js"
+import { TestServer } from "./TestServer.js"
+
+/** An SSE connection to the test server, closed by the client when the test's scope closes. */
+export const openSse = (path: string, options: SseOptions = {}) =>
+  Effect.flatMap(TestServer, (server) =>
+    Effect.acquireRelease(
+      Effect.promise(() => connectSse(server.url, path, options)),
+      (connection) => Effect.sync(() => connection.close())
+    ))
+
+/** Waits (in real time) until `n` events have arrived; fails the test with what did arrive otherwise. */
+export const awaitEvents = (connection: { readonly waitForEvents: SseConnection["waitForEvents"] }, n: number, timeoutMs = 10_000) =>
+  Effect.promise(() => connection.waitForEvents(n, timeoutMs))
+
+/** The seqs of received events, as the client reads them from the `id:` lines. */
+export const ids = (events: ReadonlyArray<SseEvent>) => events.map((e) => Number(e.id))
+
+/** [from, from + 1, …, to]; empty when to < from. */
+export const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
+
+/** A real-time pause: the tests' Clock is the TestClock, and the server runs in real time. */
+export const realSleep = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
+/** Resolves with true if `promise` settles within `ms`, false otherwise. */
+export const settlesWithin = (promise: Promise<unknown>, ms: number) =>
+  Effect.promise(() =>
+    new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms)
+      promise.then(() => {
+        clearTimeout(timer)
+        resolve(true)
+      }, () => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+  )
+
+export interface StallingSseConnection {
+  readonly status: number
+  /** Events parsed so far (nothing is parsed before `resume`). */
+  readonly events: Array<SseEvent>
+  /** How the response ended: "end" = the server finished it cleanly; "aborted" = the connection broke. */
+  readonly ended: Promise<"end" | "aborted">
+  /** Starts reading: everything the server managed to write meanwhile is parsed, then live. */
+  readonly resume: () => void
+  readonly waitForEvents: (n: number, timeoutMs?: number) => Promise<Array<SseEvent>>
+  readonly close: () => void
+}
+
+/**
+ * An SSE client that does not read its response until told to: a stalled consumer. Its socket's
+ * receive window fills up, the server's writes stop draining, and the server must cope.
+ */
+export const connectStalling = (baseUrl: string, path: string, options: { readonly token: string; readonly after?: string }) =>
+  new Promise<StallingSseConnection>((resolve, reject) => {
+    const url = new URL(baseUrl + path)
+    if (options.after !== undefined) url.searchParams.set("after", options.after)
+    const req = http.get(url, {
+      headers: { accept: "text/event-stream", authorization: `Bearer ${options.token}` },
+      agent: false
+    }, (res) => {
+      res.pause()
+      const events: Array<SseEvent> = []
+      const waiters: Array<() => void> = []
+      let buffer = ""
+      let endedResolve!: (how: "end" | "aborted") => void
+      const ended = new Promise<"end" | "aborted">((r) => (endedResolve = r))
+      res.on("end", () => endedResolve("end"))
+      res.on("aborted", () => endedResolve("aborted"))
+      res.on("error", () => endedResolve("aborted"))
+      res.on("close", () => endedResolve(res.complete ? "end" : "aborted"))
+      const onFrame = (frame: string) => {
+        let id: string | undefined
+        let event: string | undefined
+        const data: Array<string> = []
+        for (const line of frame.split("\n")) {
+          if (line.startsWith("id: ")) id = line.slice(4)
+          else if (line.startsWith("event: ")) event = line.slice(7)
+          else if (line.startsWith("data: ")) data.push(line.slice(6))
+        }
+        if (data.length > 0) {
+          events.push({ id, event, data: JSON.parse(data.join("\n")) })
+          for (const w of waiters.splice(0)) w()
+        }
+      }
+      const resume = () => {
+        res.setEncoding("utf8")
+        res.on("data", (chunk: string) => {
+          buffer += chunk
+          let i: number
+          while ((i = buffer.indexOf("\n\n")) >= 0) {
+            onFrame(buffer.slice(0, i))
+            buffer = buffer.slice(i + 2)
+          }
+        })
+        res.resume()
+      }
+      const waitForEvents = (n: number, timeoutMs = 15_000) =>
+        new Promise<Array<SseEvent>>((ok, fail) => {
+          const timer = setTimeout(
+            () => fail(new Error(`timed out waiting for ${n} SSE events; got ${events.length}`)),
+            timeoutMs
+          )
+          const check = () => {
+            if (events.length >= n) {
+              clearTimeout(timer)
+              ok(events.slice(0, n))
+            } else waiters.push(check)
+          }
+          check()
+        })
+      resolve({ status: res.statusCode ?? 0, events, ended, resume, waitForEvents, close: () => req.destroy() })
+    })
+    req.on("error", reject)
+  })
+
+export interface RawSseResponse {
+  readonly status: number
+  readonly headers: Headers
+  /** The body as received, byte for byte (decoded as UTF-8). */
+  readonly text: string
+}
+
+/**
+ * Reads an SSE response with `fetch` (which asks for gzip/deflate/br, as browsers do) until
+ * `until(text)` holds or `timeoutMs` passes, then aborts: for assertions on the raw wire format.
+ */
+export const fetchSse = (
+  baseUrl: string,
+  path: string,
+  options: { readonly headers?: Record<string, string>; readonly until: (text: string) => boolean; readonly timeoutMs?: number }
+) =>
+  Effect.promise(async (): Promise<RawSseResponse> => {
+    const abort = new AbortController()
+    const timer = setTimeout(() => abort.abort(), options.timeoutMs ?? 5_000)
+    const res = await fetch(baseUrl + path, { headers: { accept: "text/event-stream", ...options.headers }, signal: abort.signal })
+    let text = ""
+    try {
+      const decoder = new TextDecoder()
+      const reader = res.body!.getReader()
+      while (!options.until(text)) {
+        const { done, value } = await reader.read()
+        if (done) break
+        text += decoder.decode(value, { stream: true })
+      }
+    } catch {
+      // aborted at the timeout: the assertions see what arrived
+    } finally {
+      clearTimeout(timer)
+      abort.abort()
+    }
+    return { status: res.status, headers: res.headers, text }
+  })
