@@ -60,6 +60,7 @@ export const progress = (label: string, total: number) =>
 
 /** `7d`, `12h`, `30m`, `90s`, `500ms`, `2w`, or anything Effect's Duration reads (`7 days`). */
 export const parseDuration = (text: string): Effect.Effect<Duration.Duration, CliError> => {
+  if (text.includes("-")) return Effect.fail(new CliError({ message: `a duration cannot be negative: "${text}"` }))
   const m = /^(\d+)\s*(ms|s|m|h|d|w)$/.exec(text.trim())
   if (m) {
     const n = Number(m[1])

@@ -1,4 +1,5 @@
 import { Command, ValidationError } from "@effect/cli"
+import { SqlError } from "@effect/sql/SqlError"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { ConfigError, Console, Effect, Layer, Logger, LogLevel } from "effect"
 import { formatConfigError } from "@herald/server/config/AppConfig"
@@ -6,9 +7,20 @@ import { herald } from "./Commands.js"
 
 const cli = Command.run(herald, { name: "herald", version: "0.1.0" })
 
+const causeMessage = (cause: unknown): string | undefined =>
+  typeof cause === "object" && cause !== null && "message" in cause && typeof cause.message === "string" && cause.message !== ""
+    ? cause.message
+    : typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : undefined
+
 /** One clear line on stderr and a non-zero exit; never a stack trace. */
 const describe = (error: unknown): string => {
   if (ConfigError.isConfigError(error)) return formatConfigError(error)
+  if (error instanceof SqlError) {
+    // The database's own reason, and the likely fix when the schema is missing.
+    const reason = causeMessage(error.cause)
+    const hint = /relation .* does not exist/.test(reason ?? "") ? " (is the database migrated? run: herald migrate)" : ""
+    return `herald: ${error.message}${reason ? `: ${reason}` : ""}${hint}`
+  }
   if (typeof error === "object" && error !== null && "message" in error) {
     const e = error as { _tag?: string; message: string }
     return `herald: ${e.message}`

@@ -58,8 +58,15 @@ export class MessagePosted extends Schema.Class<MessagePosted>("MessagePosted")(
 export class MessageReplayed extends Schema.Class<MessageReplayed>("MessageReplayed")(messageWriteFields) {}
 export class MessageEdited extends Schema.Class<MessageEdited>("MessageEdited")(messageWriteFields) {}
 
+/** A whole number written as plain digits: `1e2`, `0x10`, `+3` or ` 7` are malformed, not 100, 16, 3, 7. */
+const DigitsFromString = (field: string) =>
+  Schema.String.pipe(
+    Schema.pattern(/^[0-9]{1,16}$/, { message: () => `${field} must be a whole number written in digits` }),
+    Schema.compose(Schema.NumberFromString)
+  )
+
 const PositiveIntFromString = (field: string, max: number) =>
-  Schema.NumberFromString.pipe(
+  DigitsFromString(field).pipe(
     Schema.int({ message: () => `${field} must be an integer` }),
     Schema.between(1, max, { message: () => `${field} must be between 1 and ${max}` })
   )
@@ -83,7 +90,7 @@ export const MemberPath = Schema.Struct({ projectId: ProjectId, userId: UserId }
 export const MessagePath = Schema.Struct({ projectId: ProjectId, messageId: MessageId })
 
 /** A stream position: `Last-Event-ID` or `?after=` (0 = from the beginning). */
-export const StreamPosition = Schema.NumberFromString.pipe(
+export const StreamPosition = DigitsFromString("a stream position").pipe(
   Schema.int({ message: () => "a stream position must be a whole number" }),
   Schema.nonNegative({ message: () => "a stream position must not be negative" }),
   Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER)

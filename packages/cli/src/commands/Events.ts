@@ -36,6 +36,7 @@ const replay = Command.make("replay", { json: jsonOption, stream, fromSeq, toSeq
     const to = Option.getOrElse(o.toSeq, () => head)
     if (from < 1 || to < 1) return yield* new CliError({ message: "--from-seq and --to-seq must be at least 1" })
     if (from > to) return yield* new CliError({ message: `reversed range: --from-seq ${from} is after --to-seq ${to}` })
+    if (from > head) return yield* new CliError({ message: `--from-seq ${from} is past the last seq of ${o.stream} (${head})` })
     const last = Math.min(to, head)
     const { broker: kind } = yield* AppConfig
     if (kind === "memory" && !o.dryRun) {

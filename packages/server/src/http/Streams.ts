@@ -1,11 +1,13 @@
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Api, Events } from "@herald/domain"
 import { Effect, Option, Stream } from "effect"
 import { ChatService } from "../chat/ChatService.js"
+import { ProjectsRepo } from "../chat/ProjectsRepo.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { EventReader } from "../stream/EventReader.js"
 import { SseHub } from "../stream/SseHub.js"
-import { sseEvents } from "../stream/SseStream.js"
+import { sseEvents, type StreamRequest } from "../stream/SseStream.js"
 import { Metrics } from "./Metrics.js"
 
 const headers = {
@@ -16,17 +18,20 @@ const headers = {
 export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handlers) =>
   Effect.gen(function*() {
     const chat = yield* ChatService
+    const projects = yield* ProjectsRepo
     // The response body outlives the handler: it gets its services now, not at each pull.
     const context = yield* Effect.context<SseHub | EventReader | Metrics | AppConfig>()
 
-    const respond = (request: {
-      readonly stream: string
-      readonly after: Option.Option<number>
-      readonly endsWith?: (event: Events.EventWire) => boolean
-    }) =>
-      HttpServerResponse.stream(sseEvents(request).pipe(Stream.provideContext(context)), {
-        contentType: "text/event-stream",
-        headers
+    const respond = (request: Omit<StreamRequest, "abort">) =>
+      Effect.map(HttpServerRequest.HttpServerRequest, (http) => {
+        const node = NodeHttpServerRequest.toServerResponse(http)
+        // Node adds `Connection: keep-alive` by itself; HTTP/2 forbids the header, the SPEC says never.
+        node.removeHeader("connection")
+        const abort = Effect.sync(() => node.destroy())
+        return HttpServerResponse.stream(sseEvents({ ...request, abort }).pipe(Stream.provideContext(context)), {
+          contentType: "text/event-stream",
+          headers
+        })
       })
 
     /** Last-Event-ID (sent by a reconnecting EventSource) wins over the URL's `after`. */
@@ -38,17 +43,21 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
         Effect.gen(function*() {
           const me = yield* Api.CurrentUser
           yield* chat.getProject(me, path.projectId)
-          return respond({
+          return yield* respond({
             stream: Events.projectStream(path.projectId),
             after: position(h, urlParams),
-            // Removed from the project: the member sees their removal, then the stream ends (G5).
-            endsWith: (e) => e.type === "member.removed" && (e.data as { userId: string }).userId === me.id
+            // Removed from the project: the member sees their removal, then the stream ends (G5). A
+            // removal replayed from before a re-add does not end it: membership decides, now.
+            endsWith: (e) =>
+              e.type === "member.removed" && (e.data as { userId: string }).userId === me.id
+                ? Effect.map(Effect.orDie(projects.isMember(path.projectId, me.id)), (member) => !member)
+                : Effect.succeed(false)
           })
         }))
       .handle("workspace", ({ headers: h, path, urlParams }) =>
         Effect.gen(function*() {
           const me = yield* Api.CurrentUser
           yield* chat.getProject(me, path.projectId)
-          return respond({ stream: Events.workspaceStream(path.projectId, me.id), after: position(h, urlParams) })
+          return yield* respond({ stream: Events.workspaceStream(path.projectId, me.id), after: position(h, urlParams) })
         }))
   }))

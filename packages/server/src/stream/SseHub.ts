@@ -1,5 +1,5 @@
 import type { Events } from "@herald/domain"
-import { Effect, Queue, Ref, Schedule, type Scope, Stream } from "effect"
+import { Deferred, Effect, Queue, Schedule, type Scope, Stream } from "effect"
 import { BrokerSubscriber } from "../broker/BrokerSubscriber.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { Metrics } from "../http/Metrics.js"
@@ -7,13 +7,13 @@ import { Metrics } from "../http/Metrics.js"
 /** One SSE connection's view of the hub: a bounded queue of live events of one stream. */
 export interface Subscription {
   readonly queue: Queue.Dequeue<Events.EventWire>
-  /** true once the queue overflowed: the connection must end (the client resumes from the database). */
-  readonly overflowed: Effect.Effect<boolean>
+  /** Completes when the queue overflowed: the connection must end (the client resumes from the database). */
+  readonly overflow: Deferred.Deferred<void>
 }
 
 interface Connection {
   readonly queue: Queue.Queue<Events.EventWire>
-  readonly overflowed: Ref.Ref<boolean>
+  readonly overflow: Deferred.Deferred<void>
 }
 
 /**
@@ -40,7 +40,9 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         }
         if (overflowed.length === 0) return Effect.void
         const slow = overflowed.splice(0)
-        return Effect.forEach(slow, (c) => Effect.zipRight(Ref.set(c.overflowed, true), Queue.shutdown(c.queue)), { discard: true })
+        return Effect.forEach(slow, (c) => Effect.zipRight(Deferred.succeed(c.overflow, undefined), Queue.shutdown(c.queue)), {
+          discard: true
+        })
       })
 
     // The one subscription; if the broker fails (e.g. the LISTEN connection drops) it is re-opened.
@@ -57,7 +59,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         Effect.gen(function*() {
           const connection: Connection = {
             queue: yield* Queue.dropping<Events.EventWire>(sseBuffer),
-            overflowed: yield* Ref.make(false)
+            overflow: yield* Deferred.make<void>()
           }
           if (closed) yield* Queue.shutdown(connection.queue)
           const set = streams.get(stream) ?? new Set()
@@ -73,7 +75,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
             if (set?.size === 0) streams.delete(stream)
             metrics.sseConnections.dec()
           }).pipe(Effect.zipRight(Queue.shutdown(connection.queue)))
-      ).pipe(Effect.map((c) => ({ queue: c.queue, overflowed: Ref.get(c.overflowed) })))
+      )
 
     /** Ends every open SSE response (graceful shutdown) and refuses new ones. */
     const closeAll = Effect.suspend(() => {

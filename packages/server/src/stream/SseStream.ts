@@ -1,5 +1,5 @@
 import type { Events } from "@herald/domain"
-import { Chunk, Effect, Option, Queue, Ref, Schedule, Stream } from "effect"
+import { Chunk, Deferred, Effect, Option, Queue, Ref, Schedule, Stream } from "effect"
 import { AppConfig } from "../config/AppConfig.js"
 import { Metrics } from "../http/Metrics.js"
 import { EventReader } from "./EventReader.js"
@@ -16,9 +16,17 @@ export interface StreamRequest {
   readonly stream: string
   /** The last seq the client has; None → start after the current head. */
   readonly after: Option.Option<number>
-  /** An event after which the response ends (e.g. the caller's own removal from the project). */
-  readonly endsWith?: (event: Events.EventWire) => boolean
+  /** An event after which the response ends (e.g. the caller's removal from the project). */
+  readonly endsWith?: (event: Events.EventWire) => Effect.Effect<boolean>
+  /**
+   * Cuts the connection. Used when the client fell so far behind that its buffer overflowed and it
+   * still has not taken the end of the response after a grace period (its socket is full).
+   */
+  readonly abort?: Effect.Effect<void>
 }
+
+/** How long an overflowed connection gets to take its end before its socket is destroyed. */
+const OVERFLOW_GRACE = "1 second"
 
 /**
  * One SSE response: every event of the stream after the client's position, exactly once, in seq
@@ -63,8 +71,16 @@ export const sseEvents = (request: StreamRequest) =>
       )
     )
 
+    if (request.abort !== undefined) {
+      yield* Deferred.await(subscription.overflow).pipe(
+        Effect.zipRight(Effect.sleep(OVERFLOW_GRACE)),
+        Effect.zipRight(request.abort),
+        Effect.forkScoped
+      )
+    }
+
     const events = inOrder(Stream.concat(fromDatabase(start, undefined), live)).pipe(
-      request.endsWith === undefined ? (s) => s : Stream.takeUntil(request.endsWith),
+      request.endsWith === undefined ? (s) => s : Stream.takeUntilEffect(request.endsWith),
       Stream.tap(() => Effect.sync(() => metrics.sseEventsSent.inc())),
       Stream.map(frame)
     )
@@ -74,7 +90,9 @@ export const sseEvents = (request: StreamRequest) =>
       Stream.concat(Stream.merge(events, keepalive, { haltStrategy: "left" })),
       Stream.map((text) => encoder.encode(text)),
       // A connection that overflowed its buffer ends here; the client resumes from its last id.
-      Stream.ensuring(Effect.flatMap(subscription.overflowed, (o) => o ? Effect.logInfo("SSE client too slow: response ended") : Effect.void)),
+      Stream.ensuring(
+        Effect.flatMap(Deferred.isDone(subscription.overflow), (o) => o ? Effect.logInfo("SSE client too slow: response ended") : Effect.void)
+      ),
       Stream.ensuring(Queue.shutdown(subscription.queue))
     )
   }))

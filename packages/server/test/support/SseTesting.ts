@@ -21,9 +21,6 @@ export const ids = (events: ReadonlyArray<SseEvent>) => events.map((e) => Number
 /** [from, from + 1, …, to]; empty when to < from. */
 export const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
 
-/** A real-time pause: the tests' Clock is the TestClock, and the server runs in real time. */
-export const realSleep = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
-
 /** Resolves with true if `promise` settles within `ms`, false otherwise. */
 export const settlesWithin = (promise: Promise<unknown>, ms: number) =>
   Effect.promise(() =>

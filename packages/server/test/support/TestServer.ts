@@ -1,6 +1,6 @@
 import { HttpServer } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Clock, Context, Effect, Layer, Option, Redacted } from "effect"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
 import { nodeServerLayer } from "../../src/http/Server.js"
@@ -65,7 +65,10 @@ export const testServerLayer = (config: Partial<AppConfigShape> = {}) => Layer.e
   Layer.provideMerge(serverLayer(nodeServerLayer({ port: 0, host: "127.0.0.1" }))),
   Layer.provideMerge(TestDatabaseLive),
   Layer.provideMerge(AppConfig.layerWith({ adminToken: Option.some(Redacted.make(ADMIN_TOKEN)), ...config })),
-  Layer.provide(NodeContext.layer)
+  Layer.provide(NodeContext.layer),
+  // The server runs on the real clock even inside `it.layer` (whose tests get a TestClock): its
+  // polls, retries and keepalives must fire as they do in production.
+  Layer.provide(Layer.setClock(Clock.make()))
 )
 
 export const TestServerLive = testServerLayer()
