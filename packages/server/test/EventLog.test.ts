@@ -13,17 +13,15 @@
  */
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
-import { Events, type Ids } from "@herald/domain"
+import { Events } from "@herald/domain"
 import { DateTime, Deferred, Effect, Fiber, Layer, Option, Ref } from "effect"
-import { randomUUID } from "node:crypto"
 import { ChatService } from "../src/chat/ChatService.js"
 import { EventHistory } from "../src/eventlog/EventHistory.js"
 import { EventLogStore } from "../src/eventlog/EventLogStore.js"
 import { materializeOnce } from "../src/eventlog/Materializer.js"
 import { envelopeColumns, toWire } from "../src/outbox/OutboxStore.js"
-import { OutboxWriter } from "../src/outbox/OutboxWriter.js"
 import { EventReader } from "../src/stream/EventReader.js"
-import { ChatTestLive, newUser } from "./support/ChatHarness.js"
+import { ChatTestLive, inFlightEvent, newUser } from "./support/ChatHarness.js"
 
 /** The request path over a fresh database, plus the event log's store and readers — no materializer fiber. */
 const EventLogTestLive = Layer.mergeAll(EventLogStore.Default, EventHistory.Default, EventReader.Default).pipe(
@@ -115,35 +113,7 @@ const busyProject = (name: string) =>
     return { alice, bob, project }
   })
 
-/**
- * An outbox row written through OutboxWriter in a transaction that stays open until `commit` is
- * called: its row exists (and holds its stream's lock) but is not committed.
- */
-const openTransaction = (stream: Events.StreamId, projectId: Ids.ProjectId, actorId: Ids.UserId) =>
-  Effect.gen(function*() {
-    const sql = yield* sqlClient
-    const writer = yield* OutboxWriter
-    const written = yield* Deferred.make<{ readonly id: string; readonly seq: number; readonly occurredAt: number }>()
-    const release = yield* Deferred.make<void>()
-    const fiber = yield* sql.withTransaction(Effect.gen(function*() {
-      const { at, seq } = yield* writer.reserve(stream)
-      const event = yield* writer.insert({
-        stream,
-        seq,
-        at,
-        projectId,
-        actorId,
-        payload: {
-          type: "message.created",
-          data: { messageId: randomUUID() as Ids.MessageId, authorId: actorId, role: "worker", body: "in flight" }
-        }
-      })
-      yield* Deferred.succeed(written, { id: event.ref.id, seq, occurredAt: DateTime.toEpochMillis(at) })
-      yield* Deferred.await(release)
-    })).pipe(Effect.orDie, Effect.fork)
-    const event = yield* Deferred.await(written)
-    return { event, commit: Effect.zipRight(Deferred.succeed(release, undefined), Fiber.join(fiber)) }
-  })
+const openTransaction = inFlightEvent
 
 // ---------------------------------------------------------------------------------------------
 

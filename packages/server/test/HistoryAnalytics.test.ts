@@ -16,11 +16,11 @@
 import { SqlClient } from "@effect/sql"
 import { expect, layer } from "@effect/vitest"
 import { Events, type Ids } from "@herald/domain"
-import { Deferred, Effect, FastCheck, Fiber, Option, Runtime } from "effect"
+import { Effect, FastCheck, Option, Runtime } from "effect"
 import { randomUUID } from "node:crypto"
 import { EventLogStore } from "../src/eventlog/EventLogStore.js"
 import { envelopeColumns, toWire } from "../src/outbox/OutboxStore.js"
-import { OutboxWriter } from "../src/outbox/OutboxWriter.js"
+import { inFlightEvent } from "./support/ChatHarness.js"
 import { connectSse } from "./support/SseClient.js"
 import { type Response, TestServer, testServerLayer } from "./support/TestServer.js"
 
@@ -580,32 +580,8 @@ layer(ServerLive, live)("history", (it) => {
 // ---------------------------------------------------------------------------------------------
 // asOf with the background materializer
 
-/** An outbox row written through OutboxWriter in a transaction held open until `commit`. */
 const openTransaction = (stream: Events.StreamId, projectId: Ids.ProjectId, actorId: Ids.UserId) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const writer = yield* OutboxWriter
-    const written = yield* Deferred.make<{ readonly id: string; readonly seq: number }>()
-    const release = yield* Deferred.make<void>()
-    const fiber = yield* sql.withTransaction(Effect.gen(function*() {
-      const { at, seq } = yield* writer.reserve(stream)
-      const event = yield* writer.insert({
-        stream,
-        seq,
-        at,
-        projectId,
-        actorId,
-        payload: {
-          type: "message.created",
-          data: { messageId: randomUUID() as Ids.MessageId, authorId: actorId, role: "worker", body: "slow worker" }
-        }
-      })
-      yield* Deferred.succeed(written, { id: event.ref.id, seq })
-      yield* Deferred.await(release)
-    })).pipe(Effect.orDie, Effect.fork)
-    const event = yield* Deferred.await(written)
-    return { event, commit: Effect.zipRight(Deferred.succeed(release, undefined), Fiber.join(fiber)) }
-  })
+  inFlightEvent(stream, projectId, actorId, "slow worker")
 
 layer(ServerLive, live)("asOf", (it) => {
   it.effect("an in-flight transaction's event is never behind asOf: asOf passes its commit only once it is in the log", () =>

@@ -1,6 +1,6 @@
 import { SqlClient, SqlError } from "@effect/sql"
 import { Chat, Errors, Events, type Ids } from "@herald/domain"
-import { Effect, Option } from "effect"
+import { type DateTime, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { OutboxWriter } from "../outbox/OutboxWriter.js"
 import { Wakeup } from "../outbox/Wakeup.js"
@@ -48,6 +48,28 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         Effect.catchIf((e): e is SqlError.SqlError => e instanceof SqlError.SqlError, Effect.die)
       )
 
+    /**
+     * Every chat change has one shape, in one transaction: take the stream's next seq (and with it
+     * the stream's lock), make the change, append its event; then wake the publisher.
+     */
+    const change = <A, E, R>(
+      caller: Chat.User,
+      projectId: Ids.ProjectId,
+      stream: Events.StreamId,
+      apply: (slot: { readonly at: DateTime.Utc; readonly event: Events.EventRef }) => Effect.Effect<
+        { readonly result: A; readonly event: Events.EventPayload },
+        E,
+        R
+      >
+    ) =>
+      write(Effect.gen(function*() {
+        const { at, seq } = yield* outbox.reserve(stream)
+        const ref: Events.EventRef = { id: randomUUID() as Ids.EventId, stream, seq }
+        const { event, result } = yield* apply({ at, event: ref })
+        yield* outbox.insert({ ref, at, projectId, actorId: caller.id, payload: event })
+        return result
+      }))
+
     const visible = (caller: Chat.User, projectId: Ids.ProjectId) =>
       projects.membership(projectId, caller.id).pipe(
         Effect.orDie,
@@ -61,21 +83,14 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           : Effect.fail(new Errors.Forbidden({ message: "only the project owner can manage members" })))
 
     const createProject = (caller: Chat.User, name: string) =>
-      write(Effect.gen(function*() {
+      Effect.suspend(() => {
         const projectId = randomUUID() as Ids.ProjectId
-        const stream = Events.projectStream(projectId)
-        const { seq, at } = yield* outbox.reserve(stream)
-        const project = yield* projects.insert({ id: projectId, name, ownerId: caller.id, at })
-        yield* outbox.insert({
-          stream,
-          seq,
-          at,
-          projectId,
-          actorId: caller.id,
-          payload: { type: "project.created", data: { name, ownerId: caller.id } }
-        })
-        return project
-      }))
+        return change(caller, projectId, Events.projectStream(projectId), ({ at }) =>
+          Effect.map(projects.insert({ id: projectId, name, ownerId: caller.id, at }), (project) => ({
+            result: project,
+            event: { type: "project.created", data: { name, ownerId: caller.id } }
+          })))
+      })
 
     const listProjects = (caller: Chat.User) => Effect.orDie(projects.listForUser(caller.id))
 
@@ -86,21 +101,16 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
       Effect.gen(function*() {
         yield* ownerOf(caller, projectId)
         if (!(yield* Effect.orDie(users.exists(userId)))) return yield* Effect.fail(notFound("user"))
-        return yield* write(Effect.gen(function*() {
-          const stream = Events.projectStream(projectId)
-          const { seq, at } = yield* outbox.reserve(stream)
-          const added = yield* projects.addMember(projectId, userId, at)
-          if (!added) return yield* Effect.fail(new Errors.Conflict({ message: "user is already a member" }))
-          yield* outbox.insert({
-            stream,
-            seq,
-            at,
-            projectId,
-            actorId: caller.id,
-            payload: { type: "member.added", data: { userId, role: "member" } }
-          })
-          return new Chat.Member({ projectId, userId, role: "member" })
-        }))
+        return yield* change(caller, projectId, Events.projectStream(projectId), ({ at }) =>
+          Effect.gen(function*() {
+            if (!(yield* projects.addMember(projectId, userId, at))) {
+              return yield* new Errors.Conflict({ message: "user is already a member" })
+            }
+            return {
+              result: new Chat.Member({ projectId, userId, role: "member" }),
+              event: { type: "member.added", data: { userId, role: "member" } }
+            } as const
+          }))
       })
 
     const removeMember = (caller: Chat.User, projectId: Ids.ProjectId, userId: Ids.UserId) =>
@@ -109,20 +119,11 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         if (userId === caller.id) {
           return yield* Effect.fail(new Errors.Conflict({ message: "the owner cannot be removed from their project" }))
         }
-        yield* write(Effect.gen(function*() {
-          const stream = Events.projectStream(projectId)
-          const { seq, at } = yield* outbox.reserve(stream)
-          const removed = yield* projects.removeMember(projectId, userId)
-          if (!removed) return yield* Effect.fail(notFound("member"))
-          yield* outbox.insert({
-            stream,
-            seq,
-            at,
-            projectId,
-            actorId: caller.id,
-            payload: { type: "member.removed", data: { userId } }
-          })
-        }))
+        yield* change(caller, projectId, Events.projectStream(projectId), () =>
+          Effect.gen(function*() {
+            if (!(yield* projects.removeMember(projectId, userId))) return yield* notFound("member")
+            return { result: undefined, event: { type: "member.removed", data: { userId } } } as const
+          }))
       })
 
     const replay = (stored: StoredMessage): MessageWrite => ({
@@ -159,44 +160,39 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           ? Events.projectStream(projectId)
           : Events.workspaceStream(projectId, caller.id)
         const messageId = randomUUID() as Ids.MessageId
-        const created = write(Effect.gen(function*() {
-          const { seq, at } = yield* outbox.reserve(stream)
-          const event = yield* outbox.insert({
-            stream,
-            seq,
-            at,
-            projectId,
-            actorId: caller.id,
-            payload: {
-              type: "message.created",
-              data: {
-                messageId,
-                authorId: caller.id,
-                role: input.role,
-                body: input.body,
-                ...(input.clientMessageId === undefined ? {} : { clientMessageId: input.clientMessageId })
-              }
-            }
-          })
-          const stored = yield* messages.insertAsMember({
-            id: messageId,
-            projectId,
-            authorId: caller.id,
-            scope: input.scope,
-            role: input.role,
-            body: input.body,
-            clientMessageId: input.clientMessageId,
-            event: event.ref,
-            at
-          }).pipe(
-            Effect.catchIf(
-              (e) => isUniqueViolation(e, "messages_client_message_id_key"),
-              () => Effect.fail(new DuplicateClientMessage())
+        const created = change(caller, projectId, stream, ({ at, event }) =>
+          Effect.gen(function*() {
+            const stored = yield* messages.insertAsMember({
+              id: messageId,
+              projectId,
+              authorId: caller.id,
+              scope: input.scope,
+              role: input.role,
+              body: input.body,
+              clientMessageId: input.clientMessageId,
+              event,
+              at
+            }).pipe(
+              Effect.catchIf(
+                (e) => isUniqueViolation(e, "messages_client_message_id_key"),
+                () => Effect.fail(new DuplicateClientMessage())
+              )
             )
-          )
-          if (Option.isNone(stored)) return yield* Effect.fail(notFound("project"))
-          return { outcome: "created", message: stored.value.message, event: event.ref } satisfies MessageWrite
-        }))
+            if (Option.isNone(stored)) return yield* notFound("project")
+            return {
+              result: { outcome: "created", message: stored.value.message, event } satisfies MessageWrite,
+              event: {
+                type: "message.created",
+                data: {
+                  messageId,
+                  authorId: caller.id,
+                  role: input.role,
+                  body: input.body,
+                  ...(input.clientMessageId === undefined ? {} : { clientMessageId: input.clientMessageId })
+                }
+              }
+            } as const
+          }))
         // A concurrent post with the same clientMessageId committed first: answer with its result.
         return yield* created.pipe(
           Effect.catchTag("DuplicateClientMessage", () =>
@@ -258,22 +254,16 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         if (current.message.deletedAt !== undefined) {
           return yield* Effect.fail(new Errors.Conflict({ message: "the message was deleted" }))
         }
-        return yield* write(Effect.gen(function*() {
-          const stream = Events.projectStream(projectId)
-          const { seq, at } = yield* outbox.reserve(stream)
-          if (!(yield* projects.isMember(projectId, caller.id))) return yield* Effect.fail(notFound("project"))
-          const edited = yield* messages.editBody(messageId, body, at)
-          if (Option.isNone(edited)) return yield* Effect.fail(new Errors.Conflict({ message: "the message was deleted" }))
-          const event = yield* outbox.insert({
-            stream,
-            seq,
-            at,
-            projectId,
-            actorId: caller.id,
-            payload: { type: "message.edited", data: { messageId, body } }
-          })
-          return { message: edited.value.message, event: event.ref }
-        }))
+        return yield* change(caller, projectId, Events.projectStream(projectId), ({ at, event }) =>
+          Effect.gen(function*() {
+            if (!(yield* projects.isMember(projectId, caller.id))) return yield* notFound("project")
+            const edited = yield* messages.editBody(messageId, body, at)
+            if (Option.isNone(edited)) return yield* new Errors.Conflict({ message: "the message was deleted" })
+            return {
+              result: { message: edited.value.message, event },
+              event: { type: "message.edited", data: { messageId, body } }
+            } as const
+          }))
       })
 
     const deleteMessage = (caller: Chat.User, projectId: Ids.ProjectId, messageId: Ids.MessageId) =>
@@ -288,20 +278,12 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         }
         // Deleting twice is a no-op: the first delete's event stands, nothing more is written.
         if (current.message.deletedAt !== undefined) return
-        yield* write(Effect.gen(function*() {
-          const stream = Events.projectStream(projectId)
-          const { seq, at } = yield* outbox.reserve(stream)
-          if (!(yield* projects.isMember(projectId, caller.id))) return yield* Effect.fail(notFound("project"))
-          if (!(yield* messages.softDelete(messageId, at))) return yield* Effect.fail(new AlreadyDeleted())
-          yield* outbox.insert({
-            stream,
-            seq,
-            at,
-            projectId,
-            actorId: caller.id,
-            payload: { type: "message.deleted", data: { messageId } }
-          })
-        })).pipe(Effect.catchTag("AlreadyDeleted", () => Effect.void))
+        yield* change(caller, projectId, Events.projectStream(projectId), ({ at }) =>
+          Effect.gen(function*() {
+            if (!(yield* projects.isMember(projectId, caller.id))) return yield* notFound("project")
+            if (!(yield* messages.softDelete(messageId, at))) return yield* Effect.fail(new AlreadyDeleted())
+            return { result: undefined, event: { type: "message.deleted", data: { messageId } } } as const
+          })).pipe(Effect.catchTag("AlreadyDeleted", () => Effect.void))
       })
 
     return {

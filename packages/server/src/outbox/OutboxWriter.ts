@@ -1,19 +1,13 @@
 import { SqlClient } from "@effect/sql"
 import type { Events, Ids } from "@herald/domain"
 import { DateTime, Effect } from "effect"
-import { randomUUID } from "node:crypto"
-
-export interface AppendedEvent {
-  readonly ref: Events.EventRef
-  readonly occurredAt: DateTime.Utc
-}
 
 /**
  * Appends an event to the outbox inside the caller's transaction: bumps the stream's seq, then
  * inserts the envelope as a `pending` row. The seq bump takes the stream's row lock, which is
  * held until commit, so commits within a stream happen in seq order and seqs have no gaps (G4).
- * Callers do the seq bump first (`reserve`) and write their domain row after it, so both see
- * every change committed before them on that stream.
+ * Callers do the seq bump first (`reserve`), then their domain row, then `insert`; the domain
+ * write thus sees every change committed before it on that stream.
  */
 export class OutboxWriter extends Effect.Service<OutboxWriter>()("Herald/OutboxWriter", {
   effect: Effect.gen(function*() {
@@ -29,22 +23,18 @@ export class OutboxWriter extends Effect.Service<OutboxWriter>()("Herald/OutboxW
         ([row]) => ({ seq: row!.lastSeq, at: DateTime.unsafeFromDate(row!.at) })
       )
 
+    /** The event as a `pending` outbox row, with the id, stream and seq the caller reserved. */
     const insert = (event: {
-      readonly stream: Events.StreamId
-      readonly seq: number
+      readonly ref: Events.EventRef
       readonly at: DateTime.Utc
       readonly projectId: Ids.ProjectId
       readonly actorId: Ids.UserId
       readonly payload: Events.EventPayload
     }) =>
-      Effect.gen(function*() {
-        const id = randomUUID() as Ids.EventId
-        yield* sql`
-          INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
-          VALUES (${id}, ${event.stream}, ${event.seq}, ${event.payload.type}, ${event.projectId},
-                  ${event.actorId}, ${DateTime.toDateUtc(event.at)}, ${JSON.stringify(event.payload.data)}::jsonb)`
-        return { ref: { id, stream: event.stream, seq: event.seq }, occurredAt: event.at } satisfies AppendedEvent
-      })
+      Effect.asVoid(sql`
+        INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
+        VALUES (${event.ref.id}, ${event.ref.stream}, ${event.ref.seq}, ${event.payload.type}, ${event.projectId},
+                ${event.actorId}, ${DateTime.toDateUtc(event.at)}, ${JSON.stringify(event.payload.data)}::jsonb)`)
 
     return { reserve, insert } as const
   })

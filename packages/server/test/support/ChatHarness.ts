@@ -1,7 +1,9 @@
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
-import type { Ids } from "@herald/domain"
-import { Effect, Layer } from "effect"
+import type { Events, Ids } from "@herald/domain"
+import { DateTime, Deferred, Effect, Fiber, Layer } from "effect"
+import { randomUUID } from "node:crypto"
+import { OutboxWriter } from "../../src/outbox/OutboxWriter.js"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { RequestPathLive } from "../../src/http/Server.js"
 import { Wakeup } from "../../src/outbox/Wakeup.js"
@@ -41,3 +43,33 @@ export const expectContiguous = (seqs: ReadonlyArray<number>) => seqs.every((s, 
 export const messageCount = (projectId: Ids.ProjectId) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.orDie(Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM messages WHERE project_id = ${projectId}`, ([r]) => r!.n)))
+
+/**
+ * An outbox event written in a transaction that stays open until `commit` is called: its row
+ * exists (and holds its stream's lock) but is not committed — an in-flight writer.
+ */
+export const inFlightEvent = (stream: Events.StreamId, projectId: Ids.ProjectId, actorId: Ids.UserId, body = "in flight") =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const writer = yield* OutboxWriter
+    const written = yield* Deferred.make<{ readonly id: string; readonly seq: number; readonly occurredAt: number }>()
+    const release = yield* Deferred.make<void>()
+    const fiber = yield* sql.withTransaction(Effect.gen(function*() {
+      const { at, seq } = yield* writer.reserve(stream)
+      const ref = { id: randomUUID() as Ids.EventId, stream, seq }
+      yield* writer.insert({
+        ref,
+        at,
+        projectId,
+        actorId,
+        payload: {
+          type: "message.created",
+          data: { messageId: randomUUID() as Ids.MessageId, authorId: actorId, role: "worker", body }
+        }
+      })
+      yield* Deferred.succeed(written, { id: ref.id, seq, occurredAt: DateTime.toEpochMillis(at) })
+      yield* Deferred.await(release)
+    })).pipe(Effect.orDie, Effect.fork)
+    const event = yield* Deferred.await(written)
+    return { event, commit: Effect.zipRight(Deferred.succeed(release, undefined), Fiber.join(fiber)) }
+  })
