@@ -1,4 +1,3 @@
-import { HttpServer } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import type { Events } from "@herald/domain"
@@ -15,7 +14,7 @@ import { SharedLive } from "../../src/Server.js"
 import { SseHub } from "../../src/stream/SseHub.js"
 import { connectSse, type SseConnection, type SseOptions } from "./SseClient.js"
 import { TestDatabaseLive } from "./TestDatabase.js"
-import { TestServer } from "./TestServer.js"
+import { makeTestServer, TestServer } from "./TestServer.js"
 
 /** One publish call that reached the broker, and which publisher made it. */
 export interface Delivery {
@@ -72,32 +71,7 @@ export const publisherAs = (by: string) =>
     Layer.provide(Layer.unwrapEffect(Effect.map(RecordingBroker, (broker) => broker.layerAs(by))))
   )
 
-const makeClient = Effect.gen(function*() {
-  const server = yield* HttpServer.HttpServer
-  const users = yield* UsersRepo
-  const url = `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
-  return TestServer.of({
-    url,
-    request: (method, path, options = {}) =>
-      Effect.promise(async () => {
-        const headers: Record<string, string> = { ...options.headers }
-        if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
-        const body = options.raw ?? (options.json === undefined ? undefined : JSON.stringify(options.json))
-        if (body !== undefined) headers["content-type"] = "application/json"
-        const res = await fetch(url + path, { method, headers, ...(body === undefined ? {} : { body }) })
-        const text = await res.text()
-        let parsed: unknown = text
-        try {
-          parsed = text === "" ? undefined : JSON.parse(text)
-        } catch {
-          // not JSON: keep the text
-        }
-        return { status: res.status, headers: res.headers, body: parsed as any }
-      }),
-    user: (name = "user") =>
-      Effect.map(Effect.orDie(users.create(name)), ({ token, user }) => ({ id: user.id as string, token: Redacted.value(token) }))
-  })
-})
+const makeClient = makeTestServer
 
 export interface PublisherServerOptions {
   /** Config overrides of the defaults … */

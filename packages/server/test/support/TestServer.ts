@@ -31,7 +31,8 @@ export class TestServer extends Context.Tag("test/TestServer")<TestServer, {
   readonly user: (name?: string) => Effect.Effect<{ readonly id: string; readonly token: string }>
 }>() {}
 
-const make = Effect.gen(function*() {
+/** The client half of TestServer, for any harness that serves the app on an HttpServer. */
+export const makeTestServer = Effect.gen(function*() {
   const server = yield* HttpServer.HttpServer
   const users = yield* UsersRepo
   const address = server.address as HttpServer.TcpAddress
@@ -61,7 +62,7 @@ const make = Effect.gen(function*() {
 })
 
 /** The server over a fresh database, with the test admin token and any config overrides. */
-export const testServerLayer = (config: Partial<AppConfigShape> = {}) => Layer.effect(TestServer, make).pipe(
+export const testServerLayer = (config: Partial<AppConfigShape> = {}) => Layer.effect(TestServer, makeTestServer).pipe(
   Layer.provideMerge(serverLayer(nodeServerLayer({ port: 0, host: "127.0.0.1" }))),
   Layer.provideMerge(TestDatabaseLive),
   Layer.provideMerge(AppConfig.layerWith({ adminToken: Option.some(Redacted.make(ADMIN_TOKEN)), ...config })),
