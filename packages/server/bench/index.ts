@@ -15,6 +15,11 @@ const benches: Record<string, Bench> = {
   write: {
     about: "message posts/s over HTTP at concurrency 1, 8, 32, each against the same transaction in raw SQL",
     load: () => import("./write.js")
+  },
+  deliver: {
+    about: "commit→SSE latency, publisher drain rate, SSE memory and fan-out, each next to a baseline " +
+      "(also BENCH_BACKLOG, BENCH_CONNECTIONS, BENCH_FANOUT_ROUNDS, BENCH_GRAPHILE_CONCURRENCY, BENCH_PARTS)",
+    load: () => import("./deliver.js")
   }
 }
 
