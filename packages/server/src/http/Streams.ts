@@ -4,7 +4,6 @@ import { Api, Events } from "@herald/domain"
 import { Effect, Option, Stream } from "effect"
 import { ChatService } from "../chat/ChatService.js"
 import { ProjectsRepo } from "../chat/ProjectsRepo.js"
-import { AppConfig } from "../config/AppConfig.js"
 import { EventReader } from "../stream/EventReader.js"
 import { SseHub } from "../stream/SseHub.js"
 import { sseEvents, type StreamRequest } from "../stream/SseStream.js"
@@ -20,7 +19,7 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
     const chat = yield* ChatService
     const projects = yield* ProjectsRepo
     // The response body outlives the handler: it gets its services now, not at each pull.
-    const context = yield* Effect.context<SseHub | EventReader | Metrics | AppConfig>()
+    const context = yield* Effect.context<SseHub | EventReader | Metrics>()
 
     const respond = (request: Omit<StreamRequest, "abort">) =>
       Effect.map(HttpServerRequest.HttpServerRequest, (http) => {
@@ -48,10 +47,8 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
             after: position(h, urlParams),
             // Removed from the project: the member sees their removal, then the stream ends (G5). A
             // removal replayed from before a re-add does not end it: membership decides, now.
-            endsWith: (e) =>
-              e.type === "member.removed" && (e.data as { userId: string }).userId === me.id
-                ? Effect.map(Effect.orDie(projects.isMember(path.projectId, me.id)), (member) => !member)
-                : Effect.succeed(false)
+            mayEnd: (e) => e.type === "member.removed" && (e.data as { userId: string }).userId === me.id,
+            ends: Effect.map(Effect.orDie(projects.isMember(path.projectId, me.id)), (member) => !member)
           })
         }))
       .handle("workspace", ({ headers: h, path, urlParams }) =>

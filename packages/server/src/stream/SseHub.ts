@@ -4,49 +4,98 @@ import { BrokerSubscriber } from "../broker/BrokerSubscriber.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { Metrics } from "../http/Metrics.js"
 
-/** One SSE connection's view of the hub: a bounded queue of live events of one stream. */
-export interface Subscription {
-  readonly queue: Queue.Dequeue<Events.EventWire>
-  /** Completes when the queue overflowed: the connection must end (the client resumes from the database). */
-  readonly overflow: Deferred.Deferred<void>
-}
+const encoder = new TextEncoder()
 
-interface Connection {
-  readonly queue: Queue.Queue<Events.EventWire>
+/** One event as an SSE frame, encoded once however many connections it goes to. */
+export const encodeFrame = (event: Events.EventWire) =>
+  encoder.encode(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`)
+
+const KEEPALIVE = encoder.encode(": keepalive\n\n")
+
+/**
+ * One SSE connection as the hub sees it: plain mutable state, touched only synchronously, so a
+ * hub dispatch and the connection's own filler never interleave in the middle of a decision.
+ */
+export interface Connection {
+  readonly stream: string
+  /** Encoded frames on their way to the socket, `null` ending the response; bounded (`HERALD_SSE_BUFFER`). */
+  readonly queue: Queue.Queue<Uint8Array | null>
+  /** Wakes the connection's filler: a gap to read from the database, or a check to make. */
+  readonly wake: Queue.Queue<void>
+  /** Completed when the buffer overflowed: the response ends (the client resumes from its last id). */
   readonly overflow: Deferred.Deferred<void>
+  /** The last seq written into `queue`: frames are only ever appended as lastSent + 1. */
+  lastSent: number
+  /** Live: the hub appends the next event itself. Not live: the filler is reading the database. */
+  live: boolean
+  /** While not live, the highest seq the broker announced: the filler reads at least up to it. */
+  behindTo: number
+  /** While not live: lastSent at the previous live event, and how many arrived with no progress. */
+  progressMark: number
+  stalledFor: number
+  /** An event after which the filler must decide whether the response ends (e.g. a removal). */
+  readonly mayEnd: (event: Events.EventWire) => boolean
+  endCheck: boolean
 }
 
 /**
- * The process's single broker subscription, fanned out to SSE connections by stream. Each
- * connection has a bounded buffer (`HERALD_SSE_BUFFER`); a connection that falls that far behind
- * is ended instead of growing memory — its client resumes from its last seq.
+ * The process's single broker subscription, fanned out to SSE connections by stream, and one
+ * keepalive timer for all of them. Each live event is encoded once and appended to every live
+ * connection whose next seq it is; a connection that is behind (a gap: broker reordering, a dead
+ * event, a missed notification) is handed to its own filler, which reads the database. A
+ * connection whose buffer is full, or that makes no progress while a buffer's worth of live events
+ * goes by, is ended instead of growing memory; its client resumes from its last id.
  */
 export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
   scoped: Effect.gen(function*() {
     const broker = yield* BrokerSubscriber
-    const { sseBuffer } = yield* AppConfig
+    const { sseBuffer, sseHeartbeatMs } = yield* AppConfig
     const metrics = yield* Metrics
     const streams = new Map<string, Set<Connection>>()
     let closed = false
 
-    // Synchronous fan-out: one event to thousands of connections must not cost an effect each.
-    const overflowed: Array<Connection> = []
+    const overflowed = (c: Connection) =>
+      Effect.zipRight(Deferred.succeed(c.overflow, undefined), Queue.shutdown(c.queue))
+
     const dispatch = (event: Events.EventWire) =>
       Effect.suspend(() => {
         const targets = streams.get(event.stream)
         if (targets === undefined) return Effect.void
+        let frame: Uint8Array | undefined
+        let full: Array<Connection> | undefined
         for (const c of targets) {
-          if (!c.queue.unsafeOffer(event)) overflowed.push(c)
+          if (!c.live) {
+            if (event.seq > c.behindTo) c.behindTo = event.seq
+            // A connection catching up is fine however long it takes, as long as it moves; one
+            // that stays put while a whole buffer's worth of live events goes by is over.
+            if (c.lastSent !== c.progressMark) {
+              c.progressMark = c.lastSent
+              c.stalledFor = 0
+            } else if (++c.stalledFor > sseBuffer) (full ??= []).push(c)
+          } else if (event.seq === c.lastSent + 1) {
+            frame ??= encodeFrame(event)
+            if (!c.queue.unsafeOffer(frame)) {
+              ;(full ??= []).push(c)
+              continue
+            }
+            c.lastSent = event.seq
+            metrics.sseEventsSent.inc()
+            if (c.mayEnd(event)) {
+              c.live = false
+              c.endCheck = true
+              c.wake.unsafeOffer(undefined)
+            }
+          } else if (event.seq > c.lastSent) {
+            c.live = false
+            c.behindTo = event.seq
+            c.wake.unsafeOffer(undefined)
+          }
         }
-        if (overflowed.length === 0) return Effect.void
-        const slow = overflowed.splice(0)
-        return Effect.forEach(slow, (c) => Effect.zipRight(Deferred.succeed(c.overflow, undefined), Queue.shutdown(c.queue)), {
-          discard: true
-        })
+        return full === undefined ? Effect.void : Effect.forEach(full, overflowed, { discard: true })
       })
 
     // The one subscription; if the broker fails (e.g. the LISTEN connection drops) it is re-opened.
-    // Events missed meanwhile are filled in from the database by each connection's gap check.
+    // Events missed meanwhile are read from the database by each connection's next gap.
     yield* broker.events.pipe(
       Stream.runForEach(dispatch),
       Effect.tapErrorCause((cause) => Effect.logWarning("SSE hub: broker subscription failed; re-subscribing", cause)),
@@ -54,27 +103,42 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       Effect.forkScoped
     )
 
-    const subscribe = (stream: string): Effect.Effect<Subscription, never, Scope.Scope> =>
+    // One timer for every connection; a full buffer skips a beat (that client is behind anyway).
+    yield* Effect.sync(() => {
+      for (const set of streams.values()) for (const c of set) c.queue.unsafeOffer(KEEPALIVE)
+    }).pipe(Effect.repeat(Schedule.spaced(sseHeartbeatMs)), Effect.delay(sseHeartbeatMs), Effect.forkScoped)
+
+    /** Registers a connection positioned after `start`, not yet live (its filler reads first). */
+    const register = (stream: string, start: number, mayEnd: (event: Events.EventWire) => boolean) =>
       Effect.acquireRelease(
         Effect.gen(function*() {
-          const connection: Connection = {
-            queue: yield* Queue.dropping<Events.EventWire>(sseBuffer),
-            overflow: yield* Deferred.make<void>()
+          const c: Connection = {
+            stream,
+            queue: yield* Queue.bounded<Uint8Array | null>(sseBuffer),
+            wake: yield* Queue.sliding<void>(1),
+            overflow: yield* Deferred.make<void>(),
+            lastSent: start,
+            live: false,
+            behindTo: start,
+            progressMark: start,
+            stalledFor: 0,
+            mayEnd,
+            endCheck: false
           }
-          if (closed) yield* Queue.shutdown(connection.queue)
+          if (closed) yield* Queue.shutdown(c.queue)
           const set = streams.get(stream) ?? new Set()
-          set.add(connection)
+          set.add(c)
           streams.set(stream, set)
           metrics.sseConnections.inc()
-          return connection
+          return c
         }),
-        (connection) =>
+        (c) =>
           Effect.sync(() => {
             const set = streams.get(stream)
-            set?.delete(connection)
+            set?.delete(c)
             if (set?.size === 0) streams.delete(stream)
             metrics.sseConnections.dec()
-          }).pipe(Effect.zipRight(Queue.shutdown(connection.queue)))
+          }).pipe(Effect.zipRight(Queue.shutdown(c.queue)), Effect.zipRight(Queue.shutdown(c.wake)))
       )
 
     /** Ends every open SSE response (graceful shutdown) and refuses new ones. */
@@ -84,6 +148,13 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     })
 
     yield* Effect.addFinalizer(() => closeAll)
-    return { subscribe, closeAll } as const
+    return { register, closeAll } satisfies {
+      register: (
+        stream: string,
+        start: number,
+        mayEnd: (e: Events.EventWire) => boolean
+      ) => Effect.Effect<Connection, never, Scope.Scope>
+      closeAll: Effect.Effect<void>
+    }
   })
 }) {}
