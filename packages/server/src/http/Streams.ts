@@ -1,13 +1,12 @@
 import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Api, Events } from "@herald/domain"
-import { Effect, Option, Stream } from "effect"
+import { Effect, Option } from "effect"
 import { ChatService } from "../chat/ChatService.js"
 import { ProjectsRepo } from "../chat/ProjectsRepo.js"
 import { EventReader } from "../stream/EventReader.js"
 import { SseHub } from "../stream/SseHub.js"
-import { sseEvents, type StreamRequest } from "../stream/SseStream.js"
-import { Metrics } from "./Metrics.js"
+import { sseBody, type StreamRequest } from "../stream/SseStream.js"
 
 const headers = {
   "cache-control": "no-cache, no-transform",
@@ -19,18 +18,15 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
     const chat = yield* ChatService
     const projects = yield* ProjectsRepo
     // The response body outlives the handler: it gets its services now, not at each pull.
-    const context = yield* Effect.context<SseHub | EventReader | Metrics>()
+    const context = yield* Effect.context<SseHub | EventReader>()
 
-    const respond = (request: Omit<StreamRequest, "abort">) =>
-      Effect.map(HttpServerRequest.HttpServerRequest, (http) => {
-        const node = NodeHttpServerRequest.toServerResponse(http)
+    const respond = (request: StreamRequest) =>
+      Effect.gen(function*() {
+        const node = NodeHttpServerRequest.toServerResponse(yield* HttpServerRequest.HttpServerRequest)
         // Node adds `Connection: keep-alive` by itself; HTTP/2 forbids the header, the SPEC says never.
         node.removeHeader("connection")
-        const abort = Effect.sync(() => node.destroy())
-        return HttpServerResponse.stream(sseEvents({ ...request, abort }).pipe(Stream.provideContext(context)), {
-          contentType: "text/event-stream",
-          headers
-        })
+        const body = yield* sseBody(request).pipe(Effect.provide(context))
+        return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers })
       })
 
     /** Last-Event-ID (sent by a reconnecting EventSource) wins over the URL's `after`. */

@@ -1,8 +1,10 @@
 import type { Events } from "@herald/domain"
-import { Deferred, Effect, Queue, Schedule, type Scope, Stream } from "effect"
+import { Effect, FiberSet, Schedule, Stream } from "effect"
+import type { PassThrough } from "node:stream"
 import { BrokerSubscriber } from "../broker/BrokerSubscriber.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { Metrics } from "../http/Metrics.js"
+import { EventReader } from "./EventReader.js"
 
 const encoder = new TextEncoder()
 
@@ -12,90 +14,162 @@ export const encodeFrame = (event: Events.EventWire) =>
 
 const KEEPALIVE = encoder.encode(": keepalive\n\n")
 
+/** Events read from the database per round trip, for replay and gap filling. */
+const PAGE = 500
+
+/** How long an overflowed connection gets to take its end before its socket is destroyed. */
+const OVERFLOW_GRACE_MS = 1_000
+
 /**
- * One SSE connection as the hub sees it: plain mutable state, touched only synchronously, so a
- * hub dispatch and the connection's own filler never interleave in the middle of a decision.
+ * One SSE connection: the response body (a stream of encoded frames piped to the socket) and
+ * plain state. The state is only ever read and changed synchronously — by the hub's dispatch or
+ * by the connection's filler between its awaits — so no decision is taken on stale state.
  */
-export interface Connection {
+interface Connection {
   readonly stream: string
-  /** Encoded frames on their way to the socket, `null` ending the response; bounded (`HERALD_SSE_BUFFER`). */
-  readonly queue: Queue.Queue<Uint8Array | null>
-  /** Wakes the connection's filler: a gap to read from the database, or a check to make. */
-  readonly wake: Queue.Queue<void>
-  /** Completed when the buffer overflowed: the response ends (the client resumes from its last id). */
-  readonly overflow: Deferred.Deferred<void>
-  /** The last seq written into `queue`: frames are only ever appended as lastSent + 1. */
+  readonly out: PassThrough
+  /** The last seq written: frames are only ever appended as lastSent + 1. */
   lastSent: number
   /** Live: the hub appends the next event itself. Not live: the filler is reading the database. */
   live: boolean
+  filling: boolean
   /** While not live, the highest seq the broker announced: the filler reads at least up to it. */
   behindTo: number
   /** While not live: lastSent at the previous live event, and how many arrived with no progress. */
   progressMark: number
   stalledFor: number
-  /** An event after which the filler must decide whether the response ends (e.g. a removal). */
+  /** An event after which the response may end, and the decision (e.g. the caller's removal). */
   readonly mayEnd: (event: Events.EventWire) => boolean
+  readonly ends: Effect.Effect<boolean>
   endCheck: boolean
 }
 
+export interface Registration {
+  readonly stream: string
+  /** The body: frames are written into it, and it is piped to the response. */
+  readonly out: PassThrough
+  readonly start: number
+  readonly mayEnd: (event: Events.EventWire) => boolean
+  readonly ends: Effect.Effect<boolean>
+}
+
 /**
- * The process's single broker subscription, fanned out to SSE connections by stream, and one
- * keepalive timer for all of them. Each live event is encoded once and appended to every live
- * connection whose next seq it is; a connection that is behind (a gap: broker reordering, a dead
- * event, a missed notification) is handed to its own filler, which reads the database. A
- * connection whose buffer is full, or that makes no progress while a buffer's worth of live events
- * goes by, is ended instead of growing memory; its client resumes from its last id.
+ * The process's single broker subscription and every SSE connection of the process.
+ *
+ * Each live event is encoded once and written to every live connection whose next seq it is —
+ * a plain loop, no effect per connection. A connection that is behind (just connected with a
+ * position, or a gap: broker reordering, a dead event, a missed notification) is handed to a
+ * filler, a fiber that reads the missing events from the database with backpressure and hands
+ * the connection back to the hub once it has caught up with everything the broker announced.
+ * Duplicates (seq ≤ last sent) are dropped. A connection whose buffer (`HERALD_SSE_BUFFER`
+ * events) is full, or that makes no progress while a buffer's worth of live events goes by, is
+ * ended; its client resumes from its last id. One timer writes every keepalive.
  */
 export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
   scoped: Effect.gen(function*() {
     const broker = yield* BrokerSubscriber
-    const { sseBuffer, sseHeartbeatMs } = yield* AppConfig
+    const reader = yield* EventReader
     const metrics = yield* Metrics
+    const { sseBuffer, sseHeartbeatMs } = yield* AppConfig
     const streams = new Map<string, Set<Connection>>()
+    const fillers = yield* FiberSet.make()
+    const runFiller = yield* FiberSet.runtime(fillers)<never>()
     let closed = false
 
-    const overflowed = (c: Connection) =>
-      Effect.zipRight(Deferred.succeed(c.overflow, undefined), Queue.shutdown(c.queue))
+    const buffered = (c: Connection) => c.out.readableLength + c.out.writableLength
+
+    const end = (c: Connection) => {
+      c.live = false
+      if (!c.out.writableEnded) c.out.end()
+    }
+
+    const overflow = (c: Connection) => {
+      end(c)
+      // Its socket is full: if it does not take the end in time, cut the connection.
+      setTimeout(() => {
+        if (!c.out.readableEnded) c.out.destroy()
+      }, OVERFLOW_GRACE_MS).unref()
+    }
+
+    const drained = (c: Connection) =>
+      Effect.async<void>((resume) => {
+        const done = () => {
+          c.out.off("drain", done)
+          c.out.off("close", done)
+          resume(Effect.void)
+        }
+        c.out.on("drain", done)
+        c.out.on("close", done)
+      })
+
+    /** Reads what the connection misses, then makes it live (or ends it). */
+    const fill = (c: Connection) =>
+      Effect.gen(function*() {
+        while (!c.out.writableEnded) {
+          if (c.endCheck) {
+            c.endCheck = false
+            if (yield* c.ends) return end(c)
+          }
+          const events = yield* Effect.orDie(reader.range(c.stream, c.lastSent, undefined, PAGE))
+          for (const event of events) {
+            if (event.seq !== c.lastSent + 1 || c.out.writableEnded) break
+            const more = c.out.write(encodeFrame(event))
+            c.lastSent = event.seq
+            metrics.sseEventsSent.inc()
+            if (c.mayEnd(event)) c.endCheck = true
+            if (!more) yield* drained(c)
+          }
+          // Caught up with the database and with every announced event: live, in the same step.
+          if (events.length < PAGE && c.behindTo <= c.lastSent && !c.endCheck) {
+            c.live = !c.out.writableEnded
+            c.filling = false
+            return
+          }
+        }
+        c.filling = false
+      }).pipe(Effect.onInterrupt(() => Effect.sync(() => (c.filling = false))))
+
+    const startFilling = (c: Connection) => {
+      c.live = false
+      if (c.filling || c.out.writableEnded) return
+      c.filling = true
+      runFiller(fill(c))
+    }
 
     const dispatch = (event: Events.EventWire) =>
-      Effect.suspend(() => {
+      Effect.sync(() => {
         const targets = streams.get(event.stream)
-        if (targets === undefined) return Effect.void
+        if (targets === undefined) return
         let frame: Uint8Array | undefined
-        let full: Array<Connection> | undefined
         for (const c of targets) {
+          if (c.out.writableEnded) continue
           if (!c.live) {
             if (event.seq > c.behindTo) c.behindTo = event.seq
-            // A connection catching up is fine however long it takes, as long as it moves; one
-            // that stays put while a whole buffer's worth of live events goes by is over.
             if (c.lastSent !== c.progressMark) {
               c.progressMark = c.lastSent
               c.stalledFor = 0
-            } else if (++c.stalledFor > sseBuffer) (full ??= []).push(c)
+            } else if (++c.stalledFor > sseBuffer) overflow(c)
           } else if (event.seq === c.lastSent + 1) {
-            frame ??= encodeFrame(event)
-            if (!c.queue.unsafeOffer(frame)) {
-              ;(full ??= []).push(c)
+            if (buffered(c) >= sseBuffer) {
+              overflow(c)
               continue
             }
+            c.out.write(frame ??= encodeFrame(event))
             c.lastSent = event.seq
             metrics.sseEventsSent.inc()
             if (c.mayEnd(event)) {
-              c.live = false
               c.endCheck = true
-              c.wake.unsafeOffer(undefined)
+              startFilling(c)
             }
           } else if (event.seq > c.lastSent) {
-            c.live = false
             c.behindTo = event.seq
-            c.wake.unsafeOffer(undefined)
+            startFilling(c)
           }
         }
-        return full === undefined ? Effect.void : Effect.forEach(full, overflowed, { discard: true })
       })
 
     // The one subscription; if the broker fails (e.g. the LISTEN connection drops) it is re-opened.
-    // Events missed meanwhile are read from the database by each connection's next gap.
+    // Events missed meanwhile are read from the database at each connection's next gap.
     yield* broker.events.pipe(
       Stream.runForEach(dispatch),
       Effect.tapErrorCause((cause) => Effect.logWarning("SSE hub: broker subscription failed; re-subscribing", cause)),
@@ -105,56 +179,47 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     // One timer for every connection; a full buffer skips a beat (that client is behind anyway).
     yield* Effect.sync(() => {
-      for (const set of streams.values()) for (const c of set) c.queue.unsafeOffer(KEEPALIVE)
+      for (const set of streams.values()) {
+        for (const c of set) if (buffered(c) < sseBuffer && !c.out.writableEnded) c.out.write(KEEPALIVE)
+      }
     }).pipe(Effect.repeat(Schedule.spaced(sseHeartbeatMs)), Effect.delay(sseHeartbeatMs), Effect.forkScoped)
 
-    /** Registers a connection positioned after `start`, not yet live (its filler reads first). */
-    const register = (stream: string, start: number, mayEnd: (event: Events.EventWire) => boolean) =>
-      Effect.acquireRelease(
-        Effect.gen(function*() {
-          const c: Connection = {
-            stream,
-            queue: yield* Queue.bounded<Uint8Array | null>(sseBuffer),
-            wake: yield* Queue.sliding<void>(1),
-            overflow: yield* Deferred.make<void>(),
-            lastSent: start,
-            live: false,
-            behindTo: start,
-            progressMark: start,
-            stalledFor: 0,
-            mayEnd,
-            endCheck: false
-          }
-          if (closed) yield* Queue.shutdown(c.queue)
-          const set = streams.get(stream) ?? new Set()
-          set.add(c)
-          streams.set(stream, set)
-          metrics.sseConnections.inc()
-          return c
-        }),
-        (c) =>
-          Effect.sync(() => {
-            const set = streams.get(stream)
-            set?.delete(c)
-            if (set?.size === 0) streams.delete(stream)
-            metrics.sseConnections.dec()
-          }).pipe(Effect.zipRight(Queue.shutdown(c.queue)), Effect.zipRight(Queue.shutdown(c.wake)))
-      )
+    /** Adds a connection positioned after `start`; it is live once its filler has caught up. */
+    const register = (r: Registration) =>
+      Effect.sync(() => {
+        const c: Connection = {
+          stream: r.stream,
+          out: r.out,
+          lastSent: r.start,
+          live: false,
+          filling: false,
+          behindTo: r.start,
+          progressMark: r.start,
+          stalledFor: 0,
+          mayEnd: r.mayEnd,
+          ends: r.ends,
+          endCheck: false
+        }
+        const set = streams.get(r.stream) ?? new Set()
+        set.add(c)
+        streams.set(r.stream, set)
+        metrics.sseConnections.inc()
+        r.out.once("close", () => {
+          set.delete(c)
+          if (set.size === 0 && streams.get(r.stream) === set) streams.delete(r.stream)
+          metrics.sseConnections.dec()
+        })
+        if (closed) end(c)
+        else startFilling(c)
+      })
 
     /** Ends every open SSE response (graceful shutdown) and refuses new ones. */
-    const closeAll = Effect.suspend(() => {
+    const closeAll = Effect.sync(() => {
       closed = true
-      return Effect.forEach([...streams.values()].flatMap((s) => [...s]), (c) => Queue.shutdown(c.queue), { discard: true })
+      for (const set of streams.values()) for (const c of set) end(c)
     })
 
     yield* Effect.addFinalizer(() => closeAll)
-    return { register, closeAll } satisfies {
-      register: (
-        stream: string,
-        start: number,
-        mayEnd: (e: Events.EventWire) => boolean
-      ) => Effect.Effect<Connection, never, Scope.Scope>
-      closeAll: Effect.Effect<void>
-    }
+    return { register, closeAll } as const
   })
 }) {}
