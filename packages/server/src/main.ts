@@ -10,7 +10,8 @@ import { serverLayer } from "./Server.js"
 const announce = Effect.gen(function*() {
   const config = yield* AppConfig
   yield* seedDemo
-  yield* Console.log(`Herald is up: API docs at http://${config.host}:${config.port}/docs`)
+  const base = `http://${config.host}:${config.port}`
+  yield* Console.log(`Herald is up: web client at ${base}/ · API docs at ${base}/docs`)
 })
 
 /** The layer graph: config → database → request path → HTTP. */
