@@ -27,7 +27,7 @@ import {
   withDatabase
 } from "./support/Cli.js"
 
-const MIGRATIONS = ["0001_chat", "0002_events", "0003_event_log_watermark"]
+const MIGRATIONS = ["0001_chat", "0002_events", "0003_event_log_watermark", "0004_event_log_covering_index"]
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/
 /** Non-TTY progress lines (stderr) of long work. */
 const progressLine = /^(materialize|prune|replay|replay \(dry run\)): \d+\/\d+ \(\d+\/s\)$/

@@ -20,6 +20,15 @@ const benches: Record<string, Bench> = {
     about: "commit→SSE latency, publisher drain rate, SSE memory and fan-out, each next to a baseline " +
       "(also BENCH_BACKLOG, BENCH_CONNECTIONS, BENCH_FANOUT_ROUNDS, BENCH_GRAPHILE_CONCURRENCY, BENCH_PARTS)",
     load: () => import("./deliver.js")
+  },
+  analytics: {
+    about: "analytics p50/p99 over HTTP on 1M events (floor: /health/live); materializer rows/s vs raw SQL " +
+      "(also BENCH_EVENTS, BENCH_REQUESTS, BENCH_OUTBOX_ROWS)",
+    load: () => import("./analytics.js")
+  },
+  cli: {
+    about: "herald materialize / replay events/s on 100k events, each next to raw SQL (also BENCH_EVENTS)",
+    load: () => import("./cli.js")
   }
 }
 

