@@ -77,10 +77,12 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     let closed = false
 
     const buffered = (c: Connection) => c.out.readableLength + c.out.writableLength
+    /** Ended by us, or closed underneath us (the client went away). */
+    const gone = (c: Connection) => c.out.writableEnded || c.out.destroyed
 
     const end = (c: Connection) => {
       c.live = false
-      if (!c.out.writableEnded) c.out.end()
+      if (!gone(c)) c.out.end()
     }
 
     const overflow = (c: Connection) => {
@@ -93,6 +95,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     const drained = (c: Connection) =>
       Effect.async<void>((resume) => {
+        if (c.out.destroyed) return resume(Effect.void)
         const done = () => {
           c.out.off("drain", done)
           c.out.off("close", done)
@@ -105,14 +108,14 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     /** Reads what the connection misses, then makes it live (or ends it). */
     const fill = (c: Connection) =>
       Effect.gen(function*() {
-        while (!c.out.writableEnded) {
+        while (!gone(c)) {
           if (c.endCheck) {
             c.endCheck = false
             if (yield* c.ends) return end(c)
           }
           const events = yield* Effect.orDie(reader.range(c.stream, c.lastSent, undefined, PAGE))
           for (const event of events) {
-            if (event.seq !== c.lastSent + 1 || c.out.writableEnded) break
+            if (event.seq !== c.lastSent + 1 || gone(c)) break
             const more = c.out.write(encodeFrame(event))
             c.lastSent = event.seq
             metrics.sseEventsSent.inc()
@@ -121,7 +124,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           }
           // Caught up with the database and with every announced event: live, in the same step.
           if (events.length < PAGE && c.behindTo <= c.lastSent && !c.endCheck) {
-            c.live = !c.out.writableEnded
+            c.live = !gone(c)
             c.filling = false
             return
           }
@@ -131,7 +134,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     const startFilling = (c: Connection) => {
       c.live = false
-      if (c.filling || c.out.writableEnded) return
+      if (c.filling || gone(c)) return
       c.filling = true
       runFiller(fill(c))
     }
@@ -142,7 +145,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         if (targets === undefined) return
         let frame: Uint8Array | undefined
         for (const c of targets) {
-          if (c.out.writableEnded) continue
+          if (gone(c)) continue
           if (!c.live) {
             if (event.seq > c.behindTo) c.behindTo = event.seq
             if (c.lastSent !== c.progressMark) {
@@ -180,7 +183,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     // One timer for every connection; a full buffer skips a beat (that client is behind anyway).
     yield* Effect.sync(() => {
       for (const set of streams.values()) {
-        for (const c of set) if (buffered(c) < sseBuffer && !c.out.writableEnded) c.out.write(KEEPALIVE)
+        for (const c of set) if (buffered(c) < sseBuffer && !gone(c)) c.out.write(KEEPALIVE)
       }
     }).pipe(Effect.repeat(Schedule.spaced(sseHeartbeatMs)), Effect.delay(sseHeartbeatMs), Effect.forkScoped)
 
