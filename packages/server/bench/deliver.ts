@@ -1,31 +1,10 @@
-import { HttpServer } from "@effect/platform"
-import { NodeContext } from "@effect/platform-node"
 import { Config, Console, Context, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
 import * as http from "node:http"
-import pg from "pg"
 import { ChatService } from "../src/chat/ChatService.js"
 import { UsersRepo } from "../src/chat/UsersRepo.js"
 import { AppConfig } from "../src/config/AppConfig.js"
-import { clientLayer, DatabaseLive, embeddedUrl } from "../src/db/Database.js"
-import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
-import { runMigrations } from "../src/db/Migrations.js"
-import { NodeServerLive } from "../src/http/Server.js"
-import { serverLayer } from "../src/Server.js"
-import {
-  attempt,
-  BenchError,
-  ms,
-  percentile,
-  postMessage,
-  ratio,
-  request,
-  sleep,
-  table,
-  type Target,
-  tempDir,
-  type Verdict,
-  verdictLine
-} from "./deliver/common.js"
+import { clientLayer } from "../src/db/Database.js"
+import { postMessage, type Target, type Verdict, verdictLine } from "./deliver/common.js"
 import {
   cpuPerThousand,
   DRAIN_CAP_MS,
@@ -57,6 +36,23 @@ import {
 } from "./deliver/fanout.js"
 import { type LatencySample, measureCell, sseListener } from "./deliver/latency.js"
 import { makeTarget, serverProcess, type ServerProcess } from "./deliver/serverProcess.js"
+import {
+  attempt,
+  BenchError,
+  connect,
+  embeddedDatabase,
+  fixed,
+  inProcessServer,
+  migrate,
+  percentile,
+  ranged,
+  ratio,
+  request,
+  secondsSetting,
+  sleep,
+  table,
+  withinBudget
+} from "./support.js"
 
 /**
  * Delivery after commit, in three parts, each next to a baseline measured in the same run:
@@ -89,27 +85,12 @@ const FANOUT_BUDGET_MS = 40_000
 const KB = 1024
 
 const Settings = Config.all({
-  seconds: Config.number("BENCH_SECONDS").pipe(
-    Config.withDefault(5),
-    Config.validate({ message: "Expected a number of seconds from 1 to 20", validation: (s) => s >= 1 && s <= 20 })
-  ),
-  backlog: Config.integer("BENCH_BACKLOG").pipe(
-    Config.withDefault(100_000),
-    Config.validate({ message: "Expected a backlog from 1000 to 1000000 events", validation: (n) => n >= 1000 && n <= 1_000_000 })
-  ),
-  connections: Config.integer("BENCH_CONNECTIONS").pipe(
-    Config.withDefault(10_000),
-    // Every connection is a file descriptor in this process and one in the server's (ulimit -n).
-    Config.validate({ message: "Expected from 10 to 18000 connections", validation: (n) => n >= 10 && n <= 18_000 })
-  ),
-  rounds: Config.integer("BENCH_FANOUT_ROUNDS").pipe(
-    Config.withDefault(20),
-    Config.validate({ message: "Expected from 1 to 200 rounds", validation: (n) => n >= 1 && n <= 200 })
-  ),
-  graphileConcurrency: Config.integer("BENCH_GRAPHILE_CONCURRENCY").pipe(
-    Config.withDefault(10),
-    Config.validate({ message: "Expected a concurrency from 1 to 50", validation: (n) => n >= 1 && n <= 50 })
-  ),
+  seconds: secondsSetting,
+  backlog: ranged(Config.integer("BENCH_BACKLOG"), 100_000, [1000, 1_000_000], "Expected a backlog from 1000 to 1000000 events"),
+  // Every connection is a file descriptor in this process and one in the server's (ulimit -n).
+  connections: ranged(Config.integer("BENCH_CONNECTIONS"), 10_000, [10, 18_000], "Expected from 10 to 18000 connections"),
+  rounds: ranged(Config.integer("BENCH_FANOUT_ROUNDS"), 20, [1, 200], "Expected from 1 to 200 rounds"),
+  graphileConcurrency: ranged(Config.integer("BENCH_GRAPHILE_CONCURRENCY"), 10, [1, 50], "Expected a concurrency from 1 to 50"),
   parts: Config.string("BENCH_PARTS").pipe(
     Config.withDefault("latency,drain,sse"),
     Config.map((s) => new Set(s.split(",").map((p) => p.trim()).filter((p) => p.length > 0))),
@@ -123,28 +104,8 @@ type Settings = Config.Config.Success<typeof Settings>
 
 const progress = (line: string) => Console.error(`  ${line}`)
 
-/** A plain `pg` client for the bench's own SQL (set-up, resets, polling). */
-const pgClient = (url: Redacted.Redacted, name: string) =>
-  Effect.acquireRelease(
-    attempt("connecting to the database", async () => {
-      const client = new pg.Client({ connectionString: Redacted.value(url), application_name: name })
-      client.on("error", () => undefined)
-      await client.connect()
-      return client
-    }),
-    (client) => Effect.promise(() => client.end().catch(() => undefined))
-  )
-
 // ---------------------------------------------------------------------------------------------
 // Part 1: commit→SSE latency
-
-/** The whole server as main.ts builds it (API, publisher, SSE hub), in this process. */
-const inProcessServer = (databaseUrl: Redacted.Redacted) =>
-  serverLayer(NodeServerLive).pipe(
-    Layer.provide(DatabaseLive),
-    Layer.provide(AppConfig.layerWith({ databaseUrl: Option.some(databaseUrl), host: "127.0.0.1", port: 0 })),
-    Layer.provide(NodeContext.layer)
-  )
 
 type Where = "this process" | "own process"
 
@@ -163,8 +124,8 @@ const latencyCells = (target: Target, where: Where, seconds: number) =>
       const floor = yield* measureCell(target, sse, "health", rate, seconds)
       const post = yield* measureCell(target, sse, "post", rate, seconds)
       yield* progress(
-        `server in ${where}, ${rate}/s: POST→SSE p50 ${ms(percentile(post.sendToSse, 50))} ms, ` +
-          `p99 ${ms(percentile(post.sendToSse, 99))} ms; GET /health/live p50 ${ms(percentile(floor.roundTrip, 50))} ms`
+        `server in ${where}, ${rate}/s: POST→SSE p50 ${fixed(percentile(post.sendToSse, 50))} ms, ` +
+          `p99 ${fixed(percentile(post.sendToSse, 99))} ms; GET /health/live p50 ${fixed(percentile(floor.roundTrip, 50))} ms`
       )
       rows.push({ where, rate, floor, post })
     }
@@ -180,12 +141,10 @@ const latencyPart = (url: Redacted.Redacted, settings: Settings) =>
   Effect.gen(function*() {
     yield* Console.error("deliver 1/3: commit→SSE latency…")
     const inProcess = yield* Effect.scoped(Effect.gen(function*() {
-      const app = yield* Layer.build(inProcessServer(url))
-      const address = Context.get(app, HttpServer.HttpServer).address
-      if (address._tag !== "TcpAddress") return yield* new BenchError({ message: "the server is not listening on TCP" })
+      const { app, port } = yield* inProcessServer(url)
       const created = yield* Effect.orDie(Context.get(app, UsersRepo).create("bench latency"))
       const project = yield* Context.get(app, ChatService).createProject(created.user, "bench latency")
-      const target: Target = { port: address.port, token: Redacted.value(created.token), projectId: project.id }
+      const target: Target = { port, token: Redacted.value(created.token), projectId: project.id }
       return yield* latencyCells(target, "this process", settings.seconds)
     }))
     const ownProcess = yield* Effect.scoped(Effect.gen(function*() {
@@ -209,14 +168,14 @@ const latencyTable = (rows: ReadonlyArray<LatencyRow>, seconds: number) => {
         String(rate),
         what,
         String(values.length),
-        ms(p50),
-        ms(p99),
-        ms(values.length === 0 ? NaN : values[values.length - 1]!),
+        fixed(p50),
+        fixed(p99),
+        fixed(values.length === 0 ? NaN : values[values.length - 1]!),
         target,
         vsFloor ? ratio(p50, f50) : "",
         vsFloor ? ratio(p99, f99) : "",
         what.includes("→ SSE") ? "" : sample.answeredPerSecond.toFixed(0) + (sample.overloaded ? "*" : ""),
-        what.includes("→ SSE") ? "" : ms(percentile(sample.sendLag, 99))
+        what.includes("→ SSE") ? "" : fixed(percentile(sample.sendLag, 99))
       ])
     }
     const target = rate === TARGETS.latency.rate ? `p50 <= ${TARGETS.latency.p50}, p99 <= ${TARGETS.latency.p99}` : ""
@@ -250,7 +209,7 @@ const latencyVerdicts = (rows: ReadonlyArray<LatencyRow>): Array<Verdict> =>
     const bounds = (p: number) => {
       const upper = percentile(row.post.sendToSse, p)
       const lower = percentile(row.post.answerToSse, p)
-      return { upper, lower, text: `${ms(lower)} .. ${ms(upper)} ms (201→SSE .. POST→SSE; floor ${ms(percentile(row.floor.roundTrip, p))} ms)` }
+      return { upper, lower, text: `${fixed(lower)} .. ${fixed(upper)} ms (201→SSE .. POST→SSE; floor ${fixed(percentile(row.floor.roundTrip, p))} ms)` }
     }
     const verdict = (p: number, limit: number): Verdict => {
       const b = bounds(p)
@@ -284,8 +243,8 @@ const drainPart = (url: Redacted.Redacted, settings: Settings) =>
       )
     )
     const config = Context.get(base, AppConfig)
-    const setup = yield* pgClient(url, "herald-bench-setup")
-    const poller = yield* pgClient(url, "herald-bench-poller")
+    const setup = yield* connect(url, "herald-bench-setup")
+    const poller = yield* connect(url, "herald-bench-poller")
     const backlog = makeBacklog(settings.backlog)
     const raw: Array<DrainRun> = []
     const herald: Array<DrainRun> = []
@@ -503,7 +462,7 @@ const ssePart = (url: Redacted.Redacted, settings: Settings) =>
       Effect.gen(function*() {
         const target = yield* makeTarget(server, "bench sse")
         const { lastSeq, oneClient } = yield* warmUp(target, settings.rounds, server.cpuMs)
-        yield* progress(`1 SSE client: POST→event p50 ${ms(percentile(oneClient.toLast, 50))} ms`)
+        yield* progress(`1 SSE client: POST→event p50 ${fixed(percentile(oneClient.toLast, 50))} ms`)
         const before = yield* attempt("reading memory", () => restingPoint(server))
         const started = performance.now()
         const cpuBefore = server.cpuMs()
@@ -527,7 +486,7 @@ const ssePart = (url: Redacted.Redacted, settings: Settings) =>
               const { result: many } = yield* attempt("fan-out rounds", () =>
                 fanOut(target, set, { rounds: settings.rounds, lastSeq, budgetMs: FANOUT_BUDGET_MS, serverCpuMs: server.cpuMs }))
               yield* progress(
-                `${n} SSE clients: POST→last p50 ${ms(percentile(many.toLast, 50))} ms, p99 ${ms(percentile(many.toLast, 99))} ms`
+                `${n} SSE clients: POST→last p50 ${fixed(percentile(many.toLast, 50))} ms, p99 ${fixed(percentile(many.toLast, 99))} ms`
               )
               return { delta: perConnection(before, after, n), serverCount, opening, idle, oneClient, many }
             }),
@@ -593,14 +552,14 @@ const sseTables = (r: SseResult) => {
   const fanRow = (f: FanOut, target: string, base: FanOut | undefined) => [
     String(f.clients),
     String(f.toLast.length),
-    ms(percentile(f.toAnswer, 50)),
-    ms(percentile(f.toFirst, 50)),
-    ms(percentile(f.toLast, 50)),
-    ms(percentile(f.toLast, 99)),
+    fixed(percentile(f.toAnswer, 50)),
+    fixed(percentile(f.toFirst, 50)),
+    fixed(percentile(f.toLast, 50)),
+    fixed(percentile(f.toLast, 99)),
     target,
     base === undefined ? "" : ratio(percentile(f.toLast, 50), percentile(base.toLast, 50)),
     base === undefined ? "" : ratio(percentile(f.toLast, 99), percentile(base.toLast, 99)),
-    ms(f.serverCpuMs, 0),
+    fixed(f.serverCpuMs, 0),
     f.incomplete > 0 ? String(f.incomplete) : ""
   ]
   const fan = table(
@@ -629,7 +588,7 @@ const sseVerdicts = (r: SseResult): Array<Verdict> => [
   {
     target: `fan-out p99 to ${r.many.clients} clients <= ${TARGETS.sse.fanOutP99} ms`,
     met: r.many.incomplete === 0 && percentile(r.many.toLast, 99) <= TARGETS.sse.fanOutP99,
-    measured: `${ms(percentile(r.many.toLast, 99))} ms (1 client: ${ms(percentile(r.oneClient.toLast, 99))} ms)` +
+    measured: `${fixed(percentile(r.many.toLast, 99))} ms (1 client: ${fixed(percentile(r.oneClient.toLast, 99))} ms)` +
       (r.many.incomplete > 0 ? `, ${r.many.incomplete} rounds incomplete` : "")
   }
 ]
@@ -640,11 +599,8 @@ const bench = Effect.gen(function*() {
   const settings = yield* Settings
   yield* Console.error("deliver: starting an embedded PostgreSQL (durable settings)…")
   const started = performance.now()
-  const dataDir = yield* tempDir
-  const url = embeddedUrl(yield* acquireEmbedded({ dataDir }))
-  yield* Effect.scoped(Effect.flatMap(Layer.build(clientLayer({ url })), (ctx) => Effect.provide(runMigrations, ctx))).pipe(
-    Effect.provide(NodeContext.layer)
-  )
+  const url = yield* embeddedDatabase
+  yield* migrate(url)
 
   const verdicts: Array<Verdict> = []
   if (settings.parts.has("latency")) {
@@ -672,10 +628,7 @@ const bench = Effect.gen(function*() {
   )
 }).pipe(
   // Every step is bounded by its own timeout; this is the backstop.
-  Effect.timeoutFail({
-    duration: Duration.minutes(10),
-    onTimeout: () => new BenchError({ message: "the bench did not finish within 10 minutes" })
-  }),
+  withinBudget(Duration.minutes(10)),
   Effect.scoped,
   // Per-request access logs would measure the terminal; warnings and errors still show.
   Effect.provide(Logger.minimumLogLevel(LogLevel.Warning))

