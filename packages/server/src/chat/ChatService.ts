@@ -41,16 +41,10 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
     const messages = yield* MessagesRepo
     const users = yield* UsersRepo
 
-    /** One transaction; the publisher is woken only after it committed. */
-    const write = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      sql.withTransaction(effect).pipe(
-        Effect.tap(() => wakeup.signal),
-        Effect.catchIf((e): e is SqlError.SqlError => e instanceof SqlError.SqlError, Effect.die)
-      )
-
     /**
      * Every chat change has one shape, in one transaction: take the stream's next seq (and with it
-     * the stream's lock), make the change, append its event; then wake the publisher.
+     * the stream's lock), make the change, append its event. The publisher is woken only after
+     * the commit; a database failure is a defect (a 500), domain refusals roll back and fail.
      */
     const change = <A, E, R>(
       caller: Chat.User,
@@ -62,13 +56,16 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         R
       >
     ) =>
-      write(Effect.gen(function*() {
+      sql.withTransaction(Effect.gen(function*() {
         const { at, seq } = yield* outbox.reserve(stream)
         const ref: Events.EventRef = { id: randomUUID() as Ids.EventId, stream, seq }
         const { event, result } = yield* apply({ at, event: ref })
         yield* outbox.insert({ ref, at, projectId, actorId: caller.id, payload: event })
         return result
-      }))
+      })).pipe(
+        Effect.tap(() => wakeup.signal),
+        Effect.catchIf((e): e is SqlError.SqlError => e instanceof SqlError.SqlError, Effect.die)
+      )
 
     const visible = (caller: Chat.User, projectId: Ids.ProjectId) =>
       projects.membership(projectId, caller.id).pipe(
