@@ -1,6 +1,6 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Context, Schema } from "effect"
-import { AuthorRole, ClientMessageId, Member, Message, MessageBody, Name, Project, User } from "./Chat.js"
+import { AuthorRole, ClientMessageId, Member, MemberRole, Message, MessageBody, Name, Project, User } from "./Chat.js"
 import { BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized } from "./Errors.js"
 import { Event, EventRef, EventType } from "./Events.js"
 import { MessageId, ProjectId, UserId } from "./Ids.js"
@@ -38,6 +38,11 @@ export class CreatedUser extends Schema.Class<CreatedUser>("CreatedUser")({
 }) {}
 
 export const CreateProjectPayload = Schema.Struct({ name: Name })
+export class MemberView extends Schema.Class<MemberView>("MemberView")({
+  userId: UserId,
+  name: Schema.String,
+  role: MemberRole
+}) {}
 export const AddMemberPayload = Schema.Struct({ userId: UserId })
 
 export const PostMessagePayload = Schema.Struct({
@@ -141,6 +146,13 @@ export class ProjectsApi extends HttpApiGroup.make("projects")
       .setPath(ProjectPath)
       .addSuccess(Project)
       .addError(NotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("members", "/api/projects/:projectId/members")
+      .setPath(ProjectPath)
+      .addSuccess(Schema.Struct({ items: Schema.Array(MemberView) }))
+      .addError(NotFound)
+      .annotate(OpenApi.Description, "The project's members with their names (members only).")
   )
   .add(
     HttpApiEndpoint.post("addMember", "/api/projects/:projectId/members")

@@ -115,6 +115,12 @@ describe("the web client in a real browser", () => {
     await alicePage.locator("#workspace-chat .composer button[type=submit]").click()
     await expect.poll(() => alicePage.locator("#workspace-chat li.message").count(), { timeout: 15_000 }).toBe(2)
     await expect.poll(() => alicePage.locator("#analytics .asof").textContent(), { timeout: 15_000 }).toMatch(/as of/)
+    // The panel refreshes every 5 s: it catches up with the six messages (and the worker space's two).
+    const figure = (label: string) =>
+      alicePage.locator("#analytics .summary div").filter({ hasText: label }).locator("dd").textContent()
+    await expect.poll(() => figure("messages"), { timeout: 20_000 }).toBe("6")
+    await expect.poll(() => figure("my worker space"), { timeout: 20_000 }).toBe("2")
+    await expect.poll(() => alicePage.locator("#workspace-chat .state").textContent(), { timeout: 15_000 }).toMatch(/caught up/)
     await fs.mkdir(screenshotDir, { recursive: true })
     await alicePage.screenshot({ path: path.join(screenshotDir, "web-client.png"), fullPage: true })
   }, 120_000)

@@ -110,6 +110,13 @@ class StreamView {
         }
         break
       }
+      case "member.added":
+        // Learn the newcomer's name for the lines that follow.
+        api("GET", `/api/projects/${event.projectId}/members`)
+          .then((m) => m.items.forEach((x) => names.set(x.userId, x.name)))
+          .catch(() => {})
+        this.notice(event)
+        break
       default:
         this.notice(event)
     }
@@ -228,7 +235,11 @@ const openProject = async (projectId) => {
   clearInterval(state.timer)
   state.projectId = projectId
   localStorage.setItem("herald.project", projectId)
-  const project = await api("GET", `/api/projects/${projectId}`)
+  const [project, members] = await Promise.all([
+    api("GET", `/api/projects/${projectId}`),
+    api("GET", `/api/projects/${projectId}/members`)
+  ])
+  for (const m of members.items) names.set(m.userId, m.name)
   $("#project-title").textContent = project.name
   for (const section of ["#project-chat", "#workspace-chat"]) $(".messages", $(section)).replaceChildren()
   const isOwner = () => project.ownerId === state.me.id

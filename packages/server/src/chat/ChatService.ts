@@ -94,6 +94,9 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
     const getProject = (caller: Chat.User, projectId: Ids.ProjectId) =>
       Effect.map(visible(caller, projectId), (m) => m.project)
 
+    const listMembers = (caller: Chat.User, projectId: Ids.ProjectId) =>
+      Effect.zipRight(visible(caller, projectId), Effect.orDie(projects.members(projectId)))
+
     const addMember = (caller: Chat.User, projectId: Ids.ProjectId, userId: Ids.UserId) =>
       Effect.gen(function*() {
         yield* ownerOf(caller, projectId)
@@ -287,6 +290,7 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
       createProject,
       listProjects,
       getProject,
+      listMembers,
       addMember,
       removeMember,
       postMessage,

@@ -67,6 +67,13 @@ export class ProjectsRepo extends Effect.Service<ProjectsRepo>()("Herald/Project
         (rows) => rows.map(toProject)
       )
 
+    /** Members with their names, owner first. */
+    const members = (projectId: Ids.ProjectId) =>
+      sql<{ userId: Ids.UserId; name: string; role: Chat.MemberRole }>`
+        SELECT m.user_id, u.name, m.role FROM project_members m JOIN users u ON u.id = m.user_id
+        WHERE m.project_id = ${projectId}
+        ORDER BY m.role = 'owner' DESC, m.created_at, m.user_id`
+
     /** false when already a member. */
     const addMember = (projectId: Ids.ProjectId, userId: Ids.UserId, at: DateTime.Utc) =>
       Effect.map(
@@ -86,6 +93,6 @@ export class ProjectsRepo extends Effect.Service<ProjectsRepo>()("Herald/Project
         (rows) => rows.length > 0
       )
 
-    return { insert, membership, isMember, listForUser, addMember, removeMember } as const
+    return { insert, membership, isMember, listForUser, members, addMember, removeMember } as const
   })
 }) {}

@@ -41,6 +41,9 @@ export const ProjectsLive = HttpApiBuilder.group(Api.HeraldApi, "projects", (han
       .handle("create", ({ payload }) => Effect.flatMap(Api.CurrentUser, (me) => chat.createProject(me, payload.name)))
       .handle("list", () => Effect.flatMap(Api.CurrentUser, (me) => Effect.map(chat.listProjects(me), (items) => ({ items }))))
       .handle("get", ({ path }) => Effect.flatMap(Api.CurrentUser, (me) => chat.getProject(me, path.projectId)))
+      .handle("members", ({ path }) =>
+        Effect.flatMap(Api.CurrentUser, (me) =>
+          Effect.map(chat.listMembers(me, path.projectId), (rows) => ({ items: rows.map((r) => new Api.MemberView(r)) }))))
       .handle("addMember", ({ path, payload }) =>
         Effect.flatMap(Api.CurrentUser, (me) => chat.addMember(me, path.projectId, payload.userId)))
       .handle("removeMember", ({ path }) =>
