@@ -32,6 +32,57 @@ export interface SseOptions {
   readonly paused?: boolean
 }
 
+/**
+ * Reads an SSE body as it arrives: splits frames, collects events (data parsed as JSON), comment
+ * lines and `retry:` values, and lets a caller wait for the n-th event.
+ */
+export const sseReader = () => {
+  const events: Array<SseEvent> = []
+  const comments: Array<string> = []
+  const retry: Array<number> = []
+  const waiters: Array<() => void> = []
+  let buffer = ""
+  const onFrame = (frame: string) => {
+    let id: string | undefined
+    let event: string | undefined
+    const data: Array<string> = []
+    for (const line of frame.split("\n")) {
+      if (line.startsWith(":")) comments.push(line.slice(1).trim())
+      else if (line.startsWith("id: ")) id = line.slice(4)
+      else if (line.startsWith("event: ")) event = line.slice(7)
+      else if (line.startsWith("data: ")) data.push(line.slice(6))
+      else if (line.startsWith("retry: ")) retry.push(Number(line.slice(7)))
+    }
+    if (data.length > 0) {
+      events.push({ id, event, data: JSON.parse(data.join("\n")) })
+      for (const w of waiters.splice(0)) w()
+    }
+  }
+  const push = (chunk: string) => {
+    buffer += chunk
+    let i: number
+    while ((i = buffer.indexOf("\n\n")) >= 0) {
+      onFrame(buffer.slice(0, i))
+      buffer = buffer.slice(i + 2)
+    }
+  }
+  const waitForEvents = (n: number, timeoutMs = 15_000) =>
+    new Promise<Array<SseEvent>>((ok, fail) => {
+      const timer = setTimeout(
+        () => fail(new Error(`timed out waiting for ${n} SSE events; got ${events.length}: ${events.map((e) => e.id).join(",")}`)),
+        timeoutMs
+      )
+      const check = () => {
+        if (events.length >= n) {
+          clearTimeout(timer)
+          ok(events.slice(0, n))
+        } else waiters.push(check)
+      }
+      check()
+    })
+  return { events, comments, retry, push, waitForEvents }
+}
+
 /** A minimal WHATWG SSE client over node:http, as a browser's EventSource would read the stream. */
 export const connectSse = (baseUrl: string, path: string, options: SseOptions = {}): Promise<SseConnection> =>
   new Promise((resolve, reject) => {
@@ -42,11 +93,7 @@ export const connectSse = (baseUrl: string, path: string, options: SseOptions = 
     if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
     if (options.lastEventId !== undefined) headers["last-event-id"] = options.lastEventId
     const req = http.get(url, { headers, agent: false }, (res) => {
-      const events: Array<SseEvent> = []
-      const comments: Array<string> = []
-      const retry: Array<number> = []
-      const waiters: Array<() => void> = []
-      let buffer = ""
+      const reader = sseReader()
       let text = ""
       let endedResolve!: () => void
       const ended = new Promise<void>((r) => (endedResolve = r))
@@ -54,58 +101,21 @@ export const connectSse = (baseUrl: string, path: string, options: SseOptions = 
       res.on("close", () => endedResolve())
       res.on("error", () => endedResolve())
       res.setEncoding("utf8")
-      const onFrame = (frame: string) => {
-        let id: string | undefined
-        let event: string | undefined
-        const data: Array<string> = []
-        for (const line of frame.split("\n")) {
-          if (line.startsWith(":")) comments.push(line.slice(1).trim())
-          else if (line.startsWith("id: ")) id = line.slice(4)
-          else if (line.startsWith("event: ")) event = line.slice(7)
-          else if (line.startsWith("data: ")) data.push(line.slice(6))
-          else if (line.startsWith("retry: ")) retry.push(Number(line.slice(7)))
-        }
-        if (data.length > 0) {
-          events.push({ id, event, data: JSON.parse(data.join("\n")) })
-          for (const w of waiters.splice(0)) w()
-        }
-      }
       if (res.statusCode !== 200) {
         res.on("data", (chunk: string) => (text += chunk))
       } else if (options.paused) {
         res.pause()
       } else {
-        res.on("data", (chunk: string) => {
-          buffer += chunk
-          let i: number
-          while ((i = buffer.indexOf("\n\n")) >= 0) {
-            onFrame(buffer.slice(0, i))
-            buffer = buffer.slice(i + 2)
-          }
-        })
+        res.on("data", reader.push)
       }
-      const waitForEvents = (n: number, timeoutMs = 15_000) =>
-        new Promise<Array<SseEvent>>((ok, fail) => {
-          const timer = setTimeout(
-            () => fail(new Error(`timed out waiting for ${n} SSE events; got ${events.length}: ${events.map((e) => e.id).join(",")}`)),
-            timeoutMs
-          )
-          const check = () => {
-            if (events.length >= n) {
-              clearTimeout(timer)
-              ok(events.slice(0, n))
-            } else waiters.push(check)
-          }
-          check()
-        })
       const connection: SseConnection = {
         status: res.statusCode ?? 0,
         headers: res.headers,
-        events,
-        comments,
-        retry,
+        events: reader.events,
+        comments: reader.comments,
+        retry: reader.retry,
         ended,
-        waitForEvents,
+        waitForEvents: reader.waitForEvents,
         close: () => req.destroy(),
         get errorBody() {
           try {

@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import * as http from "node:http"
-import { connectSse, type SseConnection, type SseEvent, type SseOptions } from "./SseClient.js"
+import { connectSse, type SseConnection, type SseEvent, type SseOptions, sseReader } from "./SseClient.js"
 import { TestServer } from "./TestServer.js"
 
 /** An SSE connection to the test server, closed by the client when the test's scope closes. */
@@ -61,56 +61,26 @@ export const connectStalling = (baseUrl: string, path: string, options: { readon
       agent: false
     }, (res) => {
       res.pause()
-      const events: Array<SseEvent> = []
-      const waiters: Array<() => void> = []
-      let buffer = ""
+      const reader = sseReader()
       let endedResolve!: (how: "end" | "aborted") => void
       const ended = new Promise<"end" | "aborted">((r) => (endedResolve = r))
       res.on("end", () => endedResolve("end"))
       res.on("aborted", () => endedResolve("aborted"))
       res.on("error", () => endedResolve("aborted"))
       res.on("close", () => endedResolve(res.complete ? "end" : "aborted"))
-      const onFrame = (frame: string) => {
-        let id: string | undefined
-        let event: string | undefined
-        const data: Array<string> = []
-        for (const line of frame.split("\n")) {
-          if (line.startsWith("id: ")) id = line.slice(4)
-          else if (line.startsWith("event: ")) event = line.slice(7)
-          else if (line.startsWith("data: ")) data.push(line.slice(6))
-        }
-        if (data.length > 0) {
-          events.push({ id, event, data: JSON.parse(data.join("\n")) })
-          for (const w of waiters.splice(0)) w()
-        }
-      }
       const resume = () => {
         res.setEncoding("utf8")
-        res.on("data", (chunk: string) => {
-          buffer += chunk
-          let i: number
-          while ((i = buffer.indexOf("\n\n")) >= 0) {
-            onFrame(buffer.slice(0, i))
-            buffer = buffer.slice(i + 2)
-          }
-        })
+        res.on("data", reader.push)
         res.resume()
       }
-      const waitForEvents = (n: number, timeoutMs = 15_000) =>
-        new Promise<Array<SseEvent>>((ok, fail) => {
-          const timer = setTimeout(
-            () => fail(new Error(`timed out waiting for ${n} SSE events; got ${events.length}`)),
-            timeoutMs
-          )
-          const check = () => {
-            if (events.length >= n) {
-              clearTimeout(timer)
-              ok(events.slice(0, n))
-            } else waiters.push(check)
-          }
-          check()
-        })
-      resolve({ status: res.statusCode ?? 0, events, ended, resume, waitForEvents, close: () => req.destroy() })
+      resolve({
+        status: res.statusCode ?? 0,
+        events: reader.events,
+        ended,
+        resume,
+        waitForEvents: reader.waitForEvents,
+        close: () => req.destroy()
+      })
     })
     req.on("error", reject)
   })
