@@ -1,24 +1,97 @@
-import { HttpIncomingMessage, HttpMiddleware, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Option } from "effect"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServerError from "@effect/platform/HttpServerError"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import { Effect, Option, Stream } from "effect"
 
 /** Requests are small JSON documents; a 10 000-character message fits many times over. */
 export const MAX_BODY_BYTES = 256 * 1024
 
+/**
+ * A chunked body past the limit is still read to its end, and dropped, up to this many bytes in
+ * all: closing the socket while the client is still sending resets the connection, and the client
+ * loses the 413. A client that sends more than this is cut off without an answer.
+ */
+export const MAX_DRAINED_BYTES = 4 * MAX_BODY_BYTES
+
 const errorJson = (status: number, _tag: string, message: string) =>
   HttpServerResponse.unsafeJson({ _tag, message }, { status })
 
+const payloadTooLarge = () => errorJson(413, "PayloadTooLarge", `request body is larger than ${MAX_BODY_BYTES} bytes`)
+
 /**
- * 413 for a declared length over the limit. A chunked body with no declared length is cut off
- * at the limit while it is read; the platform then closes the connection rather than answer.
+ * A chunked body (no Content-Length) read whole, or `None` once it passed the limit. The
+ * platform's own limit (`withMaxBodySize`) destroys the request when it trips, which closes the
+ * socket before any answer can be written, so chunked bodies are counted here instead.
+ */
+const readChunked = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.map(
+    Stream.runFoldWhile(
+      request.stream,
+      { bytes: 0, chunks: [] as Array<Uint8Array> },
+      (read) => read.bytes <= MAX_DRAINED_BYTES,
+      (read, chunk) => {
+        const bytes = read.bytes + chunk.length
+        if (bytes <= MAX_BODY_BYTES) read.chunks.push(chunk)
+        return { bytes, chunks: read.chunks }
+      }
+    ),
+    ({ bytes, chunks }): Option.Option<Uint8Array> => {
+      if (bytes > MAX_BODY_BYTES) return Option.none()
+      const body = new Uint8Array(bytes)
+      let offset = 0
+      for (const chunk of chunks) {
+        body.set(chunk, offset)
+        offset += chunk.length
+      }
+      return Option.some(body)
+    }
+  )
+
+/**
+ * The request with its body already read: everything else (headers, URL, the response it is
+ * answered on, which the Node server finds through the request) comes from the original, which
+ * is why this is a prototype-derived object rather than a new request.
+ */
+const withReadBody = (request: HttpServerRequest.HttpServerRequest, body: Uint8Array): HttpServerRequest.HttpServerRequest => {
+  const text = new TextDecoder().decode(body)
+  const derived: HttpServerRequest.HttpServerRequest = Object.create(request, {
+    text: { value: Effect.succeed(text) },
+    json: {
+      value: Effect.try({
+        try: (): unknown => text === "" ? null : JSON.parse(text),
+        catch: (cause) => new HttpServerError.RequestError({ request: derived, reason: "Decode", cause })
+      })
+    },
+    arrayBuffer: { value: Effect.succeed(body.slice().buffer) },
+    stream: { value: Stream.succeed(body) }
+  })
+  return derived
+}
+
+/**
+ * 413 for a body over the limit: at once for a declared Content-Length; for a chunked body once
+ * it is read past the limit (the rest drained, so the client reads the answer).
  */
 export const bodyLimit = HttpMiddleware.make((app) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
-    const declared = Number(request.headers["content-length"] ?? "0")
-    if (declared > MAX_BODY_BYTES) {
-      return errorJson(413, "PayloadTooLarge", `request body is larger than ${MAX_BODY_BYTES} bytes`)
+    const declared = request.headers["content-length"]
+    if (declared !== undefined) {
+      if (Number(declared) > MAX_BODY_BYTES) return payloadTooLarge()
+      return yield* app.pipe(HttpIncomingMessage.withMaxBodySize(Option.some(MAX_BODY_BYTES)))
     }
-    return yield* app.pipe(HttpIncomingMessage.withMaxBodySize(Option.some(MAX_BODY_BYTES)))
+    // With neither header an HTTP/1.1 request has no body.
+    if (request.headers["transfer-encoding"] === undefined) return yield* app
+    return yield* Effect.matchEffect(readChunked(request), {
+      // The client broke off mid-body: there is most likely nobody left to read this.
+      onFailure: () => Effect.succeed(errorJson(400, "BadRequest", "the request body could not be read")),
+      onSuccess: Option.match({
+        onNone: () => Effect.succeed(payloadTooLarge()),
+        onSome: (body) => Effect.provideService(app, HttpServerRequest.HttpServerRequest, withReadBody(request, body))
+      })
+    })
   })
 )
 
