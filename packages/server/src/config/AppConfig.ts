@@ -1,9 +1,41 @@
-import { Config, ConfigError, ConfigProvider, Context, Effect, Layer, LogLevel, Option, Redacted } from "effect"
+import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer, LogLevel, Option, Redacted } from "effect"
 
 const positiveInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
     Config.validate({ message: "Expected an integer greater than 0", validation: (n) => n > 0 }),
     Config.withDefault(fallback)
+  )
+
+/** The names people type for each level (matched in any case), first the one the error message shows. */
+const LOG_LEVEL_NAMES: ReadonlyArray<readonly [LogLevel.LogLevel, ReadonlyArray<string>]> = [
+  [LogLevel.All, ["all"]],
+  [LogLevel.Trace, ["trace"]],
+  [LogLevel.Debug, ["debug"]],
+  [LogLevel.Info, ["info"]],
+  [LogLevel.Warning, ["warn", "warning"]],
+  [LogLevel.Error, ["error", "err"]],
+  [LogLevel.Fatal, ["fatal"]],
+  [LogLevel.None, ["none", "off", "silent"]]
+]
+
+const logLevelByName = new Map(LOG_LEVEL_NAMES.flatMap(([level, names]) => names.map((name) => [name, level] as const)))
+
+/**
+ * A log level by name. `Config.logLevel` knows only Effect's labels (`WARN`, not `warning`);
+ * this takes the usual aliases too, in any case.
+ */
+export const logLevel = (name: string): Config.Config<LogLevel.LogLevel> =>
+  Config.nested(
+    Config.mapOrFail(Config.string(), (value) => {
+      const level = logLevelByName.get(value.trim().toLowerCase())
+      return level === undefined
+        ? Either.left(ConfigError.InvalidData(
+          [],
+          `Expected a log level (${LOG_LEVEL_NAMES.map(([, names]) => names.join("/")).join(", ")}) but received "${value}"`
+        ))
+        : Either.right(level)
+    }),
+    name
   )
 
 const config = Config.all({
@@ -28,7 +60,7 @@ const config = Config.all({
   ),
   sseHeartbeatMs: positiveInt("HERALD_SSE_HEARTBEAT_MS", 15_000),
   sseBuffer: positiveInt("HERALD_SSE_BUFFER", 1_000),
-  logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+  logLevel: logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat: Config.literal("pretty", "json")("LOG_FORMAT").pipe(Config.withDefault("pretty" as const))
 }).pipe(
   Config.validate({
@@ -41,6 +73,9 @@ export type AppConfigShape = Config.Config.Success<typeof config>
 
 /** Every setting of SPEC §7, read once at start-up; defaults live here and nowhere else. */
 export class AppConfig extends Context.Tag("Herald/AppConfig")<AppConfig, AppConfigShape>() {
+  /** How the settings are read (run it under a ConfigProvider to read them from elsewhere). */
+  static readonly config: Config.Config<AppConfigShape> = config
+
   static readonly layer = Layer.effect(AppConfig, config)
 
   /** A config for tests and tools: the defaults, with some values replaced. */
