@@ -1,6 +1,6 @@
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { AppConfig } from "@herald/server/config/AppConfig"
-import { clientLayer, resolveDatabaseUrl } from "@herald/server/db/Database"
+import { clientLayer, resolveDatabase } from "@herald/server/db/Database"
 import { Effect, Layer } from "effect"
 
 /**
@@ -8,5 +8,5 @@ import { Effect, Layer } from "effect"
  * `HERALD_DATA_DIR` — attached to while the server runs, started for the command's duration if not.
  */
 export const CliDatabaseLive = Layer.unwrapScoped(
-  Effect.map(resolveDatabaseUrl, (url) => clientLayer({ url, maxConnections: 4, applicationName: "herald-cli" }))
+  Effect.map(resolveDatabase, ({ url }) => clientLayer({ url, maxConnections: 4, applicationName: "herald-cli" }))
 ).pipe(Layer.provideMerge(AppConfig.layer), Layer.provideMerge(NodeContext.layer))

@@ -1,6 +1,7 @@
 import { Command, ValidationError } from "@effect/cli"
 import { SqlError } from "@effect/sql/SqlError"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { ConfigError, Console, Effect, Layer, Logger, LogLevel } from "effect"
 import { formatConfigError } from "@herald/server/config/AppConfig"
 import { herald } from "./Commands.js"

@@ -1,21 +1,46 @@
-import { HttpServer } from "@effect/platform"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { ConfigError, Console, Effect, Layer, Logger } from "effect"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { ConfigError, Console, Effect, Layer, Logger, Option, Schedule } from "effect"
 import { AppConfig, formatConfigError } from "./config/AppConfig.js"
 import { DatabaseLive } from "./db/Database.js"
+import { EmbeddedCluster } from "./db/EmbeddedPostgres.js"
 import { seedDemo } from "./DemoSeed.js"
 import { NodeServerLive } from "./http/Server.js"
 import { serverLayer } from "./Server.js"
 
+/**
+ * Up: the demo seed and the start-up line. Built last, so its finalizer is the first to run on
+ * shutdown: from then on a server starting on the same embedded data dir waits for this one to
+ * stop its cluster, instead of attaching to a cluster about to go away.
+ */
 const announce = Effect.gen(function*() {
   const config = yield* AppConfig
+  const embedded = yield* EmbeddedCluster
+  yield* Effect.addFinalizer(() => Option.match(embedded, { onNone: () => Effect.void, onSome: (c) => c.beginShutdown }))
   yield* seedDemo
   const base = `http://${config.host}:${config.port}`
   yield* Console.log(`Herald is up: web client at ${base}/ · API docs at ${base}/docs`)
 })
 
+/**
+ * `npm start` is not a supervisor: npm can go away without passing a signal on (killed, its
+ * terminal closed), which would leave the server and its cluster running. Launched by npm, the
+ * server follows its launcher: once its parent is gone it shuts down as on SIGTERM.
+ */
+const FollowLauncherLive = Layer.scopedDiscard(Effect.gen(function*() {
+  if (process.env.npm_lifecycle_event === undefined) return
+  const launcher = process.ppid
+  yield* Effect.sync(() => process.ppid !== launcher).pipe(
+    Effect.repeat({ schedule: Schedule.spaced("500 millis"), until: (gone) => gone }),
+    Effect.andThen(() => process.kill(process.pid, "SIGTERM")),
+    Effect.forkScoped
+  )
+}))
+
 /** The layer graph: config → database → request path → HTTP. */
-export const ServerLive = Layer.effectDiscard(announce).pipe(
+export const ServerLive = Layer.scopedDiscard(announce).pipe(
+  Layer.merge(FollowLauncherLive),
   Layer.provideMerge(serverLayer(NodeServerLive.pipe(HttpServer.withLogAddress))),
   Layer.provide(DatabaseLive),
   Layer.provide(NodeContext.layer)

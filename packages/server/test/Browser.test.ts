@@ -4,7 +4,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
 import { chromiumArgs, ensureChromium } from "./support/Browser.js"
-import { freePort, repoRoot, type Spawned, spawnTs } from "./support/Process.js"
+import { freePort, repoRoot, type Spawned, spawnServer } from "./support/Process.js"
 import { freshDatabaseUrl } from "./support/TestDatabase.js"
 
 const ADMIN = "browser-test-admin"
@@ -17,7 +17,7 @@ let port: number
 let server: Spawned
 
 const startServer = async () => {
-  server = spawnTs("packages/server/src/main.ts", {
+  server = spawnServer({
     DATABASE_URL: databaseUrl,
     PORT: String(port),
     HERALD_ADMIN_TOKEN: ADMIN,

@@ -5,9 +5,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
-import { freePort, spawnTs } from "./support/Process.js"
-
-const main = "packages/server/src/main.ts"
+import { freePort, spawnServer } from "./support/Process.js"
 
 describe("the server process", () => {
   it.each([
@@ -17,7 +15,7 @@ describe("the server process", () => {
     ["HERALD_PUBLISH_BATCH_SIZE", "0"],
     ["LOG_LEVEL", "loud"]
   ])("an invalid %s stops start-up with one line naming it", async (name, value) => {
-    const proc = spawnTs(main, { [name]: value, HERALD_DATA_DIR: "/nonexistent/never-created" })
+    const proc = spawnServer({ [name]: value, HERALD_DATA_DIR: "/nonexistent/never-created" })
     const { code } = await proc.exited
     expect(code).toBe(1)
     const lines = proc.output().trim().split("\n")
@@ -26,7 +24,7 @@ describe("the server process", () => {
   })
 
   it("an unreachable DATABASE_URL, or a port already in use, stops start-up with one clear line", async () => {
-    const unreachable = spawnTs(main, { DATABASE_URL: "postgres://herald:secret@127.0.0.1:1/herald" })
+    const unreachable = spawnServer({ DATABASE_URL: "postgres://herald:secret@127.0.0.1:1/herald" })
     expect((await unreachable.exited).code).toBe(1)
     expect(unreachable.output().trim().split("\n").at(-1)).toMatch(/^Cannot use the database: .*ECONNREFUSED 127\.0\.0\.1:1$/)
     expect(unreachable.output()).not.toContain("secret")
@@ -37,7 +35,7 @@ describe("the server process", () => {
     const port = await freePort()
     await new Promise<void>((resolve) => blocker.listen(port, "127.0.0.1", resolve))
     try {
-      const busy = spawnTs(main, { HERALD_DATA_DIR: dataDir, PORT: String(port) })
+      const busy = spawnServer({ HERALD_DATA_DIR: dataDir, PORT: String(port) })
       expect((await busy.exited).code).toBe(1)
       expect(busy.output().trim().split("\n").at(-1)).toBe(`Cannot serve HTTP: listen EADDRINUSE: address already in use 127.0.0.1:${port}`)
     } finally {
@@ -52,7 +50,7 @@ describe("the server process", () => {
     const port = await freePort()
     const env = { HERALD_DATA_DIR: dataDir, PORT: String(port) }
     try {
-      const first = spawnTs(main, env)
+      const first = spawnServer(env)
       const [, token] = await first.waitFor(/demo token:\s+(\S+)/)
       await first.waitFor(new RegExp(`API docs at http://127\\.0\\.0\\.1:${port}/docs`))
       const projects = await fetch(`http://127.0.0.1:${port}/api/projects`, { headers: { authorization: `Bearer ${token}` } })
@@ -68,7 +66,7 @@ describe("the server process", () => {
       first.child.kill("SIGTERM")
       expect((await first.exited).code).toBe(0)
 
-      const second = spawnTs(main, env)
+      const second = spawnServer(env)
       await second.waitFor(/API docs at/)
       expect(second.output()).not.toMatch(/demo token/)
       const again = await fetch(`http://127.0.0.1:${port}/api/projects`, { headers: { authorization: `Bearer ${token}` } })

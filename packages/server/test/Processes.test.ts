@@ -1,10 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
-import { freePort, type Spawned, spawnTs } from "./support/Process.js"
+import { freePort, type Spawned, spawnServer } from "./support/Process.js"
 import { connectSse } from "./support/SseClient.js"
 import { freshDatabaseUrl } from "./support/TestDatabase.js"
 
-const main = "packages/server/src/main.ts"
 const ADMIN = "process-test-admin"
 
 const withDatabase = async <A>(f: (url: string) => Promise<A>): Promise<A> => {
@@ -18,7 +17,7 @@ const withDatabase = async <A>(f: (url: string) => Promise<A>): Promise<A> => {
 
 const startServer = async (databaseUrl: string, env: Record<string, string> = {}) => {
   const port = await freePort()
-  const proc = spawnTs(main, { DATABASE_URL: databaseUrl, PORT: String(port), HERALD_ADMIN_TOKEN: ADMIN, ...env })
+  const proc = spawnServer({ DATABASE_URL: databaseUrl, PORT: String(port), HERALD_ADMIN_TOKEN: ADMIN, ...env })
   await proc.waitFor(/API docs at/)
   return { proc, url: `http://127.0.0.1:${port}` }
 }

@@ -13,7 +13,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import pg from "pg"
 import { expect } from "vitest"
-import { freePort, repoRoot, type Spawned, spawnTs } from "../../../server/test/support/Process.js"
+import { freePort, repoRoot, type Spawned, spawnServer } from "../../../server/test/support/Process.js"
 import { freshDatabaseUrl } from "../../../server/test/support/TestDatabase.js"
 
 export { repoRoot }
@@ -36,7 +36,7 @@ export const herald = (args: ReadonlyArray<string>, env: Record<string, string |
   run(args, env, timeoutMs)
 
 /**
- * Runs many `herald` processes, a few at a time: each spends over a second of CPU starting (tsx),
+ * Runs many `herald` processes, a few at a time: each spends a few hundred ms of CPU starting,
  * and a batch of a dozen at once would only starve the other tests' processes.
  */
 export const heraldAll = async (
@@ -238,7 +238,7 @@ export const ADMIN = "cli-test-admin"
 
 export const startServer = async (env: Record<string, string>) => {
   const port = await freePort()
-  const proc = spawnTs("packages/server/src/main.ts", {
+  const proc = spawnServer({
     PORT: String(port),
     HERALD_ADMIN_TOKEN: ADMIN,
     HERALD_POLL_INTERVAL_MS: "200",

@@ -2,7 +2,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer, Option, Redacted, String } from "effect"
 import pg from "pg"
 import { AppConfig } from "../config/AppConfig.js"
-import { acquireEmbedded } from "./EmbeddedPostgres.js"
+import { acquireEmbedded, EmbeddedCluster } from "./EmbeddedPostgres.js"
 import { runMigrations } from "./Migrations.js"
 
 // int8 (seq, positions, counts) as JS numbers: exact up to 2^53, far beyond any stream's length.
@@ -33,22 +33,23 @@ export const embeddedUrl = (c: { user: string; password: string; host: string; p
   Redacted.make(`postgres://${c.user}:${encodeURIComponent(c.password)}@${c.host}:${c.port}/${c.database}`)
 
 /**
- * The database URL: `DATABASE_URL`, or the embedded cluster under `HERALD_DATA_DIR` (attached to
+ * The database: `DATABASE_URL`, or the embedded cluster under `HERALD_DATA_DIR` (attached to
  * when another process already runs it, started and owned by this scope otherwise).
  */
-export const resolveDatabaseUrl = Effect.gen(function*() {
+export const resolveDatabase = Effect.gen(function*() {
   const config = yield* AppConfig
-  if (Option.isSome(config.databaseUrl)) return config.databaseUrl.value
+  if (Option.isSome(config.databaseUrl)) return { url: config.databaseUrl.value, embedded: Option.none() }
   const embedded = yield* acquireEmbedded({ dataDir: config.dataDir })
   yield* Effect.logInfo(
     embedded.owned
-      ? `embedded PostgreSQL started on 127.0.0.1:${embedded.port} (data in ${config.dataDir})`
+      ? `embedded PostgreSQL on 127.0.0.1:${embedded.port} (data in ${config.dataDir})`
       : `using the embedded PostgreSQL already running on 127.0.0.1:${embedded.port}`
   )
-  return embeddedUrl(embedded)
+  return { url: embeddedUrl(embedded), embedded: Option.some(embedded) }
 })
 
-/** SqlClient + PgClient for the configured database, migrated to the latest schema. */
+/** SqlClient + PgClient for the configured database, migrated to the latest schema; and the embedded cluster, if any. */
 export const DatabaseLive = Layer.unwrapScoped(
-  Effect.map(resolveDatabaseUrl, (url) => clientLayer({ url }))
+  Effect.map(resolveDatabase, ({ embedded, url }) =>
+    Layer.merge(clientLayer({ url }), Layer.succeed(EmbeddedCluster, embedded)))
 ).pipe(Layer.tap((ctx) => runMigrations.pipe(Effect.provide(ctx))))

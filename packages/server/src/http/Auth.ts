@@ -1,4 +1,4 @@
-import { HttpServerRequest } from "@effect/platform"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Api, Errors } from "@herald/domain"
 import { Cache, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { UsersRepo } from "../chat/UsersRepo.js"

@@ -1,4 +1,4 @@
-import { HttpApiBuilder } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Api, Errors, Events } from "@herald/domain"
 import { DateTime, Duration, Effect } from "effect"
 import { ChatService } from "../chat/ChatService.js"

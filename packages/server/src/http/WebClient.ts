@@ -1,10 +1,12 @@
-import { HttpApiBuilder, type HttpRouter, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import type * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect } from "effect"
 import { createRequire } from "node:module"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
+import { packageRoot } from "../PackageRoot.js"
 
-const web = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../web")
+const web = path.join(packageRoot, "web")
 const uplot = path.dirname(createRequire(import.meta.url).resolve("uplot/dist/uPlot.esm.js"))
 
 const files: ReadonlyArray<readonly [route: HttpRouter.PathInput, file: string, contentType: string]> = [

@@ -23,12 +23,22 @@ export interface Spawned {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-/** Runs a TypeScript entry point of the repo with node + tsx, as `npm start` does. */
-export const spawnTs = (entry: string, env: Record<string, string | undefined>): Spawned => {
-  const child = spawn(process.execPath, ["--import", "tsx", entry], {
-    cwd: repoRoot,
+/** The production command (README, Dockerfile): the compiled server with plain node. */
+export const SERVER = ["packages/server/dist/main.js"] as const
+
+/** Runs `command args…` from the repository root with the test's environment plus `env`. */
+export const spawnProcess = (
+  command: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string | undefined>,
+  options: { readonly cwd?: string; readonly uid?: number; readonly gid?: number } = {}
+): Spawned => {
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? repoRoot,
     env: { ...process.env, DATABASE_URL: undefined, ...env } as NodeJS.ProcessEnv,
-    stdio: ["ignore", "pipe", "pipe"]
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(options.uid === undefined ? {} : { uid: options.uid }),
+    ...(options.gid === undefined ? {} : { gid: options.gid })
   })
   let text = ""
   const listeners = new Set<() => void>()
@@ -65,3 +75,6 @@ export const spawnTs = (entry: string, env: Record<string, string | undefined>):
     })
   return { child, output: () => text, waitFor, exited }
 }
+
+/** The compiled server (`node packages/server/dist/main.js`), as the production command runs it. */
+export const spawnServer = (env: Record<string, string | undefined>): Spawned => spawnProcess(process.execPath, SERVER, env)
