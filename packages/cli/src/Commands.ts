@@ -3,6 +3,7 @@ import { UsersRepo } from "@herald/server/chat/UsersRepo"
 import { runMigrations } from "@herald/server/db/Migrations"
 import { Console, Effect, Redacted } from "effect"
 import { eventCommands } from "./commands/Events.js"
+import { storableText } from "./commands/Input.js"
 import { outbox } from "./commands/Outbox.js"
 import { CliDatabaseLive } from "./Database.js"
 import { CliError } from "./Render.js"
@@ -22,11 +23,11 @@ const name = Args.text({ name: "name" }).pipe(Args.withDescription("the user's d
 
 const createUser = Command.make("create", { name, json }, ({ json, name }) =>
   Effect.gen(function*() {
-    yield* runMigrations
-    const trimmed = name.trim()
+    const trimmed = (yield* storableText("name", name)).trim()
     if (trimmed.length === 0 || trimmed.length > 200) {
       return yield* new CliError({ message: "name must be 1 to 200 characters" })
     }
+    yield* runMigrations
     const users = yield* UsersRepo
     const { token, user } = yield* users.create(trimmed)
     yield* json

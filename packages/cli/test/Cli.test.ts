@@ -1,3 +1,6 @@
+import { Command } from "@effect/cli"
+import { NodeContext } from "@effect/platform-node"
+import { Cause, ConfigProvider, Effect, Exit, Logger, LogLevel, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -26,6 +29,8 @@ import {
   tableRows,
   withDatabase
 } from "./support/Cli.js"
+import { herald as heraldCommand } from "../src/Commands.js"
+import { CliError } from "../src/Render.js"
 
 const MIGRATIONS = ["0001_chat", "0002_events", "0003_event_log_watermark", "0004_event_log_covering_index"]
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/
@@ -186,6 +191,71 @@ describe.concurrent("herald CLI", () => {
       results.slice(0, cases.length).forEach((r, i) => expectOneLineFailure(r, cases[i]![1]))
       // Invalid configuration: one line naming the variable, as the server says it.
       expectOneLineFailure(results[cases.length]!, /^Invalid configuration: HERALD_BROKER: /)
+      expect(await snapshot()).toEqual(before)
+    }), 120_000)
+
+  it("text through argv: a NUL cannot be passed at all, a lone surrogate arrives as U+FFFD (well-formed text)", () =>
+    withDatabase(async (url) => {
+      await migrate(url)
+      // The kernel passes NUL-terminated bytes: Node refuses to spawn with a NUL, as a shell cannot pass one.
+      await expect(herald(["users", "create", "a\u0000b"], db(url))).rejects.toMatchObject({ code: "ERR_INVALID_ARG_VALUE" })
+      // A string with a lone surrogate is sent as UTF-8, which cannot hold one: the bin reads U+FFFD.
+      // (So do the WTF-8 bytes ED A0 80 passed by a shell: Node decodes argv as UTF-8.)
+      const [created, listed] = await heraldAll([
+        [["users", "create", "x\ud800y", "--json"], db(url)],
+        [["outbox", "list", "--stream", "\udc00", "--type", "message.created\ud800", "--json"], db(url)]
+      ])
+      const user = jsonOf(created)
+      expect(user.name).toBe("x\ufffdy")
+      expect(await query(url, "SELECT name FROM users WHERE id = $1", [user.id])).toEqual([{ name: "x\ufffdy" }])
+      expect(jsonOf(listed)).toEqual([])
+    }), 120_000)
+
+  it("every text argument refuses a NUL or a lone surrogate with one clear message, and changes nothing", () =>
+    withDatabase(async (url) => {
+      const s = await seedChat(url)
+      // argv cannot carry these (above), so the commands are run in-process, as the bin runs them.
+      const run = Command.run(heraldCommand, { name: "herald", version: "test" })
+      const failureOf = async (args: ReadonlyArray<string>) => {
+        const exit = await Effect.runPromiseExit(
+          run(["node", "herald", ...args]).pipe(
+            Effect.provide(NodeContext.layer),
+            Effect.provide(Logger.minimumLogLevel(LogLevel.Warning)),
+            Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["DATABASE_URL", url]])))
+          )
+        )
+        if (Exit.isSuccess(exit)) return `herald ${JSON.stringify(args)} succeeded`
+        const failure = Cause.failureOption(exit.cause)
+        // What the bin prints for a CliError; anything else (a database error) is a failure of the test.
+        return Option.isSome(failure) && failure.value instanceof CliError
+          ? `herald: ${failure.value.message}`
+          : `herald ${JSON.stringify(args)} failed otherwise: ${Cause.pretty(exit.cause)}`
+      }
+      const snapshot = async () => ({
+        users: await query(url, "SELECT id, name FROM users ORDER BY id"),
+        outbox: await query(url, "SELECT id, status, attempts FROM event_outbox ORDER BY position")
+      })
+      const before = await snapshot()
+      const texts = ["\u0000", "a\u0000b", "\ud800", "x\udc00", "\ude00\ud83d"]
+      const argumentCases: Array<[(text: string) => ReadonlyArray<string>, RegExp]> = [
+        [(t) => ["users", "create", t], /^herald: name must not contain NUL characters or unpaired surrogates$/],
+        [(t) => ["users", "create", `  ${t}  `], /^herald: name must not contain NUL characters or unpaired surrogates$/],
+        [(t) => ["outbox", "list", "--stream", t], /^herald: --stream must not contain NUL characters or unpaired surrogates$/],
+        [(t) => ["outbox", "list", "--stream", s.projectStream + t], /^herald: --stream must not contain NUL/],
+        [(t) => ["outbox", "list", "--type", t], /^herald: --type must not contain NUL characters or unpaired surrogates$/],
+        [(t) => ["outbox", "list", "--type", `message.created${t}`], /^herald: --type must not contain NUL/],
+        [(t) => ["outbox", "show", t], /^herald: not an event id \(a UUID\)/],
+        [(t) => ["outbox", "show", s.eventIds[0]! + t], /^herald: not an event id \(a UUID\)/],
+        [(t) => ["outbox", "retry", s.eventIds[0]!, t], /^herald: not an event id \(a UUID\)/],
+        [(t) => ["replay", "--stream", t], /^herald: not a stream id/],
+        [(t) => ["replay", "--stream", s.projectStream + t, "--dry-run"], /^herald: not a stream id/],
+        [(t) => ["outbox", "prune", "--older-than", `7d${t}`], /^herald: not a duration/]
+      ]
+      for (const [args, message] of argumentCases) {
+        for (const text of texts) expect(await failureOf(args(text))).toMatch(message)
+      }
+      // The control: the same filters, well-formed, are accepted (and match nothing: `[]`).
+      expect(await failureOf(["outbox", "list", "--stream", s.projectStream, "--type", "member.removed", "--json"])).toMatch(/succeeded$/)
       expect(await snapshot()).toEqual(before)
     }), 120_000)
 

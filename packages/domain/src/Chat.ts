@@ -1,5 +1,6 @@
 import { Schema } from "effect"
 import { MessageId, ProjectId, UserId } from "./Ids.js"
+import { storable } from "./Text.js"
 
 export class User extends Schema.Class<User>("User")({
   id: UserId,
@@ -29,17 +30,21 @@ export type MessageScope = typeof MessageScope.Type
 export const AuthorRole = Schema.Literal("user", "worker")
 export type AuthorRole = typeof AuthorRole.Type
 
+// Every free-text input is `storable`: PostgreSQL refuses NUL and unpaired surrogates (400, not 500).
 export const MessageBody = Schema.String.pipe(
+  storable("body"),
   Schema.minLength(1, { message: () => "body must not be empty" }),
   Schema.maxLength(10_000, { message: () => "body must be at most 10000 characters" })
 )
 
 export const ClientMessageId = Schema.String.pipe(
+  storable("clientMessageId"),
   Schema.minLength(1, { message: () => "clientMessageId must not be empty" }),
   Schema.maxLength(200, { message: () => "clientMessageId must be at most 200 characters" })
 )
 
 export const Name = Schema.Trim.pipe(
+  storable("name"),
   Schema.minLength(1, { message: () => "name must not be empty" }),
   Schema.maxLength(200, { message: () => "name must be at most 200 characters" })
 )

@@ -1,12 +1,15 @@
 /**
  * Bad input on every endpoint of the HTTP API, over real HTTP (SPEC §5): every malformed request
  * answers a JSON error with `_tag` and `message` (400 naming the field, 401, 413), and writes
- * nothing. The positive boundaries are checked too, so the rejections cannot pass vacuously.
+ * nothing — text PostgreSQL cannot store (a NUL, an unpaired surrogate) included, in every text
+ * field and parameter (SPEC §8). The positive boundaries are checked too, so the rejections
+ * cannot pass vacuously.
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import * as http from "node:http"
+import * as net from "node:net"
 import { MAX_BODY_BYTES } from "../src/http/Middleware.js"
 import { ADMIN_TOKEN, type RequestOptions, type Response, TestServer, TestServerLive } from "./support/TestServer.js"
 
@@ -72,7 +75,54 @@ const BAD_IDS: ReadonlyArray<readonly [string, string]> = [
   ["a uuid with an extra character", `${UNKNOWN_UUID}0`],
   ["a uuid one character short", UNKNOWN_UUID.slice(0, -1)],
   ["a uuid-shaped string of non-hex characters", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"],
-  ["an SQL fragment", encodeURIComponent("' OR '1'='1")]
+  ["an SQL fragment", encodeURIComponent("' OR '1'='1")],
+  // A NUL, which PostgreSQL cannot store (SPEC §8, "Text input").
+  ["a NUL character", "%00"],
+  ["a uuid followed by a NUL character", `${UNKNOWN_UUID}%00`]
+]
+
+/**
+ * Path parameter values that are not UTF-8: the (WTF-8) bytes of a lone surrogate, the only way a
+ * client can put one in a URL. The router cannot decode the path, so no route matches: a JSON 404
+ * before any handler runs (nothing can reach the database), not a 400 naming the parameter.
+ */
+const UNDECODABLE_IDS: ReadonlyArray<readonly [string, string]> = [
+  ["the bytes of a lone high surrogate", "%ED%A0%80"],
+  ["a uuid followed by the bytes of a lone low surrogate", `${UNKNOWN_UUID}%ED%B0%80`]
+]
+
+/**
+ * Text PostgreSQL cannot store (SPEC §8, "Text input"): its `text` and `jsonb` refuse NUL and
+ * unpaired surrogates, so each must be a 400 naming the field, never a 500 from the database.
+ */
+const UNSTORABLE: ReadonlyArray<readonly [string, string]> = [
+  ["a NUL character", "\u0000"],
+  ["a NUL character inside text", "hello\u0000world"],
+  ["a lone high surrogate", "\ud800"],
+  ["a lone high surrogate inside text", "hi \ud83d there"],
+  ["a lone low surrogate", "\udc00"],
+  ["a lone low surrogate after text", "ok\ude00"],
+  ["a surrogate pair in the wrong order", "\ude00\ud83d"],
+  ["two high surrogates", "\ud83d\ud83d"]
+]
+
+/** The UNSTORABLE texts in one field of a payload that is otherwise well-formed. */
+const unstorableCases = (
+  field: string,
+  payload: (text: string) => unknown
+): ReadonlyArray<readonly [string, unknown, string | undefined]> =>
+  UNSTORABLE.map(([description, text]) => [`${description} in ${field}`, payload(text), field] as const)
+
+/**
+ * The same in a query parameter: `%00`, and the WTF-8 bytes of a lone surrogate (which arrive as
+ * U+FFFD, since URL decoding cannot produce a lone surrogate). `valid` is a good value to append to.
+ */
+const unstorableQueries = (param: string, valid: string, prefix = ""): ReadonlyArray<readonly [string, string]> => [
+  [`${prefix}${param}=%00`, param],
+  [`${prefix}${param}=${valid}%00`, param],
+  [`${prefix}${param}=%00${valid}`, param],
+  [`${prefix}${param}=%ED%A0%80`, param],
+  [`${prefix}${param}=${valid}%ED%B0%80`, param]
 ]
 
 /** Substitutes `:param` placeholders from the fixture, with overrides. */
@@ -158,7 +208,9 @@ interface Endpoint {
   readonly payload?: (f: FixtureShape) => unknown
   /** Bad payloads: [description, payload, the field it is about]. */
   readonly badPayloads?: ReadonlyArray<readonly [string, unknown, string | undefined]>
-  /** Bad query strings: [query, the field it is about]. */
+  /** A well-formed query string, for the endpoints that need one (without the `?`). */
+  readonly query?: string
+  /** Bad query strings (in place of `query`): [query, the field it is about]. */
   readonly badQueries?: ReadonlyArray<readonly [string, string]>
 }
 
@@ -171,7 +223,9 @@ const nameCases: ReadonlyArray<readonly [string, unknown, string | undefined]> =
   ["an array as name", { name: ["alice"] }, "name"],
   ["null as name", { name: null }, "name"],
   ["an object as name", { name: { first: "a" } }, "name"],
-  ["a boolean as name", { name: true }, "name"]
+  ["a boolean as name", { name: true }, "name"],
+  ...unstorableCases("name", (name) => ({ name })),
+  ["a NUL character between spaces as name (trimmed first)", { name: "  \u0000  " }, "name"]
 ]
 
 const bodyCases = (field = "body"): ReadonlyArray<readonly [string, unknown, string | undefined]> => [
@@ -183,7 +237,9 @@ const bodyCases = (field = "body"): ReadonlyArray<readonly [string, unknown, str
   ["an array as body", { body: ["hello"] }, field],
   ["null as body", { body: null }, field],
   ["an object as body", { body: { text: "hello" } }, field],
-  ["a boolean as body", { body: false }, field]
+  ["a boolean as body", { body: false }, field],
+  ...unstorableCases(field, (body) => ({ body })),
+  ["a NUL character at the end of a body of 10 000 characters", { body: "b".repeat(9_999) + "\u0000" }, field]
 ]
 
 const clientMessageIdCases: ReadonlyArray<readonly [string, unknown, string | undefined]> = [
@@ -191,7 +247,9 @@ const clientMessageIdCases: ReadonlyArray<readonly [string, unknown, string | un
   ["a clientMessageId of 201 characters", { body: "x", clientMessageId: "c".repeat(201) }, "clientMessageId"],
   ["a number as clientMessageId", { body: "x", clientMessageId: 7 }, "clientMessageId"],
   ["null as clientMessageId", { body: "x", clientMessageId: null }, "clientMessageId"],
-  ["an array as clientMessageId", { body: "x", clientMessageId: ["c1"] }, "clientMessageId"]
+  ["an array as clientMessageId", { body: "x", clientMessageId: ["c1"] }, "clientMessageId"],
+  ...unstorableCases("clientMessageId", (clientMessageId) => ({ body: "x", clientMessageId })),
+  ["a good body and a NUL character in clientMessageId", { body: "hello 😀", clientMessageId: "c\u0000" }, "clientMessageId"]
 ]
 
 const userIdCases: ReadonlyArray<readonly [string, unknown, string | undefined]> = [
@@ -200,7 +258,10 @@ const userIdCases: ReadonlyArray<readonly [string, unknown, string | undefined]>
   ["a userId that is not a uuid", { userId: "bob" }, "userId"],
   ["a number as userId", { userId: 42 }, "userId"],
   ["null as userId", { userId: null }, "userId"],
-  ["an array as userId", { userId: [UNKNOWN_UUID] }, "userId"]
+  ["an array as userId", { userId: [UNKNOWN_UUID] }, "userId"],
+  ["a NUL character as userId", { userId: "\u0000" }, "userId"],
+  ["a uuid followed by a NUL character as userId", { userId: `${UNKNOWN_UUID}\u0000` }, "userId"],
+  ["a lone surrogate as userId", { userId: "\ud800" }, "userId"]
 ]
 
 const roleCases: ReadonlyArray<readonly [string, unknown, string | undefined]> = [
@@ -210,7 +271,10 @@ const roleCases: ReadonlyArray<readonly [string, unknown, string | undefined]> =
   ["a role in the wrong case", { body: "x", role: "USER" }, "role"],
   ["a number as role", { body: "x", role: 1 }, "role"],
   ["null as role", { body: "x", role: null }, "role"],
-  ["an array as role", { body: "x", role: ["user"] }, "role"]
+  ["an array as role", { body: "x", role: ["user"] }, "role"],
+  ["a NUL character as role", { body: "x", role: "\u0000" }, "role"],
+  ["a role followed by a NUL character", { body: "x", role: "user\u0000" }, "role"],
+  ["a role followed by a lone surrogate", { body: "x", role: "worker\udc00" }, "role"]
 ]
 
 const pageQueryCases: ReadonlyArray<readonly [string, string]> = [
@@ -233,7 +297,24 @@ const pageQueryCases: ReadonlyArray<readonly [string, string]> = [
   ["before=1234567890123456789", "before"],
   [`before=${encodeURIComponent("1 OR 1=1")}`, "before"],
   ["limit=10&before=abc", "before"],
-  ["limit=0&before=5", "limit"]
+  ["limit=0&before=5", "limit"],
+  ...unstorableQueries("limit", "10"),
+  ...unstorableQueries("before", "5"),
+  ...unstorableQueries("before", "5", "limit=10&")
+]
+
+const streamQueryCases: ReadonlyArray<readonly [string, string]> = unstorableQueries("after", "0")
+
+const historyQueryCases: ReadonlyArray<readonly [string, string]> = [
+  ...unstorableQueries("type", "message.created"),
+  ...unstorableQueries("after", "0"),
+  ...unstorableQueries("limit", "10"),
+  ...unstorableQueries("type", "message.created", "after=0&limit=10&")
+]
+
+const rangeQueryCases = (prefix = ""): ReadonlyArray<readonly [string, string]> => [
+  ...unstorableQueries("from", "2026-01-01", prefix),
+  ...unstorableQueries("to", "2026-01-01T00:00:00Z", prefix)
 ]
 
 const ENDPOINTS: ReadonlyArray<Endpoint> = [
@@ -285,7 +366,26 @@ const ENDPOINTS: ReadonlyArray<Endpoint> = [
     payload: () => ({ body: "hello", role: "worker" }),
     badPayloads: [...bodyCases(), ...roleCases, ...clientMessageIdCases]
   },
-  { method: "GET", path: "/api/projects/:projectId/workspace/messages", auth: "user", badQueries: pageQueryCases }
+  { method: "GET", path: "/api/projects/:projectId/workspace/messages", auth: "user", badQueries: pageQueryCases },
+  { method: "GET", path: "/api/projects/:projectId/members", auth: "user" },
+  // The rest take no payload; their free strings are query parameters (SPEC §8: none may reach
+  // the database unchecked).
+  { method: "GET", path: "/api/projects/:projectId/stream", auth: "user", badQueries: streamQueryCases },
+  { method: "GET", path: "/api/projects/:projectId/workspace/stream", auth: "user", badQueries: streamQueryCases },
+  { method: "GET", path: "/api/projects/:projectId/events", auth: "user", badQueries: historyQueryCases },
+  { method: "GET", path: "/api/projects/:projectId/workspace/events", auth: "user", badQueries: historyQueryCases },
+  { method: "GET", path: "/api/projects/:projectId/analytics/summary", auth: "user", badQueries: rangeQueryCases() },
+  {
+    method: "GET",
+    path: "/api/projects/:projectId/analytics/timeseries",
+    auth: "user",
+    query: "bucket=hour",
+    badQueries: [
+      ...unstorableQueries("bucket", "hour"),
+      ...unstorableQueries("type", "message.created", "bucket=hour&"),
+      ...rangeQueryCases("bucket=hour&")
+    ]
+  }
 ]
 
 // ---------------------------------------------------------------------------------------------
@@ -310,7 +410,8 @@ const pathParams = (endpoint: Endpoint) => Array.from(endpoint.path.matchAll(/:(
 
 const casesOf = (endpoint: Endpoint): ReadonlyArray<Case> => {
   const cases: Array<Case> = []
-  const path = (overrides: Record<string, string> = {}, query = "") => (f: FixtureShape) =>
+  const wellFormedQuery = endpoint.query === undefined ? "" : `?${endpoint.query}`
+  const path = (overrides: Record<string, string> = {}, query = wellFormedQuery) => (f: FixtureShape) =>
     fill(endpoint.path, f, overrides) + query
 
   // Path parameters that are not UUIDs: 400 naming the parameter. A well-formed unknown id is a
@@ -322,6 +423,14 @@ const casesOf = (endpoint: Endpoint): ReadonlyArray<Case> => {
         path: path({ [param]: id }),
         options: (f) => withPayload(endpoint, f),
         expected: { status: 400, field: param }
+      })
+    }
+    for (const [description, id] of UNDECODABLE_IDS) {
+      cases.push({
+        name: `${param} is ${description} → 404 (no route: the path is not UTF-8)`,
+        path: path({ [param]: id }),
+        options: (f) => withPayload(endpoint, f),
+        expected: { status: 404, tag: "NotFound" }
       })
     }
     cases.push({
@@ -351,7 +460,9 @@ const casesOf = (endpoint: Endpoint): ReadonlyArray<Case> => {
       ["null as the payload", { json: null }],
       ["an array as the payload", { json: [endpoint.payload(emptyFixture)] }],
       ["a string as the payload", { json: "hello" }],
-      ["a number as the payload", { json: 42 }]
+      ["a number as the payload", { json: 42 }],
+      // JSON itself forbids an unescaped control character in a string.
+      ["a raw NUL byte inside a JSON string", { raw: "{\"name\": \"a\u0000b\", \"body\": \"a\u0000b\"}" }]
     ]
     for (const [description, options] of whole) {
       cases.push({
@@ -480,6 +591,45 @@ const streamedRequest = (url: string, method: string, path: string, token: strin
     return Effect.sync(() => req.destroy())
   })
 
+/**
+ * One HTTP/1.1 request written byte for byte on a socket, for what `fetch` will not send: bytes
+ * that are not UTF-8 in a body or a header, a NUL in a header. Answers the status line's code and
+ * the body, parsed as JSON when it is.
+ */
+const rawRequest = (url: string, head: ReadonlyArray<string | Buffer>, body: Buffer = Buffer.alloc(0)) =>
+  Effect.async<Response>((resume) => {
+    const { hostname, port } = new URL(url)
+    const socket = net.connect(Number(port), hostname)
+    const chunks: Array<Buffer> = []
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+    socket.on("error", () => socket.destroy())
+    socket.on("close", () => {
+      const text = Buffer.concat(chunks).toString("utf8")
+      const [statusLine = "", ...rest] = text.split("\r\n")
+      const raw = rest.slice(rest.indexOf("") + 1).join("\r\n")
+      let parsed: unknown = raw
+      try {
+        parsed = raw === "" ? undefined : JSON.parse(raw)
+      } catch {
+        // not JSON: keep the text
+      }
+      const headers = new Headers()
+      for (const line of rest.slice(0, rest.indexOf(""))) {
+        const colon = line.indexOf(":")
+        if (colon > 0) headers.set(line.slice(0, colon).trim(), line.slice(colon + 1).trim())
+      }
+      resume(Effect.succeed({ status: Number(statusLine.split(" ")[1] ?? 0), headers, body: parsed as any }))
+    })
+    const lines = [...head, `Content-Length: ${body.length}`, "Connection: close", ""]
+    const bytes = lines.flatMap((line) => [Buffer.isBuffer(line) ? line : Buffer.from(line, "latin1"), Buffer.from("\r\n")])
+    // Not `end()`: a half-closed connection may be dropped before the server has answered.
+    socket.write(Buffer.concat([...bytes, body]))
+    return Effect.sync(() => socket.destroy())
+  })
+
+/** The WTF-8 bytes of the lone high surrogate U+D800: what a buggy client would send for "\ud800". */
+const LONE_SURROGATE_BYTES = Buffer.from([0xed, 0xa0, 0x80])
+
 // ---------------------------------------------------------------------------------------------
 // Bad input: one fresh database; every case checks its response and that nothing was written.
 
@@ -536,6 +686,48 @@ it.layer(TestLive)("bad input", (it) => {
       expect(yield* snapshot).toEqual(before)
     }))
 
+  it.effect("a NUL or non-UTF-8 bytes in ?access_token= are an invalid token (401), never a database error", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer
+      const f = yield* Fixture
+      const before = yield* snapshot
+      for (const stream of ["stream", "workspace/stream"]) {
+        for (const token of ["%00", `${f.alice.token}%00`, "%ED%A0%80", `${f.alice.token}%ED%B0%80`]) {
+          const res = yield* server.request("GET", `/api/projects/${f.ids.projectId}/${stream}?access_token=${token}`)
+          expectJsonError(res, { status: 401, tag: "Unauthorized" })
+        }
+      }
+      expect(yield* snapshot).toEqual(before)
+    }))
+
+  it.effect("headers fetch will not send: a NUL is refused by the HTTP parser, non-UTF-8 bytes are a 400 or 401", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer
+      const f = yield* Fixture
+      const before = yield* snapshot
+      const stream = `/api/projects/${f.ids.projectId}/stream`
+      const get = (...headers: ReadonlyArray<string | Buffer>) =>
+        rawRequest(server.url, [`GET ${stream} HTTP/1.1`, "Host: localhost", ...headers])
+      const bearer = `Authorization: Bearer ${f.alice.token}`
+
+      // The controls: a raw request reaches the app, which reads the header and the token.
+      expectJsonError(yield* get(bearer, "Last-Event-ID: x"), { status: 400, field: "last-event-id" })
+      expectJsonError(yield* get("Authorization: Bearer nope"), { status: 401, tag: "Unauthorized" })
+
+      // A NUL in a header never gets past Node's HTTP parser.
+      const nul = yield* get(bearer, "Last-Event-ID: 1\u00002")
+      expect(nul.status, describeResponse(nul)).toBe(400)
+      const nulToken = yield* get(`${bearer}\u0000`)
+      expect(nulToken.status, describeResponse(nulToken)).toBe(400)
+
+      // Bytes that are not UTF-8 arrive as Latin-1 text: not a stream position, not a token.
+      const position = yield* get(bearer, Buffer.concat([Buffer.from("Last-Event-ID: 1"), LONE_SURROGATE_BYTES]))
+      expectJsonError(position, { status: 400, field: "last-event-id" })
+      const token = yield* get(Buffer.concat([Buffer.from(bearer), LONE_SURROGATE_BYTES]))
+      expectJsonError(token, { status: 401, tag: "Unauthorized" })
+      expect(yield* snapshot).toEqual(before)
+    }))
+
   it.effect("the fixture is intact after every rejected request", () =>
     Effect.gen(function*() {
       const server = yield* TestServer
@@ -560,6 +752,112 @@ it.layer(TestLive)("bad input", (it) => {
 // The positive boundaries: what the rejections are measured against is accepted.
 
 it.layer(TestLive)("accepted boundaries", (it) => {
+  /**
+   * Well-formed text beyond the rejections: surrogate pairs (emoji, a ZWJ sequence, a musical
+   * symbol), the code points on either side of the surrogate range, U+FFFD, and the control
+   * characters other than NUL — all storable, all to be kept exactly as sent.
+   */
+  const STORABLE: ReadonlyArray<string> = [
+    "😀",
+    "hello 👩‍👩‍👧 world 𝄞",
+    "\ud7ff\ue000\ufffd\uffff",
+    "tab\tbell\u0007 unit\u001f del\u007f"
+  ]
+
+  it.effect("well-formed text beyond the BMP is accepted in every text field and stored as sent", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer
+      const sql = yield* SqlClient.SqlClient
+      const f = yield* Fixture
+      const eventData = (stream: string, seq: number) =>
+        Effect.map(
+          sql<{ data: any }>`SELECT data FROM event_outbox WHERE stream_id = ${stream} AND seq = ${seq}`,
+          (rows) => rows[0]?.data
+        )
+      for (const [i, text] of STORABLE.entries()) {
+        const user = yield* server.request("POST", "/api/admin/users", { token: ADMIN_TOKEN, json: { name: text } })
+        expect(user.status, describeResponse(user)).toBe(201)
+        expect(user.body.name).toBe(text)
+        const me = yield* server.request("GET", "/api/me", { token: user.body.token })
+        expect(me.body.name).toBe(text)
+        expect(yield* sql`SELECT name FROM users WHERE id = ${user.body.id}`).toEqual([{ name: text }])
+
+        const project = yield* server.request("POST", "/api/projects", { token: user.body.token, json: { name: text } })
+        expect(project.status, describeResponse(project)).toBe(201)
+        expect(project.body.name).toBe(text)
+        const projectId: string = project.body.id
+        const stream = `project:${projectId}`
+        expect(yield* eventData(stream, 1)).toMatchObject({ name: text })
+
+        const clientMessageId = `${text} ${i}`
+        const path = `/api/projects/${projectId}/messages`
+        const posted = yield* server.request("POST", path, { token: user.body.token, json: { body: text, clientMessageId } })
+        expect(posted.status, describeResponse(posted)).toBe(201)
+        expect(posted.body.message).toMatchObject({ body: text, clientMessageId })
+        expect(yield* eventData(stream, posted.body.event.seq)).toMatchObject({ body: text, clientMessageId })
+        // The repeat is found by the same text: 200, the original, nothing written.
+        const repeated = yield* server.request("POST", path, { token: user.body.token, json: { body: "other", clientMessageId } })
+        expect(repeated.status, describeResponse(repeated)).toBe(200)
+        expect(repeated.body.message.id).toBe(posted.body.message.id)
+
+        const edited = yield* server.request("PATCH", `${path}/${posted.body.message.id}`, {
+          token: user.body.token,
+          json: { body: `${text}!` }
+        })
+        expect(edited.status, describeResponse(edited)).toBe(200)
+        expect(edited.body.message.body).toBe(`${text}!`)
+        expect(yield* eventData(stream, edited.body.event.seq)).toMatchObject({ body: `${text}!` })
+
+        const workspace = yield* server.request("POST", `/api/projects/${projectId}/workspace/messages`, {
+          token: user.body.token,
+          json: { body: text, role: "worker", clientMessageId }
+        })
+        expect(workspace.status, describeResponse(workspace)).toBe(201)
+        expect(workspace.body.message).toMatchObject({ body: text, clientMessageId, role: "worker" })
+
+        const listed = yield* server.request("GET", `${path}?limit=10`, { token: user.body.token })
+        expect(listed.body.items.map((m: any) => [m.body, m.clientMessageId])).toEqual([[`${text}!`, clientMessageId]])
+      }
+      // A name is trimmed; what is left of it is kept whole.
+      const padded = yield* server.request("POST", "/api/projects", { token: f.alice.token, json: { name: "  😀  " } })
+      expect(padded.status, describeResponse(padded)).toBe(201)
+      expect(padded.body.name).toBe("😀")
+    }))
+
+  it.effect("bytes that are not UTF-8 in a JSON body arrive as U+FFFD, never as a lone surrogate", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer
+      const sql = yield* SqlClient.SqlClient
+      const f = yield* Fixture
+      const body = Buffer.concat([Buffer.from("{\"body\":\"a"), LONE_SURROGATE_BYTES, Buffer.from("b\"}")])
+      const res = yield* rawRequest(server.url, [
+        `POST /api/projects/${f.ids.projectId}/messages HTTP/1.1`,
+        "Host: localhost",
+        `Authorization: Bearer ${f.alice.token}`,
+        "Content-Type: application/json"
+      ], body)
+      expect(res.status, describeResponse(res)).toBe(201)
+      const stored: string = res.body.message.body
+      expect(stored.isWellFormed()).toBe(true)
+      expect(stored).toMatch(/^a\ufffd+b$/)
+      expect(yield* sql`SELECT body FROM messages WHERE id = ${res.body.message.id}`).toEqual([{ body: stored }])
+    }))
+
+  it.effect("a property the payload does not declare is dropped, whatever text it holds", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer
+      const sql = yield* SqlClient.SqlClient
+      const f = yield* Fixture
+      const res = yield* server.request("POST", `/api/projects/${f.ids.projectId}/messages`, {
+        token: f.alice.token,
+        json: { body: "declared", note: "\u0000\ud800", "\udc00": "x" }
+      })
+      expect(res.status, describeResponse(res)).toBe(201)
+      const [row] = yield* sql<{ data: any }>`SELECT data FROM event_outbox WHERE id = ${res.body.event.id}`
+      expect(Object.keys(row!.data).sort()).toEqual(["authorId", "body", "messageId", "role"])
+      expect(row!.data.body).toBe("declared")
+    }))
+
   it.effect("a message body of exactly 10 000 characters is accepted (201) and stored whole; 10 001 is not", () =>
     Effect.gen(function*() {
       const server = yield* TestServer

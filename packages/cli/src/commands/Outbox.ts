@@ -4,6 +4,7 @@ import { EventLogStore } from "@herald/server/eventlog/EventLogStore"
 import { Console, Duration, Effect, Option, Schema } from "effect"
 import { CliDatabaseLive } from "../Database.js"
 import { age, CliError, json, parseDuration, progress, table } from "../Render.js"
+import { storableOptional } from "./Input.js"
 
 export const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON for scripts instead of a table"))
 
@@ -44,12 +45,10 @@ const list = Command.make(
   (o) =>
     Effect.gen(function*() {
       if (o.limit < 1 || o.limit > 10_000) return yield* new CliError({ message: "--limit must be between 1 and 10000" })
-      const rows = yield* (yield* OutboxStore).list({
-        status: Option.getOrUndefined(o.status),
-        stream: Option.getOrUndefined(o.stream),
-        type: Option.getOrUndefined(o.type),
-        limit: o.limit
-      })
+      // Free text filters: PostgreSQL would fail on a NUL (a database error, not an answer).
+      const stream = yield* storableOptional("--stream", Option.getOrUndefined(o.stream))
+      const type = yield* storableOptional("--type", Option.getOrUndefined(o.type))
+      const rows = yield* (yield* OutboxStore).list({ status: Option.getOrUndefined(o.status), stream, type, limit: o.limit })
       if (o.json) {
         return yield* json(rows.map((r) => ({
           id: r.id,
