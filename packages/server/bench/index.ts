@@ -26,6 +26,10 @@ const benches: Record<string, Bench> = {
       "(also BENCH_EVENTS, BENCH_REQUESTS, BENCH_OUTBOX_ROWS)",
     load: () => import("./analytics.js")
   },
+  startup: {
+    about: "idle server RSS, `herald --help` and `herald outbox stats --json` wall time, next to `node -e 0` (also BENCH_RUNS)",
+    load: () => import("./startup.js")
+  },
   cli: {
     about: "herald materialize / replay events/s on 100k events, each next to raw SQL (also BENCH_EVENTS)",
     load: () => import("./cli.js")
