@@ -9,8 +9,9 @@ import { fileURLToPath } from "node:url"
 const root = fileURLToPath(new URL("..", import.meta.url))
 
 const programs = [
-  { entry: "packages/server/src/main.ts", outfile: "packages/server/dist/main.js" },
-  { entry: "packages/cli/src/bin.ts", outfile: "packages/cli/dist/bin.js" }
+  { entry: "packages/server/src/main.ts", outdir: "packages/server/dist" },
+  // The bin's commands load their work lazily (packages/cli/src/commands/Lazy.ts): chunks of their own.
+  { entry: "packages/cli/src/bin.ts", outdir: "packages/cli/dist" }
 ]
 
 /** Each file replaced atomically: a server or `herald` starting meanwhile reads the old or the new one. */
@@ -21,11 +22,22 @@ const writeAtomically = async ({ path: file, contents }) => {
   await fs.rename(temp, file)
 }
 
-await Promise.all(programs.map(async ({ entry, outfile }) => {
+/** Chunks of an earlier build that this one no longer has. */
+const removeStale = async (outdir, written) => {
+  for (const name of await fs.readdir(outdir)) {
+    const file = path.join(outdir, name)
+    if (name.startsWith("chunk-") && !written.has(file)) await fs.rm(file, { force: true })
+  }
+}
+
+await Promise.all(programs.map(async ({ entry, outdir }) => {
   const result = await esbuild.build({
     absWorkingDir: root,
     entryPoints: [entry],
-    outfile,
+    outdir: path.join(root, outdir),
+    entryNames: "[name]",
+    chunkNames: "chunk-[hash]",
+    splitting: true,
     bundle: true,
     platform: "node",
     format: "esm",
@@ -43,4 +55,5 @@ await Promise.all(programs.map(async ({ entry, outfile }) => {
     banner: { js: "import { createRequire as __herald_require } from 'node:module'; const require = __herald_require(import.meta.url);" }
   })
   await Promise.all(result.outputFiles.map(writeAtomically))
+  await removeStale(path.join(root, outdir), new Set(result.outputFiles.map((f) => f.path)))
 }))

@@ -1,0 +1,31 @@
+import { UsersRepo } from "@herald/server/chat/UsersRepo"
+import { runMigrations } from "@herald/server/db/Migrations"
+import { Console, Effect, Layer, Redacted } from "effect"
+import { CliDatabaseLive } from "../Database.js"
+import { CliError } from "../Render.js"
+import { storableText } from "./Input.js"
+
+/** What `herald migrate` and `herald users create` do; `Commands.ts` declares them. */
+
+export const migrate = (o: { readonly json: boolean }) =>
+  Effect.gen(function*() {
+    const applied = yield* runMigrations
+    const names = applied.map(([id, name]) => `${String(id).padStart(4, "0")}_${name}`)
+    yield* o.json
+      ? Console.log(JSON.stringify({ applied: names }))
+      : Console.log(names.length === 0 ? "database is up to date" : `applied: ${names.join(", ")}`)
+  }).pipe(Effect.provide(CliDatabaseLive))
+
+export const createUser = (o: { readonly json: boolean; readonly name: string }) =>
+  Effect.gen(function*() {
+    const trimmed = (yield* storableText("name", o.name)).trim()
+    if (trimmed.length === 0 || trimmed.length > 200) {
+      return yield* new CliError({ message: "name must be 1 to 200 characters" })
+    }
+    yield* runMigrations
+    const users = yield* UsersRepo
+    const { token, user } = yield* users.create(trimmed)
+    yield* o.json
+      ? Console.log(JSON.stringify({ id: user.id, name: user.name, token: Redacted.value(token) }))
+      : Console.log(`id:    ${user.id}\nname:  ${user.name}\ntoken: ${Redacted.value(token)}  (shown once; only its hash is stored)`)
+  }).pipe(Effect.provide(UsersRepo.Default.pipe(Layer.provideMerge(CliDatabaseLive))))
