@@ -44,7 +44,7 @@ describe("the server process", () => {
     }
   }, 60_000)
 
-  it("npm start on an empty data dir: embedded PostgreSQL, demo user and project, docs URL; a second process attaches; SIGTERM exits 0; a restart keeps the data", async () => {
+  it("the production command on an empty data dir: embedded PostgreSQL, demo user and project, docs URL; a second process attaches; SIGTERM exits 0; a restart keeps the data", async () => {
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "herald-main-"))
     await fs.chmod(dataDir, 0o755)
     const port = await freePort()

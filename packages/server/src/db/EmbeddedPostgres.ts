@@ -365,11 +365,16 @@ export const acquireEmbedded = (options: EmbeddedOptions) =>
     })
 
     // One look at the data dir: attached, adopted or started — or wait and look again.
+    let toldWaiting = false
     const step: Effect.Effect<Found | typeof wait, DatabaseStartError> = Effect.gen(function*() {
       const owner = yield* Effect.promise(() => readOwner(dataDir))
       if (owner !== undefined && owner.pid === process.pid) return yield* asOwner
       if (owner !== undefined && isAlive(owner.pid)) {
-        if (owner.stopping) return wait
+        if (owner.stopping) {
+          if (!toldWaiting) yield* Effect.logInfo(`waiting for process ${owner.pid} to stop the embedded PostgreSQL under ${pgdata}`)
+          toldWaiting = true
+          return wait
+        }
         const running = yield* Effect.promise(() => postmaster(pgdata))
         return running?.status === "ready" ? { port: running.port, pid: running.pid, owned: false } : wait
       }
