@@ -4,7 +4,7 @@ import { Effect } from "effect"
 /**
  * Analytics read a stream's events in a time range and need only project, type and actor: with
  * those columns included, every analytics statement is an index-only scan (no heap visits), which
- * keeps large projects well inside the latency target (see README, "Benchmarks: analytics").
+ * keeps large projects well inside the latency target (see docs/benchmarks.md, "analytics").
  */
 export default Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
