@@ -8,9 +8,9 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import * as http from "node:http"
 import * as net from "node:net"
 import { MAX_BODY_BYTES } from "../src/http/Middleware.js"
+import { chunkedRequest } from "./support/ChunkedRequest.js"
 import { ADMIN_TOKEN, type RequestOptions, type Response, TestServer, TestServerLive } from "./support/TestServer.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -537,59 +537,9 @@ const emptyFixture: FixtureShape = {
   ids: { projectId: UNKNOWN_UUID, messageId: UNKNOWN_UUID, userId: UNKNOWN_UUID }
 }
 
-/**
- * A request whose body `{"name":"x","body":"xxx…"}` (with `characters` x) is streamed chunked
- * (no Content-Length), through node:http so that a response the server sends before it has read
- * the whole body is seen.
- */
+/** A message body of `characters` characters, sent chunked (the server learns its size only while reading). */
 const streamedRequest = (url: string, method: string, path: string, token: string, characters: number) =>
-  Effect.async<Response>((resume) => {
-    const chunk = "x".repeat(16 * 1024)
-    const req = http.request(url + path, {
-      method,
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "transfer-encoding": "chunked" }
-    })
-    let done = false
-    const finish = (res: Response) => {
-      if (done) return
-      done = true
-      resume(Effect.succeed(res))
-    }
-    req.on("response", (res) => {
-      let text = ""
-      res.setEncoding("utf8")
-      res.on("data", (data: string) => (text += data))
-      res.on("end", () => {
-        let parsed: unknown = text
-        try {
-          parsed = text === "" ? undefined : JSON.parse(text)
-        } catch {
-          // not JSON: keep the text
-        }
-        const headers = new Headers()
-        for (const [key, value] of Object.entries(res.headers)) {
-          if (typeof value === "string") headers.set(key, value)
-        }
-        finish({ status: res.statusCode ?? 0, headers, body: parsed as any })
-      })
-    })
-    // No response at all (the connection was closed): status 0 with the error as the body.
-    req.on("error", (error) => finish({ status: 0, headers: new Headers(), body: `no response: ${error.message}` }))
-    const write = (sent: number): void => {
-      if (done) return
-      if (sent >= characters) {
-        req.end("\"}")
-        return
-      }
-      const piece = chunk.slice(0, characters - sent)
-      const next = () => write(sent + piece.length)
-      if (req.write(piece)) setImmediate(next)
-      else req.once("drain", next)
-    }
-    req.write("{\"name\":\"x\",\"body\":\"")
-    write(0)
-    return Effect.sync(() => req.destroy())
-  })
+  chunkedRequest(url, method, path, token, `{"name":"x","body":"${"x".repeat(characters)}"}`, 16 * 1024)
 
 /**
  * One HTTP/1.1 request written byte for byte on a socket, for what `fetch` will not send: bytes
