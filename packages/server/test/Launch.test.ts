@@ -257,6 +257,7 @@ describe("restart", () => {
     expect(firstExit.code).toBe(0)
     expect(second.child.exitCode).toBeNull() // still waiting, not failed
     await second.waitFor(/Herald is up/, 60_000)
+    expect(second.output()).toMatch(new RegExp(`waiting for process ${first.child.pid} to stop the embedded PostgreSQL`))
     expect(second.output()).not.toMatch(/shutting down|Cannot/)
     const projects = await get(`http://127.0.0.1:${port}/api/projects`, token)
     expect(projects.status).toBe(200)

@@ -383,16 +383,19 @@ export const acquireEmbedded = (options: EmbeddedOptions) =>
       return claimed ? yield* asOwner : wait
     })
 
+    // Only waiting counts against the limit: initdb and start-up have their own.
+    const waitUntil = Date.now() + PREVIOUS_OWNER_WAIT_MS
     const found = yield* step.pipe(
-      Effect.tap((r) => r === wait ? Effect.sleep("100 millis") : Effect.void),
-      Effect.repeat({ until: (r): r is Found => r !== wait }),
-      Effect.timeoutFail({
-        duration: PREVIOUS_OWNER_WAIT_MS,
-        onTimeout: () =>
-          new DatabaseStartError({
+      Effect.tap((r) =>
+        r !== wait
+          ? Effect.void
+          : Date.now() < waitUntil
+          ? Effect.sleep("100 millis")
+          : new DatabaseStartError({
             message: `the embedded PostgreSQL under ${pgdata} is still starting or shutting down after ${PREVIOUS_OWNER_WAIT_MS / 1000} s`
           })
-      }),
+      ),
+      Effect.repeat({ until: (r): r is Found => r !== wait }),
       // Leave no claim behind when this process could not start the cluster.
       Effect.tapError(() =>
         Effect.promise(async () => {
