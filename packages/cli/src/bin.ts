@@ -1,105 +1,16 @@
-import {
-  BuiltInOptions,
-  CliConfig,
-  Command,
-  CommandDescriptor,
-  CommandDirective,
-  HelpDoc,
-  Span,
-  Usage,
-  ValidationError
-} from "@effect/cli"
+import { Command, ValidationError } from "@effect/cli"
 import { SqlError } from "@effect/sql/SqlError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Array as Arr, ConfigError, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { ConfigError, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { formatConfigError } from "@herald/server/config/AppConfig"
 import { herald } from "./Commands.js"
+import { helpPage, PlainOffTerminalLive } from "./Help.js"
 
 const NAME = "herald"
 const VERSION = "0.1.0"
 
 const cli = Command.run(herald, { name: NAME, version: VERSION })
-
-// ---------------------------------------------------------------------------------------------
-// Help with the whole command in USAGE, and no colour where nobody sees it
-
-/** The command a usage is for: its first name. */
-const commandName = (usage: Usage.Usage): string | undefined =>
-  usage._tag === "Named" ? usage.names[0] : usage._tag === "Concat" ? commandName(usage.left) : undefined
-
-/** A help page with a COMMANDS section: a group such as `outbox`, which needs a subcommand. */
-const isGroup = (doc: HelpDoc.HelpDoc): boolean =>
-  HelpDoc.isSequence(doc)
-    ? isGroup(doc.left) || isGroup(doc.right)
-    : HelpDoc.isHeader(doc) && Span.isText(doc.value) && doc.value.value === "COMMANDS"
-
-/** What @effect/cli would show for `args` if they ask for help (`--help`, `-h`). */
-const showHelp = (args: ReadonlyArray<string>) =>
-  CommandDescriptor.parse(herald.descriptor, [NAME, ...args], CliConfig.defaultConfig).pipe(
-    Effect.option,
-    Effect.map(Option.flatMap((directive) =>
-      CommandDirective.isBuiltIn(directive) && BuiltInOptions.isShowHelp(directive.option)
-        ? Option.some(directive.option)
-        : Option.none()
-    ))
-  )
-
-/**
- * The help page `args` ask for: `--help`/`-h`, or a group named without a subcommand (`herald
- * outbox`, which @effect/cli answers with its help too). @effect/cli 0.77 gives a nested command's
- * USAGE with its own name only (`$ list …`); this puts the commands before it back
- * (`$ herald outbox list …`) and otherwise renders the page as @effect/cli does.
- */
-const helpPage = (args: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const names = Arr.takeWhile(args, (arg) => !arg.startsWith("-"))
-    const asked = yield* showHelp(args)
-    const help = Option.isSome(asked) || names.length < args.length ? asked : Option.filter(
-      yield* showHelp([...args, "--help"]),
-      (h) => isGroup(h.helpDoc) && commandName(h.usage) === Option.getOrElse(Arr.last(args), () => NAME)
-    )
-    return Option.map(help, ({ helpDoc, usage }) => {
-      const name = commandName(usage)
-      const at = name === undefined ? -1 : names.indexOf(name)
-      const parents = name === NAME ? [] : [NAME, ...(at === -1 ? [] : names.slice(0, at))]
-      const whole = parents.reduceRight((rest, parent) => Usage.concat(Usage.named([parent], Option.none()), rest), usage)
-      const group = isGroup(helpDoc) ? Span.text(" <command>") : Span.empty
-      return HelpDoc.toAnsiText(HelpDoc.blocks([
-        HelpDoc.h1(Span.code(NAME)),
-        HelpDoc.p(`${NAME} ${VERSION}`),
-        HelpDoc.h1("USAGE"),
-        ...Usage.enumerate(whole, CliConfig.defaultConfig).map((line) => HelpDoc.p(Span.spans([Span.text("$ "), line, group]))),
-        helpDoc
-      ]))
-    })
-  })
-
-/** Escape sequences: colours, styles, cursor moves and screen clears (CSI), and OSC strings. */
-const ANSI_ESCAPE = /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)/g
-
-/** Colour only on a terminal, and never with NO_COLOR set (https://no-color.org). */
-const colour = (stream: NodeJS.WriteStream) => stream.isTTY === true && (process.env.NO_COLOR ?? "") === ""
-
-/**
- * @effect/cli styles help and usage errors with ANSI codes wherever they go: this console drops
- * every escape code from what is written to a stream that is not a terminal (a pipe, a file, a
- * test), so scripts and logs get plain text.
- */
-const PlainOffTerminalLive = Layer.unwrapEffect(Effect.map(Effect.console, (console) => {
-  const plain = (args: ReadonlyArray<unknown>) => args.map((a) => typeof a === "string" ? a.replace(ANSI_ESCAPE, "") : a)
-  const stdout = colour(process.stdout) ? {} : {
-    log: (...args: ReadonlyArray<unknown>) => console.log(...plain(args)),
-    info: (...args: ReadonlyArray<unknown>) => console.info(...plain(args)),
-    debug: (...args: ReadonlyArray<unknown>) => console.debug(...plain(args))
-  }
-  const stderr = colour(process.stderr) ? {} : {
-    error: (...args: ReadonlyArray<unknown>) => console.error(...plain(args)),
-    warn: (...args: ReadonlyArray<unknown>) => console.warn(...plain(args)),
-    trace: (...args: ReadonlyArray<unknown>) => console.trace(...plain(args))
-  }
-  return Console.setConsole({ ...console, ...stdout, ...stderr })
-}))
 
 const causeMessage = (cause: unknown): string | undefined =>
   typeof cause === "object" && cause !== null && "message" in cause && typeof cause.message === "string" && cause.message !== ""
@@ -122,7 +33,7 @@ const describe = (error: unknown): string => {
   return `herald: ${String(error)}`
 }
 
-helpPage(process.argv.slice(2)).pipe(
+helpPage(herald.descriptor, NAME, VERSION, process.argv.slice(2)).pipe(
   Effect.flatMap(Option.match({ onNone: () => cli(process.argv), onSome: (page) => Console.log(page) })),
   Effect.catchAll((error) =>
     ValidationError.isValidationError(error)
