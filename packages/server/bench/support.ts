@@ -239,7 +239,7 @@ const serverInThisProcess = (databaseUrl: Redacted.Redacted) =>
   Layer.unwrapEffect(Effect.promise(async () => {
     const [{ serverLayer }, { NodeServerLive }, { DatabaseLive }, { AppConfig }] = await Promise.all([
       import("../src/Server.js"),
-      import("../src/http/Server.js"),
+      import("../src/http/HttpApp.js"),
       import("../src/db/Database.js"),
       import("../src/config/AppConfig.js")
     ])

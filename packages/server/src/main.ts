@@ -6,7 +6,7 @@ import { AppConfig, formatConfigError } from "./config/AppConfig.js"
 import { DatabaseLive } from "./db/Database.js"
 import { EmbeddedCluster } from "./db/EmbeddedPostgres.js"
 import { seedDemo } from "./DemoSeed.js"
-import { NodeServerLive } from "./http/Server.js"
+import { NodeServerLive } from "./http/HttpApp.js"
 import { serverLayer } from "./Server.js"
 
 /**

@@ -19,7 +19,7 @@ import { ChatService } from "../src/chat/ChatService.js"
 import { EventHistory } from "../src/eventlog/EventHistory.js"
 import { EventLogStore } from "../src/eventlog/EventLogStore.js"
 import { materializeOnce } from "../src/eventlog/Materializer.js"
-import { envelopeColumns, toWire } from "../src/outbox/OutboxStore.js"
+import { eventColumns, type EventRow, toWire } from "../src/events/EventRow.js"
 import { EventReader } from "../src/stream/EventReader.js"
 import { ChatTestLive, inFlightEvent, newUser } from "./support/ChatHarness.js"
 
@@ -56,8 +56,8 @@ const pass = (batchSize = 1_000) => Effect.orDie(materializeOnce(batchSize))
 const envelopes = (table: "event_outbox" | "event_log", projectId?: string) =>
   Effect.flatMap(sqlClient, (sql) =>
     Effect.orDie(Effect.map(
-      sql<Parameters<typeof toWire>[0]>`
-        SELECT ${sql.literal(envelopeColumns)} FROM ${sql(table)}
+      sql<EventRow>`
+        SELECT ${sql.literal(eventColumns)} FROM ${sql(table)}
         ${projectId === undefined ? sql`` : sql`WHERE project_id = ${projectId}`}
         ORDER BY stream_id, seq`,
       (rows) => rows.map(toWire)

@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { BrokerPublisher } from "../src/broker/BrokerPublisher.js"
-import type { ApiLive } from "../src/http/Server.js"
+import type { ApiLive } from "../src/http/HttpApp.js"
 
 const src = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../src")
 
@@ -34,7 +34,7 @@ describe("G2: the request path cannot reach the broker", () => {
   })
 
   it("no module the HTTP API is built from imports the broker's publishing side or an adapter", () => {
-    const modules = reachable(path.join(src, "http/Server.ts"))
+    const modules = reachable(path.join(src, "http/HttpApp.ts"))
     // the walk really follows the request path …
     expect(modules).toContain(path.join(src, "chat/ChatService.ts"))
     expect(modules).toContain(path.join(src, "outbox/OutboxWriter.ts"))

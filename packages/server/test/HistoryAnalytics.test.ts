@@ -19,7 +19,7 @@ import { Events, type Ids } from "@herald/domain"
 import { Effect, FastCheck, Option, Runtime } from "effect"
 import { randomUUID } from "node:crypto"
 import { EventLogStore } from "../src/eventlog/EventLogStore.js"
-import { envelopeColumns, toWire } from "../src/outbox/OutboxStore.js"
+import { eventColumns, type EventRow, toWire } from "../src/events/EventRow.js"
 import { inFlightEvent } from "./support/ChatHarness.js"
 import { connectSse } from "./support/SseClient.js"
 import { type Response, TestServer, testServerLayer } from "./support/TestServer.js"
@@ -160,8 +160,8 @@ const workspaceHistory = (projectId: string) => `/api/projects/${projectId}/work
 const outboxEnvelopes = (stream: string) =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     Effect.orDie(Effect.map(
-      sql<Parameters<typeof toWire>[0]>`
-        SELECT ${sql.literal(envelopeColumns)} FROM event_outbox WHERE stream_id = ${stream} ORDER BY seq`,
+      sql<EventRow>`
+        SELECT ${sql.literal(eventColumns)} FROM event_outbox WHERE stream_id = ${stream} ORDER BY seq`,
       (rows) => rows.map(toWire)
     )))
 

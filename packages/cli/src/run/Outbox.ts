@@ -1,5 +1,6 @@
 import { EventLogStore } from "@herald/server/eventlog/EventLogStore"
-import { OutboxStore, toWire } from "@herald/server/outbox/OutboxStore"
+import { toWire } from "@herald/server/events/EventRow"
+import { OutboxStore } from "@herald/server/outbox/OutboxStore"
 import { Console, Duration, Effect, Layer, Option, Schema } from "effect"
 import { CliDatabaseLive } from "../Database.js"
 import { age, CliError, json, parseDuration, progress, table } from "../Render.js"

@@ -1,13 +1,13 @@
 import { SqlClient } from "@effect/sql"
 import { Events } from "@herald/domain"
 import { Effect } from "effect"
-import { envelopeColumns, toWire } from "../outbox/OutboxStore.js"
+import { eventColumns, type EventRow, toWire } from "../events/EventRow.js"
 
 /** Stream history pages from event_log, ascending seq, cursor = the last seq returned. */
 export class EventHistory extends Effect.Service<EventHistory>()("Herald/EventHistory", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const cols = sql.literal(envelopeColumns)
+    const cols = sql.literal(eventColumns)
 
     const page = (request: {
       readonly stream: string
@@ -16,7 +16,7 @@ export class EventHistory extends Effect.Service<EventHistory>()("Herald/EventHi
       readonly type: Events.EventType | undefined
     }) =>
       Effect.gen(function*() {
-        const rows = yield* sql<Parameters<typeof toWire>[0]>`
+        const rows = yield* sql<EventRow>`
           SELECT ${cols} FROM event_log
           WHERE stream_id = ${request.stream} AND seq > ${request.after}
             ${request.type === undefined ? sql`` : sql`AND type = ${request.type}`}

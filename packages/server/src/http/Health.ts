@@ -2,8 +2,9 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { SqlClient } from "@effect/sql"
 import { Api, Errors } from "@herald/domain"
 import { Effect } from "effect"
+import { Metrics } from "../observability/Metrics.js"
+import { OutboxStore } from "../outbox/OutboxStore.js"
 import { PublisherStatus } from "../outbox/PublisherStatus.js"
-import { Metrics } from "./Metrics.js"
 
 /** live: the process answers. ready: the database answers and this process's publisher runs. */
 export const HealthLive = HttpApiBuilder.group(Api.HeraldApi, "health", (handlers) =>
@@ -11,6 +12,7 @@ export const HealthLive = HttpApiBuilder.group(Api.HeraldApi, "health", (handler
     const sql = yield* SqlClient.SqlClient
     const publisher = yield* PublisherStatus
     const metrics = yield* Metrics
+    const outbox = yield* OutboxStore
     const database = sql`SELECT 1`.pipe(
       Effect.timeout("2 seconds"),
       Effect.as("ok"),
@@ -35,5 +37,5 @@ export const HealthLive = HttpApiBuilder.group(Api.HeraldApi, "health", (handler
             ? { status: "ok" as const, checks }
             : yield* new Errors.ServiceUnavailable({ message: "not ready", checks })
         }))
-      .handle("metrics", () => Effect.orDie(metrics.render))
+      .handle("metrics", () => outbox.stats.pipe(Effect.flatMap(metrics.render), Effect.orDie))
   }))

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import type { Events } from "@herald/domain"
 import { Effect } from "effect"
+import { eventColumns, type EventRow, toWire } from "../events/EventRow.js"
 
 /** An outbox row as the publisher handles it: the wire envelope plus its delivery state. */
 export interface ClaimedEvent {
@@ -8,33 +9,8 @@ export interface ClaimedEvent {
   readonly attempts: number
 }
 
-export interface EnvelopeRow {
-  readonly id: string
-  readonly streamId: string
-  readonly seq: number
-  readonly type: string
-  readonly projectId: string
-  readonly actorId: string
-  readonly occurredAt: Date
-  readonly data: unknown
-}
-
-/** Row → the JSON envelope of SPEC §2. Rows are written only by OutboxWriter, so no re-validation here. */
-export const toWire = (row: EnvelopeRow): Events.EventWire => ({
-  id: row.id,
-  stream: row.streamId,
-  seq: row.seq,
-  type: row.type,
-  projectId: row.projectId,
-  actorId: row.actorId,
-  occurredAt: row.occurredAt.toISOString(),
-  data: row.data
-}) as Events.EventWire
-
-export const envelopeColumns = "id, stream_id, seq, type, project_id, actor_id, occurred_at, data"
-
 /** An outbox row with its delivery history, as operators inspect it. */
-export interface OutboxRow extends EnvelopeRow {
+export interface OutboxRow extends EventRow {
   readonly status: "pending" | "published" | "dead"
   readonly attempts: number
   readonly nextAttemptAt: Date
@@ -45,7 +21,7 @@ export interface OutboxRow extends EnvelopeRow {
   readonly materializedAt: Date | null
 }
 
-const deliveryColumns = `${envelopeColumns}, status, attempts, next_attempt_at, claimed_by, claimed_until,
+const deliveryColumns = `${eventColumns}, status, attempts, next_attempt_at, claimed_by, claimed_until,
   last_error, published_at, materialized_at`
 
 export interface RetryDecision {
@@ -66,7 +42,7 @@ export class OutboxStore extends Effect.Service<OutboxStore>()("Herald/OutboxSto
 
     const claim = (options: { readonly publisherId: string; readonly batchSize: number; readonly leaseMs: number }) =>
       Effect.map(
-        sql<EnvelopeRow & { attempts: number; position: number }>`
+        sql<EventRow & { attempts: number; position: number }>`
           WITH due AS (
             SELECT id FROM event_outbox
             WHERE status = 'pending' AND next_attempt_at <= now()

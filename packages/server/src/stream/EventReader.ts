@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import type { Events } from "@herald/domain"
 import { Effect } from "effect"
-import { envelopeColumns, toWire } from "../outbox/OutboxStore.js"
+import { eventColumns, type EventRow, toWire } from "../events/EventRow.js"
 
 /**
  * Reads committed events of a stream from the database, for SSE replay and gap filling: the
@@ -11,12 +11,12 @@ import { envelopeColumns, toWire } from "../outbox/OutboxStore.js"
 export class EventReader extends Effect.Service<EventReader>()("Herald/EventReader", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const cols = sql.literal(envelopeColumns)
+    const cols = sql.literal(eventColumns)
 
     /** Events with `after < seq <= until`, ascending, at most `limit`. */
     const range = (stream: string, after: number, until: number | undefined, limit: number) =>
       Effect.map(
-        sql<Parameters<typeof toWire>[0]>`
+        sql<EventRow>`
           SELECT DISTINCT ON (seq) ${cols} FROM (
             (SELECT ${cols} FROM event_outbox
              WHERE stream_id = ${stream} AND seq > ${after} ${until === undefined ? sql`` : sql`AND seq <= ${until}`}
@@ -39,7 +39,7 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
 
     const byId = (id: string) =>
       Effect.map(
-        sql<Parameters<typeof toWire>[0]>`
+        sql<EventRow>`
           SELECT ${cols} FROM event_outbox WHERE id = ${id}
           UNION ALL
           SELECT ${cols} FROM event_log WHERE id = ${id}

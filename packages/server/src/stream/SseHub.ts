@@ -3,7 +3,7 @@ import { Effect, FiberSet, Schedule, Stream } from "effect"
 import type { PassThrough } from "node:stream"
 import { BrokerSubscriber } from "../broker/BrokerSubscriber.js"
 import { AppConfig } from "../config/AppConfig.js"
-import { Metrics } from "../http/Metrics.js"
+import { Metrics } from "../observability/Metrics.js"
 import { EventReader } from "./EventReader.js"
 
 const encoder = new TextEncoder()

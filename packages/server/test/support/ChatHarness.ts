@@ -5,7 +5,7 @@ import { DateTime, Deferred, Effect, Fiber, Layer } from "effect"
 import { randomUUID } from "node:crypto"
 import { OutboxWriter } from "../../src/outbox/OutboxWriter.js"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
-import { RequestPathLive } from "../../src/http/Server.js"
+import { RequestPathLive } from "../../src/chat/RequestPath.js"
 import { Wakeup } from "../../src/outbox/Wakeup.js"
 import { TestDatabaseLive } from "./TestDatabase.js"
 

@@ -3,7 +3,7 @@ import { NodeContext } from "@effect/platform-node"
 import { Clock, Context, Effect, Layer, Option, Redacted } from "effect"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
-import { nodeServerLayer } from "../../src/http/Server.js"
+import { nodeServerLayer } from "../../src/http/HttpApp.js"
 import { serverLayer } from "../../src/Server.js"
 import { TestDatabaseLive } from "./TestDatabase.js"
 

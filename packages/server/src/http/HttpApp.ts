@@ -5,12 +5,8 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Api } from "@herald/domain"
 import { Context, Effect, Layer } from "effect"
 import { createServer, type Server } from "node:http"
-import { ChatService } from "../chat/ChatService.js"
-import { MessagesRepo } from "../chat/MessagesRepo.js"
-import { ProjectsRepo } from "../chat/ProjectsRepo.js"
-import { UsersRepo } from "../chat/UsersRepo.js"
+import { RequestPathLive } from "../chat/RequestPath.js"
 import { AppConfig } from "../config/AppConfig.js"
-import { OutboxWriter } from "../outbox/OutboxWriter.js"
 import { SseHub } from "../stream/SseHub.js"
 import { AuthenticationLive, StreamAuthenticationLive } from "./Auth.js"
 import { AnalyticsLive, HistoryLive } from "./EventLogHandlers.js"
@@ -19,14 +15,6 @@ import { HealthLive } from "./Health.js"
 import { accessLog, bodyLimit, jsonErrors } from "./Middleware.js"
 import { StreamsLive } from "./Streams.js"
 import { WebClientLive } from "./WebClient.js"
-
-/**
- * The request path: every service an HTTP handler can reach. It needs a SqlClient, the config
- * and the in-process Wakeup — and no broker publisher (G2): `test/G2.test.ts` keeps it that way.
- */
-export const RequestPathLive = ChatService.Default.pipe(
-  Layer.provideMerge(Layer.mergeAll(UsersRepo.Default, ProjectsRepo.Default, MessagesRepo.Default, OutboxWriter.Default))
-)
 
 /** The HTTP API: handlers of every group over the request path (plus the SSE hub's read side). */
 export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(

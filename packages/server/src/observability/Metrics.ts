@@ -1,15 +1,22 @@
-import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { Counter, Gauge, Histogram, Registry } from "prom-client"
 
+/** What the outbox gauges show; the `/metrics` handler reads it from `OutboxStore.stats` at scrape time. */
+export interface OutboxGauges {
+  readonly pending: number
+  readonly dead: number
+  readonly oldestPendingSeconds: number | null
+  readonly materializerLagSeconds: number | null
+}
+
 /**
  * Prometheus metrics (prom-client), one registry per server. Counters and histograms are fed by
- * the publisher and the SSE hub as things happen; outbox gauges are read from the database at
- * scrape time, so they are true for every process sharing it.
+ * the publisher and the SSE hub as things happen; outbox gauges are set from the database at
+ * scrape time, so they are true for every process sharing it. Depends on nothing of Herald's, so
+ * every part may report here.
  */
 export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
-  effect: Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
+  sync: () => {
     const registry = new Registry()
     const registers = [registry]
 
@@ -40,27 +47,17 @@ export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
       registers
     })
 
-    const refreshGauges = Effect.gen(function*() {
-      const [row] = yield* sql<{ pending: number; dead: number; oldestAge: number | null; lag: number | null }>`
-        SELECT
-          (SELECT count(*)::int FROM event_outbox WHERE status = 'pending') AS pending,
-          (SELECT count(*)::int FROM event_outbox WHERE status = 'dead') AS dead,
-          (SELECT extract(epoch FROM now() - min(occurred_at))::float8 FROM event_outbox WHERE status = 'pending') AS oldest_age,
-          (SELECT extract(epoch FROM now() - min(occurred_at))::float8 FROM event_outbox WHERE materialized_at IS NULL) AS lag`
-      pending.set(row!.pending)
-      dead.set(row!.dead)
-      oldestPending.set(Math.max(0, row!.oldestAge ?? 0))
-      materializerLag.set(Math.max(0, row!.lag ?? 0))
-    })
-
-    /** The Prometheus text exposition. */
-    const render = Effect.zipRight(
-      refreshGauges,
-      Effect.promise(() => registry.metrics())
-    )
+    /** The Prometheus text exposition, with the outbox gauges as given. */
+    const render = (outbox: OutboxGauges) =>
+      Effect.promise(() => {
+        pending.set(outbox.pending)
+        dead.set(outbox.dead)
+        oldestPending.set(Math.max(0, outbox.oldestPendingSeconds ?? 0))
+        materializerLag.set(Math.max(0, outbox.materializerLagSeconds ?? 0))
+        return registry.metrics()
+      })
 
     return {
-      contentType: registry.contentType,
       render,
       published,
       publishFailures,
@@ -68,5 +65,5 @@ export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
       sseConnections,
       sseEventsSent
     } as const
-  })
+  }
 }) {}
