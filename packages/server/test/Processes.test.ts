@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
+import pg from "pg"
 import { freePort, type Spawned, spawnServer } from "./support/Process.js"
 import { connectSse } from "./support/SseClient.js"
 import { freshDatabaseUrl } from "./support/TestDatabase.js"
@@ -27,6 +28,80 @@ const stop = async (proc: Spawned) => {
   proc.child.kill("SIGTERM")
   const { code } = await proc.exited
   return { code, ms: Date.now() - started }
+}
+
+/** The publisher id a server logs at start-up: what it writes into `claimed_by`. */
+const publisherId = (proc: Spawned) => {
+  const match = /outbox publisher (\S+) started/.exec(proc.output())
+  if (!match) throw new Error(`no "outbox publisher … started" line in:\n${proc.output()}`)
+  return match[1]!
+}
+
+interface HeldClaim {
+  readonly id: string
+  readonly claimedBy: string
+  readonly claimedUntil: Date
+  readonly leaseLive: boolean
+}
+
+interface ClaimChange {
+  readonly before: string | null
+  readonly after: string | null
+  readonly status: string
+  readonly at: Date
+}
+
+/**
+ * A direct connection to a server's database, to watch the outbox's claims from outside: an audit
+ * trigger records every change of `claimed_by` or `status` with the time it was made, and
+ * `holdClaims` installs a trigger that refuses any update ending a claim.
+ */
+const outboxObserver = async (databaseUrl: string) => {
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  await client.query(`
+    CREATE TABLE test_claim_history (event_id uuid, before text, after text, status text, at timestamptz);
+    CREATE FUNCTION test_record_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      INSERT INTO test_claim_history VALUES (NEW.id, OLD.claimed_by, NEW.claimed_by, NEW.status, clock_timestamp());
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER test_record_claim AFTER UPDATE ON event_outbox FOR EACH ROW
+      WHEN (OLD.claimed_by IS DISTINCT FROM NEW.claimed_by OR OLD.status IS DISTINCT FROM NEW.status)
+      EXECUTE FUNCTION test_record_claim();`)
+  const until = async <A>(what: string, probe: () => Promise<A | undefined>, timeoutMs = 10_000): Promise<A> => {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      const found = await probe()
+      if (found !== undefined) return found
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    throw new Error(`timed out waiting for ${what}`)
+  }
+  return {
+    until,
+    holdClaims: () =>
+      client.query(`
+        CREATE FUNCTION test_hold_claims() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          RAISE EXCEPTION 'test: this claim may not be given back';
+        END $$;
+        CREATE TRIGGER test_hold_claims BEFORE UPDATE ON event_outbox FOR EACH ROW
+          WHEN (OLD.claimed_by IS NOT NULL AND NEW.claimed_by IS NULL)
+          EXECUTE FUNCTION test_hold_claims();`),
+    releaseClaims: () => client.query(`DROP TRIGGER test_hold_claims ON event_outbox`),
+    /** Pending rows that some publisher has claimed, with whether the lease still runs. */
+    claims: async (): Promise<Array<HeldClaim>> =>
+      (await client.query<HeldClaim>(`
+        SELECT id, claimed_by AS "claimedBy", claimed_until AS "claimedUntil", claimed_until > now() AS "leaseLive"
+        FROM event_outbox WHERE status = 'pending' AND claimed_by IS NOT NULL ORDER BY position`)).rows,
+    history: async (id: string): Promise<Array<ClaimChange>> =>
+      (await client.query<ClaimChange>(
+        `SELECT before, after, status, at FROM test_claim_history WHERE event_id = $1 ORDER BY at`,
+        [id]
+      )).rows,
+    end: () => client.end()
+  }
 }
 
 const api = async (url: string, method: string, path: string, token: string, body?: unknown) => {
@@ -81,40 +156,67 @@ describe("server processes", () => {
       await Promise.all(clients.map((c) => c.ended))
     }), 60_000)
 
-  it("kill -9 loses nothing: events committed before the crash are delivered after a restart", () =>
+  it("kill -9 loses nothing: a claim the dead process held is taken again after its lease, and every event is delivered", () =>
     withDatabase(async (databaseUrl) => {
-      // A broker that always fails keeps events pending (and possibly claimed) when the process dies;
-      // a claim the dead process held is taken again once its lease has expired.
+      const FIRST_LEASE_MS = 4_000
+      // A broker that always fails keeps every event pending; the database refuses the first process
+      // any update that would end one of its claims (see holdClaims), so when it is killed it holds
+      // claims it never gave back — as a process that dies between its claim and its confirm does.
       const first = await startServer(databaseUrl, {
         HERALD_CHAOS_PUBLISH_FAILURE_RATE: "1",
-        HERALD_CLAIM_LEASE_MS: "500",
+        HERALD_CLAIM_LEASE_MS: String(FIRST_LEASE_MS),
         HERALD_PUBLISH_BACKOFF_MAX_MS: "500"
       })
-      const alice = (await api(first.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
-      const project = (await api(first.url, "POST", "/api/projects", alice.token, { name: "crash" })).body
-      for (let i = 0; i < 10; i++) {
-        await api(first.url, "POST", `/api/projects/${project.id}/messages`, alice.token, { body: `m${i}` })
-      }
-      first.proc.child.kill("SIGKILL")
-      await first.proc.exited
-      const second = await startServer(databaseUrl, { HERALD_CLAIM_LEASE_MS: "500" })
+      const firstId = publisherId(first.proc)
+      const db = await outboxObserver(databaseUrl)
       try {
-        const client = await connectSse(second.url, `/api/projects/${project.id}/stream`, { token: alice.token, after: "0" })
-        const events = await client.waitForEvents(11)
-        expect(events.map((e) => Number(e.id))).toEqual(Array.from({ length: 11 }, (_, i) => i + 1))
-        // and the outbox drains: everything ends published
-        const deadline = Date.now() + 15_000
-        let pending = -1
-        while (Date.now() < deadline) {
-          const metrics = await (await fetch(`${second.url}/metrics`)).text()
-          pending = Number(/^herald_outbox_pending (\d+)/m.exec(metrics)?.[1])
-          if (pending === 0) break
-          await new Promise((r) => setTimeout(r, 200))
+        await db.holdClaims()
+        const alice = (await api(first.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
+        const project = (await api(first.url, "POST", "/api/projects", alice.token, { name: "crash" })).body
+        for (let i = 0; i < 10; i++) {
+          await api(first.url, "POST", `/api/projects/${project.id}/messages`, alice.token, { body: `m${i}` })
         }
-        expect(pending).toBe(0)
-        client.close()
+        const held = await db.until("the first process to hold a claim", async () => {
+          const rows = await db.claims()
+          return rows.length > 0 ? rows : undefined
+        })
+        expect(held.every((row) => row.claimedBy === firstId && row.leaseLive)).toBe(true)
+
+        first.proc.child.kill("SIGKILL")
+        await first.proc.exited
+        await db.releaseClaims()
+
+        const second = await startServer(databaseUrl, { HERALD_CLAIM_LEASE_MS: "500" })
+        const secondId = publisherId(second.proc)
+        expect(secondId).not.toBe(firstId)
+        try {
+          const client = await connectSse(second.url, `/api/projects/${project.id}/stream`, { token: alice.token, after: "0" })
+          const events = await client.waitForEvents(11)
+          expect(events.map((e) => Number(e.id))).toEqual(Array.from({ length: 11 }, (_, i) => i + 1))
+          client.close()
+          // The outbox drains: everything ends published …
+          const pending = await db.until("herald_outbox_pending to reach 0", async () => {
+            const metrics = await (await fetch(`${second.url}/metrics`)).text()
+            const n = Number(/^herald_outbox_pending (\d+)/m.exec(metrics)?.[1])
+            return n === 0 ? n : undefined
+          }, 15_000)
+          expect(pending).toBe(0)
+          // … and each row the dead process held was claimed by the restarted one once the lease had
+          // expired, then published by it.
+          for (const row of held) {
+            const history = await db.history(row.id)
+            const reclaim = history.find((h) => h.before === firstId && h.after === secondId)
+            expect(reclaim, `row ${row.id}: ${JSON.stringify(history)}`).toBeDefined()
+            expect(reclaim!.at.getTime()).toBeGreaterThanOrEqual(row.claimedUntil.getTime())
+            const published = history.find((h) => h.status === "published")
+            expect(published, `row ${row.id}: ${JSON.stringify(history)}`).toMatchObject({ before: secondId })
+          }
+        } finally {
+          await stop(second.proc)
+        }
       } finally {
-        await stop(second.proc)
+        await db.end()
       }
     }), 90_000)
+
 })
