@@ -1,5 +1,5 @@
-import { SqlClient, SqlError } from "@effect/sql"
-import { Chat, Errors, Events, type Ids } from "@herald/domain"
+import { SqlClient } from "@effect/sql"
+import { Chat, Errors, Events, Ids } from "@herald/domain"
 import { type DateTime, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { OutboxWriter } from "../outbox/OutboxWriter.js"
@@ -16,16 +16,6 @@ export interface MessageWrite {
 }
 
 const notFound = (what: string) => new Errors.NotFound({ message: `${what} not found` })
-
-const isUniqueViolation = (error: SqlError.SqlError, constraint: string) => {
-  const cause = error.cause as { code?: string; constraint?: string } | undefined
-  return cause?.code === "23505" && cause.constraint === constraint
-}
-
-/** Raised inside a write to roll it back when the clientMessageId raced with an identical post. */
-class DuplicateClientMessage {
-  readonly _tag = "DuplicateClientMessage"
-}
 
 /**
  * The request path's writes: each is one transaction that bumps the stream's seq, writes the
@@ -58,18 +48,18 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
     ) =>
       sql.withTransaction(Effect.gen(function*() {
         const { at, seq } = yield* outbox.reserve(stream)
-        const ref: Events.EventRef = { id: randomUUID() as Ids.EventId, stream, seq }
+        const ref: Events.EventRef = { id: Ids.EventId.make(randomUUID()), stream, seq }
         const { event, result } = yield* apply({ at, event: ref })
         yield* outbox.insert({ ref, at, projectId, actorId: caller.id, payload: event })
         return result
       })).pipe(
         Effect.tap(() => wakeup.signal),
-        Effect.catchIf((e): e is SqlError.SqlError => e instanceof SqlError.SqlError, Effect.die)
+        // BEGIN or COMMIT failed: the repositories already turn their own database failures into defects.
+        Effect.catchTag("SqlError", Effect.die)
       )
 
     const visible = (caller: Chat.User, projectId: Ids.ProjectId) =>
       projects.membership(projectId, caller.id).pipe(
-        Effect.orDie,
         Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("project")), onSome: Effect.succeed }))
       )
 
@@ -81,7 +71,7 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
 
     const createProject = (caller: Chat.User, name: string) =>
       Effect.suspend(() => {
-        const projectId = randomUUID() as Ids.ProjectId
+        const projectId = Ids.ProjectId.make(randomUUID())
         return change(caller, projectId, Events.projectStream(projectId), ({ at }) =>
           Effect.map(projects.insert({ id: projectId, name, ownerId: caller.id, at }), (project) => ({
             result: project,
@@ -89,18 +79,18 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           })))
       })
 
-    const listProjects = (caller: Chat.User) => Effect.orDie(projects.listForUser(caller.id))
+    const listProjects = (caller: Chat.User) => projects.listForUser(caller.id)
 
     const getProject = (caller: Chat.User, projectId: Ids.ProjectId) =>
       Effect.map(visible(caller, projectId), (m) => m.project)
 
     const listMembers = (caller: Chat.User, projectId: Ids.ProjectId) =>
-      Effect.zipRight(visible(caller, projectId), Effect.orDie(projects.members(projectId)))
+      Effect.zipRight(visible(caller, projectId), projects.members(projectId))
 
     const addMember = (caller: Chat.User, projectId: Ids.ProjectId, userId: Ids.UserId) =>
       Effect.gen(function*() {
         yield* ownerOf(caller, projectId)
-        if (!(yield* Effect.orDie(users.exists(userId)))) return yield* Effect.fail(notFound("user"))
+        if (!(yield* users.exists(userId))) return yield* Effect.fail(notFound("user"))
         return yield* change(caller, projectId, Events.projectStream(projectId), ({ at }) =>
           Effect.gen(function*() {
             if (!(yield* projects.addMember(projectId, userId, at))) {
@@ -153,13 +143,13 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           scope: input.scope,
           clientMessageId: input.clientMessageId
         }
-        const previous = key === undefined ? Option.none() : yield* Effect.orDie(messages.findByClientMessageId(key))
+        const previous = key === undefined ? Option.none() : yield* messages.findByClientMessageId(key)
         if (Option.isSome(previous)) return replay(previous.value)
 
         const stream = input.scope === "project"
           ? Events.projectStream(projectId)
           : Events.workspaceStream(projectId, caller.id)
-        const messageId = randomUUID() as Ids.MessageId
+        const messageId = Ids.MessageId.make(randomUUID())
         const created = change(caller, projectId, stream, ({ at, event }) =>
           Effect.gen(function*() {
             const stored = yield* messages.insertAsMember({
@@ -172,12 +162,7 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
               clientMessageId: input.clientMessageId,
               event,
               at
-            }).pipe(
-              Effect.catchIf(
-                (e) => isUniqueViolation(e, "messages_client_message_id_key"),
-                () => Effect.fail(new DuplicateClientMessage())
-              )
-            )
+            })
             if (Option.isNone(stored)) return yield* notFound("project")
             return {
               result: { outcome: "created", message: stored.value.message, event } satisfies MessageWrite,
@@ -197,7 +182,6 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         return yield* created.pipe(
           Effect.catchTag("DuplicateClientMessage", () =>
             messages.findByClientMessageId(key!).pipe(
-              Effect.orDie,
               Effect.flatMap(Option.match({
                 onNone: () => Effect.fail(notFound("project")),
                 onSome: (found) => Effect.succeed(replay(found))
@@ -229,12 +213,12 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
     ) =>
       Effect.gen(function*() {
         yield* visible(caller, projectId)
-        const page = yield* Effect.orDie(messages.page({
+        const page = yield* messages.page({
           projectId,
           workspaceOf: scope === "workspace" ? caller.id : undefined,
           limit: params.limit ?? 50,
           before: params.before === undefined ? undefined : Number(params.before)
-        }))
+        })
         return {
           items: page.items.map((s) => s.message),
           nextCursor: page.nextCursor === undefined ? null : String(page.nextCursor)
@@ -245,7 +229,6 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
       Effect.gen(function*() {
         yield* visible(caller, projectId)
         const current = yield* messages.findProjectMessage(projectId, messageId).pipe(
-          Effect.orDie,
           Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("message")), onSome: Effect.succeed }))
         )
         if (current.message.authorId !== caller.id) {
@@ -270,7 +253,6 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
       Effect.gen(function*() {
         const { role } = yield* visible(caller, projectId)
         const current = yield* messages.findProjectMessage(projectId, messageId).pipe(
-          Effect.orDie,
           Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("message")), onSome: Effect.succeed }))
         )
         if (current.message.authorId !== caller.id && role !== "owner") {

@@ -1,22 +1,24 @@
-import { SqlClient } from "@effect/sql"
-import { Chat, type Events, type Ids } from "@herald/domain"
-import { DateTime, Effect, Option } from "effect"
+import { SqlClient, SqlError } from "@effect/sql"
+import { Chat, type Events, Ids } from "@herald/domain"
+import { Data, DateTime, Effect, Option, Schema } from "effect"
 
-interface MessageRow {
-  readonly id: string
-  readonly position: number
-  readonly projectId: string
-  readonly authorId: string
-  readonly scope: Chat.MessageScope
-  readonly role: Chat.AuthorRole
-  readonly body: string
-  readonly clientMessageId: string | null
-  readonly createdEventId: string
-  readonly createdEventSeq: number
-  readonly createdAt: Date
-  readonly editedAt: Date | null
-  readonly deletedAt: Date | null
-}
+/** A `messages` row; a deleted message keeps its place in the history but not its text. */
+const MessageRow = Schema.Struct({
+  id: Ids.MessageId,
+  position: Schema.Number,
+  projectId: Ids.ProjectId,
+  authorId: Ids.UserId,
+  scope: Chat.MessageScope,
+  role: Chat.AuthorRole,
+  body: Schema.String,
+  clientMessageId: Schema.NullOr(Schema.String),
+  createdEventId: Ids.EventId,
+  createdEventSeq: Schema.Number,
+  createdAt: Schema.DateTimeUtcFromDate,
+  editedAt: Schema.NullOr(Schema.DateTimeUtcFromDate),
+  deletedAt: Schema.NullOr(Schema.DateTimeUtcFromDate)
+})
+const decodeRows = Schema.decodeUnknown(Schema.Array(MessageRow))
 
 export interface StoredMessage {
   readonly message: Chat.Message
@@ -25,23 +27,40 @@ export interface StoredMessage {
   readonly createdEvent: { readonly id: Ids.EventId; readonly seq: number }
 }
 
-const toMessage = (row: MessageRow): StoredMessage => ({
+const toStored = (row: typeof MessageRow.Type): StoredMessage => ({
   message: new Chat.Message({
-    id: row.id as Ids.MessageId,
-    projectId: row.projectId as Ids.ProjectId,
-    authorId: row.authorId as Ids.UserId,
+    id: row.id,
+    projectId: row.projectId,
+    authorId: row.authorId,
     scope: row.scope,
     role: row.role,
-    // A deleted message keeps its place in the history but not its text.
     body: row.deletedAt === null ? row.body : "",
     ...(row.clientMessageId === null ? {} : { clientMessageId: row.clientMessageId }),
-    createdAt: DateTime.unsafeFromDate(row.createdAt),
-    ...(row.editedAt === null ? {} : { editedAt: DateTime.unsafeFromDate(row.editedAt) }),
-    ...(row.deletedAt === null ? {} : { deletedAt: DateTime.unsafeFromDate(row.deletedAt) })
-  }),
+    createdAt: row.createdAt,
+    ...(row.editedAt === null ? {} : { editedAt: row.editedAt }),
+    ...(row.deletedAt === null ? {} : { deletedAt: row.deletedAt })
+  }, true),
   position: row.position,
-  createdEvent: { id: row.createdEventId as Ids.EventId, seq: row.createdEventSeq }
+  createdEvent: { id: row.createdEventId, seq: row.createdEventSeq }
 })
+
+/** The rows of a query, decoded. */
+const decoded = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) =>
+  query.pipe(Effect.flatMap(decodeRows), Effect.map((rows) => rows.map(toStored)))
+
+/** The same, where a database failure or a row that does not decode is a defect. */
+const stored = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) => Effect.orDie(decoded(query))
+
+const first = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) =>
+  Effect.map(stored(query), (rows) => Option.fromNullable(rows[0]))
+
+/** The insert lost a race with an identical post (same author, scope and clientMessageId). */
+export class DuplicateClientMessage extends Data.TaggedError("DuplicateClientMessage") {}
+
+const isUniqueViolation = (error: SqlError.SqlError, constraint: string) => {
+  const cause = error.cause as { code?: string; constraint?: string } | undefined
+  return cause?.code === "23505" && cause.constraint === constraint
+}
 
 const columns = `id, position, project_id, author_id, scope, role, body, client_message_id,
   created_event_id, created_event_seq, created_at, edited_at, deleted_at`
@@ -69,15 +88,18 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
      * sees a removal committed just before and writes nothing (None).
      */
     const insertAsMember = (m: NewMessage) =>
-      Effect.map(
-        sql<MessageRow>`
-          INSERT INTO messages (id, project_id, author_id, scope, role, body, client_message_id,
-                                created_event_id, created_event_seq, created_at)
-          SELECT ${m.id}, ${m.projectId}, ${m.authorId}, ${m.scope}, ${m.role}, ${m.body},
-                 ${m.clientMessageId ?? null}, ${m.event.id}, ${m.event.seq}, ${DateTime.toDateUtc(m.at)}
-          WHERE EXISTS (SELECT 1 FROM project_members WHERE project_id = ${m.projectId} AND user_id = ${m.authorId})
-          RETURNING ${cols}`,
-        (rows) => Option.map(Option.fromNullable(rows[0]), toMessage)
+      decoded(sql`
+        INSERT INTO messages (id, project_id, author_id, scope, role, body, client_message_id,
+                              created_event_id, created_event_seq, created_at)
+        SELECT ${m.id}, ${m.projectId}, ${m.authorId}, ${m.scope}, ${m.role}, ${m.body},
+               ${m.clientMessageId ?? null}, ${m.event.id}, ${m.event.seq}, ${DateTime.toDateUtc(m.at)}
+        WHERE EXISTS (SELECT 1 FROM project_members WHERE project_id = ${m.projectId} AND user_id = ${m.authorId})
+        RETURNING ${cols}`).pipe(
+        Effect.map((rows) => Option.fromNullable(rows[0])),
+        Effect.catchTags({
+          SqlError: (e) => isUniqueViolation(e, "messages_client_message_id_key") ? new DuplicateClientMessage() : Effect.die(e),
+          ParseError: Effect.die
+        })
       )
 
     /** The author's earlier message with this key — only while the author is still a member. */
@@ -87,38 +109,31 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
       scope: Chat.MessageScope
       clientMessageId: string
     }) =>
-      Effect.map(
-        sql<MessageRow>`
+      first(
+        sql`
           SELECT ${cols} FROM messages
           WHERE project_id = ${key.projectId} AND author_id = ${key.authorId}
             AND scope = ${key.scope} AND client_message_id = ${key.clientMessageId}
-            AND EXISTS (SELECT 1 FROM project_members WHERE project_id = ${key.projectId} AND user_id = ${key.authorId})`,
-        (rows) => Option.map(Option.fromNullable(rows[0]), toMessage)
+            AND EXISTS (SELECT 1 FROM project_members WHERE project_id = ${key.projectId} AND user_id = ${key.authorId})`
       )
 
     const findProjectMessage = (projectId: Ids.ProjectId, messageId: Ids.MessageId) =>
-      Effect.map(
-        sql<MessageRow>`
-          SELECT ${cols} FROM messages
-          WHERE id = ${messageId} AND project_id = ${projectId} AND scope = 'project'`,
-        (rows) => Option.map(Option.fromNullable(rows[0]), toMessage)
-      )
+      first(sql`
+        SELECT ${cols} FROM messages
+        WHERE id = ${messageId} AND project_id = ${projectId} AND scope = 'project'`)
 
     /** None when the message is gone or deleted meanwhile. */
     const editBody = (messageId: Ids.MessageId, body: string, at: DateTime.Utc) =>
-      Effect.map(
-        sql<MessageRow>`
-          UPDATE messages SET body = ${body}, edited_at = ${DateTime.toDateUtc(at)}
-          WHERE id = ${messageId} AND deleted_at IS NULL
-          RETURNING ${cols}`,
-        (rows) => Option.map(Option.fromNullable(rows[0]), toMessage)
-      )
+      first(sql`
+        UPDATE messages SET body = ${body}, edited_at = ${DateTime.toDateUtc(at)}
+        WHERE id = ${messageId} AND deleted_at IS NULL
+        RETURNING ${cols}`)
 
     /** false when it was already deleted. */
     const softDelete = (messageId: Ids.MessageId, at: DateTime.Utc) =>
-      Effect.map(
-        sql`UPDATE messages SET deleted_at = ${DateTime.toDateUtc(at)} WHERE id = ${messageId} AND deleted_at IS NULL RETURNING 1`,
-        (rows) => rows.length > 0
+      sql`UPDATE messages SET deleted_at = ${DateTime.toDateUtc(at)} WHERE id = ${messageId} AND deleted_at IS NULL RETURNING 1`.pipe(
+        Effect.map((rows) => rows.length > 0),
+        Effect.orDie
       )
 
     /** Newest first; `before` is the position cursor of the previous page. */
@@ -129,7 +144,7 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
       readonly before: number | undefined
     }) =>
       Effect.map(
-        sql<MessageRow>`
+        stored(sql`
           SELECT ${cols} FROM messages
           WHERE project_id = ${filter.projectId}
             AND ${
@@ -139,9 +154,9 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
         }
             ${filter.before === undefined ? sql`` : sql`AND position < ${filter.before}`}
           ORDER BY position DESC
-          LIMIT ${filter.limit + 1}`,
+          LIMIT ${filter.limit + 1}`),
         (rows) => {
-          const items = rows.slice(0, filter.limit).map(toMessage)
+          const items = rows.slice(0, filter.limit)
           const more = rows.length > filter.limit
           return { items, nextCursor: more ? items[items.length - 1]!.position : undefined }
         }

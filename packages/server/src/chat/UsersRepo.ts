@@ -1,42 +1,56 @@
-import { SqlClient } from "@effect/sql"
-import { Chat, type Ids } from "@herald/domain"
-import { DateTime, Effect, Option, Redacted } from "effect"
+import { SqlClient, SqlSchema } from "@effect/sql"
+import { Chat, Ids } from "@herald/domain"
+import { Effect, Option, Redacted, Schema } from "effect"
 import { createHash, randomBytes, randomUUID } from "node:crypto"
 
 export const hashToken = (token: string) => createHash("sha256").update(token).digest()
 
-/** Users and their bearer tokens; only a SHA-256 of a token is ever stored. */
+/** A `users` row, decoded into the domain's User. */
+const UserRow = Schema.Struct({ id: Ids.UserId, name: Schema.String, createdAt: Schema.DateTimeUtcFromDate })
+const toUser = (row: typeof UserRow.Type) => new Chat.User(row, true)
+
+/**
+ * Users and their bearer tokens; only a SHA-256 of a token is ever stored. A database failure, or
+ * a row that does not decode, is a defect: callers see only outcomes a user can cause.
+ */
 export class UsersRepo extends Effect.Service<UsersRepo>()("Herald/UsersRepo", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const toUser = (row: { id: string; name: string; createdAt: Date }) =>
-      new Chat.User({ id: row.id as Ids.UserId, name: row.name, createdAt: DateTime.unsafeFromDate(row.createdAt) })
+    const insert = SqlSchema.single({
+      Request: Schema.Struct({ id: Ids.UserId, name: Schema.String, tokenHash: Schema.Uint8ArrayFromSelf }),
+      Result: UserRow,
+      execute: (user) => sql`
+        WITH u AS (INSERT INTO users (id, name) VALUES (${user.id}, ${user.name}) RETURNING *),
+             t AS (INSERT INTO api_tokens (token_hash, user_id) SELECT ${user.tokenHash}, id FROM u)
+        SELECT id, name, created_at FROM u`
+    })
 
     /** A new user with a fresh token; the token is returned once and never stored in clear. */
     const create = (name: string) =>
-      Effect.gen(function*() {
-        const id = randomUUID()
+      Effect.suspend(() => {
         const token = `hrld_${randomBytes(32).toString("base64url")}`
-        const [row] = yield* sql<{ id: string; name: string; createdAt: Date }>`
-          WITH u AS (INSERT INTO users (id, name) VALUES (${id}, ${name}) RETURNING *),
-               t AS (INSERT INTO api_tokens (token_hash, user_id) SELECT ${hashToken(token)}, id FROM u)
-          SELECT id, name, created_at FROM u`
-        return { user: toUser(row!), token: Redacted.make(token) }
+        return insert({ id: Ids.UserId.make(randomUUID()), name, tokenHash: hashToken(token) }).pipe(
+          Effect.map((row) => ({ user: toUser(row), token: Redacted.make(token) })),
+          Effect.orDie
+        )
       })
 
+    const byTokenHash = SqlSchema.findOne({
+      Request: Schema.Uint8ArrayFromSelf,
+      Result: UserRow,
+      execute: (tokenHash) => sql`
+        SELECT u.id, u.name, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id
+        WHERE t.token_hash = ${tokenHash}`
+    })
+
     const findByToken = (token: Redacted.Redacted) =>
-      Effect.map(
-        sql<{ id: string; name: string; createdAt: Date }>`
-          SELECT u.id, u.name, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id
-          WHERE t.token_hash = ${hashToken(Redacted.value(token))}`,
-        (rows) => Option.map(Option.fromNullable(rows[0]), toUser)
-      )
+      byTokenHash(hashToken(Redacted.value(token))).pipe(Effect.map(Option.map(toUser)), Effect.orDie)
 
     const exists = (id: Ids.UserId) =>
-      Effect.map(sql`SELECT 1 FROM users WHERE id = ${id}`, (rows) => rows.length > 0)
+      sql`SELECT 1 FROM users WHERE id = ${id}`.pipe(Effect.map((rows) => rows.length > 0), Effect.orDie)
 
-    const count = Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM users`, ([row]) => row!.n)
+    const count = sql<{ n: number }>`SELECT count(*)::int AS n FROM users`.pipe(Effect.map(([row]) => row!.n), Effect.orDie)
 
     return { create, findByToken, exists, count } as const
   })

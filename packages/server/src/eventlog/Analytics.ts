@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
-import type { Api, Events } from "@herald/domain"
-import { DateTime, Effect, Option } from "effect"
+import { type Api, Events, Ids } from "@herald/domain"
+import { DateTime, Effect, Option, Schema } from "effect"
 import { EventLogStore } from "./EventLogStore.js"
 
 export interface Range {
@@ -9,6 +9,8 @@ export interface Range {
 }
 
 const TOP_AUTHORS = 10
+
+const decodeTopAuthors = Schema.decodeUnknown(Schema.Array(Schema.Struct({ userId: Ids.UserId, messages: Schema.Number })))
 
 /**
  * Analytics over event_log, `[from, to)` by `occurred_at`, for one project's stream (and the
@@ -20,9 +22,9 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
     const log = yield* EventLogStore
     const asOf = Effect.map(log.asOf, Option.getOrNull)
 
-    const summary = (projectId: string, workspaceStream: string, range: Range) =>
+    const summary = (projectId: Ids.ProjectId, workspaceStream: Events.StreamId, range: Range) =>
       Effect.gen(function*() {
-        const stream = `project:${projectId}`
+        const stream = Events.projectStream(projectId)
         const from = DateTime.toDateUtc(range.from)
         const to = DateTime.toDateUtc(range.to)
         const watermark = yield* asOf
@@ -36,11 +38,11 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
             SELECT count(DISTINCT actor_id)::int AS n FROM event_log
             WHERE project_id = ${projectId} AND stream_id = ${stream}
               AND occurred_at >= ${from} AND occurred_at < ${to}`,
-          sql<{ userId: string; messages: number }>`
+          sql`
             SELECT actor_id AS user_id, count(*)::int AS messages FROM event_log
             WHERE project_id = ${projectId} AND type = 'message.created' AND stream_id = ${stream}
               AND occurred_at >= ${from} AND occurred_at < ${to}
-            GROUP BY actor_id ORDER BY messages DESC, actor_id LIMIT ${TOP_AUTHORS}`,
+            GROUP BY actor_id ORDER BY messages DESC, actor_id LIMIT ${TOP_AUTHORS}`.pipe(Effect.flatMap(decodeTopAuthors)),
           sql<{ n: number }>`
             SELECT count(*)::int AS n FROM event_log
             WHERE project_id = ${projectId} AND stream_id = ${workspaceStream}
@@ -59,13 +61,13 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
             deleted: counts["message.deleted"] ?? 0
           },
           activeUsers: people!.n,
-          topAuthors: authors.map((a) => ({ userId: a.userId, messages: a.messages })),
+          topAuthors: authors,
           workspace: { events: workspace!.n }
         }
-      })
+      }).pipe(Effect.orDie)
 
     /** Counts per UTC bucket over the project stream, empty buckets included. */
-    const timeseries = (projectId: string, bucket: Api.Bucket, range: Range, type: Events.EventType | undefined) =>
+    const timeseries = (projectId: Ids.ProjectId, bucket: Api.Bucket, range: Range, type: Events.EventType | undefined) =>
       Effect.gen(function*() {
         const watermark = yield* asOf
         const step = sql.literal(`interval '1 ${bucket}'`)
@@ -74,7 +76,7 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
         const points = yield* sql<{ t: Date; count: number }>`
           WITH counts AS (
             SELECT date_trunc(${unit}, occurred_at AT TIME ZONE 'UTC') AS t, count(*)::int AS n FROM event_log
-            WHERE project_id = ${projectId} AND stream_id = ${`project:${projectId}`}
+            WHERE project_id = ${projectId} AND stream_id = ${Events.projectStream(projectId)}
               ${type === undefined ? sql`` : sql`AND type = ${type}`}
               AND occurred_at >= ${DateTime.toDateUtc(range.from)} AND occurred_at < ${DateTime.toDateUtc(range.to)}
             GROUP BY 1
@@ -92,7 +94,7 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
           asOf: watermark,
           points: points.map((p) => ({ t: DateTime.unsafeFromDate(p.t), count: p.count }))
         }
-      })
+      }).pipe(Effect.orDie)
 
     return { summary, timeseries } as const
   })

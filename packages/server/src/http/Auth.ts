@@ -11,7 +11,7 @@ const make = Effect.gen(function*() {
     // Tokens are never revoked today, so the only staleness is an unknown token looked up again.
     const cache = yield* Cache.makeWith({
       capacity: 10_000,
-      lookup: (token: string) => Effect.orDie(users.findByToken(Redacted.make(token))),
+      lookup: (token: string) => users.findByToken(Redacted.make(token)),
       timeToLive: (exit) => Exit.isSuccess(exit) && Option.isSome(exit.value) ? Duration.seconds(30) : Duration.zero
     })
     const lookup = (token: Redacted.Redacted) =>

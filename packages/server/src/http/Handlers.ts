@@ -27,7 +27,7 @@ export const AdminLive = HttpApiBuilder.group(Api.HeraldApi, "admin", (handlers)
         if (given === "" || !timingSafeEqual(hashToken(given), hashToken(Redacted.value(adminToken.value)))) {
           return yield* new Errors.Unauthorized({ message: "admin token required" })
         }
-        const created = yield* Effect.orDie(users.create(payload.name))
+        const created = yield* users.create(payload.name)
         return new Api.CreatedUser({ id: created.user.id, name: created.user.name, token: Redacted.value(created.token) })
       }))
   }))

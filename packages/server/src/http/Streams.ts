@@ -46,7 +46,7 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
             // Removed from the project: the member sees their removal, then the stream ends (G5). A
             // removal replayed from before a re-add does not end it: membership decides, now.
             mayEnd: (e) => e.type === "member.removed" && (e.data as { userId: string }).userId === me.id,
-            ends: Effect.map(Effect.orDie(projects.isMember(path.projectId, me.id)), (member) => !member)
+            ends: Effect.map(projects.isMember(path.projectId, me.id), (member) => !member)
           })
         }))
       .handle("workspace", ({ headers: h, path, urlParams }) =>
