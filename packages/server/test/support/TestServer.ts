@@ -1,10 +1,12 @@
 import { HttpServer } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
+import type { Ids } from "@herald/domain"
 import { Clock, Context, Effect, Layer, Option, Redacted } from "effect"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
 import { nodeServerLayer } from "../../src/http/HttpApp.js"
 import { serverLayer } from "../../src/Server.js"
+import { type ApiClient, apiClient } from "./ApiClient.js"
 import { TestDatabaseLive } from "./TestDatabase.js"
 
 export const ADMIN_TOKEN = "test-admin-token"
@@ -23,12 +25,25 @@ export interface RequestOptions {
   readonly headers?: Record<string, string>
 }
 
-/** The real HTTP server on an ephemeral port over a fresh database, and a fetch-based client. */
+/** A user created for a test: its id, its bearer token and the typed client that sends it. */
+export interface TestUser {
+  readonly id: Ids.UserId
+  readonly token: string
+  readonly api: ApiClient
+}
+
+/**
+ * The real HTTP server on an ephemeral port over a fresh database, with two clients: the typed
+ * one derived from the API (`client`, `user().api`) for well-formed calls, and `request`, raw
+ * fetch, for what the typed client cannot send (malformed input, routes outside the API).
+ */
 export class TestServer extends Context.Tag("test/TestServer")<TestServer, {
   readonly url: string
   readonly request: (method: string, path: string, options?: RequestOptions) => Effect.Effect<Response>
-  /** A new user and its bearer token. */
-  readonly user: (name?: string) => Effect.Effect<{ readonly id: string; readonly token: string }>
+  /** The typed client, sending `token` (if any) as a bearer token. */
+  readonly client: (token?: string) => Effect.Effect<ApiClient>
+  /** A new user, its bearer token and its typed client. */
+  readonly user: (name?: string) => Effect.Effect<TestUser>
 }>() {}
 
 /** The client half of TestServer, for any harness that serves the app on an HttpServer. */
@@ -56,9 +71,14 @@ export const makeTestServer = Effect.gen(function*() {
       }
       return { status: res.status, headers: res.headers, body: parsed as any }
     })
+  const client = (token?: string) => apiClient(url, token)
   const user = (name = "user") =>
-    Effect.map(Effect.orDie(users.create(name)), ({ token, user }) => ({ id: user.id as string, token: Redacted.value(token) }))
-  return { url, request, user }
+    Effect.gen(function*() {
+      const created = yield* Effect.orDie(users.create(name))
+      const token = Redacted.value(created.token)
+      return { id: created.user.id, token, api: yield* client(token) }
+    })
+  return { url, request, client, user }
 })
 
 /** The server over a fresh database, with the test admin token and any config overrides. */
