@@ -53,6 +53,7 @@ import {
   table,
   withinBudget
 } from "./support.js"
+import { asUser } from "../src/chat/Policy.js"
 
 /**
  * Delivery after commit, in three parts, each next to a baseline measured in the same run:
@@ -143,7 +144,7 @@ const latencyPart = (url: Redacted.Redacted, settings: Settings) =>
     const inProcess = yield* Effect.scoped(Effect.gen(function*() {
       const { app, port } = yield* inProcessServer(url)
       const created = yield* Effect.orDie(Context.get(app, UsersRepo).create("bench latency"))
-      const project = yield* Context.get(app, ChatService).createProject(created.user, "bench latency")
+      const project = yield* Context.get(app, ChatService).createProject("bench latency").pipe(asUser(created.user))
       const target: Target = { port, token: Redacted.value(created.token), projectId: project.id }
       return yield* latencyCells(target, "this process", settings.seconds)
     }))

@@ -14,6 +14,7 @@ import {
   table,
   withinBudget
 } from "./support.js"
+import { asUser } from "../src/chat/Policy.js"
 
 /**
  * Write throughput: `POST /api/projects/:projectId/messages` through the real server, next to
@@ -300,7 +301,7 @@ const bench = Effect.gen(function*() {
   const chat = Context.get(app, ChatService)
   const created = yield* Effect.orDie(Context.get(app, UsersRepo).create("bench"))
   const user = { id: created.user.id, token: Redacted.value(created.token) }
-  const newProject = (name: string) => Effect.map(chat.createProject(created.user, name), (p) => p.id)
+  const newProject = (name: string) => Effect.map(chat.createProject(name).pipe(asUser(created.user)), (p) => p.id)
   const env: BenchEnv = { seconds, port, url, newProject, user }
 
   const perPost = yield* makePosts(env, 1, "probe").pipe(

@@ -2,6 +2,7 @@ import { Console, Effect, Option, Redacted } from "effect"
 import { ChatService } from "./chat/ChatService.js"
 import { UsersRepo } from "./chat/UsersRepo.js"
 import { AppConfig } from "./config/AppConfig.js"
+import { asUser } from "./chat/Policy.js"
 
 /** On an empty embedded database, a demo user and project so `npm start` is usable at once. */
 export const seedDemo = Effect.gen(function*() {
@@ -10,7 +11,7 @@ export const seedDemo = Effect.gen(function*() {
   const users = yield* UsersRepo
   if ((yield* users.count) > 0) return
   const { token, user } = yield* users.create("demo")
-  const project = yield* (yield* ChatService).createProject(user, "Demo project")
+  const project = yield* (yield* ChatService).createProject("Demo project").pipe(asUser(user))
   yield* Console.log(
     [
       "",

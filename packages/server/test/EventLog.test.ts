@@ -22,6 +22,7 @@ import { materializeOnce } from "../src/eventlog/Materializer.js"
 import { eventColumns, type EventRow, toWire } from "../src/events/EventRow.js"
 import { EventReader } from "../src/stream/EventReader.js"
 import { ChatTestLive, inFlightEvent, newUser } from "./support/ChatHarness.js"
+import { asUser } from "../src/chat/Policy.js"
 
 /** The request path over a fresh database, plus the event log's store and readers — no materializer fiber. */
 const EventLogTestLive = Layer.mergeAll(EventLogStore.Default, EventHistory.Default, EventReader.Default).pipe(
@@ -100,16 +101,16 @@ const busyProject = (name: string) =>
     const chat = yield* ChatService
     const alice = yield* newUser("alice")
     const bob = yield* newUser("bob")
-    const project = yield* chat.createProject(alice, name)
-    yield* chat.addMember(alice, project.id, bob.id)
-    const first = yield* chat.postMessage(alice, project.id, { body: "one" })
-    yield* chat.postMessage(bob, project.id, { body: "two" })
-    yield* chat.editMessage(alice, project.id, first.message.id, "one, edited")
-    yield* chat.deleteMessage(alice, project.id, first.message.id)
-    yield* chat.postWorkspaceMessage(alice, project.id, { body: "note" })
-    yield* chat.postWorkspaceMessage(alice, project.id, { body: "by my worker", role: "worker" })
-    yield* chat.postWorkspaceMessage(bob, project.id, { body: "bob's note" })
-    yield* chat.removeMember(alice, project.id, bob.id)
+    const project = yield* chat.createProject(name).pipe(asUser(alice))
+    yield* chat.addMember(project.id, bob.id).pipe(asUser(alice))
+    const first = yield* chat.postMessage(project.id, { body: "one" }).pipe(asUser(alice))
+    yield* chat.postMessage(project.id, { body: "two" }).pipe(asUser(bob))
+    yield* chat.editMessage(project.id, first.message.id, "one, edited").pipe(asUser(alice))
+    yield* chat.deleteMessage(project.id, first.message.id).pipe(asUser(alice))
+    yield* chat.postWorkspaceMessage(project.id, { body: "note" }).pipe(asUser(alice))
+    yield* chat.postWorkspaceMessage(project.id, { body: "by my worker", role: "worker" }).pipe(asUser(alice))
+    yield* chat.postWorkspaceMessage(project.id, { body: "bob's note" }).pipe(asUser(bob))
+    yield* chat.removeMember(project.id, bob.id).pipe(asUser(alice))
     return { alice, bob, project }
   })
 
@@ -152,12 +153,12 @@ layer(EventLogTestLive, live)("materializer", (it) => {
       yield* pass()
       const chat = yield* ChatService
       const alice = yield* newUser("alice")
-      const project = yield* chat.createProject(alice, "two at once")
+      const project = yield* chat.createProject("two at once").pipe(asUser(alice))
       yield* Effect.forEach(
         Array.from({ length: 60 }, (_, i) => i),
         (i) => i % 3 === 0
-          ? chat.postWorkspaceMessage(alice, project.id, { body: `w${i}` })
-          : chat.postMessage(alice, project.id, { body: `m${i}` }),
+          ? chat.postWorkspaceMessage(project.id, { body: `w${i}` }).pipe(asUser(alice))
+          : chat.postMessage(project.id, { body: `m${i}` }).pipe(asUser(alice)),
         { concurrency: 6 }
       )
       const [a, b] = yield* Effect.all([pass(4), pass(4)], { concurrency: 2 })
@@ -174,8 +175,8 @@ layer(EventLogTestLive, live)("materializer", (it) => {
       const chat = yield* ChatService
       const alice = yield* newUser("alice")
       const bob = yield* newUser("bob")
-      const project = yield* chat.createProject(alice, "racing")
-      yield* chat.addMember(alice, project.id, bob.id)
+      const project = yield* chat.createProject("racing").pipe(asUser(alice))
+      yield* chat.addMember(project.id, bob.id).pipe(asUser(alice))
       const writing = yield* Ref.make(true)
       const copied = yield* Ref.make(0)
       // Each materializer loops until the writers are done, recording the watermark after each pass.
@@ -195,8 +196,8 @@ layer(EventLogTestLive, live)("materializer", (it) => {
         (i) => {
           const who = i % 2 === 0 ? alice : bob
           return i % 4 === 1
-            ? chat.postWorkspaceMessage(who, project.id, { body: `w${i}` })
-            : chat.postMessage(who, project.id, { body: `m${i}` })
+            ? chat.postWorkspaceMessage(project.id, { body: `w${i}` }).pipe(asUser(who))
+            : chat.postMessage(project.id, { body: `m${i}` }).pipe(asUser(who))
         },
         { concurrency: 8 }
       )
@@ -236,11 +237,11 @@ layer(EventLogTestLive, live)("asOf watermark", (it) => {
     Effect.gen(function*() {
       const chat = yield* ChatService
       const alice = yield* newUser("alice")
-      const project = yield* chat.createProject(alice, "behind")
+      const project = yield* chat.createProject("behind").pipe(asUser(alice))
       yield* pass()
       const first = yield* expectAsOf
 
-      const posted = yield* chat.postMessage(alice, project.id, { body: "not yet in the log" })
+      const posted = yield* chat.postMessage(project.id, { body: "not yet in the log" }).pipe(asUser(alice))
       const committedBy = yield* dbNow
       // Committed, but no pass has run: not in the log, and asOf does not claim it is.
       expect(yield* inLog(posted.event.id)).toBe(0)
@@ -256,13 +257,13 @@ layer(EventLogTestLive, live)("asOf watermark", (it) => {
     Effect.gen(function*() {
       const chat = yield* ChatService
       const alice = yield* newUser("alice")
-      const project = yield* chat.createProject(alice, "in flight")
+      const project = yield* chat.createProject("in flight").pipe(asUser(alice))
       yield* pass()
 
       // The transaction takes its seq and outbox row first …
       const inFlight = yield* openTransaction(Events.workspaceStream(project.id, alice.id), project.id, alice.id)
       // … then a later transaction (another stream) commits, and a pass runs while the first is open.
-      const later = yield* chat.postMessage(alice, project.id, { body: "committed after the in-flight one began" })
+      const later = yield* chat.postMessage(project.id, { body: "committed after the in-flight one began" }).pipe(asUser(alice))
       expect(yield* pass()).toBe(1)
       expect(yield* inLog(later.event.id)).toBe(1)
       expect(yield* inLog(inFlight.event.id)).toBe(0)
@@ -285,12 +286,12 @@ layer(EventLogTestLive, live)("asOf watermark", (it) => {
       const chat = yield* ChatService
       const sql = yield* sqlClient
       const alice = yield* newUser("alice")
-      const project = yield* chat.createProject(alice, "held")
+      const project = yield* chat.createProject("held").pipe(asUser(alice))
       yield* pass()
       const start = yield* expectAsOf
 
-      const held = yield* chat.postMessage(alice, project.id, { body: "held by another materializer" })
-      const other = yield* chat.postMessage(alice, project.id, { body: "free" })
+      const held = yield* chat.postMessage(project.id, { body: "held by another materializer" }).pipe(asUser(alice))
+      const other = yield* chat.postMessage(project.id, { body: "free" }).pipe(asUser(alice))
       // Another materializer's batch: the row is locked FOR UPDATE until its transaction ends.
       const locked = yield* Deferred.make<void>()
       const release = yield* Deferred.make<void>()
@@ -322,7 +323,7 @@ layer(EventLogTestLive, live)("asOf watermark", (it) => {
       const store = yield* EventLogStore
       const chat = yield* ChatService
       const alice = yield* newUser("alice")
-      const project = yield* chat.createProject(alice, "monotone")
+      const project = yield* chat.createProject("monotone").pipe(asUser(alice))
       yield* pass()
       const current = yield* expectAsOf
       // A pass that started earlier finishing after a later one would report an older time.
@@ -338,7 +339,7 @@ layer(EventLogTestLive, live)("asOf watermark", (it) => {
       })
       yield* Effect.all([
         sampler,
-        Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => chat.postMessage(alice, project.id, { body: `${i}` }), {
+        Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => chat.postMessage(project.id, { body: `${i}` }).pipe(asUser(alice)), {
           concurrency: 4
         }),
         Effect.forEach(Array.from({ length: 12 }), () => pass(3), { concurrency: 3 })
@@ -387,9 +388,9 @@ layer(EventLogTestLive, live)("prune", (it) => {
       const history = yield* EventHistory
       const reader = yield* EventReader
       const alice = yield* newUser("alice")
-      const project = yield* chat.createProject(alice, "retention")
+      const project = yield* chat.createProject("retention").pipe(asUser(alice))
       const stream = Events.projectStream(project.id)
-      for (let i = 1; i <= 6; i++) yield* chat.postMessage(alice, project.id, { body: `m${i}` })
+      for (let i = 1; i <= 6; i++) yield* chat.postMessage(project.id, { body: `m${i}` }).pipe(asUser(alice))
       const rows = yield* outboxIds(project.id)
       expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7])
       // seq 1–4: published two hours ago (prunable); 5: still pending; 6: dead; 7: published a minute ago.
@@ -399,7 +400,7 @@ layer(EventLogTestLive, live)("prune", (it) => {
       yield* setDelivery(rows[6]!.id, "published", 60_000)
       yield* pass()
       // seq 8: published two hours ago by the clock, but no pass has copied it yet.
-      const late = yield* chat.postMessage(alice, project.id, { body: "not yet copied" })
+      const late = yield* chat.postMessage(project.id, { body: "not yet copied" }).pipe(asUser(alice))
       yield* setDelivery(late.event.id, "published", 2 * HOUR)
 
       // What history and replay serve before any pruning (the materialized part, and everything).
@@ -433,17 +434,17 @@ layer(EventLogTestLive, live)("prune", (it) => {
     Effect.gen(function*() {
       const chat = yield* ChatService
       const alice = yield* newUser("alice")
-      const project = yield* chat.createProject(alice, "never")
-      yield* chat.postMessage(alice, project.id, { body: "pending" })
-      yield* chat.postMessage(alice, project.id, { body: "dead" })
-      yield* chat.postMessage(alice, project.id, { body: "published and copied" })
+      const project = yield* chat.createProject("never").pipe(asUser(alice))
+      yield* chat.postMessage(project.id, { body: "pending" }).pipe(asUser(alice))
+      yield* chat.postMessage(project.id, { body: "dead" }).pipe(asUser(alice))
+      yield* chat.postMessage(project.id, { body: "published and copied" }).pipe(asUser(alice))
       const [created, pending, dead, done] = yield* outboxIds(project.id)
       yield* setDelivery(created!.id, "pending", 400 * 24 * HOUR)
       yield* setDelivery(pending!.id, "pending", 400 * 24 * HOUR)
       yield* setDelivery(dead!.id, "dead", 400 * 24 * HOUR)
       yield* setDelivery(done!.id, "published", 1_000)
       yield* pass()
-      const uncopied = yield* chat.postMessage(alice, project.id, { body: "published, not copied" })
+      const uncopied = yield* chat.postMessage(project.id, { body: "published, not copied" }).pipe(asUser(alice))
       yield* setDelivery(uncopied.event.id, "published", 400 * 24 * HOUR)
       // A cutoff of zero: "anything older than now". Only the published, copied row goes.
       yield* pruneAll(0, 100)

@@ -19,6 +19,7 @@ import {
 } from "./support/PublisherHarness.js"
 import type { SseConnection } from "./support/SseClient.js"
 import { TestServer, testServerLayer } from "./support/TestServer.js"
+import { asUser } from "../src/chat/Policy.js"
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1)
 
@@ -147,7 +148,7 @@ describe("outbox publisher", () => {
         const chat = yield* ChatService
         const broker = yield* RecordingBroker
         const alice = yield* userWithToken("alice")
-        const projects = yield* Effect.forEach(["one", "two"], (name) => chat.createProject(alice.user, name))
+        const projects = yield* Effect.forEach(["one", "two"], (name) => chat.createProject(name).pipe(asUser(alice.user)))
         const clients = yield* Effect.forEach(projects, (p) =>
           sse(server.url, `/api/projects/${p.id}/stream`, { token: alice.token, after: "0" }))
         yield* Effect.forEach(clients, (c) => sseEvents(c, 1))
@@ -157,8 +158,8 @@ describe("outbox publisher", () => {
         yield* Effect.forEach(range(writes), (i) => {
           const project = projects[i % 2]!
           return i % 3 === 0
-            ? chat.postWorkspaceMessage(alice.user, project.id, { body: `w${i}`, role: "worker" })
-            : chat.postMessage(alice.user, project.id, { body: `m${i}` })
+            ? chat.postWorkspaceMessage(project.id, { body: `w${i}`, role: "worker" }).pipe(asUser(alice.user))
+            : chat.postMessage(project.id, { body: `m${i}` }).pipe(asUser(alice.user))
         }, { concurrency: 16 })
 
         yield* allPublished("every event is published")
@@ -216,7 +217,7 @@ describe("outbox publisher", () => {
       const status = yield* PublisherStatus
       const sql = yield* SqlClient.SqlClient
       const alice = yield* userWithToken("alice")
-      const project = yield* chat.createProject(alice.user, "outage")
+      const project = yield* chat.createProject("outage").pipe(asUser(alice.user))
       yield* allPublished("the first event is published")
 
       // The outage: every publisher query fails while the table is away.
@@ -229,7 +230,7 @@ describe("outbox publisher", () => {
       yield* sql`ALTER TABLE event_outbox_offline RENAME TO event_outbox`
       yield* eventually("the publisher runs again", Effect.map(status.get, (s) => s._tag === "Running"), "5 seconds")
       expect((yield* server.request("GET", "/health/ready")).status).toBe(200)
-      const after = yield* chat.postMessage(alice.user, project.id, { body: "after the outage" })
+      const after = yield* chat.postMessage(project.id, { body: "after the outage" }).pipe(asUser(alice.user))
       yield* eventually(
         "the new event is published",
         Effect.map(broker.timesPublished, (t) => t.get(after.event.id) === 1),
@@ -243,7 +244,7 @@ describe("outbox publisher", () => {
       const chat = yield* ChatService
       const broker = yield* RecordingBroker
       const alice = yield* userWithToken("alice")
-      const project = yield* chat.createProject(alice.user, "atomic")
+      const project = yield* chat.createProject("atomic").pipe(asUser(alice.user))
 
       const outbox = yield* OutboxWriter
       const faulty = yield* Effect.provide(
@@ -253,13 +254,13 @@ describe("outbox publisher", () => {
           OutboxWriter.make({ ...outbox, insert: (e) => Effect.zipLeft(outbox.insert(e), Effect.die(new InjectedFailure())) })
         )))
       )
-      expect(Exit.isFailure(yield* Effect.exit(faulty.postMessage(alice.user, project.id, { body: "rolled back" })))).toBe(true)
+      expect(Exit.isFailure(yield* Effect.exit(faulty.postMessage(project.id, { body: "rolled back" }).pipe(asUser(alice.user))))).toBe(true)
       const refused = yield* server.request("POST", `/api/projects/${project.id}/messages`, {
         token: alice.token,
         json: { body: "x".repeat(10_001) }
       })
       expect(refused.status).toBe(400)
-      const committed = yield* chat.postMessage(alice.user, project.id, { body: "committed" })
+      const committed = yield* chat.postMessage(project.id, { body: "committed" }).pipe(asUser(alice.user))
 
       yield* allPublished("the committed events are published")
       yield* Effect.sleep("200 millis") // time for a stray publish to show up

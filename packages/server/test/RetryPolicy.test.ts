@@ -8,6 +8,7 @@ import { OutboxStore } from "../src/outbox/OutboxStore.js"
 import { nextRetryDelay, retrySchedule } from "../src/outbox/RetryPolicy.js"
 import { newUser } from "./support/ChatHarness.js"
 import { deliveryRows, publisherServerLayer, RecordingBroker, untilAllDue, withoutLogs } from "./support/PublisherHarness.js"
+import { asUser } from "../src/chat/Policy.js"
 
 /** The delay after the `failures`-th failure, in ms, with the jitter drawn from `seed`. */
 const delayMs = (options: { baseMs: number; maxMs: number; maxAttempts?: number }, failures: number, seed: number) =>
@@ -114,8 +115,8 @@ describe("retry policy in the publisher", () => {
         const broker = yield* RecordingBroker
         const sql = yield* SqlClient.SqlClient
         const alice = yield* newUser("alice")
-        const project = yield* chat.createProject(alice, "unlucky")
-        yield* chat.postMessage(alice, project.id, { body: "hello?" })
+        const project = yield* chat.createProject("unlucky").pipe(asUser(alice))
+        yield* chat.postMessage(project.id, { body: "hello?" }).pipe(asUser(alice))
         const ids = (yield* deliveryRows).map((r) => r.id)
         expect(ids).toHaveLength(2)
 

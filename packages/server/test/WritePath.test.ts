@@ -8,6 +8,7 @@ import type { UsersRepo } from "../src/chat/UsersRepo.js"
 import { Wakeup } from "../src/outbox/Wakeup.js"
 import { OutboxWriter } from "../src/outbox/OutboxWriter.js"
 import { ChatTestLive, expectContiguous, messageCount, newUser, outboxRows, seqsByStream } from "./support/ChatHarness.js"
+import { asUser } from "../src/chat/Policy.js"
 
 class InjectedFailure extends Data.TaggedError("InjectedFailure")<{}> {}
 
@@ -37,17 +38,17 @@ describe("write path", () => {
         Effect.gen(function*() {
           const chat = yield* ChatService
           const alice = yield* newUser("alice")
-          const project = yield* chat.createProject(alice, "atomic")
+          const project = yield* chat.createProject("atomic").pipe(asUser(alice))
           const before = yield* outboxRows
 
           const faulty = yield* Effect.provide(ChatService, failingAfter(step))
-          const exit = yield* Effect.exit(faulty.postMessage(alice, project.id, { body: "doomed" }))
+          const exit = yield* Effect.exit(faulty.postMessage(project.id, { body: "doomed" }).pipe(asUser(alice)))
           expect(Exit.isFailure(exit)).toBe(true)
 
           expect(yield* messageCount(project.id)).toBe(0)
           expect(yield* outboxRows).toEqual(before)
           // The next write takes the next seq: the failed one left no hole.
-          const ok = yield* chat.postMessage(alice, project.id, { body: "fine" })
+          const ok = yield* chat.postMessage(project.id, { body: "fine" }).pipe(asUser(alice))
           expect(ok.event.seq).toBe(2)
           expect(expectContiguous((yield* seqsByStream).get(`project:${project.id}`)!)).toBe(true)
         }))
@@ -58,15 +59,15 @@ describe("write path", () => {
         const chat = yield* ChatService
         const wakeup = yield* Wakeup
         const alice = yield* newUser("alice")
-        const project = yield* chat.createProject(alice, "signals")
+        const project = yield* chat.createProject("signals").pipe(asUser(alice))
         const subscription = yield* wakeup.subscribe
         yield* subscription.drain
         const faulty = yield* Effect.provide(ChatService, failingAfter("message insert"))
-        yield* Effect.exit(faulty.postMessage(alice, project.id, { body: "doomed" }))
+        yield* Effect.exit(faulty.postMessage(project.id, { body: "doomed" }).pipe(asUser(alice)))
         const waiting = yield* Effect.fork(subscription.take)
         yield* Effect.yieldNow().pipe(Effect.repeatN(20))
         expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)
-        yield* chat.postMessage(alice, project.id, { body: "committed" })
+        yield* chat.postMessage(project.id, { body: "committed" }).pipe(asUser(alice))
         yield* Fiber.join(waiting)
       }).pipe(Effect.scoped))
   })
@@ -76,10 +77,10 @@ describe("write path", () => {
       Effect.gen(function*() {
         const chat = yield* ChatService
         const alice = yield* newUser("alice")
-        const project = yield* chat.createProject(alice, "busy")
+        const project = yield* chat.createProject("busy").pipe(asUser(alice))
         const results = yield* Effect.forEach(
           Array.from({ length: 50 }, (_, i) => i),
-          (i) => chat.postWorkspaceMessage(alice, project.id, { body: `m${i}`, role: i % 2 ? "worker" : "user" }),
+          (i) => chat.postWorkspaceMessage(project.id, { body: `m${i}`, role: i % 2 ? "worker" : "user" }).pipe(asUser(alice)),
           { concurrency: "unbounded" }
         )
         expect(results.map((r) => r.event.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
@@ -115,12 +116,13 @@ describe("write path", () => {
           Effect.gen(function*() {
             const users = yield* Effect.forEach([0, 1, 2, 3], (i) => newUser(`u${i}`))
             const owner = users[0]!
-            const project = yield* chat.createProject(owner, "prop")
+            const project = yield* chat.createProject("prop").pipe(asUser(owner))
             const posted = yield* Queue.unbounded<{ author: Chat.User; id: Ids.MessageId }>()
             const step = (o: Op): Effect.Effect<unknown, unknown> => {
               switch (o._tag) {
                 case "post":
-                  return (o.workspace ? chat.postWorkspaceMessage : chat.postMessage)(users[o.actor]!, project.id, { body: "x" }).pipe(
+                  return (o.workspace ? chat.postWorkspaceMessage : chat.postMessage)(project.id, { body: "x" }).pipe(
+                    asUser(users[o.actor]!),
                     Effect.tap((w) => o.workspace ? Effect.void : Queue.offer(posted, { author: users[o.actor]!, id: w.message.id }))
                   )
                 case "edit":
@@ -130,14 +132,14 @@ describe("write path", () => {
                       onNone: () => Effect.void,
                       onSome: (m): Effect.Effect<unknown, unknown> =>
                         o._tag === "edit"
-                          ? chat.editMessage(m.author, project.id, m.id, "edited")
-                          : chat.deleteMessage(users[o.actor]!, project.id, m.id)
+                          ? chat.editMessage(project.id, m.id, "edited").pipe(asUser(m.author))
+                          : chat.deleteMessage(project.id, m.id).pipe(asUser(users[o.actor]!))
                     }))
                   )
                 case "add":
-                  return chat.addMember(owner, project.id, users[o.target]!.id)
+                  return chat.addMember(project.id, users[o.target]!.id).pipe(asUser(owner))
                 case "remove":
-                  return chat.removeMember(owner, project.id, users[o.target]!.id)
+                  return chat.removeMember(project.id, users[o.target]!.id).pipe(asUser(owner))
               }
             }
             // Refusals (not a member, not the author, already a member …) are expected; only the log matters.

@@ -15,6 +15,7 @@ import pg from "pg"
 import { expect } from "vitest"
 import { freePort, repoRoot, type Spawned, spawnServer } from "../../../server/test/support/Process.js"
 import { freshDatabaseUrl } from "../../../server/test/support/TestDatabase.js"
+import { asUser } from "@herald/server/chat/Policy"
 
 export { repoRoot }
 
@@ -167,17 +168,17 @@ export const seedChat = async (url: string): Promise<Seeded> => {
       const chat = yield* ChatService
       const alice = (yield* users.create("alice")).user
       const bob = (yield* users.create("bob")).user
-      const project = yield* chat.createProject(alice, "alpha")
-      yield* chat.addMember(alice, project.id, bob.id)
+      const project = yield* chat.createProject("alpha").pipe(asUser(alice))
+      yield* chat.addMember(project.id, bob.id).pipe(asUser(alice))
       const posts = []
-      for (let i = 0; i < 4; i++) posts.push(yield* chat.postMessage(alice, project.id, { body: `alice ${i}` }))
-      yield* chat.postMessage(bob, project.id, { body: "bob says hi" })
-      yield* chat.editMessage(alice, project.id, posts[0]!.message.id, "alice 0 (edited)")
-      yield* chat.deleteMessage(alice, project.id, posts[1]!.message.id)
-      const other = yield* chat.createProject(bob, "beta")
-      yield* chat.postMessage(bob, other.id, { body: "beta 1" })
-      yield* chat.postWorkspaceMessage(alice, project.id, { body: "note to self" })
-      yield* chat.postWorkspaceMessage(alice, project.id, { body: "worker reply", role: "worker" })
+      for (let i = 0; i < 4; i++) posts.push(yield* chat.postMessage(project.id, { body: `alice ${i}` }).pipe(asUser(alice)))
+      yield* chat.postMessage(project.id, { body: "bob says hi" }).pipe(asUser(bob))
+      yield* chat.editMessage(project.id, posts[0]!.message.id, "alice 0 (edited)").pipe(asUser(alice))
+      yield* chat.deleteMessage(project.id, posts[1]!.message.id).pipe(asUser(alice))
+      const other = yield* chat.createProject("beta").pipe(asUser(bob))
+      yield* chat.postMessage(other.id, { body: "beta 1" }).pipe(asUser(bob))
+      yield* chat.postWorkspaceMessage(project.id, { body: "note to self" }).pipe(asUser(alice))
+      yield* chat.postWorkspaceMessage(project.id, { body: "worker reply", role: "worker" }).pipe(asUser(alice))
       return {
         alice,
         bob,

@@ -1,10 +1,11 @@
 import { SqlClient } from "@effect/sql"
-import { Chat, Errors, Events, Ids } from "@herald/domain"
+import { Api, Chat, Errors, Events, Ids } from "@herald/domain"
 import { type DateTime, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { OutboxWriter } from "../outbox/OutboxWriter.js"
 import { Wakeup } from "../outbox/Wakeup.js"
 import { MessagesRepo, type StoredMessage } from "./MessagesRepo.js"
+import { Policy } from "./Policy.js"
 import { ProjectsRepo } from "./ProjectsRepo.js"
 import { UsersRepo } from "./UsersRepo.js"
 
@@ -18,9 +19,10 @@ export interface MessageWrite {
 const notFound = (what: string) => new Errors.NotFound({ message: `${what} not found` })
 
 /**
- * The request path's writes: each is one transaction that bumps the stream's seq, writes the
- * chat row and the outbox row together (G1), then — after commit — wakes the local publisher.
- * Nothing here can reach a broker (G2): this layer is never given one.
+ * The request path's reads and writes, for the caller (`CurrentUser`; `asUser` from Policy.ts
+ * runs them for a user held in hand). Each write is one transaction that bumps the stream's seq,
+ * writes the chat row and the outbox row together (G1), then — after commit — wakes the local
+ * publisher. Nothing here can reach a broker (G2): this layer is never given one.
  */
 export class ChatService extends Effect.Service<ChatService>()("Herald/ChatService", {
   effect: Effect.gen(function*() {
@@ -30,6 +32,7 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
     const projects = yield* ProjectsRepo
     const messages = yield* MessagesRepo
     const users = yield* UsersRepo
+    const policy = yield* Policy
 
     /**
      * Every chat change has one shape, in one transaction: take the stream's next seq (and with it
@@ -58,19 +61,8 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         Effect.catchTag("SqlError", Effect.die)
       )
 
-    const visible = (caller: Chat.User, projectId: Ids.ProjectId) =>
-      projects.membership(projectId, caller.id).pipe(
-        Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("project")), onSome: Effect.succeed }))
-      )
-
-    const ownerOf = (caller: Chat.User, projectId: Ids.ProjectId) =>
-      Effect.flatMap(visible(caller, projectId), (m) =>
-        m.role === "owner"
-          ? Effect.succeed(m)
-          : Effect.fail(new Errors.Forbidden({ message: "only the project owner can manage members" })))
-
-    const createProject = (caller: Chat.User, name: string) =>
-      Effect.suspend(() => {
+    const createProject = (name: string) =>
+      Effect.flatMap(Api.CurrentUser, (caller) => {
         const projectId = Ids.ProjectId.make(randomUUID())
         return change(caller, projectId, Events.projectStream(projectId), ({ at }) =>
           Effect.map(projects.insert({ id: projectId, name, ownerId: caller.id, at }), (project) => ({
@@ -79,17 +71,16 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           })))
       })
 
-    const listProjects = (caller: Chat.User) => projects.listForUser(caller.id)
+    const listProjects = Effect.flatMap(Api.CurrentUser, (caller) => projects.listForUser(caller.id))
 
-    const getProject = (caller: Chat.User, projectId: Ids.ProjectId) =>
-      Effect.map(visible(caller, projectId), (m) => m.project)
+    const getProject = (projectId: Ids.ProjectId) => Effect.map(policy.requireMember(projectId), (m) => m.project)
 
-    const listMembers = (caller: Chat.User, projectId: Ids.ProjectId) =>
-      Effect.zipRight(visible(caller, projectId), projects.members(projectId))
+    const listMembers = (projectId: Ids.ProjectId) => Effect.zipRight(policy.requireMember(projectId), projects.members(projectId))
 
-    const addMember = (caller: Chat.User, projectId: Ids.ProjectId, userId: Ids.UserId) =>
+    const addMember = (projectId: Ids.ProjectId, userId: Ids.UserId) =>
       Effect.gen(function*() {
-        yield* ownerOf(caller, projectId)
+        const caller = yield* Api.CurrentUser
+        yield* policy.requireOwner(projectId, "manage members")
         if (!(yield* users.exists(userId))) return yield* Effect.fail(notFound("user"))
         return yield* change(caller, projectId, Events.projectStream(projectId), ({ at }) =>
           Effect.gen(function*() {
@@ -103,9 +94,10 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           }))
       })
 
-    const removeMember = (caller: Chat.User, projectId: Ids.ProjectId, userId: Ids.UserId) =>
+    const removeMember = (projectId: Ids.ProjectId, userId: Ids.UserId) =>
       Effect.gen(function*() {
-        yield* ownerOf(caller, projectId)
+        const caller = yield* Api.CurrentUser
+        yield* policy.requireOwner(projectId, "manage members")
         if (userId === caller.id) {
           return yield* Effect.fail(new Errors.Conflict({ message: "the owner cannot be removed from their project" }))
         }
@@ -128,13 +120,14 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
       }
     })
 
-    const post = (caller: Chat.User, projectId: Ids.ProjectId, input: {
+    const post = (projectId: Ids.ProjectId, input: {
       readonly scope: Chat.MessageScope
       readonly role: Chat.AuthorRole
       readonly body: string
       readonly clientMessageId: string | undefined
     }) =>
       Effect.gen(function*() {
+        const caller = yield* Api.CurrentUser
         // No separate visibility check: the message insert is guarded by membership (404 and a
         // rollback for a non-member), and the idempotency lookup only finds a member's own message.
         const key = input.clientMessageId === undefined ? undefined : {
@@ -190,15 +183,14 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         )
       })
 
-    const postMessage = (caller: Chat.User, projectId: Ids.ProjectId, input: { body: string; clientMessageId?: string }) =>
-      post(caller, projectId, { scope: "project", role: "user", body: input.body, clientMessageId: input.clientMessageId })
+    const postMessage = (projectId: Ids.ProjectId, input: { body: string; clientMessageId?: string }) =>
+      post(projectId, { scope: "project", role: "user", body: input.body, clientMessageId: input.clientMessageId })
 
     const postWorkspaceMessage = (
-      caller: Chat.User,
       projectId: Ids.ProjectId,
       input: { body: string; role?: Chat.AuthorRole; clientMessageId?: string }
     ) =>
-      post(caller, projectId, {
+      post(projectId, {
         scope: "workspace",
         role: input.role ?? "user",
         body: input.body,
@@ -206,13 +198,13 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
       })
 
     const listMessages = (
-      caller: Chat.User,
       projectId: Ids.ProjectId,
       scope: Chat.MessageScope,
       params: { readonly limit?: number | undefined; readonly before?: string | undefined }
     ) =>
       Effect.gen(function*() {
-        yield* visible(caller, projectId)
+        const caller = yield* Api.CurrentUser
+        yield* policy.requireMember(projectId)
         const page = yield* messages.page({
           projectId,
           workspaceOf: scope === "workspace" ? caller.id : undefined,
@@ -225,15 +217,14 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         }
       })
 
-    const editMessage = (caller: Chat.User, projectId: Ids.ProjectId, messageId: Ids.MessageId, body: string) =>
+    const editMessage = (projectId: Ids.ProjectId, messageId: Ids.MessageId, body: string) =>
       Effect.gen(function*() {
-        yield* visible(caller, projectId)
+        const caller = yield* Api.CurrentUser
+        yield* policy.requireMember(projectId)
         const current = yield* messages.findProjectMessage(projectId, messageId).pipe(
           Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("message")), onSome: Effect.succeed }))
         )
-        if (current.message.authorId !== caller.id) {
-          return yield* Effect.fail(new Errors.Forbidden({ message: "only the author can edit a message" }))
-        }
+        yield* policy.requireAuthor(current.message, "edit a message")
         if (current.message.deletedAt !== undefined) {
           return yield* Effect.fail(new Errors.Conflict({ message: "the message was deleted" }))
         }
@@ -249,15 +240,14 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           }))
       })
 
-    const deleteMessage = (caller: Chat.User, projectId: Ids.ProjectId, messageId: Ids.MessageId) =>
+    const deleteMessage = (projectId: Ids.ProjectId, messageId: Ids.MessageId) =>
       Effect.gen(function*() {
-        const { role } = yield* visible(caller, projectId)
+        const caller = yield* Api.CurrentUser
+        const membership = yield* policy.requireMember(projectId)
         const current = yield* messages.findProjectMessage(projectId, messageId).pipe(
           Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("message")), onSome: Effect.succeed }))
         )
-        if (current.message.authorId !== caller.id && role !== "owner") {
-          return yield* Effect.fail(new Errors.Forbidden({ message: "only the author or the project owner can delete a message" }))
-        }
+        yield* policy.requireAuthor(current.message, "delete a message", membership)
         // Deleting twice is a no-op: the first delete's event stands, nothing more is written.
         if (current.message.deletedAt !== undefined) return
         yield* change(caller, projectId, Events.projectStream(projectId), ({ at }) =>

@@ -10,7 +10,7 @@ export class EventHistory extends Effect.Service<EventHistory>()("Herald/EventHi
     const cols = sql.literal(eventColumns)
 
     const page = (request: {
-      readonly stream: string
+      readonly stream: Events.StreamId
       readonly after: number
       readonly limit: number
       readonly type: Events.EventType | undefined
@@ -28,7 +28,7 @@ export class EventHistory extends Effect.Service<EventHistory>()("Herald/EventHi
           // One row more than asked for tells whether another page exists.
           nextAfter: rows.length > request.limit ? items[items.length - 1]!.seq : null
         }
-      })
+      }).pipe(Effect.orDie)
 
     return { page } as const
   })

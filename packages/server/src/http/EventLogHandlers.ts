@@ -1,7 +1,7 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Api, Errors, Events } from "@herald/domain"
 import { DateTime, Duration, Effect } from "effect"
-import { ChatService } from "../chat/ChatService.js"
+import { Policy, withPolicy } from "../chat/Policy.js"
 import { Analytics, type Range } from "../eventlog/Analytics.js"
 import { EventHistory } from "../eventlog/EventHistory.js"
 
@@ -22,45 +22,35 @@ const range = (params: { readonly from?: DateTime.Utc | undefined; readonly to?:
 
 export const HistoryLive = HttpApiBuilder.group(Api.HeraldApi, "history", (handlers) =>
   Effect.gen(function*() {
-    const chat = yield* ChatService
+    const policy = yield* Policy
     const history = yield* EventHistory
-    const page = (stream: string, params: typeof Api.HistoryParams.Type) =>
+    const page = (stream: Events.StreamId, params: typeof Api.HistoryParams.Type) =>
       Effect.map(
-        Effect.orDie(history.page({ stream, after: params.after ?? 0, limit: params.limit ?? 100, type: params.type })),
+        history.page({ stream, after: params.after ?? 0, limit: params.limit ?? 100, type: params.type }),
         (p) => new Api.EventPage(p)
       )
     return handlers
       .handle("project", ({ path, urlParams }) =>
-        Effect.gen(function*() {
-          const me = yield* Api.CurrentUser
-          yield* chat.getProject(me, path.projectId)
-          return yield* page(Events.projectStream(path.projectId), urlParams)
-        }))
+        page(Events.projectStream(path.projectId), urlParams).pipe(withPolicy(policy.requireMember(path.projectId))))
       .handle("workspace", ({ path, urlParams }) =>
-        Effect.gen(function*() {
-          const me = yield* Api.CurrentUser
-          yield* chat.getProject(me, path.projectId)
-          return yield* page(Events.workspaceStream(path.projectId, me.id), urlParams)
-        }))
+        Effect.flatMap(Api.CurrentUser, (me) => page(Events.workspaceStream(path.projectId, me.id), urlParams)).pipe(
+          withPolicy(policy.requireMember(path.projectId))
+        ))
   }))
 
 export const AnalyticsLive = HttpApiBuilder.group(Api.HeraldApi, "analytics", (handlers) =>
   Effect.gen(function*() {
-    const chat = yield* ChatService
+    const policy = yield* Policy
     const analytics = yield* Analytics
     return handlers
       .handle("summary", ({ path, urlParams }) =>
         Effect.gen(function*() {
           const me = yield* Api.CurrentUser
-          yield* chat.getProject(me, path.projectId)
           const r = yield* range(urlParams)
-          const s = yield* Effect.orDie(analytics.summary(path.projectId, Events.workspaceStream(path.projectId, me.id), r))
-          return new Api.AnalyticsSummary({ ...s, projectId: path.projectId, topAuthors: s.topAuthors as never })
-        }))
+          return new Api.AnalyticsSummary(yield* analytics.summary(path.projectId, Events.workspaceStream(path.projectId, me.id), r))
+        }).pipe(withPolicy(policy.requireMember(path.projectId))))
       .handle("timeseries", ({ path, urlParams }) =>
         Effect.gen(function*() {
-          const me = yield* Api.CurrentUser
-          yield* chat.getProject(me, path.projectId)
           const r = yield* range(urlParams)
           // Buckets are UTC-aligned (multiples of their size since the epoch); the first is the one holding `from`.
           const size = Duration.toMillis(bucketSize[urlParams.bucket])
@@ -72,6 +62,6 @@ export const AnalyticsLive = HttpApiBuilder.group(Api.HeraldApi, "analytics", (h
               field: "bucket"
             })
           }
-          return new Api.Timeseries(yield* Effect.orDie(analytics.timeseries(path.projectId, urlParams.bucket, r, urlParams.type)))
-        }))
+          return new Api.Timeseries(yield* analytics.timeseries(path.projectId, urlParams.bucket, r, urlParams.type))
+        }).pipe(withPolicy(policy.requireMember(path.projectId))))
   }))

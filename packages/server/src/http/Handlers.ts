@@ -39,41 +39,32 @@ export const ProjectsLive = HttpApiBuilder.group(Api.HeraldApi, "projects", (han
   Effect.gen(function*() {
     const chat = yield* ChatService
     return handlers
-      .handle("create", ({ payload }) => Effect.flatMap(Api.CurrentUser, (me) => chat.createProject(me, payload.name)))
-      .handle("list", () => Effect.flatMap(Api.CurrentUser, (me) => Effect.map(chat.listProjects(me), (items) => ({ items }))))
-      .handle("get", ({ path }) => Effect.flatMap(Api.CurrentUser, (me) => chat.getProject(me, path.projectId)))
+      .handle("create", ({ payload }) => chat.createProject(payload.name))
+      .handle("list", () => Effect.map(chat.listProjects, (items) => ({ items })))
+      .handle("get", ({ path }) => chat.getProject(path.projectId))
       .handle("members", ({ path }) =>
-        Effect.flatMap(Api.CurrentUser, (me) =>
-          Effect.map(chat.listMembers(me, path.projectId), (rows) => ({ items: rows.map((r) => new Api.MemberView(r)) }))))
-      .handle("addMember", ({ path, payload }) =>
-        Effect.flatMap(Api.CurrentUser, (me) => chat.addMember(me, path.projectId, payload.userId)))
-      .handle("removeMember", ({ path }) =>
-        Effect.flatMap(Api.CurrentUser, (me) => chat.removeMember(me, path.projectId, path.userId)))
+        Effect.map(chat.listMembers(path.projectId), (rows) => ({ items: rows.map((r) => new Api.MemberView(r)) })))
+      .handle("addMember", ({ path, payload }) => chat.addMember(path.projectId, payload.userId))
+      .handle("removeMember", ({ path }) => chat.removeMember(path.projectId, path.userId))
   }))
 
 export const MessagesLive = HttpApiBuilder.group(Api.HeraldApi, "messages", (handlers) =>
   Effect.gen(function*() {
     const chat = yield* ChatService
     return handlers
-      .handle("post", ({ path, payload }) =>
-        Effect.flatMap(Api.CurrentUser, (me) => Effect.flatMap(chat.postMessage(me, path.projectId, payload), toWriteResult)))
+      .handle("post", ({ path, payload }) => Effect.flatMap(chat.postMessage(path.projectId, payload), toWriteResult))
       .handle("list", ({ path, urlParams }) =>
-        Effect.flatMap(Api.CurrentUser, (me) =>
-          Effect.map(chat.listMessages(me, path.projectId, "project", urlParams), (page) => new Api.MessagePage(page))))
+        Effect.map(chat.listMessages(path.projectId, "project", urlParams), (page) => new Api.MessagePage(page)))
       .handle("edit", ({ path, payload }) =>
-        Effect.flatMap(Api.CurrentUser, (me) =>
-          Effect.map(chat.editMessage(me, path.projectId, path.messageId, payload.body), (r) => new Api.MessageEdited(r))))
-      .handle("delete", ({ path }) =>
-        Effect.flatMap(Api.CurrentUser, (me) => chat.deleteMessage(me, path.projectId, path.messageId)))
+        Effect.map(chat.editMessage(path.projectId, path.messageId, payload.body), (r) => new Api.MessageEdited(r)))
+      .handle("delete", ({ path }) => chat.deleteMessage(path.projectId, path.messageId))
   }))
 
 export const WorkspaceLive = HttpApiBuilder.group(Api.HeraldApi, "workspace", (handlers) =>
   Effect.gen(function*() {
     const chat = yield* ChatService
     return handlers
-      .handle("post", ({ path, payload }) =>
-        Effect.flatMap(Api.CurrentUser, (me) => Effect.flatMap(chat.postWorkspaceMessage(me, path.projectId, payload), toWriteResult)))
+      .handle("post", ({ path, payload }) => Effect.flatMap(chat.postWorkspaceMessage(path.projectId, payload), toWriteResult))
       .handle("list", ({ path, urlParams }) =>
-        Effect.flatMap(Api.CurrentUser, (me) =>
-          Effect.map(chat.listMessages(me, path.projectId, "workspace", urlParams), (page) => new Api.MessagePage(page))))
+        Effect.map(chat.listMessages(path.projectId, "workspace", urlParams), (page) => new Api.MessagePage(page)))
   }))

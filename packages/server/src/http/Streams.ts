@@ -4,7 +4,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { Api, Events } from "@herald/domain"
 import { Effect, Option } from "effect"
-import { ChatService } from "../chat/ChatService.js"
+import { Policy, withPolicy } from "../chat/Policy.js"
 import { ProjectsRepo } from "../chat/ProjectsRepo.js"
 import { EventReader } from "../stream/EventReader.js"
 import { SseHub } from "../stream/SseHub.js"
@@ -17,7 +17,7 @@ const headers = {
 
 export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handlers) =>
   Effect.gen(function*() {
-    const chat = yield* ChatService
+    const policy = yield* Policy
     const projects = yield* ProjectsRepo
     // The response body outlives the handler: it gets its services now, not at each pull.
     const context = yield* Effect.context<SseHub | EventReader>()
@@ -39,7 +39,6 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
       .handle("project", ({ headers: h, path, urlParams }) =>
         Effect.gen(function*() {
           const me = yield* Api.CurrentUser
-          yield* chat.getProject(me, path.projectId)
           return yield* respond({
             stream: Events.projectStream(path.projectId),
             after: position(h, urlParams),
@@ -48,11 +47,10 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
             mayEnd: (e) => e.type === "member.removed" && (e.data as { userId: string }).userId === me.id,
             ends: Effect.map(projects.isMember(path.projectId, me.id), (member) => !member)
           })
-        }))
+        }).pipe(withPolicy(policy.requireMember(path.projectId))))
       .handle("workspace", ({ headers: h, path, urlParams }) =>
-        Effect.gen(function*() {
-          const me = yield* Api.CurrentUser
-          yield* chat.getProject(me, path.projectId)
-          return yield* respond({ stream: Events.workspaceStream(path.projectId, me.id), after: position(h, urlParams) })
-        }))
+        Effect.flatMap(Api.CurrentUser, (me) =>
+          respond({ stream: Events.workspaceStream(path.projectId, me.id), after: position(h, urlParams) })).pipe(
+            withPolicy(policy.requireMember(path.projectId))
+          ))
   }))
