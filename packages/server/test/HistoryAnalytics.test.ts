@@ -21,8 +21,9 @@ import { randomUUID } from "node:crypto"
 import { EventLogStore } from "../src/eventlog/EventLogStore.js"
 import { eventColumns, type EventRow, toWire } from "../src/events/EventRow.js"
 import { inFlightEvent } from "./support/ChatHarness.js"
-import { connectSse } from "./support/SseClient.js"
-import { type Response, TestServer, testServerLayer } from "./support/TestServer.js"
+import { addMember, createProject, eventually, expectStatus, get, post, send, show } from "./support/HttpTesting.js"
+import { awaitEvents, openSse } from "./support/SseTesting.js"
+import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
 
 /** Live clock: the server's materializer polls and coalesces in real time. */
 // `layer` rather than `it.layer`: the same function, but only its signature accepts this option.
@@ -47,17 +48,7 @@ const TYPES: ReadonlyArray<Events.EventType> = [
 // ---------------------------------------------------------------------------------------------
 // Harness helpers
 
-interface Account {
-  readonly id: string
-  readonly token: string
-}
-
 type Wire = Events.EventWire
-
-const show = (res: Response) => {
-  const body = JSON.stringify(res.body) ?? ""
-  return `${res.status} ${body.length > 400 ? `${body.slice(0, 400)}…` : body}`
-}
 
 const query = (params: Record<string, string | number | undefined>) => {
   const q = new URLSearchParams()
@@ -66,51 +57,11 @@ const query = (params: Record<string, string | number | undefined>) => {
   return s === "" ? "" : `?${s}`
 }
 
-const send = (as: Account | undefined, method: string, path: string, json?: unknown) =>
-  Effect.flatMap(TestServer, (server) =>
-    server.request(method, path, { token: as?.token, ...(json === undefined ? {} : { json }) }))
-
-/** A GET that must answer 200; returns the body. */
-const get = (as: Account, path: string) =>
-  Effect.map(send(as, "GET", path), (res) => {
-    expect(res.status, `GET ${path}: ${show(res)}`).toBe(200)
-    return res.body
-  })
-
 const iso = (ms: number) => new Date(ms).toISOString()
-
-const newProject = (owner: Account, name = "p") =>
-  Effect.map(send(owner, "POST", "/api/projects", { name }), (res) => {
-    expect(res.status, show(res)).toBe(201)
-    return res.body.id as string
-  })
-
-const addMember = (owner: Account, projectId: string, user: Account) =>
-  Effect.map(send(owner, "POST", `/api/projects/${projectId}/members`, { userId: user.id }), (res) => {
-    expect(res.status, show(res)).toBe(201)
-  })
-
-const post = (as: Account, projectId: string, body: string, workspace = false) =>
-  Effect.map(send(as, "POST", `/api/projects/${projectId}/${workspace ? "workspace/" : ""}messages`, { body }), (res) => {
-    expect(res.status, show(res)).toBe(201)
-    return res.body as { message: { id: string }; event: { id: string; stream: string; seq: number } }
-  })
 
 /** The database clock, read after everything committed so far. */
 const dbNow = Effect.flatMap(SqlClient.SqlClient, (sql) =>
   Effect.orDie(Effect.map(sql<{ now: Date }>`SELECT clock_timestamp() AS now`, ([r]) => r!.now.getTime())))
-
-/** Polls `probe` until it yields a value; dies after `timeoutMs`. */
-const eventually = <A, R>(label: string, probe: Effect.Effect<Option.Option<A>, never, R>, timeoutMs = 10_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + timeoutMs
-    while (true) {
-      const found = yield* probe
-      if (Option.isSome(found)) return found.value
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for ${label}`))
-      yield* Effect.sleep("20 millis")
-    }
-  })
 
 const summaryPath = (projectId: string, range: { from?: number; to?: number } = {}) =>
   `/api/projects/${projectId}/analytics/summary${
@@ -118,7 +69,7 @@ const summaryPath = (projectId: string, range: { from?: number; to?: number } = 
   }`
 
 /** Waits until the server says every event committed before `atLeast` is in the log. */
-const waitForAsOf = (as: Account, projectId: string, atLeast: number) =>
+const waitForAsOf = (as: TestUser, projectId: Ids.ProjectId, atLeast: number) =>
   eventually(
     `asOf ≥ ${iso(atLeast)}`,
     Effect.map(get(as, summaryPath(projectId)), (body) =>
@@ -129,7 +80,7 @@ const waitForAsOf = (as: Account, projectId: string, atLeast: number) =>
  * Reads a whole history with `after`/`limit`, checking every page on the way: ascending seqs, at
  * most `limit` items, `nextAfter` = the last seq returned, and null exactly on the last page.
  */
-const readHistory = (as: Account, path: string, limit: number, type?: Events.EventType) =>
+const readHistory = (as: TestUser, path: string, limit: number, type?: Events.EventType) =>
   Effect.gen(function*() {
     const items: Array<Wire> = []
     let after = 0
@@ -258,10 +209,10 @@ const runScenario = (s: Scenario) =>
   Effect.gen(function*() {
     const server = yield* TestServer
     const sql = yield* SqlClient.SqlClient
-    const users: Array<Account> = yield* Effect.forEach([0, 1, 2, 3], (i) => server.user(`u${i}`))
+    const users: Array<TestUser> = yield* Effect.forEach([0, 1, 2, 3], (i) => server.user(`u${i}`))
     const owner = users[0]!
     const t0 = yield* dbNow
-    const projectId = yield* newProject(owner)
+    const projectId = (yield* createProject(owner)).id
 
     // The model: what the scenario did, as the API answered it.
     const members = new Set<number>([0])
@@ -269,8 +220,6 @@ const runScenario = (s: Scenario) =>
     let removed = 0
     let edited = 0
     const posted: Array<{ readonly id: string; readonly author: number; deleted: boolean }> = []
-    const expectStatus = (res: Response, status: number, what: string) => expect(res.status, `${what}: ${show(res)}`).toBe(status)
-
     for (const t of s.initialMembers) {
       yield* addMember(owner, projectId, users[t]!)
       members.add(t)
@@ -345,7 +294,7 @@ const runScenario = (s: Scenario) =>
     const total = Object.values(byType).reduce((a, b) => a + b, 0)
     const activeUsers = new Set([owner.id, ...projectMessages.map((r) => r.authorId)]).size
     const authors = countBy(projectMessages, (r) => r.authorId)
-    const workspaceEvents = (u: Account) => rows.filter((r) => r.scope === "workspace" && r.authorId === u.id).length
+    const workspaceEvents = (u: TestUser) => rows.filter((r) => r.scope === "workspace" && r.authorId === u.id).length
 
     // The full range, edges off every bucket boundary.
     const full = { from: t0 - 3 * DAY - s.skew, to: t1 + DAY + s.skew }
@@ -456,8 +405,8 @@ layer(ServerLive, live)("analytics", (it) => {
     Effect.gen(function*() {
       const server = yield* TestServer
       const alice = yield* server.user("alice")
-      const projectId = yield* newProject(alice)
-      yield* post(alice, projectId, "hello")
+      const projectId = (yield* createProject(alice)).id
+      yield* post(alice, projectId, { body: "hello" })
       const before = yield* dbNow
       yield* waitForAsOf(alice, projectId, before)
       const summary = yield* get(alice, summaryPath(projectId))
@@ -483,17 +432,17 @@ layer(ServerLive, live)("history", (it) => {
     const server = yield* TestServer
     const alice = yield* server.user("alice")
     const bob = yield* server.user("bob")
-    const projectId = yield* newProject(alice, "history")
+    const projectId = (yield* createProject(alice, "history")).id
     yield* addMember(alice, projectId, bob)
     const posts: Array<string> = []
-    for (let i = 0; i < 6; i++) posts.push((yield* post(i % 2 === 0 ? alice : bob, projectId, `m${i}`)).message.id)
+    for (let i = 0; i < 6; i++) posts.push((yield* post(i % 2 === 0 ? alice : bob, projectId, { body: `m${i}` })).message.id)
     for (const id of [posts[0]!, posts[2]!]) {
       const res = yield* send(alice, "PATCH", `/api/projects/${projectId}/messages/${id}`, { body: "edited" })
       expect(res.status, show(res)).toBe(200)
     }
     expect((yield* send(alice, "DELETE", `/api/projects/${projectId}/messages/${posts[1]!}`)).status).toBe(204)
-    for (let i = 0; i < 7; i++) yield* post(alice, projectId, `alice's note ${i}`, true)
-    for (let i = 0; i < 4; i++) yield* post(bob, projectId, `bob's note ${i}`, true)
+    for (let i = 0; i < 7; i++) yield* post(alice, projectId, { body: `alice's note ${i}`, workspace: true })
+    for (let i = 0; i < 4; i++) yield* post(bob, projectId, { body: `bob's note ${i}`, workspace: true })
     yield* waitForAsOf(alice, projectId, yield* dbNow)
     return {
       alice,
@@ -588,7 +537,7 @@ layer(ServerLive, live)("asOf", (it) => {
     Effect.gen(function*() {
       const server = yield* TestServer
       const alice = yield* server.user("alice")
-      const projectId = yield* newProject(alice, "slow")
+      const projectId = (yield* createProject(alice, "slow")).id
       const observed: Array<number> = []
       /** asOf as the summary reports it, recorded to check it never moves backwards. */
       const observeAsOf = Effect.map(get(alice, summaryPath(projectId)), (body) => {
@@ -608,7 +557,7 @@ layer(ServerLive, live)("asOf", (it) => {
         alice.id as Ids.UserId
       )
       // Later transactions commit and are materialized while the first is still open …
-      const later = yield* post(alice, projectId, "after the slow one began")
+      const later = yield* post(alice, projectId, { body: "after the slow one began" })
       yield* eventually(
         "the later event in the history",
         Effect.map(
@@ -648,8 +597,8 @@ layer(ServerLive, live)("asOf", (it) => {
     Effect.gen(function*() {
       const server = yield* TestServer
       const alice = yield* server.user("alice")
-      const projectId = yield* newProject(alice, "burst")
-      yield* Effect.forEach(Array.from({ length: 30 }, (_, i) => i), (i) => post(alice, projectId, `m${i}`, i % 3 === 0), {
+      const projectId = (yield* createProject(alice, "burst")).id
+      yield* Effect.forEach(Array.from({ length: 30 }, (_, i) => i), (i) => post(alice, projectId, { body: `m${i}`, workspace: i % 3 === 0 }), {
         concurrency: 6
       })
       const committedBy = yield* dbNow
@@ -672,9 +621,9 @@ layer(ServerLive, live)("prune", (it) => {
       const sql = yield* SqlClient.SqlClient
       const store = yield* EventLogStore
       const alice = yield* server.user("alice")
-      const projectId = yield* newProject(alice, "pruned")
-      for (let i = 0; i < 5; i++) yield* post(alice, projectId, `m${i}`)
-      for (let i = 0; i < 3; i++) yield* post(alice, projectId, `n${i}`, true)
+      const projectId = (yield* createProject(alice, "pruned")).id
+      for (let i = 0; i < 5; i++) yield* post(alice, projectId, { body: `m${i}` })
+      for (let i = 0; i < 3; i++) yield* post(alice, projectId, { body: `n${i}`, workspace: true })
       const projectStream = Events.projectStream(projectId as Ids.ProjectId)
       const workspaceStream = Events.workspaceStream(projectId as Ids.ProjectId, alice.id as Ids.UserId)
       const project = yield* outboxEnvelopes(projectStream)
@@ -710,22 +659,19 @@ layer(ServerLive, live)("prune", (it) => {
 
       // SSE replay from the beginning and from a Last-Event-ID, then live with no gap.
       const open = (path: string, options: { after?: string; lastEventId?: string }) =>
-        Effect.acquireRelease(
-          Effect.promise(() => connectSse(server.url, path, { token: alice.token, ...options })),
-          (c) => Effect.sync(() => c.close())
-        )
+        openSse(path, { token: alice.token, ...options })
       const fromStart = yield* open(`/api/projects/${projectId}/stream`, { after: "0" })
       const fromThree = yield* open(`/api/projects/${projectId}/stream`, { lastEventId: "3" })
       const ownSpace = yield* open(`/api/projects/${projectId}/workspace/stream`, { after: "0" })
       expect([fromStart.status, fromThree.status, ownSpace.status]).toEqual([200, 200, 200])
-      expect((yield* Effect.promise(() => fromStart.waitForEvents(6))).map((e) => e.data)).toEqual(project)
-      expect((yield* Effect.promise(() => fromThree.waitForEvents(3))).map((e) => e.data)).toEqual(project.slice(3))
-      expect((yield* Effect.promise(() => ownSpace.waitForEvents(3))).map((e) => e.data)).toEqual(workspace)
-      const next = yield* post(alice, projectId, "after the prune")
-      const caughtUp = yield* Effect.promise(() => fromStart.waitForEvents(7))
+      expect((yield* awaitEvents(fromStart, 6)).map((e) => e.data)).toEqual(project)
+      expect((yield* awaitEvents(fromThree, 3)).map((e) => e.data)).toEqual(project.slice(3))
+      expect((yield* awaitEvents(ownSpace, 3)).map((e) => e.data)).toEqual(workspace)
+      const next = yield* post(alice, projectId, { body: "after the prune" })
+      const caughtUp = yield* awaitEvents(fromStart, 7)
       expect(caughtUp.map((e) => Number(e.id))).toEqual([1, 2, 3, 4, 5, 6, 7])
       expect(caughtUp[6]!.data.id).toBe(next.event.id)
-      expect((yield* Effect.promise(() => fromThree.waitForEvents(4))).map((e) => Number(e.id))).toEqual([4, 5, 6, 7])
+      expect((yield* awaitEvents(fromThree, 4)).map((e) => Number(e.id))).toEqual([4, 5, 6, 7])
     }))
 })
 
@@ -746,10 +692,10 @@ layer(ServerLive, live)("isolation", (it) => {
       const alice = yield* server.user("alice")
       const carol = yield* server.user("carol")
       const dave = yield* server.user("dave")
-      const projectId = yield* newProject(alice, "private")
+      const projectId = (yield* createProject(alice, "private")).id
       yield* addMember(alice, projectId, dave)
-      yield* post(dave, projectId, "dave was here")
-      yield* post(dave, projectId, "dave's own note", true)
+      yield* post(dave, projectId, { body: "dave was here" })
+      yield* post(dave, projectId, { body: "dave's own note", workspace: true })
       expect((yield* send(alice, "DELETE", `/api/projects/${projectId}/members/${dave.id}`)).status).toBe(204)
       yield* waitForAsOf(alice, projectId, yield* dbNow)
       const unknown = randomUUID()
@@ -774,15 +720,15 @@ layer(ServerLive, live)("isolation", (it) => {
       const server = yield* TestServer
       const alice = yield* server.user("alice")
       const bob = yield* server.user("bob")
-      const projectId = yield* newProject(alice, "shared")
+      const projectId = (yield* createProject(alice, "shared")).id
       yield* addMember(alice, projectId, bob)
-      yield* post(alice, projectId, "hello bob")
-      for (let i = 0; i < 2; i++) yield* post(alice, projectId, `alice ${i}`, true)
-      for (let i = 0; i < 5; i++) yield* post(bob, projectId, `bob ${i}`, true)
+      yield* post(alice, projectId, { body: "hello bob" })
+      for (let i = 0; i < 2; i++) yield* post(alice, projectId, { body: `alice ${i}`, workspace: true })
+      for (let i = 0; i < 5; i++) yield* post(bob, projectId, { body: `bob ${i}`, workspace: true })
       // Another project of bob's, busy: none of it may leak into this one.
-      const other = yield* newProject(bob, "elsewhere")
-      for (let i = 0; i < 3; i++) yield* post(bob, other, `o${i}`)
-      yield* post(bob, other, "other workspace", true)
+      const other = (yield* createProject(bob, "elsewhere")).id
+      for (let i = 0; i < 3; i++) yield* post(bob, other, { body: `o${i}` })
+      yield* post(bob, other, { body: "other workspace", workspace: true })
       yield* waitForAsOf(alice, projectId, yield* dbNow)
 
       for (const [who, count] of [[alice, 2], [bob, 5]] as const) {
@@ -821,8 +767,8 @@ layer(ServerLive, live)("bad parameters", (it) => {
   const fixture = Effect.gen(function*() {
     const server = yield* TestServer
     const alice = yield* server.user("alice")
-    const projectId = yield* newProject(alice, "params")
-    yield* post(alice, projectId, "one")
+    const projectId = (yield* createProject(alice, "params")).id
+    yield* post(alice, projectId, { body: "one" })
     return { alice, projectId }
   })
 

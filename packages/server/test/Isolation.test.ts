@@ -13,16 +13,17 @@
  */
 import { SqlClient } from "@effect/sql"
 import { expect, it } from "@effect/vitest"
+import type { Ids } from "@herald/domain"
 import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
-import { type Response, TestServer, TestServerLive } from "./support/TestServer.js"
+import { addMember, createProject, expectStatus, get, post, send, show } from "./support/HttpTesting.js"
+import { type Response, TestServer, TestServerLive, type TestUser } from "./support/TestServer.js"
 
 // ---------------------------------------------------------------------------------------------
 // Harness helpers
 
-interface Account {
-  readonly id: string
-  readonly token: string
+/** A test user with a unique name. */
+interface Account extends TestUser {
   readonly name: string
 }
 
@@ -33,25 +34,12 @@ interface Call {
 }
 
 /** `as` undefined: no Authorization header at all. */
-const send = (as: Account | undefined, call: Call, headers?: Record<string, string>) =>
-  Effect.flatMap(TestServer, (server) =>
-    server.request(call.method, call.path, {
-      token: as?.token,
-      ...(call.json === undefined ? {} : { json: call.json }),
-      ...(headers === undefined ? {} : { headers })
-    }))
-
-const describe = (res: Response) => `${res.status} ${JSON.stringify(res.body)}`
-
-/** Asserts the status (showing the body when it differs) and returns the body. */
-const expectStatus = (res: Response, status: number) => {
-  expect(res.status, describe(res)).toBe(status)
-  return res.body
-}
+const sendCall = (as: Account | undefined, call: Call, headers?: Record<string, string>) =>
+  send(as, call.method, call.path, call.json, headers)
 
 /** Asserts a JSON error `{_tag, message}` with nothing else in it. */
 const expectError = (res: Response, status: number, tag: string) => {
-  expect(res.status, describe(res)).toBe(status)
+  expect(res.status, show(res)).toBe(status)
   expect(res.headers.get("content-type") ?? "").toContain("application/json")
   expect(res.body).toEqual({ _tag: tag, message: expect.any(String) })
   expect(res.body.message.length).toBeGreaterThan(0)
@@ -61,45 +49,21 @@ const newAccount = (name: string) =>
   Effect.gen(function*() {
     const server = yield* TestServer
     const unique = `${name}-${randomUUID().slice(0, 8)}`
-    const { id, token } = yield* server.user(unique)
-    return { id, token, name: unique } satisfies Account
+    const user = yield* server.user(unique)
+    return { ...user, name: unique } satisfies Account
   })
 
-const createProject = (owner: Account, name = `secret-${randomUUID()}`) =>
-  Effect.map(
-    send(owner, { method: "POST", path: "/api/projects", json: { name } }),
-    (res) => expectStatus(res, 201) as { id: string; name: string; ownerId: string }
-  )
+const postMessage = (as: Account, projectId: Ids.ProjectId, body: string) =>
+  Effect.map(post(as, projectId, { body }), ({ message }) => message.id)
 
-const addMember = (owner: Account, projectId: string, user: Account) =>
-  Effect.map(
-    send(owner, { method: "POST", path: `/api/projects/${projectId}/members`, json: { userId: user.id } }),
-    (res) => expectStatus(res, 201)
-  )
-
-const postMessage = (as: Account, projectId: string, body: string) =>
-  Effect.map(
-    send(as, { method: "POST", path: `/api/projects/${projectId}/messages`, json: { body } }),
-    (res) => (expectStatus(res, 201) as { message: { id: string } }).message.id
-  )
-
-const postWorkspaceMessage = (as: Account, projectId: string, body: string, role: "user" | "worker" = "user") =>
-  Effect.map(
-    send(as, { method: "POST", path: `/api/projects/${projectId}/workspace/messages`, json: { body, role } }),
-    (res) => (expectStatus(res, 201) as { message: { id: string } }).message.id
-  )
+const postWorkspaceMessage = (as: Account, projectId: Ids.ProjectId, body: string, role: "user" | "worker" = "user") =>
+  Effect.map(post(as, projectId, { body, workspace: true, role }), ({ message }) => message.id)
 
 const listIds = (as: Account, path: string) =>
-  Effect.map(send(as, { method: "GET", path }), (res) => {
-    const body = expectStatus(res, 200) as { items: Array<{ id: string }>; nextCursor: string | null }
-    return body.items.map((m) => m.id)
-  })
+  Effect.map(get(as, path), (body: { items: Array<{ id: string }>; nextCursor: string | null }) => body.items.map((m) => m.id))
 
 const projectIdsOf = (as: Account) =>
-  Effect.map(send(as, { method: "GET", path: "/api/projects" }), (res) => {
-    const body = expectStatus(res, 200) as { items: Array<{ id: string }> }
-    return body.items.map((p) => p.id).sort()
-  })
+  Effect.map(get(as, "/api/projects"), (body: { items: Array<{ id: string }> }) => body.items.map((p) => p.id).sort())
 
 // ---------------------------------------------------------------------------------------------
 // The world every test starts from: fresh users and projects, so tests sharing a database
@@ -129,10 +93,10 @@ const setup = Effect.gen(function*() {
   const carol = yield* newAccount("carol")
   const outsider = yield* newAccount("outsider")
   const newcomer = yield* newAccount("newcomer")
-  const project = yield* createProject(owner)
+  const project = yield* createProject(owner, `secret-${randomUUID()}`)
   yield* addMember(owner, project.id, member)
   yield* addMember(owner, project.id, carol)
-  const outsiderProject = yield* createProject(outsider)
+  const outsiderProject = yield* createProject(outsider, `secret-${randomUUID()}`)
   yield* postMessage(outsider, outsiderProject.id, "the outsider's own chat")
   const ownerMessage = yield* postMessage(owner, project.id, "owner says hi")
   const memberMessage = yield* postMessage(member, project.id, "member says hi")
@@ -176,7 +140,7 @@ const snapshot = (w: World) =>
     }
     // Status and body as they are: a snapshot is also taken after a member was removed.
     const read = (as: Account, path: string) =>
-      Effect.map(send(as, { method: "GET", path }), (r) => ({ status: r.status, body: r.body as unknown }))
+      Effect.map(sendCall(as, { method: "GET", path }), (r) => ({ status: r.status, body: r.body as unknown }))
     const base = `/api/projects/${w.project.id}`
     const http = {
       project: yield* read(w.owner, base),
@@ -289,8 +253,8 @@ const authenticated: ReadonlyArray<Endpoint> = [
  */
 const expectHidden = (w: World, as: Account, endpoint: Endpoint, target: Target) =>
   Effect.gen(function*() {
-    const hidden = yield* refusedWritesNothing(w, send(as, endpoint.call(target)))
-    const ghost = yield* refusedWritesNothing(w, send(as, endpoint.call({ ...target, projectId: randomUUID() })))
+    const hidden = yield* refusedWritesNothing(w, sendCall(as, endpoint.call(target)))
+    const ghost = yield* refusedWritesNothing(w, sendCall(as, endpoint.call({ ...target, projectId: randomUUID() })))
     expectError(hidden, 404, "NotFound")
     expectError(ghost, 404, "NotFound")
     expect(hidden.body).toEqual(ghost.body)
@@ -328,14 +292,14 @@ it.layer(TestServerLive)("isolation: non-members", (it) => {
       for (const messageId of [w.ownerMessage, w.memberMessage, w.memberWorkspaceMessage]) {
         const target = { projectId: w.outsiderProjectId, messageId, userId: w.member.id }
         for (const name of ["PATCH", "DELETE"].map((m) => `${m} /api/projects/:projectId/messages/:messageId`)) {
-          const res = yield* refusedWritesNothing(w, send(w.outsider, endpointNamed(name).call(target)))
+          const res = yield* refusedWritesNothing(w, sendCall(w.outsider, endpointNamed(name).call(target)))
           expectError(res, 404, "NotFound")
         }
       }
       // Nor can the outsider remove a member of another project through their own.
       const remove = yield* refusedWritesNothing(
         w,
-        send(w.outsider, { method: "DELETE", path: `/api/projects/${w.outsiderProjectId}/members/${w.member.id}` })
+        sendCall(w.outsider, { method: "DELETE", path: `/api/projects/${w.outsiderProjectId}/members/${w.member.id}` })
       )
       expectError(remove, 404, "NotFound")
     }))
@@ -344,7 +308,7 @@ it.layer(TestServerLive)("isolation: non-members", (it) => {
     Effect.gen(function*() {
       const w = yield* setup
       const listed = (as: Account) =>
-        Effect.map(send(as, { method: "GET", path: "/api/projects" }), (res) => expectStatus(res, 200))
+        Effect.map(sendCall(as, { method: "GET", path: "/api/projects" }), (res) => expectStatus(res, 200))
       const outsiderList = yield* listed(w.outsider)
       expect(outsiderList).toEqual({
         items: [{ id: w.outsiderProjectId, name: expect.any(String), ownerId: w.outsider.id, createdAt: expect.any(String) }]
@@ -359,7 +323,7 @@ it.layer(TestServerLive)("isolation: non-members", (it) => {
     Effect.gen(function*() {
       const w = yield* setup
       for (const who of [w.owner, w.member, w.outsider]) {
-        const me = expectStatus(yield* send(who, { method: "GET", path: "/api/me" }), 200)
+        const me = expectStatus(yield* sendCall(who, { method: "GET", path: "/api/me" }), 200)
         expect(me).toEqual({ id: who.id, name: who.name, createdAt: expect.any(String) })
       }
     }))
@@ -385,7 +349,7 @@ const messagePath = (w: World, messageId: string) => `${projectPath(w)}/messages
 
 /** The project's message list as seen by the owner, by id. */
 const projectMessage = (w: World, id: string) =>
-  Effect.map(send(w.owner, { method: "GET", path: `${projectPath(w)}/messages` }), (res) => {
+  Effect.map(sendCall(w.owner, { method: "GET", path: `${projectPath(w)}/messages` }), (res) => {
     const found = (expectStatus(res, 200).items as Array<{ id: string }>).find((m) => m.id === id)
     expect(found, `message ${id} in the project list`).toBeDefined()
     return found as { id: string; body: string; editedAt?: string; deletedAt?: string }
@@ -561,7 +525,7 @@ const roleCases: ReadonlyArray<RoleCase> = [
         Effect.gen(function*() {
           expect(res.body).toEqual({ projectId: w.project.id, userId: w.newcomer.id, role: "member" })
           expect(yield* projectIdsOf(w.newcomer)).toEqual([w.project.id])
-          expectStatus(yield* send(w.newcomer, { method: "GET", path: projectPath(w) }), 200)
+          expectStatus(yield* sendCall(w.newcomer, { method: "GET", path: projectPath(w) }), 200)
           expect(yield* listIds(w.newcomer, `${projectPath(w)}/messages`)).toEqual([w.memberMessage, w.ownerMessage])
           // A new member still sees no one's workspace.
           expect(yield* listIds(w.newcomer, `${projectPath(w)}/workspace/messages`)).toEqual([])
@@ -578,7 +542,7 @@ const roleCases: ReadonlyArray<RoleCase> = [
         Effect.gen(function*() {
           expect(res.body).toBeUndefined()
           expect(yield* projectIdsOf(w.carol)).toEqual([])
-          expectError(yield* send(w.carol, { method: "GET", path: projectPath(w) }), 404, "NotFound")
+          expectError(yield* sendCall(w.carol, { method: "GET", path: projectPath(w) }), 404, "NotFound")
         })
     }
   },
@@ -665,10 +629,10 @@ it.layer(TestServerLive)("isolation: members and owners", (it) => {
         const as = w[c.actor]
         const expected = c.expect
         if ("tag" in expected) {
-          const res = yield* refusedWritesNothing(w, send(as, c.request(w)))
+          const res = yield* refusedWritesNothing(w, sendCall(as, c.request(w)))
           expectError(res, expected.status, expected.tag)
         } else {
-          const res = yield* send(as, c.request(w))
+          const res = yield* sendCall(as, c.request(w))
           expectStatus(res, expected.status)
           yield* expected.then(w, res)
         }
@@ -688,7 +652,7 @@ it.layer(TestServerLive)("isolation: members and owners", (it) => {
       let before: string | null = null
       do {
         const query: string = before === null ? "?limit=2" : `?limit=2&before=${before}`
-        const res = yield* send(w.owner, { method: "GET", path: `${projectPath(w)}/workspace/messages${query}` })
+        const res = yield* sendCall(w.owner, { method: "GET", path: `${projectPath(w)}/workspace/messages${query}` })
         const page = expectStatus(res, 200) as {
           items: Array<{ id: string; authorId: string; scope: string }>
           nextCursor: string | null
@@ -704,7 +668,7 @@ it.layer(TestServerLive)("isolation: members and owners", (it) => {
     Effect.gen(function*() {
       const w = yield* setup
       expect(yield* projectIdsOf(w.member)).toEqual([w.project.id])
-      expectStatus(yield* send(w.owner, { method: "DELETE", path: `${projectPath(w)}/members/${w.member.id}` }), 204)
+      expectStatus(yield* sendCall(w.owner, { method: "DELETE", path: `${projectPath(w)}/members/${w.member.id}` }), 204)
       expect(yield* projectIdsOf(w.member)).toEqual([])
       for (const endpoint of projectScoped) {
         // Aimed at the removed member's own project message and own membership.
@@ -718,7 +682,7 @@ it.layer(TestServerLive)("isolation: members and owners", (it) => {
   it.effect("a removed member who is added back sees the project again, but never another's workspace", () =>
     Effect.gen(function*() {
       const w = yield* setup
-      expectStatus(yield* send(w.owner, { method: "DELETE", path: `${projectPath(w)}/members/${w.member.id}` }), 204)
+      expectStatus(yield* sendCall(w.owner, { method: "DELETE", path: `${projectPath(w)}/members/${w.member.id}` }), 204)
       yield* addMember(w.owner, w.project.id, w.member)
       expect(yield* projectIdsOf(w.member)).toEqual([w.project.id])
       expect(yield* listIds(w.member, `${projectPath(w)}/workspace/messages`)).toEqual([w.memberWorkspaceMessage])
@@ -755,18 +719,18 @@ it.layer(TestServerLive)("isolation: authentication", (it) => {
         for (const endpoint of authenticated) {
           const res = yield* refusedWritesNothing(
             w,
-            send(undefined, endpoint.call(target), header === undefined ? undefined : { authorization: header })
+            sendCall(undefined, endpoint.call(target), header === undefined ? undefined : { authorization: header })
           )
-          expect(res.status, `${endpoint.name}: ${describe(res)}`).toBe(401)
+          expect(res.status, `${endpoint.name}: ${show(res)}`).toBe(401)
           expectError(res, 401, "Unauthorized")
           // A missing project answers the same: authentication comes before any lookup.
           if (endpoint.call(target).path.includes(w.project.id)) {
-            const ghost = yield* send(
+            const ghost = yield* sendCall(
               undefined,
               endpoint.call({ ...target, projectId: randomUUID() }),
               header === undefined ? undefined : { authorization: header }
             )
-            expect(ghost.status, `${endpoint.name}: ${describe(ghost)}`).toBe(401)
+            expect(ghost.status, `${endpoint.name}: ${show(ghost)}`).toBe(401)
             expect(ghost.body).toEqual(res.body)
           }
         }

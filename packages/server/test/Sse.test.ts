@@ -15,20 +15,17 @@
  */
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
+import type { Ids } from "@herald/domain"
 import { Effect, FastCheck, Fiber } from "effect"
 import { randomUUID } from "node:crypto"
 import { EventReader } from "../src/stream/EventReader.js"
 import { connectSse, type SseConnection, type SseEvent } from "./support/SseClient.js"
 import { awaitEvents, connectStalling, fetchSse, ids, openSse, range, settlesWithin } from "./support/SseTesting.js"
-import { TestServer, testServerLayer } from "./support/TestServer.js"
+import { addMember, createProject, post, postMany } from "./support/HttpTesting.js"
+import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-interface Account {
-  readonly id: string
-  readonly token: string
-}
 
 const projectStream = (projectId: string) => `/api/projects/${projectId}/stream`
 const workspaceStream = (projectId: string) => `/api/projects/${projectId}/workspace/stream`
@@ -38,36 +35,13 @@ const ownedProject = (name = "owner") =>
   Effect.gen(function*() {
     const server = yield* TestServer
     const owner = yield* server.user(name)
-    const res = yield* server.request("POST", "/api/projects", { token: owner.token, json: { name: "sse" } })
-    expect(res.status).toBe(201)
-    return { server, owner, projectId: res.body.id as string }
+    const project = yield* createProject(owner, "sse")
+    return { server, owner, projectId: project.id }
   })
 
-const addMember = (owner: Account, projectId: string, name: string) =>
-  Effect.gen(function*() {
-    const server = yield* TestServer
-    const user = yield* server.user(name)
-    const res = yield* server.request("POST", `/api/projects/${projectId}/members`, { token: owner.token, json: { userId: user.id } })
-    expect(res.status).toBe(201)
-    return user
-  })
-
-/** Posts a message (to the project chat, or to the caller's workspace) and returns its event. */
-const post = (as: Account, projectId: string, options: { readonly workspace?: boolean; readonly body?: string } = {}) =>
-  Effect.gen(function*() {
-    const server = yield* TestServer
-    const path = `/api/projects/${projectId}/${options.workspace ? "workspace/messages" : "messages"}`
-    const res = yield* server.request("POST", path, { token: as.token, json: { body: options.body ?? "hello" } })
-    expect(res.status, JSON.stringify(res.body)).toBe(201)
-    return res.body.event as { readonly id: string; readonly stream: string; readonly seq: number }
-  })
-
-const postMany = (
-  as: Account,
-  projectId: string,
-  n: number,
-  options: { readonly workspace?: boolean; readonly body?: string; readonly concurrency?: number } = {}
-) => Effect.forEach(range(1, n), () => post(as, projectId, options), { concurrency: options.concurrency ?? 16 })
+/** A new user, made a member of the project. */
+const newMember = (owner: TestUser, projectId: Ids.ProjectId, name: string) =>
+  Effect.flatMap(TestServer, (server) => Effect.tap(server.user(name), (user) => addMember(owner, projectId, user)))
 
 /**
  * The connection has received exactly `expected` (seqs) and nothing else: a sentinel event is
@@ -76,7 +50,7 @@ const postMany = (
 const expectExactly = (
   connection: SseConnection,
   expected: ReadonlyArray<number>,
-  sentinel: { readonly as: Account; readonly projectId: string; readonly workspace?: boolean }
+  sentinel: { readonly as: TestUser; readonly projectId: Ids.ProjectId; readonly workspace?: boolean }
 ) =>
   Effect.gen(function*() {
     yield* awaitEvents(connection, expected.length, 5_000)
@@ -84,14 +58,14 @@ const expectExactly = (
     yield* Effect.promise(() =>
       connection.waitForEvents(expected.length + 1, 5_000).catch(() => [])
     )
-    expect(ids(connection.events)).toEqual([...expected, last.seq])
+    expect(ids(connection.events)).toEqual([...expected, last.event.seq])
   })
 
 /**
  * Posts `n` messages and returns once a live client has seen them all: they are published, so a
  * connection opened next replays them from the database and gets nothing of them from the broker.
  */
-const postAndSettle = (as: Account, projectId: string, n: number, options: { readonly workspace?: boolean } = {}) =>
+const postAndSettle = (as: TestUser, projectId: Ids.ProjectId, n: number, options: { readonly workspace?: boolean } = {}) =>
   Effect.scoped(Effect.gen(function*() {
     const witness = yield* openSse((options.workspace ? workspaceStream : projectStream)(projectId), { token: as.token })
     yield* postMany(as, projectId, n, options)
@@ -151,7 +125,7 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
     it.scoped("every event is `id: <seq>`, `event: <type>`, `data: <envelope>` and the envelope is the SPEC's", () =>
       Effect.gen(function*() {
         const { owner, projectId, server } = yield* ownedProject()
-        const bob = yield* addMember(owner, projectId, "bob")
+        const bob = yield* newMember(owner, projectId, "bob")
         const created = yield* server.request("POST", `/api/projects/${projectId}/messages`, {
           token: owner.token,
           json: { body: "multi\nline \"quoted\" ✓", clientMessageId: "c-1" }
@@ -396,7 +370,7 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
     it.scoped("a workspace stream carries only its owner's workspace events, replayed or live", () =>
       Effect.gen(function*() {
         const { owner: alice, projectId } = yield* ownedProject("alice")
-        const bob = yield* addMember(alice, projectId, "bob")
+        const bob = yield* newMember(alice, projectId, "bob")
         yield* post(bob, projectId, { workspace: true })
         yield* post(alice, projectId)
         yield* post(alice, projectId, { workspace: true })
@@ -418,7 +392,7 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
     it.scoped("a project stream never carries workspace events", () =>
       Effect.gen(function*() {
         const { owner: alice, projectId } = yield* ownedProject("alice")
-        const bob = yield* addMember(alice, projectId, "bob")
+        const bob = yield* newMember(alice, projectId, "bob")
         yield* post(bob, projectId, { workspace: true })
         const replayed = yield* openSse(projectStream(projectId), { token: bob.token, after: "0" })
         const liveOnly = yield* openSse(projectStream(projectId), { token: alice.token })
@@ -433,8 +407,8 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
     it.scoped("a member removed from the project sees their member.removed, then their project stream ends", () =>
       Effect.gen(function*() {
         const { owner, projectId, server } = yield* ownedProject()
-        const bob = yield* addMember(owner, projectId, "bob")
-        const carol = yield* addMember(owner, projectId, "carol")
+        const bob = yield* newMember(owner, projectId, "bob")
+        const carol = yield* newMember(owner, projectId, "carol")
         const bobs = yield* openSse(projectStream(projectId), { token: bob.token })
         const carols = yield* openSse(projectStream(projectId), { token: carol.token })
         // Someone else's removal does not end bob's stream.
@@ -459,7 +433,7 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
     it.scoped("a member removed and added back replays their old removal without their stream ending", () =>
       Effect.gen(function*() {
         const { owner, projectId, server } = yield* ownedProject()
-        const bob = yield* addMember(owner, projectId, "bob")
+        const bob = yield* newMember(owner, projectId, "bob")
         yield* server.request("DELETE", `/api/projects/${projectId}/members/${bob.id}`, { token: owner.token })
         expect((yield* server.request("POST", `/api/projects/${projectId}/members`, { token: owner.token, json: { userId: bob.id } })).status)
           .toBe(201)
@@ -476,7 +450,7 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
       Effect.gen(function*() {
         const { owner, projectId } = yield* ownedProject()
         const sse = yield* openSse(projectStream(projectId), { token: owner.token })
-        const bob = yield* addMember(owner, projectId, "bob")
+        const bob = yield* newMember(owner, projectId, "bob")
         yield* Effect.forEach(range(1, 100), (i) => post(i % 2 === 0 ? owner : bob, projectId), { concurrency: "unbounded" })
         yield* expectExactly(sse, range(2, 102), { as: owner, projectId })
       }))
@@ -533,7 +507,7 @@ layer(testServerLayer({ sseBuffer: 5 }), live)("SSE slow consumers (buffer of 5 
   const BIG = "€".repeat(10_000)
   const FLOOD = 250
 
-  const flood = (as: Account, projectId: string, concurrency = 16) => postMany(as, projectId, FLOOD, { body: BIG, concurrency })
+  const flood = (as: TestUser, projectId: Ids.ProjectId, concurrency = 16) => postMany(as, projectId, FLOOD, { body: BIG, concurrency })
 
   it.scoped("a client that stops reading has its response ended; resuming from its last id it gets every event exactly once", () =>
     Effect.gen(function*() {
@@ -603,7 +577,7 @@ layer(testServerLayer({ broker: "postgres", chaosPublishFailureRate: 1 }), live)
         const payloads = deliveries.map((d) => {
           const event = events.get(typeof d === "number" ? d : d.byReference)
           expect(event, `seq ${JSON.stringify(d)} is committed`).toBeDefined()
-          return JSON.stringify(typeof d === "number" ? event : { ref: event!.id })
+          return JSON.stringify(typeof d === "number" ? event : { stream: event!.stream, seq: event!.seq })
         })
         yield* Effect.orDie(
           sql`SELECT pg_notify('herald_events', p) FROM unnest(${payloads}::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n`
