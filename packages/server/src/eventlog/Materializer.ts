@@ -1,6 +1,7 @@
-import { Duration, Effect, Layer, Schedule } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import { AppConfig } from "../config/AppConfig.js"
 import { Wakeup } from "../outbox/Wakeup.js"
+import { supervised } from "../Supervised.js"
 import { EventLogStore } from "./EventLogStore.js"
 
 /**
@@ -56,8 +57,7 @@ export const MaterializerLive = Layer.scopedDiscard(
       }
     })
     yield* loop.pipe(
-      Effect.tapError((e) => Effect.logWarning(`materializer paused: ${e.message}`)),
-      Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+      supervised({ message: (e) => `materializer paused: ${e.message}` }),
       Effect.forkScoped
     )
   })

@@ -1,9 +1,10 @@
-import { Duration, Effect, Exit, Layer, Option, Schedule } from "effect"
+import { Duration, Effect, Exit, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import { BrokerPublisher } from "../broker/BrokerPublisher.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { Metrics } from "../observability/Metrics.js"
+import { supervised } from "../Supervised.js"
 import { type ClaimedEvent, OutboxStore } from "./OutboxStore.js"
 import { PublisherStatus } from "./PublisherStatus.js"
 import { nextRetryDelay, retrySchedule } from "./RetryPolicy.js"
@@ -96,11 +97,10 @@ export const OutboxPublisherLive = Layer.scopedDiscard(
     })
 
     yield* loop.pipe(
-      Effect.tapError((e) => Effect.zipRight(
-        status.set({ _tag: "BackingOff", error: e.message }),
-        Effect.logWarning(`publisher paused: ${e.message}`)
-      )),
-      Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+      supervised({
+        message: (e) => `publisher paused: ${e.message}`,
+        onFailure: (e) => status.set({ _tag: "BackingOff", error: e.message })
+      }),
       Effect.ensuring(status.set({ _tag: "Stopped" })),
       Effect.forkScoped
     )
