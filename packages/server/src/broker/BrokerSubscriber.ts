@@ -1,6 +1,17 @@
 import type { Events } from "@herald/domain"
-import { Context, type Stream } from "effect"
+import { Context, Data, type Stream } from "effect"
 import type { BrokerError } from "./BrokerError.js"
+
+/**
+ * What the broker delivers: an envelope, or a reference `{stream, seq}` to a committed event
+ * that travelled without its body (too large for the channel) — the subscriber reads that one
+ * from the database, as it reads any gap.
+ */
+export type BrokerDelivery = Data.TaggedEnum<{
+  Envelope: { readonly event: Events.EventWire }
+  Reference: { readonly stream: string; readonly seq: number }
+}>
+export const BrokerDelivery = Data.taggedEnum<BrokerDelivery>()
 
 /**
  * The subscribing side: every event published by any publisher (of any process, for the
@@ -8,5 +19,5 @@ import type { BrokerError } from "./BrokerError.js"
  * duplicate, reorder or miss events; SSE connections repair all three from the database.
  */
 export class BrokerSubscriber extends Context.Tag("Herald/BrokerSubscriber")<BrokerSubscriber, {
-  readonly events: Stream.Stream<Events.EventWire, BrokerError>
+  readonly events: Stream.Stream<BrokerDelivery, BrokerError>
 }>() {}

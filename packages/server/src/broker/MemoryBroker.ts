@@ -1,7 +1,7 @@
 import type { Events } from "@herald/domain"
 import { Context, Effect, Layer, PubSub, Stream } from "effect"
 import { BrokerPublisher } from "./BrokerPublisher.js"
-import { BrokerSubscriber } from "./BrokerSubscriber.js"
+import { BrokerDelivery, BrokerSubscriber } from "./BrokerSubscriber.js"
 
 /** The in-process hub both sides of the memory broker share. */
 class MemoryHub extends Context.Tag("Herald/MemoryHub")<MemoryHub, PubSub.PubSub<Events.EventWire>>() {}
@@ -13,7 +13,10 @@ const MemoryPublisher = Layer.effect(
   Effect.map(MemoryHub, (hub) => ({ publish: (events) => PubSub.publishAll(hub, events).pipe(Effect.asVoid) }))
 )
 
-const MemorySubscriber = Layer.effect(BrokerSubscriber, Effect.map(MemoryHub, (hub) => ({ events: Stream.fromPubSub(hub) })))
+const MemorySubscriber = Layer.effect(
+  BrokerSubscriber,
+  Effect.map(MemoryHub, (hub) => ({ events: Stream.map(Stream.fromPubSub(hub), (event) => BrokerDelivery.Envelope({ event })) }))
+)
 
 /**
  * A single-process broker: publishes go to every subscriber of this process. `wrapPublisher`

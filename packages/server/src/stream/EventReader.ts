@@ -1,5 +1,4 @@
 import { SqlClient } from "@effect/sql"
-import type { Events } from "@herald/domain"
 import { Effect } from "effect"
 import { eventColumns, type EventRow, toWire } from "../events/EventRow.js"
 
@@ -37,16 +36,6 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         (rows) => rows[0]?.lastSeq ?? 0
       )
 
-    const byId = (id: string) =>
-      Effect.map(
-        sql<EventRow>`
-          SELECT ${cols} FROM event_outbox WHERE id = ${id}
-          UNION ALL
-          SELECT ${cols} FROM event_log WHERE id = ${id}
-          LIMIT 1`,
-        (rows): Array<Events.EventWire> => rows.map(toWire)
-      )
-
-    return { range, head, byId } as const
+    return { range, head } as const
   })
 }) {}
