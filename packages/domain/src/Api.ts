@@ -21,6 +21,15 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Her
 }) {}
 
 /**
+ * The admin API: `Authorization: Bearer $HERALD_ADMIN_TOKEN`; 404 while that variable is unset,
+ * so a server without it does not even show the endpoint exists.
+ */
+export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthentication>()("Herald/AdminAuthentication", {
+  failure: Schema.Union(Unauthorized, NotFound),
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+/**
  * The SSE endpoints also take `?access_token=`, because a browser's `EventSource` cannot send
  * headers. The header wins when both are present.
  */
@@ -124,11 +133,9 @@ export class AdminApi extends HttpApiGroup.make("admin")
   .add(
     HttpApiEndpoint.post("createUser", "/api/admin/users")
       .setPayload(CreateUserPayload)
-      .setHeaders(Schema.Struct({ authorization: Schema.optional(Schema.String) }))
       .addSuccess(CreatedUser, { status: 201 })
-      .addError(Unauthorized)
-      .addError(NotFound)
   )
+  .middleware(AdminAuthentication)
   .annotate(OpenApi.Description, "Needs `Authorization: Bearer $HERALD_ADMIN_TOKEN`; 404 when that variable is unset.")
 {}
 

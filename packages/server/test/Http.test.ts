@@ -28,7 +28,7 @@ describe("HTTP surface", () => {
         expect(res.status).toBe(200)
         expect(me).toMatchObject({ id: created.body.id, name: "carol" })
         // A user token is not an admin token.
-        const denied = yield* Effect.flip(carol.admin.createUser({ headers: {}, payload: { name: "x" } }))
+        const denied = yield* Effect.flip(carol.admin.createUser({ payload: { name: "x" } }))
         expect(denied).toBeInstanceOf(Errors.Unauthorized)
         expect(denied._tag).toBe("Unauthorized")
       }))
@@ -118,7 +118,7 @@ describe("HTTP surface", () => {
         Effect.gen(function*() {
           const server = yield* TestServer
           const admin = yield* server.client(ADMIN_TOKEN)
-          const res = yield* Effect.flip(admin.admin.createUser({ headers: {}, payload: { name: "x" } }))
+          const res = yield* Effect.flip(admin.admin.createUser({ payload: { name: "x" } }))
           expect(res).toBeInstanceOf(Errors.NotFound)
           expect(res._tag).toBe("NotFound")
         }))

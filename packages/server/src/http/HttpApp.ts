@@ -8,7 +8,7 @@ import { createServer, type Server } from "node:http"
 import { RequestPathLive } from "../chat/RequestPath.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { SseHub } from "../stream/SseHub.js"
-import { AuthenticationLive, StreamAuthenticationLive } from "./Auth.js"
+import { AdminAuthenticationLive, AuthenticationLive, StreamAuthenticationLive, Tokens } from "./Auth.js"
 import { AnalyticsLive, HistoryLive } from "./EventLogHandlers.js"
 import { AdminLive, MeLive, MessagesLive, ProjectsLive, WorkspaceLive } from "./Handlers.js"
 import { HealthLive } from "./Health.js"
@@ -29,7 +29,8 @@ export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
     AnalyticsLive,
     HealthLive
   ]),
-  Layer.provide([AuthenticationLive, StreamAuthenticationLive]),
+  Layer.provide([AuthenticationLive, StreamAuthenticationLive, AdminAuthenticationLive]),
+  Layer.provide(Tokens.Default),
   Layer.provide(RequestPathLive)
 )
 
