@@ -1,6 +1,5 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { AppConfig } from "@herald/server/config/AppConfig"
-import { clientLayer, resolveDatabase } from "@herald/server/db/Database"
+import { AppConfig, clientLayer, resolveDatabase } from "@herald/server"
 import { Effect, Layer } from "effect"
 
 /**

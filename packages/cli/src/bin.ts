@@ -3,6 +3,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { ConfigError, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
+// The one deep import: the package entry would bring the database client into `herald --help`.
 import { formatConfigError } from "@herald/server/config/AppConfig"
 import { herald } from "./Commands.js"
 import { helpPage, PlainOffTerminalLive } from "./Help.js"

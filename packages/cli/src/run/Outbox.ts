@@ -1,6 +1,5 @@
-import { EventLogStore } from "@herald/server/eventlog/EventLogStore"
-import { toWire } from "@herald/server/events/EventRow"
-import { OutboxStore } from "@herald/server/outbox/OutboxStore"
+import { EventLogStore, OutboxStore, toWire } from "@herald/server"
+import { Ids } from "@herald/domain"
 import { Console, Duration, Effect, Layer, Option, Schema } from "effect"
 import { CliDatabaseLive } from "../Database.js"
 import { age, CliError, json, parseDuration, progress, table } from "../Render.js"
@@ -11,7 +10,7 @@ import { storableOptional } from "./Input.js"
 const OutboxLive = Layer.mergeAll(OutboxStore.Default, EventLogStore.Default).pipe(Layer.provideMerge(CliDatabaseLive))
 
 const uuid = (id: string) =>
-  Schema.is(Schema.UUID)(id) ? Effect.succeed(id) : Effect.fail(new CliError({ message: `not an event id (a UUID): "${id}"` }))
+  Schema.decodeUnknown(Ids.EventId)(id).pipe(Effect.mapError(() => new CliError({ message: `not an event id (a UUID): "${id}"` })))
 
 const iso = (d: Date | null) => d === null ? null : d.toISOString()
 

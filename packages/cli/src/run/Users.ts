@@ -1,5 +1,4 @@
-import { UsersRepo } from "@herald/server/chat/UsersRepo"
-import { runMigrations } from "@herald/server/db/Migrations"
+import { runMigrations, UsersRepo } from "@herald/server"
 import { Console, Effect, Layer, Redacted } from "effect"
 import { CliDatabaseLive } from "../Database.js"
 import { CliError } from "../Render.js"

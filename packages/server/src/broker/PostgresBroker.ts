@@ -61,5 +61,3 @@ export const PostgresBrokerSubscriberLive = Layer.effect(
     )
   }))
 )
-
-export const PostgresBrokerLive = Layer.merge(PostgresBrokerPublisherLive, PostgresBrokerSubscriberLive)

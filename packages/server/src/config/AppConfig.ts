@@ -88,22 +88,19 @@ export class AppConfig extends Context.Tag("Herald/AppConfig")<AppConfig, AppCon
 const emptyProvider = ConfigProvider.fromMap(new Map())
 
 /** One line naming the variable, e.g. `PORT: Expected a network port …`. */
-export const formatConfigError = (error: ConfigError.ConfigError): string => {
-  const lines: Array<string> = []
-  const walk = (e: ConfigError.ConfigError): void => {
-    switch (e._op) {
-      case "And":
-      case "Or":
-        walk(e.left)
-        walk(e.right)
-        return
-      case "InvalidData":
-      case "MissingData":
-      case "SourceUnavailable":
-      case "Unsupported":
-        lines.push(`${e.path.length > 0 ? e.path.join(".") + ": " : ""}${e.message}`)
-    }
-  }
-  walk(error)
-  return `Invalid configuration: ${lines.join("; ")}`
-}
+const leaf = (_: unknown, path: Array<string>, message: string): ReadonlyArray<string> => [
+  `${path.length > 0 ? path.join(".") + ": " : ""}${message}`
+]
+const both = (_: unknown, left: ReadonlyArray<string>, right: ReadonlyArray<string>) => [...left, ...right]
+
+export const formatConfigError = (error: ConfigError.ConfigError): string =>
+  `Invalid configuration: ${
+    ConfigError.reduceWithContext(error, undefined, {
+      andCase: both,
+      orCase: both,
+      invalidDataCase: leaf,
+      missingDataCase: leaf,
+      sourceUnavailableCase: leaf,
+      unsupportedCase: leaf
+    }).join("; ")
+  }`

@@ -1,11 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option } from "effect"
 
-export interface MaterializeResult {
-  /** Outbox rows stamped `materialized_at` by this call. */
-  readonly stamped: number
-}
-
 /**
  * Writes and reads of `event_log` and its watermark. The log is append-only: rows are only ever
  * inserted (`ON CONFLICT DO NOTHING`, so copying twice is harmless), never updated.
