@@ -71,7 +71,7 @@ const config = Config.all({
 
 export type AppConfigShape = Config.Config.Success<typeof config>
 
-/** Every setting of SPEC §7, read once at start-up; defaults live here and nowhere else. */
+/** Every setting of the README's configuration table, read once at start-up; defaults live here and nowhere else. */
 export class AppConfig extends Context.Tag("Herald/AppConfig")<AppConfig, AppConfigShape>() {
   /** How the settings are read (run it under a ConfigProvider to read them from elsewhere). */
   static readonly config: Config.Config<AppConfigShape> = config

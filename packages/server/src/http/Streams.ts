@@ -25,7 +25,7 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
     const respond = (request: StreamRequest) =>
       Effect.gen(function*() {
         const node = NodeHttpServerRequest.toServerResponse(yield* HttpServerRequest.HttpServerRequest)
-        // Node adds `Connection: keep-alive` by itself; HTTP/2 forbids the header, the SPEC says never.
+        // Node adds `Connection: keep-alive` by itself; HTTP/2 forbids the header, so SSE responses never carry it.
         node.removeHeader("connection")
         const body = yield* sseBody(request).pipe(Effect.provide(context))
         return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers })
