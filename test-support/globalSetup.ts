@@ -10,7 +10,7 @@ import { acquireEmbedded } from "../packages/server/src/db/EmbeddedPostgres.js"
 /**
  * One PostgreSQL for the whole test run: `DATABASE_URL` when set (any PostgreSQL 14+ on which the
  * tests may create databases), otherwise a throw-away embedded cluster. Each test file then
- * creates its own database on it (packages/server/test/support/TestDatabase.ts).
+ * creates its own database on it (test-support/TestDatabase.ts).
  * Every workspace project runs this setup; they share one cluster through globalThis.
  */
 interface Shared {

@@ -6,7 +6,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { connectSse } from "../../server/test/support/SseClient.js"
+import { connectSse } from "../../../test-support/SseClient.js"
 import {
   api,
   exists,

@@ -1,9 +1,9 @@
 import { Config, Console, Duration, Effect, Logger, LogLevel, Redacted } from "effect"
-import { spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import * as os from "node:os"
 import * as path from "node:path"
 import type pg from "pg"
+import { runProcess, spawnProcess, withoutHeraldSettings } from "../../../test-support/Process.js"
 import {
   ascending,
   attempt,
@@ -11,6 +11,7 @@ import {
   checkMaterialized,
   connect,
   count,
+  describe,
   embeddedDatabase,
   keepOutbox,
   loadAverage,
@@ -54,7 +55,7 @@ const Settings = Config.all({
 
 const bin = path.join(repoRoot, "packages/cli/bin/herald.mjs")
 
-interface Spawned {
+interface Ran {
   readonly seconds: number
   readonly stdout: string
 }
@@ -65,42 +66,23 @@ interface Spawned {
  * spawn to exit; a non-zero exit fails the bench. The child is killed if the bench is interrupted.
  */
 const herald = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  Effect.async<Spawned, BenchError>((resume) => {
-    const clean: Record<string, string | undefined> = { ...process.env }
-    for (const key of Object.keys(clean)) {
-      if (key === "DATABASE_URL" || key.startsWith("HERALD_") || key === "LOG_LEVEL" || key === "LOG_FORMAT") delete clean[key]
-    }
-    const started = performance.now()
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: repoRoot,
-      env: { ...clean, ...env } as NodeJS.ProcessEnv,
-      stdio: ["ignore", "pipe", "pipe"]
+  Effect.async<Ran, BenchError>((resume) => {
+    const { finished, spawned } = runProcess(process.execPath, [bin, ...args], { ...withoutHeraldSettings(), ...env }, {
+      timeoutMs: PROCESS_TIMEOUT_MS
     })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c))
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c))
-    const timer = setTimeout(() => child.kill("SIGKILL"), PROCESS_TIMEOUT_MS)
-    child.on("error", (e) => {
-      clearTimeout(timer)
-      resume(Effect.fail(new BenchError({ message: `herald ${args.join(" ")}: ${e.message}` })))
-    })
-    child.on("close", (code, signal) => {
-      clearTimeout(timer)
-      const seconds = (performance.now() - started) / 1000
-      resume(
-        code === 0
-          ? Effect.succeed({ seconds, stdout })
-          : Effect.fail(new BenchError({ message: `herald ${args.join(" ")} → ${code ?? signal}\n${stderr.trim()}` }))
-      )
-    })
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      child.kill("SIGKILL")
-    })
+    finished.then(
+      ({ code, ms, signal, stderr, stdout }) =>
+        resume(
+          code === 0
+            ? Effect.succeed({ seconds: ms / 1000, stdout })
+            : Effect.fail(new BenchError({ message: `herald ${args.join(" ")} → ${code ?? signal}\n${stderr.trim()}` }))
+        ),
+      (e) => resume(Effect.fail(new BenchError({ message: `herald ${args.join(" ")}: ${describe(e)}` })))
+    )
+    return Effect.sync(() => spawned.child.kill("SIGKILL"))
   })
 
-const jsonOf = <A>(what: string, out: Spawned) =>
+const jsonOf = <A>(what: string, out: Ran) =>
   Effect.try({
     try: () => JSON.parse(out.stdout) as A,
     catch: () => new BenchError({ message: `${what}: stdout is not JSON: ${out.stdout.slice(0, 500)}` })
@@ -205,13 +187,7 @@ const LISTENER = `
 const listener = (url: Redacted.Redacted) =>
   Effect.gen(function*() {
     const child = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        spawn(process.execPath, ["-e", LISTENER], {
-          cwd: repoRoot,
-          env: { ...process.env, BENCH_LISTEN_URL: Redacted.value(url) },
-          stdio: ["ignore", "ignore", "inherit", "ipc"]
-        })
-      ),
+      Effect.sync(() => spawnProcess(process.execPath, ["-e", LISTENER], { BENCH_LISTEN_URL: Redacted.value(url) }, { ipc: true }).child),
       (child) => Effect.sync(() => child.kill("SIGKILL"))
     )
     const next = () =>

@@ -1,8 +1,7 @@
 import { Config, Duration, Effect } from "effect"
-import { spawn } from "node:child_process"
 import * as fs from "node:fs/promises"
-import * as net from "node:net"
 import * as path from "node:path"
+import { freePort, runProcess, SERVER, spawnProcess, spawnServer } from "../../../test-support/Process.js"
 import {
   ascending,
   attempt,
@@ -27,34 +26,17 @@ import {
  *   herald outbox stats      wall time with --json, attaching to the running server's embedded cluster
  */
 
-const SERVER = path.join(repoRoot, "packages/server/dist/main.js")
 const HERALD = path.join(repoRoot, "packages/cli/bin/herald.mjs")
 
 const runsSetting = ranged(Config.integer("BENCH_RUNS"), 15, [3, 200], "Expected a whole number of runs from 3 to 200")
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-
 /** Wall time of one command, spawn to exit, in ms; fails on a non-zero exit. */
 const timed = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  attempt(`node ${args.join(" ")}`, () =>
-    new Promise<number>((resolve, reject) => {
-      const started = process.hrtime.bigint()
-      const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] })
-      let stderr = ""
-      child.stderr.on("data", (c: Buffer) => (stderr += c.toString()))
-      child.on("error", reject)
-      child.on("exit", (code) =>
-        code === 0 ? resolve(Number(process.hrtime.bigint() - started) / 1e6) : reject(new Error(`exit ${code}: ${stderr.trim()}`))
-      )
-    }))
+  attempt(`node ${args.join(" ")}`, async () => {
+    const { code, ms, stderr } = await runProcess(process.execPath, args, env).finished
+    if (code !== 0) throw new Error(`exit ${code}: ${stderr.trim()}`)
+    return ms
+  })
 
 const rssKb = (pid: number) =>
   attempt("read the server's RSS", async () => {
@@ -67,47 +49,39 @@ const server = (dataDir: string) =>
   Effect.acquireRelease(
     attempt("start the server", async () => {
       const port = await freePort()
-      const child = spawn(process.execPath, [SERVER], {
-        env: { ...process.env, HERALD_DATA_DIR: dataDir, PORT: String(port), DATABASE_URL: "" },
-        stdio: ["ignore", "ignore", "inherit"]
-      })
+      const spawned = spawnServer({ HERALD_DATA_DIR: dataDir, PORT: String(port), DATABASE_URL: "" })
       const deadline = Date.now() + 60_000
       while (Date.now() < deadline) {
-        if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}`)
+        if (spawned.child.exitCode !== null) {
+          throw new Error(`the server exited with ${spawned.child.exitCode}:\n${spawned.output()}`)
+        }
         const ready = await fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.ok, () => false)
-        if (ready) return child
+        if (ready) return spawned
         await sleep(100)
       }
-      child.kill("SIGKILL")
-      throw new Error("the server was not ready within 60 s")
+      spawned.child.kill("SIGKILL")
+      throw new Error(`the server was not ready within 60 s:\n${spawned.output()}`)
     }),
-    (child) =>
-      Effect.promise(() =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null) return resolve()
-          child.once("exit", () => resolve())
-          child.kill("SIGTERM")
-        })
-      )
+    (spawned) => Effect.promise(() => spawned.stop())
   )
 
 const bench = Effect.gen(function*() {
-  for (const file of [SERVER, path.join(repoRoot, "packages/cli/dist/bin.js")]) {
+  for (const file of [path.join(repoRoot, ...SERVER), path.join(repoRoot, "packages/cli/dist/bin.js")]) {
     yield* attempt(`${path.relative(repoRoot, file)} (run \`npm run build\` first)`, () => fs.access(file))
   }
   const runs = yield* runsSetting
   const dataDir = yield* tempDir
   const env = { HERALD_DATA_DIR: dataDir }
 
-  const child = yield* server(dataDir)
+  const { child } = yield* server(dataDir)
   yield* Effect.promise(() => sleep(5_000))
   const idleKb = yield* rssKb(child.pid!)
 
   // A baseline process: node idling with nothing loaded.
-  const idleNode = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" })
+  const idleNode = spawnProcess(process.execPath, ["-e", "setInterval(() => {}, 1000)"], {})
   yield* Effect.promise(() => sleep(1_000))
-  const nodeKb = yield* rssKb(idleNode.pid!)
-  idleNode.kill()
+  const nodeKb = yield* rssKb(idleNode.child.pid!)
+  idleNode.child.kill()
 
   const commands = [
     { label: "node -e 0", args: ["-e", "0"], target: undefined },

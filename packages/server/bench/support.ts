@@ -5,7 +5,6 @@ import * as fs from "node:fs/promises"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import pg from "pg"
 import { clientLayer, embeddedUrl } from "../src/db/Database.js"
 import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
@@ -109,7 +108,7 @@ export const table = (
 // ---------------------------------------------------------------------------------------------
 // Scratch space, the database, connections
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
+export { repoRoot } from "../../../test-support/Process.js"
 
 export const tempDir = Effect.acquireRelease(
   Effect.promise(async () => {

@@ -4,8 +4,8 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
 import { chromiumArgs, ensureChromium } from "./support/Browser.js"
-import { freePort, repoRoot, type Spawned, spawnServer } from "./support/Process.js"
-import { freshDatabaseUrl } from "./support/TestDatabase.js"
+import { freePort, repoRoot, type Spawned, spawnServer } from "../../../test-support/Process.js"
+import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
 
 const ADMIN = "browser-test-admin"
 const screenshotDir = path.join(repoRoot, "test-results")

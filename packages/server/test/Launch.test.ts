@@ -6,9 +6,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll } from "vitest"
 import { SHARED_ROOT } from "../src/db/EmbeddedPostgres.js"
-import { freePort, repoRoot, type Spawned, spawnProcess, spawnServer } from "./support/Process.js"
-import { connectSse } from "./support/SseClient.js"
-import { freshDatabaseUrl } from "./support/TestDatabase.js"
+import { freePort, repoRoot, type Spawned, spawnProcess, spawnServer } from "../../../test-support/Process.js"
+import { connectSse } from "../../../test-support/SseClient.js"
+import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
 
 /**
  * Herald as a new user and an operator run it: built from a fresh copy in a folder no other user

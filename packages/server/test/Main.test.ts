@@ -5,7 +5,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
-import { freePort, spawnServer } from "./support/Process.js"
+import { freePort, spawnServer } from "../../../test-support/Process.js"
 
 describe("the server process", () => {
   it.each([

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import pg from "pg"
-import { freePort, type Spawned, spawnServer } from "./support/Process.js"
-import { connectSse } from "./support/SseClient.js"
-import { freshDatabaseUrl } from "./support/TestDatabase.js"
+import { freePort, type Spawned, spawnServer } from "../../../test-support/Process.js"
+import { connectSse } from "../../../test-support/SseClient.js"
+import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
 
 const ADMIN = "process-test-admin"
 

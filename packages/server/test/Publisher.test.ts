@@ -17,7 +17,7 @@ import {
   userWithToken,
   withoutLogs
 } from "./support/PublisherHarness.js"
-import type { SseConnection } from "./support/SseClient.js"
+import type { SseConnection } from "../../../test-support/SseClient.js"
 import { TestServer, testServerLayer } from "./support/TestServer.js"
 import { asUser } from "../src/chat/Policy.js"
 

@@ -7,14 +7,20 @@ import { runMigrations } from "@herald/server/db/Migrations"
 import { RequestPathLive } from "@herald/server/chat/RequestPath"
 import { Wakeup } from "@herald/server/outbox/Wakeup"
 import { Effect, Exit, Layer, Redacted, Scope } from "effect"
-import { spawn } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import pg from "pg"
 import { expect } from "vitest"
-import { freePort, repoRoot, type Spawned, spawnServer } from "../../../server/test/support/Process.js"
-import { freshDatabaseUrl } from "../../../server/test/support/TestDatabase.js"
+import {
+  freePort,
+  repoRoot,
+  runProcess,
+  type Spawned,
+  spawnServer,
+  withoutHeraldSettings
+} from "../../../../test-support/Process.js"
+import { freshDatabaseUrl } from "../../../../test-support/TestDatabase.js"
 import { asUser } from "@herald/server/chat/Policy"
 
 export { repoRoot }
@@ -56,31 +62,12 @@ export const heraldAll = async (
   return results
 }
 
-const run = (args: ReadonlyArray<string>, env: Record<string, string | undefined>, timeoutMs: number) =>
-  new Promise<CliResult>((resolve, reject) => {
-    const clean: Record<string, string | undefined> = { ...process.env }
-    for (const key of Object.keys(clean)) {
-      if (key === "DATABASE_URL" || key.startsWith("HERALD_") || key === "LOG_LEVEL" || key === "LOG_FORMAT") delete clean[key]
-    }
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: repoRoot,
-      env: { ...clean, ...env } as NodeJS.ProcessEnv,
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c))
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c))
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL")
-      reject(new Error(`herald ${args.join(" ")} did not exit within ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`))
-    }, timeoutMs)
-    child.on("error", reject)
-    child.on("close", (code) => {
-      clearTimeout(timer)
-      resolve({ args, code, stdout, stderr })
-    })
-  })
+const run = async (args: ReadonlyArray<string>, env: Record<string, string | undefined>, timeoutMs: number): Promise<CliResult> => {
+  const { code, stderr, stdout } = await runProcess(process.execPath, [bin, ...args], { ...withoutHeraldSettings(), ...env }, {
+    timeoutMs
+  }).finished
+  return { args, code, stdout, stderr }
+}
 
 const describeRun = (r: CliResult) => `herald ${r.args.join(" ")} → exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 

@@ -1,5 +1,6 @@
 import { Effect } from "effect"
 import * as http from "node:http"
+import { sseFrames } from "../../../../test-support/SseClient.js"
 import { ascending, attempt, request, sleep } from "../support.js"
 import { streamPath, type Target } from "./common.js"
 
@@ -59,26 +60,24 @@ const listen = (target: Target) =>
         return
       }
       response.setEncoding("utf8")
-      let buffer = ""
       let live = false
-      response.on("data", (chunk: string) => {
-        const at = performance.now()
-        buffer += chunk
-        let end: number
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const frame = buffer.slice(0, end)
-          buffer = buffer.slice(end + 2)
-          if (!live && frame.startsWith("retry:")) {
-            // The server subscribed to the hub before it sent this: every later commit arrives.
-            live = true
-            resolve(listener)
-          }
-          if (frame.startsWith("id: ")) {
-            const seq = Number(frame.slice(4, frame.indexOf("\n")))
-            arrivals.set(seq, at)
-            waiters.get(seq)?.()
-          }
+      // When the chunk holding a frame arrived: every frame in one chunk arrived at once.
+      let at = 0
+      const push = sseFrames((frame) => {
+        if (!live && frame.retry !== undefined) {
+          // The server subscribed to the hub before it sent this: every later commit arrives.
+          live = true
+          resolve(listener)
         }
+        if (frame.id !== undefined) {
+          const seq = Number(frame.id)
+          arrivals.set(seq, at)
+          waiters.get(seq)?.()
+        }
+      })
+      response.on("data", (chunk: string) => {
+        at = performance.now()
+        push(chunk)
       })
       response.on("error", () => undefined)
     })

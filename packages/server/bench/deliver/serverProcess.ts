@@ -1,11 +1,10 @@
 import { Effect, Redacted } from "effect"
-import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { attempt, repoRoot, requestJson, sleep } from "../support.js"
+import { freePort, spawnProcess } from "../../../../test-support/Process.js"
+import { attempt, requestJson } from "../support.js"
 import type { Target } from "./common.js"
 
 /**
@@ -40,16 +39,6 @@ export interface ServerProcess {
   readonly cpuMs: () => number
 }
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address() as net.AddressInfo
-      server.close(() => resolve(address.port))
-    })
-  })
-
 export const readRss = (pid: number) => {
   const status = fs.readFileSync(`/proc/${pid}/status`, "utf8")
   const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)
@@ -71,89 +60,34 @@ export const serverProcess = (databaseUrl: Redacted.Redacted) =>
     attempt("starting the server process", async () => {
       const port = await freePort()
       const adminToken = randomBytes(16).toString("hex")
-      const child = spawn(process.execPath, ["--expose-gc", "--import", "tsx", "--import", PROBE, ENTRY], {
-        cwd: repoRoot,
-        env: {
-          ...process.env,
-          DATABASE_URL: Redacted.value(databaseUrl),
-          HOST: "127.0.0.1",
-          PORT: String(port),
-          HERALD_ADMIN_TOKEN: adminToken,
-          HERALD_BROKER: "memory",
-          HERALD_CHAOS_PUBLISH_FAILURE_RATE: "0",
-          // Per-request access logs would measure the pipe; warnings and errors still show.
-          LOG_LEVEL: "WARN",
-          LOG_FORMAT: "json"
-        },
-        stdio: ["ignore", "pipe", "pipe"]
+      const spawned = spawnProcess(process.execPath, ["--expose-gc", "--import", "tsx", "--import", PROBE, ENTRY], {
+        DATABASE_URL: Redacted.value(databaseUrl),
+        HOST: "127.0.0.1",
+        PORT: String(port),
+        HERALD_ADMIN_TOKEN: adminToken,
+        HERALD_BROKER: "memory",
+        HERALD_CHAOS_PUBLISH_FAILURE_RATE: "0",
+        // Per-request access logs would measure the pipe; warnings and errors still show.
+        LOG_LEVEL: "WARN",
+        LOG_FORMAT: "json"
       })
-      let output = ""
-      const listeners = new Set<() => void>()
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString()
-        // Keep what is needed to find the next probe line; the rest would only grow.
-        if (output.length > 1_000_000) output = output.slice(-100_000)
-        for (const l of [...listeners]) l()
-      }
-      child.stdout!.on("data", onData)
-      child.stderr!.on("data", onData)
-      let exited = false
-      const exit = new Promise<void>((resolve) =>
-        child.on("exit", () => {
-          exited = true
-          for (const l of [...listeners]) l()
-          resolve()
-        })
-      )
-      /** The first match of `pattern` in the output after `from`. */
-      const waitFor = (pattern: RegExp, from: number, timeoutMs: number) =>
-        new Promise<RegExpMatchArray>((resolve, reject) => {
-          const check = () => {
-            const m = output.slice(from).match(pattern)
-            if (m !== null) {
-              done()
-              resolve(m)
-            } else if (exited) {
-              done()
-              reject(new Error(`the server exited; its output:\n${output.slice(-4000)}`))
-            }
-          }
-          const timer = setTimeout(() => {
-            done()
-            reject(new Error(`timed out waiting for ${pattern}; server output:\n${output.slice(-4000)}`))
-          }, timeoutMs)
-          const done = () => {
-            clearTimeout(timer)
-            listeners.delete(check)
-          }
-          listeners.add(check)
-          check()
-        })
-      const stop = async () => {
-        if (exited) return
-        child.kill("SIGTERM")
-        const stopped = await Promise.race([exit.then(() => true), sleep(STOP_TIMEOUT_MS).then(() => false)])
-        if (!stopped) {
-          child.kill("SIGKILL")
-          await exit
-        }
-      }
+      const stop = () => spawned.stop(STOP_TIMEOUT_MS)
       try {
-        await waitFor(/Herald is up/, 0, START_TIMEOUT_MS)
+        await spawned.waitFor(/Herald is up/, START_TIMEOUT_MS)
       } catch (error) {
         await stop()
         throw error
       }
+      const pid = spawned.child.pid!
       const server: ServerProcess = {
-        pid: child.pid!,
+        pid,
         port,
         adminToken,
-        rss: () => readRss(child.pid!),
-        cpuMs: () => readCpuMs(child.pid!),
+        rss: () => readRss(pid),
+        cpuMs: () => readCpuMs(pid),
         collect: async () => {
-          const from = output.length
-          const line = waitFor(/bench-memory (\{.*\})\n/, from, 30_000)
-          child.kill("SIGUSR2")
+          const line = spawned.waitFor(/bench-memory (\{.*\})\n/, 30_000, spawned.output().length)
+          spawned.child.kill("SIGUSR2")
           return JSON.parse((await line)[1]!) as MemoryUsage
         }
       }

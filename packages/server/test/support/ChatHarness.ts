@@ -7,7 +7,7 @@ import { OutboxWriter } from "../../src/outbox/OutboxWriter.js"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { RequestPathLive } from "../../src/chat/RequestPath.js"
 import { Wakeup } from "../../src/outbox/Wakeup.js"
-import { TestDatabaseLive } from "./TestDatabase.js"
+import { TestDatabaseLive } from "../../../../test-support/TestDatabase.js"
 
 /** The request path's services over a fresh database (no HTTP). */
 export const ChatTestLive = RequestPathLive.pipe(

@@ -13,8 +13,8 @@ import { nodeServerLayer, serveOn } from "../../src/http/HttpApp.js"
 import { OutboxPublisherLive } from "../../src/outbox/OutboxPublisher.js"
 import { SharedLive } from "../../src/Server.js"
 import { SseHub } from "../../src/stream/SseHub.js"
-import { connectSse, type SseConnection, type SseOptions } from "./SseClient.js"
-import { TestDatabaseLive } from "./TestDatabase.js"
+import { connectSse, type SseConnection, type SseOptions } from "../../../../test-support/SseClient.js"
+import { TestDatabaseLive } from "../../../../test-support/TestDatabase.js"
 import { makeTestServer, TestServer } from "./TestServer.js"
 
 /** One publish call that reached the broker, and which publisher made it. */

@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import * as http from "node:http"
-import { connectSse, type SseConnection, type SseEvent, type SseOptions, sseReader } from "./SseClient.js"
+import { connectSse, type SseConnection, type SseEvent, type SseOptions, sseReader } from "../../../../test-support/SseClient.js"
 import { TestServer } from "./TestServer.js"
 
 /** An SSE connection to the test server, closed by the client when the test's scope closes. */

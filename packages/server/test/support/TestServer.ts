@@ -7,7 +7,7 @@ import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
 import { nodeServerLayer } from "../../src/http/HttpApp.js"
 import { serverLayer } from "../../src/Server.js"
 import { type ApiClient, apiClient } from "./ApiClient.js"
-import { TestDatabaseLive } from "./TestDatabase.js"
+import { TestDatabaseLive } from "../../../../test-support/TestDatabase.js"
 
 export const ADMIN_TOKEN = "test-admin-token"
 

@@ -3,8 +3,8 @@ import { Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import pg from "pg"
 import { inject } from "vitest"
-import { clientLayer } from "../../src/db/Database.js"
-import { runMigrations } from "../../src/db/Migrations.js"
+import { clientLayer } from "../packages/server/src/db/Database.js"
+import { runMigrations } from "../packages/server/src/db/Migrations.js"
 
 const adminQuery = async (text: string) => {
   const client = new pg.Client({ connectionString: inject("databaseAdminUrl") })

@@ -32,40 +32,66 @@ export interface SseOptions {
   readonly paused?: boolean
 }
 
+/** One SSE frame (the lines up to a blank line), its fields as written; `data` lines unparsed. */
+export interface SseFrame {
+  readonly id: string | undefined
+  readonly event: string | undefined
+  readonly data: ReadonlyArray<string>
+  /** Comment lines (`: keepalive`), without the colon. */
+  readonly comments: ReadonlyArray<string>
+  readonly retry: number | undefined
+}
+
+const parseFrame = (text: string): SseFrame => {
+  let id: string | undefined
+  let event: string | undefined
+  let retry: number | undefined
+  const data: Array<string> = []
+  const comments: Array<string> = []
+  for (const line of text.split("\n")) {
+    if (line.startsWith(":")) comments.push(line.slice(1).trim())
+    else if (line.startsWith("id: ")) id = line.slice(4)
+    else if (line.startsWith("event: ")) event = line.slice(7)
+    else if (line.startsWith("data: ")) data.push(line.slice(6))
+    else if (line.startsWith("retry: ")) retry = Number(line.slice(7))
+  }
+  return { id, event, data, comments, retry }
+}
+
 /**
- * Reads an SSE body as it arrives: splits frames, collects events (data parsed as JSON), comment
- * lines and `retry:` values, and lets a caller wait for the n-th event.
+ * The SSE frame reader: feed it the body's text as it arrives (`push`); `onFrame` is called, in
+ * order, for each complete frame. The tests' clients and the benches' listeners all read with it.
+ */
+export const sseFrames = (onFrame: (frame: SseFrame) => void) => {
+  let buffer = ""
+  return (chunk: string) => {
+    buffer += chunk
+    let i: number
+    while ((i = buffer.indexOf("\n\n")) >= 0) {
+      const frame = buffer.slice(0, i)
+      buffer = buffer.slice(i + 2)
+      onFrame(parseFrame(frame))
+    }
+  }
+}
+
+/**
+ * Reads an SSE body as it arrives: collects events (data parsed as JSON), comment lines and
+ * `retry:` values, and lets a caller wait for the n-th event.
  */
 export const sseReader = () => {
   const events: Array<SseEvent> = []
   const comments: Array<string> = []
   const retry: Array<number> = []
   const waiters: Array<() => void> = []
-  let buffer = ""
-  const onFrame = (frame: string) => {
-    let id: string | undefined
-    let event: string | undefined
-    const data: Array<string> = []
-    for (const line of frame.split("\n")) {
-      if (line.startsWith(":")) comments.push(line.slice(1).trim())
-      else if (line.startsWith("id: ")) id = line.slice(4)
-      else if (line.startsWith("event: ")) event = line.slice(7)
-      else if (line.startsWith("data: ")) data.push(line.slice(6))
-      else if (line.startsWith("retry: ")) retry.push(Number(line.slice(7)))
-    }
-    if (data.length > 0) {
-      events.push({ id, event, data: JSON.parse(data.join("\n")) })
+  const push = sseFrames((frame) => {
+    comments.push(...frame.comments)
+    if (frame.retry !== undefined) retry.push(frame.retry)
+    if (frame.data.length > 0) {
+      events.push({ id: frame.id, event: frame.event, data: JSON.parse(frame.data.join("\n")) })
       for (const w of waiters.splice(0)) w()
     }
-  }
-  const push = (chunk: string) => {
-    buffer += chunk
-    let i: number
-    while ((i = buffer.indexOf("\n\n")) >= 0) {
-      onFrame(buffer.slice(0, i))
-      buffer = buffer.slice(i + 2)
-    }
-  }
+  })
   const waitForEvents = (n: number, timeoutMs = 15_000) =>
     new Promise<Array<SseEvent>>((ok, fail) => {
       const timer = setTimeout(

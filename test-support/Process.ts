@@ -1,0 +1,181 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import * as net from "node:net"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+/**
+ * Child processes as the tests and the benches run them: a free port, one spawner that collects
+ * the output and waits for lines in it, and the commands people run (the compiled server).
+ */
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = net.createServer()
+    server.on("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address() as net.AddressInfo
+      server.close(() => resolve(address.port))
+    })
+  })
+
+export interface Spawned {
+  readonly child: ChildProcess
+  /** stdout and stderr as they arrived, interleaved. */
+  readonly output: () => string
+  readonly stdout: () => string
+  readonly stderr: () => string
+  /**
+   * Resolves with the first match of `pattern` in the output (from offset `from` of `output()`);
+   * rejects after `timeoutMs` or once the process has exited without it.
+   */
+  readonly waitFor: (pattern: RegExp, timeoutMs?: number, from?: number) => Promise<RegExpMatchArray>
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  /** Resolves once the process has exited and its output has been read to the end. */
+  readonly closed: Promise<void>
+  /** SIGTERM, then SIGKILL if it is still running after `graceMs`; resolves once it has exited. */
+  readonly stop: (graceMs?: number) => Promise<void>
+}
+
+export interface SpawnOptions {
+  readonly cwd?: string
+  readonly uid?: number
+  readonly gid?: number
+  /** An IPC channel to the child (`child.send`, `process.send`). */
+  readonly ipc?: boolean
+}
+
+/**
+ * Runs `command args…` (from the repository root unless `cwd` says otherwise) with this
+ * process's environment plus `env`; an `undefined` in `env` removes the variable. DATABASE_URL
+ * is never inherited: a child is always told which database it talks to.
+ */
+export const spawnProcess = (
+  command: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string | undefined>,
+  options: SpawnOptions = {}
+): Spawned => {
+  const child = spawn(command, args, {
+    cwd: options.cwd ?? repoRoot,
+    env: { ...process.env, DATABASE_URL: undefined, ...env } as NodeJS.ProcessEnv,
+    stdio: options.ipc ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe"],
+    ...(options.uid === undefined ? {} : { uid: options.uid }),
+    ...(options.gid === undefined ? {} : { gid: options.gid })
+  })
+  let text = ""
+  let stdout = ""
+  let stderr = ""
+  const listeners = new Set<() => void>()
+  // Decoded by stream (setEncoding): a character split across two chunks stays whole.
+  const onData = (stream: "stdout" | "stderr") => (s: string) => {
+    text += s
+    if (stream === "stdout") stdout += s
+    else stderr += s
+    for (const l of [...listeners]) l()
+  }
+  child.stdout!.setEncoding("utf8").on("data", onData("stdout"))
+  child.stderr!.setEncoding("utf8").on("data", onData("stderr"))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal }))
+  )
+  const closed = new Promise<void>((resolve) => child.on("close", () => resolve()))
+  let hasExited = false
+  void exited.then(() => (hasExited = true))
+  const waitFor = (pattern: RegExp, timeoutMs = 60_000, from = 0) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const m = text.slice(from).match(pattern)
+        if (m) {
+          listeners.delete(check)
+          clearTimeout(timer)
+          resolve(m)
+        }
+      }
+      const timer = setTimeout(() => {
+        listeners.delete(check)
+        reject(new Error(`timed out waiting for ${pattern}; output so far:\n${text}`))
+      }, timeoutMs)
+      listeners.add(check)
+      void exited.then(() =>
+        setTimeout(() => {
+          listeners.delete(check)
+          clearTimeout(timer)
+          reject(new Error(`process exited before ${pattern}; output:\n${text}`))
+        }, 50)
+      )
+      check()
+    })
+  const stop = async (graceMs = 15_000) => {
+    if (hasExited) return
+    child.kill("SIGTERM")
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs)
+    await exited
+    clearTimeout(timer)
+  }
+  return { child, output: () => text, stdout: () => stdout, stderr: () => stderr, waitFor, exited, closed, stop }
+}
+
+export interface Finished {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+  /** Wall time from spawn to exit. */
+  readonly ms: number
+}
+
+/**
+ * Runs a command to its end: resolves once it has exited and its output is read. After
+ * `timeoutMs` it is killed and the promise rejects with what it wrote.
+ */
+export const runProcess = (
+  command: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string | undefined>,
+  options: SpawnOptions & { readonly timeoutMs?: number } = {}
+): { readonly spawned: Spawned; readonly finished: Promise<Finished> } => {
+  const started = performance.now()
+  const spawned = spawnProcess(command, args, env, options)
+  const finished = new Promise<Finished>((resolve, reject) => {
+    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+      spawned.child.kill("SIGKILL")
+      reject(
+        new Error(
+          `${[command, ...args].join(" ")} did not exit within ${options.timeoutMs} ms\n` +
+            `stdout:\n${spawned.stdout()}\nstderr:\n${spawned.stderr()}`
+        )
+      )
+    }, options.timeoutMs)
+    spawned.child.on("error", (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+    void spawned.exited.then(async ({ code, signal }) => {
+      const ms = performance.now() - started
+      await spawned.closed
+      clearTimeout(timer)
+      resolve({ code, signal, stdout: spawned.stdout(), stderr: spawned.stderr(), ms })
+    })
+  })
+  return { spawned, finished }
+}
+
+/**
+ * Every variable of this environment that Herald reads (DATABASE_URL, HERALD_*, LOG_LEVEL,
+ * LOG_FORMAT), set to `undefined`: spread into a child's `env`, it runs with only the settings it
+ * is given.
+ */
+export const withoutHeraldSettings = (): Record<string, undefined> =>
+  Object.fromEntries(
+    Object.keys(process.env)
+      .filter((key) => key === "DATABASE_URL" || key.startsWith("HERALD_") || key === "LOG_LEVEL" || key === "LOG_FORMAT")
+      .map((key) => [key, undefined])
+  )
+
+/** The production command (README, Dockerfile): the compiled server with plain node. */
+export const SERVER = ["packages/server/dist/main.js"] as const
+
+/** The compiled server (`node packages/server/dist/main.js`), as the production command runs it. */
+export const spawnServer = (env: Record<string, string | undefined>): Spawned => spawnProcess(process.execPath, SERVER, env)
