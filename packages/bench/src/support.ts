@@ -6,9 +6,9 @@ import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import pg from "pg"
-import { clientLayer, embeddedUrl } from "../src/db/Database.js"
-import { acquireEmbedded } from "../src/db/EmbeddedPostgres.js"
-import { runMigrations } from "../src/db/Migrations.js"
+import { clientLayer, embeddedUrl } from "@herald/server/db/Database"
+import { acquireEmbedded } from "@herald/server/db/EmbeddedPostgres"
+import { runMigrations } from "@herald/server/db/Migrations"
 
 /**
  * What the benches share: errors, settings, statistics, text tables, scratch space, the embedded
@@ -237,10 +237,10 @@ export const requestJson = async <A>(options: RequestOptions, expected: number):
 const serverInThisProcess = (databaseUrl: Redacted.Redacted) =>
   Layer.unwrapEffect(Effect.promise(async () => {
     const [{ serverLayer }, { NodeServerLive }, { DatabaseLive }, { AppConfig }] = await Promise.all([
-      import("../src/Server.js"),
-      import("../src/http/HttpApp.js"),
-      import("../src/db/Database.js"),
-      import("../src/config/AppConfig.js")
+      import("@herald/server/Server"),
+      import("@herald/server/http/HttpApp"),
+      import("@herald/server/db/Database"),
+      import("@herald/server/config/AppConfig")
     ])
     return serverLayer(NodeServerLive).pipe(
       Layer.provide(DatabaseLive),

@@ -1,11 +1,14 @@
-import { Config, Console, Duration, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
+import { Statement } from "@effect/sql"
+import { Events, Ids } from "@herald/domain"
+import { Analytics } from "@herald/server/eventlog/Analytics"
+import { Config, Console, DateTime, Duration, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
 import { createHash, randomBytes, randomUUID } from "node:crypto"
 import * as http from "node:http"
 import * as os from "node:os"
 import type pg from "pg"
-import { clientLayer } from "../src/db/Database.js"
-import { EventLogStore } from "../src/eventlog/EventLogStore.js"
-import { materializeOnce } from "../src/eventlog/Materializer.js"
+import { clientLayer } from "@herald/server/db/Database"
+import { EventLogStore } from "@herald/server/eventlog/EventLogStore"
+import { materializeOnce } from "@herald/server/eventlog/Materializer"
 import {
   ascending,
   attempt,
@@ -345,64 +348,72 @@ const latencyTable = (results: ReadonlyArray<Latencies>, title: ReadonlyArray<st
   )
 }
 
-// The statements of Analytics.ts, with literal parameters, for EXPLAIN.
-const lit = (value: string) => `'${value.replaceAll("'", "''")}'`
+// ---------------------------------------------------------------------------------------------
+// The statements behind the endpoints, for EXPLAIN: Analytics.ts's own, captured as they run
 
-export const analyticsStatements = (projectId: string, workspaceStream: string, from: Date, to: Date) => {
-  const p = lit(projectId)
-  const s = lit(`project:${projectId}`)
-  const f = `${lit(from.toISOString())}::timestamptz`
-  const t = `${lit(to.toISOString())}::timestamptz`
-  const timeseries = (bucket: "hour" | "day") => `
-WITH counts AS (
-  SELECT date_trunc('${bucket}', occurred_at AT TIME ZONE 'UTC') AS t, count(*)::int AS n FROM event_log
-  WHERE project_id = ${p} AND stream_id = ${s}
-    AND occurred_at >= ${f} AND occurred_at < ${t}
-  GROUP BY 1
-)
-SELECT s.t AT TIME ZONE 'UTC' AS t, coalesce(c.n, 0)::int AS count
-FROM generate_series(
-  date_trunc('${bucket}', ${f} AT TIME ZONE 'UTC'),
-  (${t} AT TIME ZONE 'UTC') - interval '1 microsecond',
-  interval '1 ${bucket}'
-) AS s(t)
-LEFT JOIN counts c ON c.t = s.t
-ORDER BY s.t`
-  return [
-    {
-      name: "summary 1/4: events by type",
-      sql: `
-SELECT type, count(*)::int AS n FROM event_log
-WHERE project_id = ${p} AND stream_id = ${s}
-  AND occurred_at >= ${f} AND occurred_at < ${t}
-GROUP BY type`
-    },
-    {
-      name: "summary 2/4: active users",
-      sql: `
-SELECT count(DISTINCT actor_id)::int AS n FROM event_log
-WHERE project_id = ${p} AND stream_id = ${s}
-  AND occurred_at >= ${f} AND occurred_at < ${t}`
-    },
-    {
-      name: "summary 3/4: top authors",
-      sql: `
-SELECT actor_id AS user_id, count(*)::int AS messages FROM event_log
-WHERE project_id = ${p} AND type = 'message.created' AND stream_id = ${s}
-  AND occurred_at >= ${f} AND occurred_at < ${t}
-GROUP BY actor_id ORDER BY messages DESC, actor_id LIMIT 10`
-    },
-    {
-      name: "summary 4/4: the caller's workspace",
-      sql: `
-SELECT count(*)::int AS n FROM event_log
-WHERE project_id = ${p} AND stream_id = ${lit(workspaceStream)}
-  AND occurred_at >= ${f} AND occurred_at < ${t}`
-    },
-    { name: "timeseries, bucket=hour", sql: timeseries("hour") },
-    { name: "timeseries, bucket=day", sql: timeseries("day") }
-  ]
+/** A parameter written into a statement as a literal of its type. */
+const literal = (value: unknown): string =>
+  value instanceof Date
+    ? `'${value.toISOString()}'::timestamptz`
+    : typeof value === "number" || typeof value === "bigint"
+    ? String(value)
+    : `'${String(value).replaceAll("'", "''")}'`
+
+/** The compiled text with `$1`, `$2`, … replaced by their values, and its indentation removed. */
+const withLiterals = (text: string, params: ReadonlyArray<unknown>) => {
+  const lines = text.replace(/\$(\d+)/g, (_, n: string) => literal(params[Number(n) - 1])).split("\n")
+  const indent = Math.min(...lines.filter((l) => l.trim() !== "").map((l) => l.length - l.trimStart().length))
+  return "\n" + lines.map((l) => l.slice(indent)).join("\n").trim()
 }
+
+/** What each statement of a summary is for, told by what it reads. */
+const SUMMARY_PARTS: ReadonlyArray<readonly [string, (sql: string) => boolean]> = [
+  ["events by type", (sql) => /GROUP BY type/.test(sql)],
+  ["active users", (sql) => /count\(DISTINCT actor_id\)/.test(sql)],
+  ["top authors", (sql) => sql.includes("'message.created'")],
+  ["the caller's workspace", (sql) => sql.includes("'workspace:")]
+]
+
+/**
+ * The statements on event_log that `effect` runs, as a Statement transformer sees them compiled
+ * (the same text and parameters the server sends), parameters written in as literals.
+ */
+const capture = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const captured: Array<string> = []
+    yield* Statement.withTransformer(effect, (statement) =>
+      Effect.sync(() => {
+        const [text, params] = statement.compile()
+        if (/\bevent_log\b/.test(text)) captured.push(withLiterals(text, params))
+        return statement
+      }))
+    return captured
+  })
+
+/**
+ * The statements behind `summary` and `timeseries?bucket=hour|day` for one project and caller,
+ * taken from the real Analytics service (no hand copy to drift from it).
+ */
+export const analyticsStatements = (projectId: string, userId: string, from: Date, to: Date) =>
+  Effect.gen(function*() {
+    const analytics = yield* Analytics
+    const project = Ids.ProjectId.make(projectId)
+    const range = { from: DateTime.unsafeFromDate(from), to: DateTime.unsafeFromDate(to) }
+    const summary = yield* capture(analytics.summary(project, Events.workspaceStream(project, Ids.UserId.make(userId)), range))
+    const named = summary
+      .map((sql) => ({ sql, part: SUMMARY_PARTS.findIndex(([, matches]) => matches(sql)) }))
+      .sort((a, b) => (a.part < 0 ? Infinity : a.part) - (b.part < 0 ? Infinity : b.part))
+      .map(({ part, sql }, i) => ({
+        name: `summary ${i + 1}/${summary.length}: ${part < 0 ? "another statement" : SUMMARY_PARTS[part]![0]}`,
+        sql
+      }))
+    const timeseries = (bucket: "hour" | "day") =>
+      Effect.map(
+        capture(analytics.timeseries(project, bucket, range, undefined)),
+        (statements) => statements.map((sql) => ({ name: `timeseries, bucket=${bucket}`, sql }))
+      )
+    return [...named, ...(yield* timeseries("hour")), ...(yield* timeseries("day"))]
+  })
 
 /** The indexes a plan reads, from its text. */
 export const indexesIn = (plan: string) => {
@@ -489,8 +500,16 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
         }
       }
     }
+    // The real Analytics service on a pool of its own, only to capture the statements it sends.
+    const analytics = yield* Layer.build(Analytics.Default.pipe(
+      Layer.provide(EventLogStore.Default),
+      Layer.provide(clientLayer({ url, maxConnections: 4, applicationName: "herald-bench-explain" }))
+    ))
     const plans = yield* Effect.forEach(projects, (p) =>
-      explainAll(client, analyticsStatements(p.project.id, `workspace:${p.project.id}:${world.benchUser.id}`, from, to)))
+      Effect.flatMap(
+        Effect.provide(analyticsStatements(p.project.id, world.benchUser.id, from, to), analytics),
+        (statements) => explainAll(client, statements)
+      ))
 
     const verdicts = projects.map((p) => {
       const worst = Math.max(
@@ -516,7 +535,7 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
       `load average (1 min) before/after the requests: ${loadBefore} / ${loadAverage()} on ${os.availableParallelism()} CPUs`,
       `target: p99 <= ${TARGET.p99Ms} ms for summary and timeseries: ${verdicts.join("; ")}`,
       table(
-        ["the statements behind them (EXPLAIN ANALYZE, warm, literal parameters; buffers of the whole statement):"],
+        ["the statements behind them, as Analytics.ts sends them (EXPLAIN ANALYZE, warm, literal parameters; buffers of the whole statement):"],
         ["project", "statement", "ms", "rows", "buffers", "indexes"],
         projects.flatMap((p, i) =>
           plans[i]!.map((plan) => [

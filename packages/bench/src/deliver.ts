@@ -1,9 +1,9 @@
 import { Config, Console, Context, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
 import * as http from "node:http"
-import { ChatService } from "../src/chat/ChatService.js"
-import { UsersRepo } from "../src/chat/UsersRepo.js"
-import { AppConfig } from "../src/config/AppConfig.js"
-import { clientLayer } from "../src/db/Database.js"
+import { ChatService } from "@herald/server/chat/ChatService"
+import { UsersRepo } from "@herald/server/chat/UsersRepo"
+import { AppConfig } from "@herald/server/config/AppConfig"
+import { clientLayer } from "@herald/server/db/Database"
 import { postMessage, type Target, type Verdict, verdictLine } from "./deliver/common.js"
 import {
   cpuPerThousand,
@@ -53,7 +53,7 @@ import {
   table,
   withinBudget
 } from "./support.js"
-import { asUser } from "../src/chat/Policy.js"
+import { asUser } from "@herald/server/chat/Policy"
 
 /**
  * Delivery after commit, in three parts, each next to a baseline measured in the same run:

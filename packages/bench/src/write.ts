@@ -3,8 +3,8 @@ import { Config, Console, Context, Duration, Effect, Logger, LogLevel, Redacted 
 import { randomUUID } from "node:crypto"
 import * as http from "node:http"
 import pg from "pg"
-import { ChatService } from "../src/chat/ChatService.js"
-import { UsersRepo } from "../src/chat/UsersRepo.js"
+import { ChatService } from "@herald/server/chat/ChatService"
+import { UsersRepo } from "@herald/server/chat/UsersRepo"
 import {
   attempt,
   embeddedDatabase,
@@ -14,7 +14,7 @@ import {
   table,
   withinBudget
 } from "./support.js"
-import { asUser } from "../src/chat/Policy.js"
+import { asUser } from "@herald/server/chat/Policy"
 
 /**
  * Write throughput: `POST /api/projects/:projectId/messages` through the real server, next to
