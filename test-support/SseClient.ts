@@ -95,7 +95,12 @@ export const sseReader = () => {
   const waitForEvents = (n: number, timeoutMs = 15_000) =>
     new Promise<Array<SseEvent>>((ok, fail) => {
       const timer = setTimeout(
-        () => fail(new Error(`timed out waiting for ${n} SSE events; got ${events.length}: ${events.map((e) => e.id).join(",")}`)),
+        () =>
+          fail(
+            new Error(
+              `timed out waiting for ${n} SSE events; got ${events.length}: ${events.map((e) => e.id).join(",")}`
+            )
+          ),
         timeoutMs
       )
       const check = () => {

@@ -33,9 +33,14 @@ export const freshDatabaseUrl = Effect.acquireRelease(
  * fresh, migrated, and dropped at the end.
  */
 export const TestDatabaseLive = Layer.unwrapScoped(
-  Effect.map(freshDatabaseUrl, (url) =>
-    Layer.tap(clientLayer({ url: Redacted.make(url), maxConnections: 40 }), (ctx) =>
-      Effect.provide(runMigrations, ctx)))
+  Effect.map(
+    freshDatabaseUrl,
+    (url) =>
+      Layer.tap(
+        clientLayer({ url: Redacted.make(url), maxConnections: 40 }),
+        (ctx) => Effect.provide(runMigrations, ctx)
+      )
+  )
 )
 
 /** Empties every table between tests that need a clean slate. */

@@ -1,14 +1,14 @@
 import { Statement } from "@effect/sql"
 import { Events, Ids } from "@herald/domain"
+import { clientLayer } from "@herald/server/db/Database"
 import { Analytics } from "@herald/server/eventlog/Analytics"
+import { EventLogStore } from "@herald/server/eventlog/EventLogStore"
+import { materializeOnce } from "@herald/server/eventlog/Materializer"
 import { Config, Console, DateTime, Duration, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
 import { createHash, randomBytes, randomUUID } from "node:crypto"
 import * as http from "node:http"
 import * as os from "node:os"
 import type pg from "pg"
-import { clientLayer } from "@herald/server/db/Database"
-import { EventLogStore } from "@herald/server/eventlog/EventLogStore"
-import { materializeOnce } from "@herald/server/eventlog/Materializer"
 import {
   ascending,
   attempt,
@@ -162,21 +162,37 @@ export const planStreams = (world: World, total: number): Array<StreamPlan> => {
 export const insertWorld = (client: pg.Client, world: World, createdAt: Date) =>
   Effect.gen(function*() {
     const hash = createHash("sha256").update(world.benchUser.token).digest()
-    yield* query(client, "insert users", `
+    yield* query(
+      client,
+      "insert users",
+      `
       INSERT INTO users (id, name, created_at)
       SELECT id, 'user ' || n, $2 FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n)`,
-      [[world.benchUser.id, ...world.users], createdAt])
-    yield* query(client, "insert token", `INSERT INTO api_tokens (token_hash, user_id) VALUES ($1, $2)`,
-      [hash, world.benchUser.id])
-    yield* query(client, "insert projects", `
+      [[world.benchUser.id, ...world.users], createdAt]
+    )
+    yield* query(client, "insert token", `INSERT INTO api_tokens (token_hash, user_id) VALUES ($1, $2)`, [
+      hash,
+      world.benchUser.id
+    ])
+    yield* query(
+      client,
+      "insert projects",
+      `
       INSERT INTO projects (id, name, owner_id, created_at)
       SELECT id, 'project ' || n, owner_id, $3 FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS p(id, owner_id, n)`,
-      [world.projects.map((p) => p.id), world.projects.map((p) => p.ownerId), createdAt])
-    const memberships = world.projects.flatMap((p) => p.members.map((m, i) => [p.id, m, i === 0 ? "owner" : "member"] as const))
-    yield* query(client, "insert members", `
+      [world.projects.map((p) => p.id), world.projects.map((p) => p.ownerId), createdAt]
+    )
+    const memberships = world.projects.flatMap((p) =>
+      p.members.map((m, i) => [p.id, m, i === 0 ? "owner" : "member"] as const)
+    )
+    yield* query(
+      client,
+      "insert members",
+      `
       INSERT INTO project_members (project_id, user_id, role, created_at)
       SELECT project_id, user_id, role, $4 FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS m(project_id, user_id, role)`,
-      [memberships.map((m) => m[0]), memberships.map((m) => m[1]), memberships.map((m) => m[2]), createdAt])
+      [memberships.map((m) => m[0]), memberships.map((m) => m[1]), memberships.map((m) => m[2]), createdAt]
+    )
   })
 
 /**
@@ -196,12 +212,19 @@ export const generateEvents = (
   spanSeconds: number
 ) =>
   Effect.gen(function*() {
-    yield* query(client, "plan table", `
+    yield* query(
+      client,
+      "plan table",
+      `
       CREATE TEMP TABLE IF NOT EXISTS bench_streams (
         stream_id text, project_id uuid, kind text, events int, actors uuid[]
-      )`)
+      )`
+    )
     yield* query(client, "plan", `TRUNCATE bench_streams`)
-    yield* query(client, "plan", `
+    yield* query(
+      client,
+      "plan",
+      `
       INSERT INTO bench_streams
       SELECT * FROM jsonb_to_recordset($1::jsonb)
         AS s(stream_id text, project_id uuid, kind text, events int, actors uuid[])`,
@@ -211,10 +234,14 @@ export const generateEvents = (
         kind: s.kind,
         events: s.events,
         actors: s.actors
-      })))])
+      })))]
+    )
     // The sort of a million wide rows stays in memory.
     yield* query(client, "work_mem", `SET work_mem = '1GB'`)
-    const inserted = yield* query(client, `generate ${table}`, `
+    const inserted = yield* query(
+      client,
+      `generate ${table}`,
+      `
       INSERT INTO ${table} (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
       SELECT gen_random_uuid(), stream_id, seq, type, project_id, actor_id, occurred_at,
         CASE type
@@ -252,11 +279,16 @@ export const generateEvents = (
         ) e
       ) ev
       ORDER BY occurred_at`,
-      [start, spanSeconds])
+      [start, spanSeconds]
+    )
     yield* query(client, "work_mem", `RESET work_mem`)
-    yield* query(client, "event_streams", `
+    yield* query(
+      client,
+      "event_streams",
+      `
       INSERT INTO event_streams (stream_id, last_seq) SELECT stream_id, events FROM bench_streams
-      ON CONFLICT (stream_id) DO UPDATE SET last_seq = EXCLUDED.last_seq`)
+      ON CONFLICT (stream_id) DO UPDATE SET last_seq = EXCLUDED.last_seq`
+    )
     return inserted.rowCount ?? 0
   })
 
@@ -399,7 +431,9 @@ export const analyticsStatements = (projectId: string, userId: string, from: Dat
     const analytics = yield* Analytics
     const project = Ids.ProjectId.make(projectId)
     const range = { from: DateTime.unsafeFromDate(from), to: DateTime.unsafeFromDate(to) }
-    const summary = yield* capture(analytics.summary(project, Events.workspaceStream(project, Ids.UserId.make(userId)), range))
+    const summary = yield* capture(
+      analytics.summary(project, Events.workspaceStream(project, Ids.UserId.make(userId)), range)
+    )
     const named = summary
       .map((sql) => ({ sql, part: SUMMARY_PARTS.findIndex(([, matches]) => matches(sql)) }))
       .sort((a, b) => (a.part < 0 ? Infinity : a.part) - (b.part < 0 ? Infinity : b.part))
@@ -418,11 +452,15 @@ export const analyticsStatements = (projectId: string, userId: string, from: Dat
 /** The indexes a plan reads, from its text. */
 export const indexesIn = (plan: string) => {
   const names = new Set<string>()
-  for (const m of plan.matchAll(/(?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)?(?: using)? on (\S+)/g)) {
+  for (
+    const m of plan.matchAll(/(?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)?(?: using)? on (\S+)/g)
+  ) {
     names.add(m[1]!)
   }
   for (const m of plan.matchAll(/Index (?:Only )?Scan(?: Backward)? using (\S+)/g)) names.add(m[1]!)
-  const scans = [...plan.matchAll(/(Parallel )?(Seq Scan|Index Only Scan|Index Scan|Bitmap Heap Scan|Bitmap Index Scan)/g)]
+  const scans = [
+    ...plan.matchAll(/(Parallel )?(Seq Scan|Index Only Scan|Index Scan|Bitmap Heap Scan|Bitmap Index Scan)/g)
+  ]
     .map((m) => m[0])
   return { names: [...names], scans: [...new Set(scans)] }
 }
@@ -465,15 +503,25 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
     // An append-only table's steady state: autovacuum's insert threshold has run (visibility map
     // set) and statistics are current.
     yield* query(client, "vacuum", `VACUUM (ANALYZE) event_log`)
-    yield* query(client, "watermark", `
+    yield* query(
+      client,
+      "watermark",
+      `
       INSERT INTO event_log_watermark (id, as_of) VALUES (true, now())
-      ON CONFLICT (id) DO UPDATE SET as_of = GREATEST(event_log_watermark.as_of, EXCLUDED.as_of)`)
-    const sizes = (yield* query(client, "sizes", `
+      ON CONFLICT (id) DO UPDATE SET as_of = GREATEST(event_log_watermark.as_of, EXCLUDED.as_of)`
+    )
+    const sizes = (yield* query(
+      client,
+      "sizes",
+      `
       SELECT pg_size_pretty(pg_table_size('event_log')) AS heap,
              pg_size_pretty(pg_indexes_size('event_log')) AS indexes,
              current_setting('shared_buffers') AS shared_buffers,
-             current_setting('server_version') AS version`)).rows[0] as Record<string, string>
-    yield* Console.error(`analytics: generated in ${generateSeconds.toFixed(1)} s; measuring ${settings.requests} rounds…`)
+             current_setting('server_version') AS version`
+    )).rows[0] as Record<string, string>
+    yield* Console.error(
+      `analytics: generated in ${generateSeconds.toFixed(1)} s; measuring ${settings.requests} rounds…`
+    )
 
     const to = end
     const from = new Date(to.getTime() - RANGE_DAYS * 86_400_000)
@@ -490,13 +538,19 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
     const results = yield* measure(port, world.benchUser.token, probes, settings.requests)
     // A fast wrong answer would measure nothing: every endpoint's total must match the log.
     for (const p of projects) {
-      const { rows: [row] } = yield* query(client, "check", `
+      const { rows: [row] } = yield* query(
+        client,
+        "check",
+        `
         SELECT count(*)::int AS n FROM event_log WHERE stream_id = $1 AND occurred_at >= $2 AND occurred_at < $3`,
-        [`project:${p.project.id}`, from, to])
+        [`project:${p.project.id}`, from, to]
+      )
       const expected = (row as { n: number }).n
       for (const r of results.filter((r) => r.probe.label.endsWith(`, ${p.label}`))) {
         if (r.counted !== expected) {
-          return yield* new BenchError({ message: `${r.probe.label}: counted ${r.counted} events, event_log holds ${expected}` })
+          return yield* new BenchError({
+            message: `${r.probe.label}: counted ${r.counted} events, event_log holds ${expected}`
+          })
         }
       }
     }
@@ -522,8 +576,12 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
       latencyTable(results, [
         `analytics: GET latency over HTTP (server in this process), one keep-alive connection, sequential; ` +
         `${settings.requests} measured rounds after ${WARMUP_ROUNDS} warm-up rounds, every request of a round in turn`,
-        `event_log: ${count(settings.events)} events, ${PROJECTS} projects (Zipf by rank), ${count(streams.length)} streams, ` +
-        `${DAYS} days; heap ${sizes["heap"]}, indexes ${sizes["indexes"]}; shared_buffers ${sizes["shared_buffers"]}; ` +
+        `event_log: ${count(settings.events)} events, ${PROJECTS} projects (Zipf by rank), ${
+          count(streams.length)
+        } streams, ` +
+        `${DAYS} days; heap ${sizes["heap"]}, indexes ${sizes["indexes"]}; shared_buffers ${
+          sizes["shared_buffers"]
+        }; ` +
         `PostgreSQL ${sizes["version"]}`,
         `range: [${from.toISOString()}, ${to.toISOString()}) (${RANGE_DAYS} days); project-stream events over all ${DAYS} days: ` +
         projects.map((p) =>
@@ -555,7 +613,9 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
           "",
           `-- ${plan.name}${plan.sql}`,
           plan.plan,
-          `-- indexes: ${indexesIn(plan.plan).names.join(", ") || "none"}; scans: ${indexesIn(plan.plan).scans.join(", ")}`
+          `-- indexes: ${indexesIn(plan.plan).names.join(", ") || "none"}; scans: ${
+            indexesIn(plan.plan).scans.join(", ")
+          }`
         ])
       ])
     ]
@@ -582,8 +642,16 @@ const materializerPart = (url: Redacted.Redacted, rows: number) =>
     // Recent activity of the same 100 projects over the last hour, as a backlog would hold it.
     const world = makeWorld([])
     yield* insertWorld(client, world, new Date(Date.now() - 86_400_000))
-    const generated = yield* generateEvents(client, "event_outbox", planStreams(world, rows), new Date(Date.now() - 3_600_000), 3_600)
-    if (generated !== rows) return yield* new BenchError({ message: `generated ${generated} outbox rows, expected ${rows}` })
+    const generated = yield* generateEvents(
+      client,
+      "event_outbox",
+      planStreams(world, rows),
+      new Date(Date.now() - 3_600_000),
+      3_600
+    )
+    if (generated !== rows) {
+      return yield* new BenchError({ message: `generated ${generated} outbox rows, expected ${rows}` })
+    }
     yield* keepOutbox(client)
 
     const run = (kind: Drain["kind"]) =>
@@ -626,7 +694,9 @@ const materializerPart = (url: Redacted.Redacted, rows: number) =>
         ["drain", "rows/s", "seconds per run", "vs raw"],
         [
           [
-            `materializeOnce(${MATERIALIZE_BATCH}): ${Math.ceil(rows / MATERIALIZE_BATCH)}+ statements, one commit each`,
+            `materializeOnce(${MATERIALIZE_BATCH}): ${
+              Math.ceil(rows / MATERIALIZE_BATCH)
+            }+ statements, one commit each`,
             count(Math.round(herald)),
             runs.filter((r) => r.kind === "herald").map((r) => r.seconds.toFixed(2)).join(", "),
             `${ratio.toFixed(2)}x`
@@ -641,7 +711,9 @@ const materializerPart = (url: Redacted.Redacted, rows: number) =>
       ),
       "",
       `load average (1 min) at the end: ${load} on ${os.availableParallelism()} CPUs`,
-      `target: materializer >= ${TARGET.materializerRatio}x raw: ${ratio >= TARGET.materializerRatio ? "met" : "NOT met"} ` +
+      `target: materializer >= ${TARGET.materializerRatio}x raw: ${
+        ratio >= TARGET.materializerRatio ? "met" : "NOT met"
+      } ` +
       `(${ratio.toFixed(2)}x)`
     ].join("\n"))
   }).pipe(Effect.scoped)

@@ -103,11 +103,19 @@ const seed = (client: pg.Client, events: number) =>
     const stream = `project:${projectId}`
     const start = new Date(Date.now() - events * 10)
     yield* query(client, "user", `INSERT INTO users (id, name) VALUES ($1, 'bench')`, [userId])
-    yield* query(client, "project", `
+    yield* query(
+      client,
+      "project",
+      `
       WITH p AS (INSERT INTO projects (id, name, owner_id) VALUES ($1, 'bench', $2) RETURNING id, owner_id)
-      INSERT INTO project_members (project_id, user_id, role) SELECT id, owner_id, 'owner' FROM p`, [projectId, userId])
+      INSERT INTO project_members (project_id, user_id, role) SELECT id, owner_id, 'owner' FROM p`,
+      [projectId, userId]
+    )
     yield* query(client, "stream", `INSERT INTO event_streams (stream_id, last_seq) VALUES ($1, $2)`, [stream, events])
-    yield* query(client, "outbox", `
+    yield* query(
+      client,
+      "outbox",
+      `
       INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data, status, published_at, attempts)
       SELECT gen_random_uuid(), $1, g, CASE WHEN g = 1 THEN 'project.created' ELSE 'message.created' END, $2, $3,
         $4::timestamptz + g * interval '10 milliseconds',
@@ -116,7 +124,8 @@ const seed = (client: pg.Client, events: number) =>
                                      'body', left(repeat(md5(g::text), 10), 20 + (g * 7919) % 281)) END,
         'published', $4::timestamptz + g * interval '10 milliseconds' + interval '2 milliseconds', 1
       FROM generate_series(1, $5::int) AS g`,
-      [stream, projectId, userId, start, events])
+      [stream, projectId, userId, start, events]
+    )
     yield* keepOutbox(client)
     return stream
   })
@@ -187,7 +196,9 @@ const LISTENER = `
 const listener = (url: Redacted.Redacted) =>
   Effect.gen(function*() {
     const child = yield* Effect.acquireRelease(
-      Effect.sync(() => spawnProcess(process.execPath, ["-e", LISTENER], { BENCH_LISTEN_URL: Redacted.value(url) }, { ipc: true }).child),
+      Effect.sync(() =>
+        spawnProcess(process.execPath, ["-e", LISTENER], { BENCH_LISTEN_URL: Redacted.value(url) }, { ipc: true }).child
+      ),
       (child) => Effect.sync(() => child.kill("SIGKILL"))
     )
     const next = () =>
@@ -279,17 +290,23 @@ const replay = (
         if (kind === "cli") {
           const out = yield* herald(["replay", "--stream", stream, "--json"], { ...env, HERALD_BROKER: "postgres" })
           const result = yield* jsonOf<{ events: number }>("replay", out)
-          if (result.events !== events) return yield* new BenchError({ message: `herald replay published ${result.events} of ${events}` })
+          if (result.events !== events) {
+            return yield* new BenchError({ message: `herald replay published ${result.events} of ${events}` })
+          }
           seconds = out.seconds
         } else {
           const started = performance.now()
           const published = yield* rawReplay(client, stream, events)
-          if (published !== events) return yield* new BenchError({ message: `raw replay published ${published} of ${events}` })
+          if (published !== events) {
+            return yield* new BenchError({ message: `raw replay published ${published} of ${events}` })
+          }
           seconds = (performance.now() - started) / 1000
         }
         // Not timed: every event reached the listener, exactly once.
         const delivered = yield* listening.await(before, events)
-        if (delivered !== events) return yield* new BenchError({ message: `${kind}: ${delivered} notifications for ${events} events` })
+        if (delivered !== events) {
+          return yield* new BenchError({ message: `${kind}: ${delivered} notifications for ${events} events` })
+        }
         yield* Console.error(`  replay ${kind}: ${count(events)} events in ${seconds.toFixed(2)} s`)
         return { kind, seconds } satisfies Run
       })
@@ -324,15 +341,26 @@ const bench = Effect.gen(function*() {
     const cliWork = rateOf(runs, "cli", events, startup)
     const raw = rateOf(runs, "raw", events)
     return [
-      [`${name}: ${cliLabel}`, count(cli), secondsOf(runs, "cli"), `${(cli / raw).toFixed(2)}x`, count(cliWork), `${(cliWork / raw).toFixed(2)}x`],
+      [
+        `${name}: ${cliLabel}`,
+        count(cli),
+        secondsOf(runs, "cli"),
+        `${(cli / raw).toFixed(2)}x`,
+        count(cliWork),
+        `${(cliWork / raw).toFixed(2)}x`
+      ],
       [`${name}: ${rawLabel}`, count(raw), secondsOf(runs, "raw"), "1.00x", "-", "-"]
     ]
   }
   yield* Console.log([
     table(
       [
-        `cli: ${count(events)} events of one stream, durable commits; runs raw, cli, cli, raw; the bin spawned from the repository root`,
-        `herald start-up (\`herald --help\`, median of ${HELP_RUNS}): ${startup.toFixed(2)} s (${help.map((s) => s.toFixed(2)).join(", ")})`
+        `cli: ${
+          count(events)
+        } events of one stream, durable commits; runs raw, cli, cli, raw; the bin spawned from the repository root`,
+        `herald start-up (\`herald --help\`, median of ${HELP_RUNS}): ${startup.toFixed(2)} s (${
+          help.map((s) => s.toFixed(2)).join(", ")
+        })`
       ],
       ["command", "events/s", "seconds per run", "vs raw", "events/s w/o start-up", "vs raw"],
       [
@@ -344,7 +372,9 @@ const bench = Effect.gen(function*() {
     `load average (1 min) at the end: ${loadAverage()} on ${os.availableParallelism()} CPUs`,
     "w/o start-up: the bin's time minus the median `herald --help` (node + tsx + @effect/cli loading).",
     "materialize: the CLI counts the backlog, then runs materializeOnce(1000) passes until one copies nothing:",
-    `  ${Math.ceil(events / 1_000)}+ INSERT…SELECT/UPDATE statements, each its own commit. The raw baseline is one transaction.`,
+    `  ${
+      Math.ceil(events / 1_000)
+    }+ INSERT…SELECT/UPDATE statements, each its own commit. The raw baseline is one transaction.`,
     "replay: the CLI reads each page from outbox ∪ event_log (DISTINCT ON seq; both hold every event here, as",
     "  after materialize and before prune); the raw loop reads the outbox alone. Both NOTIFY one page per statement;",
     `  a LISTEN connection received all ${count(events)} notifications of every run (checked, not timed).`

@@ -1,9 +1,10 @@
-import { Config, Console, Context, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
-import * as http from "node:http"
 import { ChatService } from "@herald/server/chat/ChatService"
+import { asUser } from "@herald/server/chat/Policy"
 import { UsersRepo } from "@herald/server/chat/UsersRepo"
 import { AppConfig } from "@herald/server/config/AppConfig"
 import { clientLayer } from "@herald/server/db/Database"
+import { Config, Console, Context, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
+import * as http from "node:http"
 import { postMessage, type Target, type Verdict, verdictLine } from "./deliver/common.js"
 import {
   cpuPerThousand,
@@ -22,20 +23,20 @@ import {
   STREAMS
 } from "./deliver/drain.js"
 import {
-  fanOut,
   type FanOut,
-  type MemoryDelta,
+  fanOut,
   loadedPoint,
+  type MemoryDelta,
   openKeepAlive,
   openSse,
-  restingPoint,
   perConnection,
+  restingPoint,
   serverSseConnections,
   settle,
   SETTLE_SECONDS
 } from "./deliver/fanout.js"
 import { type LatencySample, measureCell, sseListener } from "./deliver/latency.js"
-import { makeTarget, serverProcess, type ServerProcess } from "./deliver/serverProcess.js"
+import { makeTarget, type ServerProcess, serverProcess } from "./deliver/serverProcess.js"
 import {
   attempt,
   BenchError,
@@ -53,7 +54,6 @@ import {
   table,
   withinBudget
 } from "./support.js"
-import { asUser } from "@herald/server/chat/Policy"
 
 /**
  * Delivery after commit, in three parts, each next to a baseline measured in the same run:
@@ -87,11 +87,26 @@ const KB = 1024
 
 const Settings = Config.all({
   seconds: secondsSetting,
-  backlog: ranged(Config.integer("BENCH_BACKLOG"), 100_000, [1000, 1_000_000], "Expected a backlog from 1000 to 1000000 events"),
+  backlog: ranged(
+    Config.integer("BENCH_BACKLOG"),
+    100_000,
+    [1000, 1_000_000],
+    "Expected a backlog from 1000 to 1000000 events"
+  ),
   // Every connection is a file descriptor in this process and one in the server's (ulimit -n).
-  connections: ranged(Config.integer("BENCH_CONNECTIONS"), 10_000, [10, 18_000], "Expected from 10 to 18000 connections"),
+  connections: ranged(
+    Config.integer("BENCH_CONNECTIONS"),
+    10_000,
+    [10, 18_000],
+    "Expected from 10 to 18000 connections"
+  ),
   rounds: ranged(Config.integer("BENCH_FANOUT_ROUNDS"), 20, [1, 200], "Expected from 1 to 200 rounds"),
-  graphileConcurrency: ranged(Config.integer("BENCH_GRAPHILE_CONCURRENCY"), 10, [1, 50], "Expected a concurrency from 1 to 50"),
+  graphileConcurrency: ranged(
+    Config.integer("BENCH_GRAPHILE_CONCURRENCY"),
+    10,
+    [1, 50],
+    "Expected a concurrency from 1 to 50"
+  ),
   parts: Config.string("BENCH_PARTS").pipe(
     Config.withDefault("latency,drain,sse"),
     Config.map((s) => new Set(s.split(",").map((p) => p.trim()).filter((p) => p.length > 0))),
@@ -126,7 +141,9 @@ const latencyCells = (target: Target, where: Where, seconds: number) =>
       const post = yield* measureCell(target, sse, "post", rate, seconds)
       yield* progress(
         `server in ${where}, ${rate}/s: POST→SSE p50 ${fixed(percentile(post.sendToSse, 50))} ms, ` +
-          `p99 ${fixed(percentile(post.sendToSse, 99))} ms; GET /health/live p50 ${fixed(percentile(floor.roundTrip, 50))} ms`
+          `p99 ${fixed(percentile(post.sendToSse, 99))} ms; GET /health/live p50 ${
+            fixed(percentile(floor.roundTrip, 50))
+          } ms`
       )
       rows.push({ where, rate, floor, post })
     }
@@ -161,7 +178,13 @@ const latencyTable = (rows: ReadonlyArray<LatencyRow>, seconds: number) => {
   for (const { floor, post, rate, where } of rows) {
     const f50 = percentile(floor.roundTrip, 50)
     const f99 = percentile(floor.roundTrip, 99)
-    const row = (what: string, sample: LatencySample, values: ReadonlyArray<number>, target: string, vsFloor: boolean) => {
+    const row = (
+      what: string,
+      sample: LatencySample,
+      values: ReadonlyArray<number>,
+      target: string,
+      vsFloor: boolean
+    ) => {
       const p50 = percentile(values, 50)
       const p99 = percentile(values, 99)
       lines.push([
@@ -188,7 +211,20 @@ const latencyTable = (rows: ReadonlyArray<LatencyRow>, seconds: number) => {
   }
   return table(
     `deliver 1: commit→SSE latency, one SSE client, open-loop posts over HTTP, ${seconds} s per cell (ms)`,
-    ["server in", "rate/s", "measure", "n", "p50", "p99", "max", "target", "p50/floor", "p99/floor", "answered/s", "send lag p99"],
+    [
+      "server in",
+      "rate/s",
+      "measure",
+      "n",
+      "p50",
+      "p99",
+      "max",
+      "target",
+      "p50/floor",
+      "p99/floor",
+      "answered/s",
+      "send lag p99"
+    ],
     lines,
     [
       "Open loop: request i is sent at t0 + i/rate whatever the answers do; times run from when it was sent.",
@@ -210,7 +246,13 @@ const latencyVerdicts = (rows: ReadonlyArray<LatencyRow>): Array<Verdict> =>
     const bounds = (p: number) => {
       const upper = percentile(row.post.sendToSse, p)
       const lower = percentile(row.post.answerToSse, p)
-      return { upper, lower, text: `${fixed(lower)} .. ${fixed(upper)} ms (201→SSE .. POST→SSE; floor ${fixed(percentile(row.floor.roundTrip, p))} ms)` }
+      return {
+        upper,
+        lower,
+        text: `${fixed(lower)} .. ${fixed(upper)} ms (201→SSE .. POST→SSE; floor ${
+          fixed(percentile(row.floor.roundTrip, p))
+        } ms)`
+      }
     }
     const verdict = (p: number, limit: number): Verdict => {
       const b = bounds(p)
@@ -251,9 +293,9 @@ const drainPart = (url: Redacted.Redacted, settings: Settings) =>
     const herald: Array<DrainRun> = []
     const report = (run: DrainRun) =>
       progress(
-      `${run.who}: ${run.partial ? `stopped at the cap after ${run.delivered} of` : "all"} ${run.events} events ` +
-        `in ${run.seconds.toFixed(2)} s = ${perSecond([run]).toFixed(0)}/s`
-    )
+        `${run.who}: ${run.partial ? `stopped at the cap after ${run.delivered} of` : "all"} ${run.events} events ` +
+          `in ${run.seconds.toFixed(2)} s = ${perSecond([run]).toFixed(0)}/s`
+      )
     const check = (run: DrainRun) =>
       run.partial || run.delivered >= run.events
         ? Effect.succeed(run)
@@ -275,7 +317,11 @@ const drainPart = (url: Redacted.Redacted, settings: Settings) =>
     yield* resetOutbox(setup)
 
     const modes: Array<GraphileMode> = [
-      { label: `concurrency ${settings.graphileConcurrency}, defaults`, concurrency: settings.graphileConcurrency, batched: false },
+      {
+        label: `concurrency ${settings.graphileConcurrency}, defaults`,
+        concurrency: settings.graphileConcurrency,
+        batched: false
+      },
       {
         label: `concurrency ${settings.graphileConcurrency}, local queue 500 + batched completion`,
         concurrency: settings.graphileConcurrency,
@@ -339,10 +385,16 @@ const drainTable = (d: DrainResult) => {
     lines.push(
       typeof run === "string"
         ? [`Graphile Worker, ${mode.label}`, "0", "-", "-", "-", "-", `failed: ${run}`]
-        : row(`Graphile Worker, ${mode.label}`, [run], mode.batched ? "(tuned, for reference)" : `Herald >= ${TARGETS.drain.vsGraphile}x`)
+        : row(
+          `Graphile Worker, ${mode.label}`,
+          [run],
+          mode.batched ? "(tuned, for reference)" : `Herald >= ${TARGETS.drain.vsGraphile}x`
+        )
     )
   }
-  if (d.graphileError !== undefined) lines.push(["Graphile Worker", "0", "-", "-", "-", "-", `could not run: ${d.graphileError}`])
+  if (d.graphileError !== undefined) {
+    lines.push(["Graphile Worker", "0", "-", "-", "-", "-", `could not run: ${d.graphileError}`])
+  }
   return table(
     `deliver 2: drain of a ${d.events}-event backlog (${STREAMS} streams, contiguous seqs), until none is pending`,
     ["drainer", "runs", "s/run", "events/s", "CPU ms/1000 ev", "Herald/this", "target"],
@@ -352,7 +404,9 @@ const drainTable = (d: DrainResult) => {
       `at a time; runs in the order raw, Herald, Graphile…, Herald, raw. Herald's broker only counts; Graphile Worker's`,
       `task only counts (its jobs carry the same envelope, enqueued with add_jobs, ${5000} per transaction; no queue_name,`,
       `so no per-stream order). CPU ms: this process's CPU per 1000 events (drainer plus a 20 ms "done yet?" poll).`,
-      `* stopped at the ${DRAIN_CAP_MS / 1000} s cap before the backlog was gone: events/s over what it delivered by then.`,
+      `* stopped at the ${
+        DRAIN_CAP_MS / 1000
+      } s cap before the backlog was gone: events/s over what it delivered by then.`,
       `Herald/raw SQL: ${ratio(heraldRate, rawRate)}.${rawSplit(d.raw)}`
     ]
   )
@@ -409,7 +463,12 @@ const warmUp = (target: Target, rounds: number, serverCpuMs: () => number) =>
     }
     const one = await openSse(target, 1)
     try {
-      const { result, lastSeq: last } = await fanOut(target, one, { rounds, lastSeq, budgetMs: FANOUT_BUDGET_MS, serverCpuMs })
+      const { result, lastSeq: last } = await fanOut(target, one, {
+        rounds,
+        lastSeq,
+        budgetMs: FANOUT_BUDGET_MS,
+        serverCpuMs
+      })
       return { lastSeq: last, oneClient: result }
     } finally {
       one.close()
@@ -485,9 +544,16 @@ const ssePart = (url: Redacted.Redacted, settings: Settings) =>
               })
               yield* progress(`idle for ${idle.seconds.toFixed(0)} s: ${idle.serverCpuMs} ms of server CPU`)
               const { result: many } = yield* attempt("fan-out rounds", () =>
-                fanOut(target, set, { rounds: settings.rounds, lastSeq, budgetMs: FANOUT_BUDGET_MS, serverCpuMs: server.cpuMs }))
+                fanOut(target, set, {
+                  rounds: settings.rounds,
+                  lastSeq,
+                  budgetMs: FANOUT_BUDGET_MS,
+                  serverCpuMs: server.cpuMs
+                }))
               yield* progress(
-                `${n} SSE clients: POST→last p50 ${fixed(percentile(many.toLast, 50))} ms, p99 ${fixed(percentile(many.toLast, 99))} ms`
+                `${n} SSE clients: POST→last p50 ${fixed(percentile(many.toLast, 50))} ms, p99 ${
+                  fixed(percentile(many.toLast, 99))
+                } ms`
               )
               return { delta: perConnection(before, after, n), serverCount, opening, idle, oneClient, many }
             }),
@@ -541,13 +607,15 @@ const sseTables = (r: SseResult) => {
       `still hold the opening's garbage). "after GC": the same after a full GC in the server (--expose-gc and a`,
       `SIGUSR2 handler preloaded by the bench). Socket buffers live in the kernel and are not in any figure.`,
       `Each kind ran on a fresh server process after the same warm-up.` +
-        (r.keepAliveClosed > 0 ? ` ${r.keepAliveClosed} keep-alive connections had closed by then.` : ""),
+      (r.keepAliveClosed > 0 ? ` ${r.keepAliveClosed} keep-alive connections had closed by then.` : ""),
       `The server counted ${r.serverCount} open SSE connections (herald_sse_connections) after the opening.`,
       `Opening them (${200} at a time) took ${r.opening.seconds.toFixed(1)} s and ` +
-        `${(r.opening.serverCpuMs / r.sse.connections).toFixed(2)} ms of server CPU per connection.`,
-      `Then, idle for one heartbeat period (${r.idle.seconds.toFixed(0)} s, no event), the server used ${r.idle.serverCpuMs} ms of CPU ` +
-        `(${((100 * r.idle.serverCpuMs) / (1000 * r.idle.seconds)).toFixed(0)}% of a core; ` +
-        `${(r.idle.serverCpuMs / r.sse.connections).toFixed(2)} ms per connection per heartbeat).`
+      `${(r.opening.serverCpuMs / r.sse.connections).toFixed(2)} ms of server CPU per connection.`,
+      `Then, idle for one heartbeat period (${
+        r.idle.seconds.toFixed(0)
+      } s, no event), the server used ${r.idle.serverCpuMs} ms of CPU ` +
+      `(${((100 * r.idle.serverCpuMs) / (1000 * r.idle.seconds)).toFixed(0)}% of a core; ` +
+      `${(r.idle.serverCpuMs / r.sse.connections).toFixed(2)} ms per connection per heartbeat).`
     ]
   )
   const fanRow = (f: FanOut, target: string, base: FanOut | undefined) => [
@@ -565,13 +633,27 @@ const sseTables = (r: SseResult) => {
   ]
   const fan = table(
     `deliver 3b: fan-out of one event to every SSE client of a project, POST sent → client has it (ms)`,
-    ["clients", "rounds", "201 p50", "first p50", "last p50", "last p99", "target", "last p50/1", "last p99/1", "server CPU ms/round", "incomplete"],
+    [
+      "clients",
+      "rounds",
+      "201 p50",
+      "first p50",
+      "last p50",
+      "last p99",
+      "target",
+      "last p50/1",
+      "last p99/1",
+      "server CPU ms/round",
+      "incomplete"
+    ],
     [
       fanRow(r.oneClient, "", undefined),
       fanRow(r.many, `last p99 <= ${TARGETS.sse.fanOutP99}`, r.oneClient)
     ],
     [
-      `Rounds are sequential, 250 ms apart (at most ${FANOUT_BUDGET_MS / 1000} s of them per row); with so few, p99 is the`,
+      `Rounds are sequential, 250 ms apart (at most ${
+        FANOUT_BUDGET_MS / 1000
+      } s of them per row); with so few, p99 is the`,
       `slowest round. Server CPU: utime + stime of the server process (/proc/<pid>/stat) per round.`,
       `The clients are raw sockets in the bench process: "last" includes the time this process takes to read`,
       `every socket once, so it is an upper bound for the server's fan-out.`
@@ -622,7 +704,9 @@ const bench = Effect.gen(function*() {
   yield* Console.log(
     [
       "",
-      `deliver: targets (${((performance.now() - started) / 1000).toFixed(0)} s in all; shared 2-core machine, so compare ratios)`,
+      `deliver: targets (${
+        ((performance.now() - started) / 1000).toFixed(0)
+      } s in all; shared 2-core machine, so compare ratios)`,
       ...verdicts.map(verdictLine),
       "  (open: the target lies between the lower and the upper bound of the figure)"
     ].join("\n")

@@ -27,7 +27,8 @@ const benches: Record<string, Bench> = {
     load: () => import("./analytics.js")
   },
   startup: {
-    about: "idle server RSS, `herald --help` and `herald outbox stats --json` wall time, next to `node -e 0` (also BENCH_RUNS)",
+    about:
+      "idle server RSS, `herald --help` and `herald outbox stats --json` wall time, next to `node -e 0` (also BENCH_RUNS)",
     load: () => import("./startup.js")
   },
   cli: {

@@ -98,7 +98,13 @@ const bench = Effect.gen(function*() {
 
   const idleMb = idleKb / 1024
   const rows = [
-    ["idle server RSS", `${fixed(idleMb, 1)} MB`, `${fixed(nodeKb / 1024, 1)} MB idle node`, "≤ 150 MB", idleMb <= 150 ? "met" : "NOT met"],
+    [
+      "idle server RSS",
+      `${fixed(idleMb, 1)} MB`,
+      `${fixed(nodeKb / 1024, 1)} MB idle node`,
+      "≤ 150 MB",
+      idleMb <= 150 ? "met" : "NOT met"
+    ],
     ...commands.map((command, c) => {
       const x = medians[c]! / base
       return [
@@ -115,7 +121,8 @@ const bench = Effect.gen(function*() {
     ["figure", "value", "against node", "target", ""],
     rows,
     [
-      "p90: " + commands.map((command, c) => `${command.label} ${fixed(percentile(ascending(times[c]!), 90), 1)} ms`).join(" · "),
+      "p90: " +
+      commands.map((command, c) => `${command.label} ${fixed(percentile(ascending(times[c]!), 90), 1)} ms`).join(" · "),
       "outbox stats attaches to the running server's embedded PostgreSQL (HERALD_DATA_DIR), as an operator's would."
     ]
   ))

@@ -1,14 +1,14 @@
 import { HttpServer } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
+import { clientLayer, embeddedUrl } from "@herald/server/db/Database"
+import { acquireEmbedded } from "@herald/server/db/EmbeddedPostgres"
+import { runMigrations } from "@herald/server/db/Migrations"
 import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
 import * as fs from "node:fs/promises"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import pg from "pg"
-import { clientLayer, embeddedUrl } from "@herald/server/db/Database"
-import { acquireEmbedded } from "@herald/server/db/EmbeddedPostgres"
-import { runMigrations } from "@herald/server/db/Migrations"
 
 /**
  * What the benches share: errors, settings, statistics, text tables, scratch space, the embedded
@@ -30,12 +30,12 @@ export const attempt = <A>(what: string, f: () => Promise<A>) =>
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** The backstop over a whole bench (or its runs): every step has its own timeout besides. */
-export const withinBudget = (duration: Duration.Duration, what = "the bench") =>
-<A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.timeoutFail(self, {
-    duration,
-    onTimeout: () => new BenchError({ message: `${what} did not finish within ${Duration.format(duration)}` })
-  })
+export const withinBudget =
+  (duration: Duration.Duration, what = "the bench") => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+    Effect.timeoutFail(self, {
+      duration,
+      onTimeout: () => new BenchError({ message: `${what} did not finish within ${Duration.format(duration)}` })
+    })
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -53,14 +53,21 @@ export const ranged = (
   )
 
 /** BENCH_SECONDS: measured seconds per run. */
-export const secondsSetting = ranged(Config.number("BENCH_SECONDS"), 5, [1, 20], "Expected a number of seconds from 1 to 20")
+export const secondsSetting = ranged(
+  Config.number("BENCH_SECONDS"),
+  5,
+  [1, 20],
+  "Expected a number of seconds from 1 to 20"
+)
 
 // ---------------------------------------------------------------------------------------------
 // Statistics
 
 /** Nearest-rank percentile of an ascending array (NaN when empty). */
 export const percentile = (sorted: ReadonlyArray<number>, p: number) =>
-  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
+  sorted.length === 0
+    ? NaN
+    : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
 
 export const ascending = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)
 
@@ -269,7 +276,11 @@ export const keepOutbox = (client: pg.Client) =>
 export const resetOutbox = (client: pg.Client) =>
   Effect.gen(function*() {
     yield* query(client, "reset", `TRUNCATE event_log, event_outbox, event_log_watermark`)
-    yield* query(client, "reset", `INSERT INTO event_outbox OVERRIDING SYSTEM VALUE SELECT * FROM bench_outbox_source ORDER BY position`)
+    yield* query(
+      client,
+      "reset",
+      `INSERT INTO event_outbox OVERRIDING SYSTEM VALUE SELECT * FROM bench_outbox_source ORDER BY position`
+    )
     yield* query(client, "reset", `VACUUM (ANALYZE) event_outbox, event_log`)
     yield* query(client, "reset", `CHECKPOINT`)
   })
@@ -278,10 +289,14 @@ export const resetOutbox = (client: pg.Client) =>
 export const rawMaterialize = (client: pg.Client) =>
   Effect.gen(function*() {
     yield* query(client, "begin", "BEGIN")
-    yield* query(client, "raw insert", `
+    yield* query(
+      client,
+      "raw insert",
+      `
       INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
       SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data
-      FROM event_outbox WHERE materialized_at IS NULL ORDER BY position`)
+      FROM event_outbox WHERE materialized_at IS NULL ORDER BY position`
+    )
     yield* query(client, "raw update", `UPDATE event_outbox SET materialized_at = now() WHERE materialized_at IS NULL`)
     yield* query(client, "commit", "COMMIT")
   })
@@ -289,11 +304,17 @@ export const rawMaterialize = (client: pg.Client) =>
 /** Fails unless event_log holds all `rows` and nothing is left to materialize. */
 export const checkMaterialized = (client: pg.Client, kind: string, rows: number) =>
   Effect.gen(function*() {
-    const { rows: [row] } = yield* query(client, "check", `
+    const { rows: [row] } = yield* query(
+      client,
+      "check",
+      `
       SELECT (SELECT count(*) FROM event_log)::int AS logged,
-             (SELECT count(*) FROM event_outbox WHERE materialized_at IS NULL)::int AS left`)
+             (SELECT count(*) FROM event_outbox WHERE materialized_at IS NULL)::int AS left`
+    )
     const { left, logged } = row as { logged: number; left: number }
     if (logged !== rows || left !== 0) {
-      return yield* new BenchError({ message: `${kind}: event_log has ${logged} of ${rows} rows, ${left} left unmaterialized` })
+      return yield* new BenchError({
+        message: `${kind}: event_log has ${logged} of ${rows} rows, ${left} left unmaterialized`
+      })
     }
   })

@@ -1,20 +1,12 @@
 import { Events, type Ids } from "@herald/domain"
+import { ChatService } from "@herald/server/chat/ChatService"
+import { asUser } from "@herald/server/chat/Policy"
+import { UsersRepo } from "@herald/server/chat/UsersRepo"
 import { Config, Console, Context, Duration, Effect, Logger, LogLevel, Redacted } from "effect"
 import { randomUUID } from "node:crypto"
 import * as http from "node:http"
 import pg from "pg"
-import { ChatService } from "@herald/server/chat/ChatService"
-import { UsersRepo } from "@herald/server/chat/UsersRepo"
-import {
-  attempt,
-  embeddedDatabase,
-  inProcessServer,
-  request,
-  secondsSetting,
-  table,
-  withinBudget
-} from "./support.js"
-import { asUser } from "@herald/server/chat/Policy"
+import { attempt, embeddedDatabase, inProcessServer, request, secondsSetting, table, withinBudget } from "./support.js"
 
 /**
  * Write throughput: `POST /api/projects/:projectId/messages` through the real server, next to
@@ -115,7 +107,9 @@ const INSERT_MESSAGE_AS_MEMBER = `
     created_event_id, created_event_seq, created_at, edited_at, deleted_at`
 
 /** The baseline: the same transaction over a plain `pg` pool with one connection per worker. */
-const rawPost = (options: { url: Redacted.Redacted; userId: Ids.UserId; projectId: Ids.ProjectId; concurrency: number }) =>
+const rawPost = (
+  options: { url: Redacted.Redacted; userId: Ids.UserId; projectId: Ids.ProjectId; concurrency: number }
+) =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const pool = new pg.Pool({
@@ -144,11 +138,26 @@ const rawPost = (options: { url: Redacted.Redacted; userId: Ids.UserId; projectI
         const messageId = randomUUID()
         const data = { messageId, authorId: options.userId, role: "user", body }
         await client.query(INSERT_OUTBOX, [
-          eventId, stream, bumped!.last_seq, "message.created", options.projectId, options.userId, bumped!.at,
+          eventId,
+          stream,
+          bumped!.last_seq,
+          "message.created",
+          options.projectId,
+          options.userId,
+          bumped!.at,
           JSON.stringify(data)
         ])
         const inserted = await client.query(INSERT_MESSAGE_AS_MEMBER, [
-          messageId, options.projectId, options.userId, "project", "user", body, null, eventId, bumped!.last_seq, bumped!.at
+          messageId,
+          options.projectId,
+          options.userId,
+          "project",
+          "user",
+          body,
+          null,
+          eventId,
+          bumped!.last_seq,
+          bumped!.at
         ])
         if (inserted.rowCount !== 1) throw new Error("raw post: the author is not a member of the project")
         await client.query("COMMIT")

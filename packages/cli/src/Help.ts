@@ -17,11 +17,13 @@ const isGroup = (doc: HelpDoc.HelpDoc): boolean =>
 const showHelp = (command: CommandDescriptor.Command<unknown>, name: string, args: ReadonlyArray<string>) =>
   CommandDescriptor.parse(command, [name, ...args], CliConfig.defaultConfig).pipe(
     Effect.option,
-    Effect.map(Option.flatMap((directive) =>
-      CommandDirective.isBuiltIn(directive) && BuiltInOptions.isShowHelp(directive.option)
-        ? Option.some(directive.option)
-        : Option.none()
-    ))
+    Effect.map(
+      Option.flatMap((directive) =>
+        CommandDirective.isBuiltIn(directive) && BuiltInOptions.isShowHelp(directive.option)
+          ? Option.some(directive.option)
+          : Option.none()
+      )
+    )
   )
 
 /**
@@ -48,13 +50,18 @@ export const helpPage = (
       const name = commandName(usage)
       const at = name === undefined ? -1 : names.indexOf(name)
       const parents = name === root ? [] : [root, ...(at === -1 ? [] : names.slice(0, at))]
-      const whole = parents.reduceRight((rest, parent) => Usage.concat(Usage.named([parent], Option.none()), rest), usage)
+      const whole = parents.reduceRight(
+        (rest, parent) => Usage.concat(Usage.named([parent], Option.none()), rest),
+        usage
+      )
       const group = isGroup(helpDoc) ? Span.text(" <command>") : Span.empty
       return HelpDoc.toAnsiText(HelpDoc.blocks([
         HelpDoc.h1(Span.code(root)),
         HelpDoc.p(`${root} ${version}`),
         HelpDoc.h1("USAGE"),
-        ...Usage.enumerate(whole, CliConfig.defaultConfig).map((line) => HelpDoc.p(Span.spans([Span.text("$ "), line, group]))),
+        ...Usage.enumerate(whole, CliConfig.defaultConfig).map((line) =>
+          HelpDoc.p(Span.spans([Span.text("$ "), line, group]))
+        ),
         helpDoc
       ]))
     })
@@ -72,7 +79,8 @@ const colour = (stream: NodeJS.WriteStream) => stream.isTTY === true && (process
  * test), so scripts and logs get plain text.
  */
 export const PlainOffTerminalLive = Layer.unwrapEffect(Effect.map(Effect.console, (console) => {
-  const plain = (args: ReadonlyArray<unknown>) => args.map((a) => typeof a === "string" ? a.replace(ANSI_ESCAPE, "") : a)
+  const plain = (args: ReadonlyArray<unknown>) =>
+    args.map((a) => typeof a === "string" ? a.replace(ANSI_ESCAPE, "") : a)
   const stdout = colour(process.stdout) ? {} : {
     log: (...args: ReadonlyArray<unknown>) => console.log(...plain(args)),
     info: (...args: ReadonlyArray<unknown>) => console.info(...plain(args)),
@@ -85,4 +93,3 @@ export const PlainOffTerminalLive = Layer.unwrapEffect(Effect.map(Effect.console
   }
   return Console.setConsole({ ...console, ...stdout, ...stderr })
 }))
-

@@ -1,6 +1,6 @@
-import { Console, Data, Duration, Effect, Option } from "effect"
 import cliProgress from "cli-progress"
 import Table from "cli-table3"
+import { Console, Data, Duration, Effect, Option } from "effect"
 
 /** A failure the CLI reports as one line on stderr, exit code 1. */
 export class CliError extends Data.TaggedError("CliError")<{ readonly message: string }> {}
@@ -33,7 +33,8 @@ export const progress = (label: string, total: number) =>
         bar.start(total, 0, { rate: "0" })
         const started = Date.now()
         return {
-          update: (done: number) => bar.update(done, { rate: Math.round(done / Math.max(0.001, (Date.now() - started) / 1000)) }),
+          update: (done: number) =>
+            bar.update(done, { rate: Math.round(done / Math.max(0.001, (Date.now() - started) / 1000)) }),
           stop: () => bar.stop()
         }
       }
@@ -64,7 +65,14 @@ export const parseDuration = (text: string): Effect.Effect<Duration.Duration, Cl
   const m = /^(\d+)\s*(ms|s|m|h|d|w)$/.exec(text.trim())
   if (m) {
     const n = Number(m[1])
-    const unit = { ms: Duration.millis, s: Duration.seconds, m: Duration.minutes, h: Duration.hours, d: Duration.days, w: Duration.weeks }[
+    const unit = {
+      ms: Duration.millis,
+      s: Duration.seconds,
+      m: Duration.minutes,
+      h: Duration.hours,
+      d: Duration.days,
+      w: Duration.weeks
+    }[
       m[2] as "ms"
     ]
     return Effect.succeed(unit(n))

@@ -1,7 +1,7 @@
 import { Command, ValidationError } from "@effect/cli"
-import { SqlError } from "@effect/sql/SqlError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { SqlError } from "@effect/sql/SqlError"
 import { ConfigError, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
 // The one deep import: the package entry would bring the database client into `herald --help`.
 import { formatConfigError } from "@herald/server/config/AppConfig"
@@ -14,9 +14,12 @@ const VERSION = "0.1.0"
 const cli = Command.run(herald, { name: NAME, version: VERSION })
 
 const causeMessage = (cause: unknown): string | undefined =>
-  typeof cause === "object" && cause !== null && "message" in cause && typeof cause.message === "string" && cause.message !== ""
+  typeof cause === "object" && cause !== null && "message" in cause && typeof cause.message === "string" &&
+    cause.message !== ""
     ? cause.message
-    : typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : undefined
+    : typeof cause === "object" && cause !== null && "code" in cause
+    ? String(cause.code)
+    : undefined
 
 /** One clear line on stderr and a non-zero exit; never a stack trace. */
 const describe = (error: unknown): string => {
@@ -24,7 +27,9 @@ const describe = (error: unknown): string => {
   if (error instanceof SqlError) {
     // The database's own reason, and the likely fix when the schema is missing.
     const reason = causeMessage(error.cause)
-    const hint = /relation .* does not exist/.test(reason ?? "") ? " (is the database migrated? run: herald migrate)" : ""
+    const hint = /relation .* does not exist/.test(reason ?? "")
+      ? " (is the database migrated? run: herald migrate)"
+      : ""
     return `herald: ${error.message}${reason ? `: ${reason}` : ""}${hint}`
   }
   if (typeof error === "object" && error !== null && "message" in error) {

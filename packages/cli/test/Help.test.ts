@@ -5,7 +5,8 @@ import { type CliResult, herald, heraldAll, repoRoot } from "./support/Cli.js"
 
 const ESC = "\u001b["
 
-const describeRun = (r: CliResult) => `herald ${r.args.join(" ")} → exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
+const describeRun = (r: CliResult) =>
+  `herald ${r.args.join(" ")} → exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 
 /** The `$ …` lines under USAGE. */
 const usageLines = (text: string) => text.split("\n").filter((line) => line.startsWith("$ "))
@@ -71,22 +72,29 @@ describe("herald help and usage errors", () => {
 
   // On a terminal (a pseudo-terminal from util-linux `script`) help is styled, unless NO_COLOR.
   const script = spawnSync("script", ["--version"], { encoding: "utf8" })
-  it.skipIf(process.platform !== "linux" || script.status !== 0)("on a terminal help is styled, unless NO_COLOR is set", () => {
-    const bin = path.join(repoRoot, "packages/cli/bin/herald.mjs")
-    const onTerminal = (env: Record<string, string>) =>
-      spawnSync("script", ["-qec", `${JSON.stringify(process.execPath)} ${JSON.stringify(bin)} outbox list --help`, "/dev/null"], {
-        cwd: repoRoot,
-        encoding: "utf8",
-        env: { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== "NO_COLOR")), ...env },
-        timeout: 30_000
-      })
-    const styled = onTerminal({})
-    expect(styled.status, styled.stderr).toBe(0)
-    expect(styled.stdout).toContain(ESC)
-    expect(styled.stdout).toContain("$ herald outbox list ")
-    const plain = onTerminal({ NO_COLOR: "1" })
-    expect(plain.status, plain.stderr).toBe(0)
-    expect(plain.stdout).not.toContain(ESC)
-    expect(plain.stdout).toContain("$ herald outbox list ")
-  })
+  it.skipIf(process.platform !== "linux" || script.status !== 0)(
+    "on a terminal help is styled, unless NO_COLOR is set",
+    () => {
+      const bin = path.join(repoRoot, "packages/cli/bin/herald.mjs")
+      const onTerminal = (env: Record<string, string>) =>
+        spawnSync("script", [
+          "-qec",
+          `${JSON.stringify(process.execPath)} ${JSON.stringify(bin)} outbox list --help`,
+          "/dev/null"
+        ], {
+          cwd: repoRoot,
+          encoding: "utf8",
+          env: { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== "NO_COLOR")), ...env },
+          timeout: 30_000
+        })
+      const styled = onTerminal({})
+      expect(styled.status, styled.stderr).toBe(0)
+      expect(styled.stdout).toContain(ESC)
+      expect(styled.stdout).toContain("$ herald outbox list ")
+      const plain = onTerminal({ NO_COLOR: "1" })
+      expect(plain.status, plain.stderr).toBe(0)
+      expect(plain.stdout).not.toContain(ESC)
+      expect(plain.stdout).toContain("$ herald outbox list ")
+    }
+  )
 })

@@ -74,7 +74,9 @@ export const EventType = Schema.Literal(
 )
 
 /** The `type`+`data` part of an event, before the write path gives it an id, stream and seq. */
-export type EventPayload = { [T in Event as T["type"]]: { readonly type: T["type"]; readonly data: T["data"] } }[EventType]
+export type EventPayload = {
+  [T in Event as T["type"]]: { readonly type: T["type"]; readonly data: T["data"] }
+}[EventType]
 
 /** Decoding an unknown or malformed event is a typed `ParseError`, never a crash. */
 export const decodeEvent = Schema.decodeUnknown(Event)

@@ -18,7 +18,10 @@ describe("event envelope", () => {
         { type: "project.created", data: { name: "p", ownerId: base.actorId } },
         { type: "member.added", data: { userId: base.actorId, role: "member" } },
         { type: "member.removed", data: { userId: base.actorId } },
-        { type: "message.created", data: { messageId: base.id, authorId: base.actorId, role: "worker", body: "hi", clientMessageId: "c" } },
+        {
+          type: "message.created",
+          data: { messageId: base.id, authorId: base.actorId, role: "worker", body: "hi", clientMessageId: "c" }
+        },
         { type: "message.edited", data: { messageId: base.id, body: "hi!" } },
         { type: "message.deleted", data: { messageId: base.id } }
       ]
@@ -49,7 +52,9 @@ describe("event envelope", () => {
   it("stream ids are built per project and per (project, user) workspace", () => {
     const p = Schema.decodeSync(Schema.UUID)(base.projectId)
     expect(Events.projectStream(p as never)).toBe(`project:${base.projectId}`)
-    expect(Events.workspaceStream(p as never, base.actorId as never)).toBe(`workspace:${base.projectId}:${base.actorId}`)
+    expect(Events.workspaceStream(p as never, base.actorId as never)).toBe(
+      `workspace:${base.projectId}:${base.actorId}`
+    )
     expect(Schema.is(Events.StreamId)(`workspace:${base.projectId}:${base.actorId}`)).toBe(true)
   })
 })

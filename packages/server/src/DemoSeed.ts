@@ -1,8 +1,8 @@
 import { Console, Effect, Option, Redacted } from "effect"
 import { ChatService } from "./chat/ChatService.js"
+import { asUser } from "./chat/Policy.js"
 import { UsersRepo } from "./chat/UsersRepo.js"
 import { AppConfig } from "./config/AppConfig.js"
-import { asUser } from "./chat/Policy.js"
 
 /** On an empty embedded database, a demo user and project so `npm start` is usable at once. */
 export const seedDemo = Effect.gen(function*() {
@@ -18,7 +18,9 @@ export const seedDemo = Effect.gen(function*() {
       "  Empty database: created a demo user and project.",
       `  demo token:   ${Redacted.value(token)}`,
       `  project id:   ${project.id}`,
-      `  try:          curl -H 'Authorization: Bearer ${Redacted.value(token)}' http://${config.host}:${config.port}/api/projects`,
+      `  try:          curl -H 'Authorization: Bearer ${
+        Redacted.value(token)
+      }' http://${config.host}:${config.port}/api/projects`,
       ""
     ].join("\n")
   )

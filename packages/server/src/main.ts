@@ -1,6 +1,6 @@
-import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as HttpServer from "@effect/platform/HttpServer"
 import { ConfigError, Console, Effect, Layer, Logger, Option, Schedule } from "effect"
 import { AppConfig, formatConfigError } from "./config/AppConfig.js"
 import { DatabaseLive } from "./db/Database.js"
@@ -17,7 +17,9 @@ import { serverLayer } from "./Server.js"
 const announce = Effect.gen(function*() {
   const config = yield* AppConfig
   const embedded = yield* EmbeddedCluster
-  yield* Effect.addFinalizer(() => Option.match(embedded, { onNone: () => Effect.void, onSome: (c) => c.beginShutdown }))
+  yield* Effect.addFinalizer(() =>
+    Option.match(embedded, { onNone: () => Effect.void, onSome: (c) => c.beginShutdown })
+  )
   yield* seedDemo
   const base = `http://${config.host}:${config.port}`
   yield* Console.log(`Herald is up: web client at ${base}/ · API docs at ${base}/docs`)
@@ -61,8 +63,12 @@ const program = Layer.launch(ServerLive.pipe(Layer.provide(LoggingLive), Layer.p
   Effect.catchIf(ConfigError.isConfigError, (error) => fatal(formatConfigError(error))),
   Effect.catchTags({
     DatabaseStartError: (error) => fatal(`Cannot start the embedded PostgreSQL: ${error.message}`),
-    SqlError: (error) => fatal(`Cannot use the database: ${error.message}${error.cause instanceof Error ? `: ${error.cause.message}` : ""}`),
-    ServeError: (error) => fatal(`Cannot serve HTTP: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`)
+    SqlError: (error) =>
+      fatal(
+        `Cannot use the database: ${error.message}${error.cause instanceof Error ? `: ${error.cause.message}` : ""}`
+      ),
+    ServeError: (error) =>
+      fatal(`Cannot serve HTTP: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`)
   })
 )
 

@@ -184,7 +184,8 @@ const snapshot = Effect.gen(function*() {
     tokens: yield* sql`SELECT count(*)::int AS n FROM api_tokens`,
     projects: yield* sql`SELECT id, name, owner_id FROM projects ORDER BY id`,
     members: yield* sql`SELECT project_id, user_id, role FROM project_members ORDER BY project_id, user_id`,
-    messages: yield* sql`SELECT id, scope, role, body, client_message_id, edited_at, deleted_at FROM messages ORDER BY position`,
+    messages:
+      yield* sql`SELECT id, scope, role, body, client_message_id, edited_at, deleted_at FROM messages ORDER BY position`,
     streams: yield* sql`SELECT stream_id, last_seq::text FROM event_streams ORDER BY stream_id`,
     outbox: yield* sql`SELECT stream_id, seq::text, type FROM event_outbox ORDER BY position`,
     // (event_log is left out: the background materializer fills it from the outbox compared above)
@@ -249,7 +250,11 @@ const clientMessageIdCases: ReadonlyArray<readonly [string, unknown, string | un
   ["null as clientMessageId", { body: "x", clientMessageId: null }, "clientMessageId"],
   ["an array as clientMessageId", { body: "x", clientMessageId: ["c1"] }, "clientMessageId"],
   ...unstorableCases("clientMessageId", (clientMessageId) => ({ body: "x", clientMessageId })),
-  ["a good body and a NUL character in clientMessageId", { body: "hello 😀", clientMessageId: "c\u0000" }, "clientMessageId"]
+  [
+    "a good body and a NUL character in clientMessageId",
+    { body: "hello 😀", clientMessageId: "c\u0000" },
+    "clientMessageId"
+  ]
 ]
 
 const userIdCases: ReadonlyArray<readonly [string, unknown, string | undefined]> = [
@@ -505,7 +510,10 @@ const casesOf = (endpoint: Endpoint): ReadonlyArray<Case> => {
       ["a wrong admin token", (f) => ({ ...withPayload(endpoint, f), token: "not-the-admin-token" })],
       ["a user's token instead of the admin token", (f) => ({ ...withPayload(endpoint, f), token: f.alice.token })],
       ["an empty bearer token", (f) => ({ ...noAuth(f), headers: { authorization: "Bearer " } })],
-      ["the admin token under another scheme", (f) => ({ ...noAuth(f), headers: { authorization: `Basic ${ADMIN_TOKEN}` } })],
+      [
+        "the admin token under another scheme",
+        (f) => ({ ...noAuth(f), headers: { authorization: `Basic ${ADMIN_TOKEN}` } })
+      ],
       ["the admin token without a scheme", (f) => ({ ...noAuth(f), headers: { authorization: ADMIN_TOKEN } })],
       ["the admin token with a suffix", (f) => ({ ...withPayload(endpoint, f), token: `${ADMIN_TOKEN}x` })]
     ]
@@ -513,7 +521,10 @@ const casesOf = (endpoint: Endpoint): ReadonlyArray<Case> => {
       ["no Authorization header", noAuth],
       ["an invalid token", (f) => ({ ...withPayload(endpoint, f), token: "not-a-token" })],
       ["an empty bearer token", (f) => ({ ...noAuth(f), headers: { authorization: "Bearer " } })],
-      ["a valid token under another scheme", (f) => ({ ...noAuth(f), headers: { authorization: `Basic ${f.alice.token}` } })],
+      [
+        "a valid token under another scheme",
+        (f) => ({ ...noAuth(f), headers: { authorization: `Basic ${f.alice.token}` } })
+      ],
       ["a valid token without a scheme", (f) => ({ ...noAuth(f), headers: { authorization: f.alice.token } })],
       ["the admin token as a user token", (f) => ({ ...withPayload(endpoint, f), token: ADMIN_TOKEN })],
       ["a valid token with a suffix", (f) => ({ ...withPayload(endpoint, f), token: `${f.alice.token}x` })]
@@ -571,7 +582,9 @@ const rawRequest = (url: string, head: ReadonlyArray<string | Buffer>, body: Buf
       resume(Effect.succeed({ status: Number(statusLine.split(" ")[1] ?? 0), headers, body: parsed as any }))
     })
     const lines = [...head, `Content-Length: ${body.length}`, "Connection: close", ""]
-    const bytes = lines.flatMap((line) => [Buffer.isBuffer(line) ? line : Buffer.from(line, "latin1"), Buffer.from("\r\n")])
+    const bytes = lines.flatMap((
+      line
+    ) => [Buffer.isBuffer(line) ? line : Buffer.from(line, "latin1"), Buffer.from("\r\n")])
     // Not `end()`: a half-closed connection may be dropped before the server has answered.
     socket.write(Buffer.concat([...bytes, body]))
     return Effect.sync(() => socket.destroy())
@@ -607,7 +620,13 @@ it.layer(TestLive)("bad input", (it) => {
             const f = yield* Fixture
             const before = yield* snapshot
             const token = endpoint.auth === "admin" ? ADMIN_TOKEN : f.alice.token
-            const res = yield* streamedRequest(server.url, endpoint.method, fill(endpoint.path, f), token, MAX_BODY_BYTES + 1)
+            const res = yield* streamedRequest(
+              server.url,
+              endpoint.method,
+              fill(endpoint.path, f),
+              token,
+              MAX_BODY_BYTES + 1
+            )
             expectJsonError(res, { status: 413, tag: "PayloadTooLarge" })
             expect(yield* snapshot).toEqual(before)
           }))
@@ -624,7 +643,10 @@ it.layer(TestLive)("bad input", (it) => {
       const suffix = "\"}"
       const raw = prefix + "b".repeat(MAX_BODY_BYTES - prefix.length - suffix.length) + suffix
       expect(Buffer.byteLength(raw)).toBe(MAX_BODY_BYTES)
-      const res = yield* server.request("POST", `/api/projects/${f.ids.projectId}/messages`, { token: f.alice.token, raw })
+      const res = yield* server.request("POST", `/api/projects/${f.ids.projectId}/messages`, {
+        token: f.alice.token,
+        raw
+      })
       expectJsonError(res, { status: 400, field: "body" })
       const over = yield* server.request("POST", `/api/projects/${f.ids.projectId}/messages`, {
         token: f.alice.token,
@@ -680,7 +702,9 @@ it.layer(TestLive)("bad input", (it) => {
     Effect.gen(function*() {
       const server = yield* TestServer
       const f = yield* Fixture
-      const messages = yield* server.request("GET", `/api/projects/${f.ids.projectId}/messages`, { token: f.alice.token })
+      const messages = yield* server.request("GET", `/api/projects/${f.ids.projectId}/messages`, {
+        token: f.alice.token
+      })
       expect(messages.status).toBe(200)
       expect(messages.body.items.map((m: any) => [m.id, m.body, m.editedAt, m.deletedAt])).toEqual([
         [f.ids.messageId, "the original body", undefined, undefined]
@@ -739,12 +763,18 @@ it.layer(TestLive)("accepted boundaries", (it) => {
 
         const clientMessageId = `${text} ${i}`
         const path = `/api/projects/${projectId}/messages`
-        const posted = yield* server.request("POST", path, { token: user.body.token, json: { body: text, clientMessageId } })
+        const posted = yield* server.request("POST", path, {
+          token: user.body.token,
+          json: { body: text, clientMessageId }
+        })
         expect(posted.status, describeResponse(posted)).toBe(201)
         expect(posted.body.message).toMatchObject({ body: text, clientMessageId })
         expect(yield* eventData(stream, posted.body.event.seq)).toMatchObject({ body: text, clientMessageId })
         // The repeat is found by the same text: 200, the original, nothing written.
-        const repeated = yield* server.request("POST", path, { token: user.body.token, json: { body: "other", clientMessageId } })
+        const repeated = yield* server.request("POST", path, {
+          token: user.body.token,
+          json: { body: "other", clientMessageId }
+        })
         expect(repeated.status, describeResponse(repeated)).toBe(200)
         expect(repeated.body.message.id).toBe(posted.body.message.id)
 
@@ -920,11 +950,15 @@ it.layer(TestLive)("accepted boundaries", (it) => {
       expect(first.status, describeResponse(first)).toBe(200)
       expect(first.body.items).toHaveLength(200)
       expect(typeof first.body.nextCursor).toBe("string")
-      const rest = yield* server.request("GET", `${path}?limit=200&before=${first.body.nextCursor}`, { token: f.alice.token })
+      const rest = yield* server.request("GET", `${path}?limit=200&before=${first.body.nextCursor}`, {
+        token: f.alice.token
+      })
       expect(rest.status, describeResponse(rest)).toBe(200)
       expect(rest.body.items).toHaveLength(1)
       expect(rest.body.nextCursor).toBeNull()
-      const ids = new Set([...first.body.items, ...rest.body.items].map((m: any) => m.id))
+      const ids = new Set([...first.body.items, ...rest.body.items].map((m: any) =>
+        m.id
+      ))
       expect(ids.size).toBe(201)
     }))
 

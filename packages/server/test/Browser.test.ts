@@ -3,9 +3,9 @@ import { Effect, Exit, Scope } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
-import { chromiumArgs, ensureChromium } from "./support/Browser.js"
 import { freePort, repoRoot, type Spawned, spawnServer } from "../../../test-support/Process.js"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
+import { chromiumArgs, ensureChromium } from "./support/Browser.js"
 
 const ADMIN = "browser-test-admin"
 const screenshotDir = path.join(repoRoot, "test-results")
@@ -49,7 +49,9 @@ const projectMessages = (page: Page) =>
     lis.map((li) => ({ seq: (li as HTMLElement).dataset.seq, body: li.querySelector(".body")?.textContent }))
   )
 const projectSeqs = (page: Page) =>
-  page.locator("#project-chat li[data-seq]").evaluateAll((lis) => lis.map((li) => Number((li as HTMLElement).dataset.seq)))
+  page.locator("#project-chat li[data-seq]").evaluateAll((lis) =>
+    lis.map((li) => Number((li as HTMLElement).dataset.seq))
+  )
 
 beforeAll(async () => {
   const executablePath = ensureChromium()
@@ -96,16 +98,29 @@ describe("the web client in a real browser", () => {
     // The server restarts mid-conversation; messages are posted while the pages reconnect.
     server.child.kill("SIGTERM")
     expect((await server.exited).code).toBe(0)
-    await expect.poll(() => bobPage.locator("#project-chat .state").textContent(), { timeout: 15_000 }).toMatch(/reconnecting/)
+    await expect.poll(() => bobPage.locator("#project-chat .state").textContent(), { timeout: 15_000 }).toMatch(
+      /reconnecting/
+    )
     await startServer()
     for (const text of ["back again", "did anything get lost?", "nothing should"]) {
       await api("POST", `/api/projects/${project.id}/messages`, alice.token, { body: text })
     }
-    const expected = ["hello Bob", "are you there?", "yes, reading", "back again", "did anything get lost?", "nothing should"]
-    await expect.poll(() => projectMessages(bobPage).then((m) => m.map((x) => x.body)), { timeout: 20_000 }).toEqual(expected)
+    const expected = [
+      "hello Bob",
+      "are you there?",
+      "yes, reading",
+      "back again",
+      "did anything get lost?",
+      "nothing should"
+    ]
+    await expect.poll(() => projectMessages(bobPage).then((m) => m.map((x) => x.body)), { timeout: 20_000 }).toEqual(
+      expected
+    )
     // Every event exactly once, in seq order, no gap: project.created, member.added, then the messages.
     expect(await projectSeqs(bobPage)).toEqual(Array.from({ length: 8 }, (_, i) => i + 1))
-    await expect.poll(() => bobPage.locator("#project-chat .state").textContent(), { timeout: 15_000 }).toMatch(/live · caught up at seq 8/)
+    await expect.poll(() => bobPage.locator("#project-chat .state").textContent(), { timeout: 15_000 }).toMatch(
+      /live · caught up at seq 8/
+    )
 
     // The worker space, and analytics with asOf, for the picture.
     await alicePage.getByLabel("Message", { exact: true }).nth(1).fill("summarise the launch thread")
@@ -120,7 +135,9 @@ describe("the web client in a real browser", () => {
       alicePage.locator("#analytics .summary div").filter({ hasText: label }).locator("dd").textContent()
     await expect.poll(() => figure("messages"), { timeout: 20_000 }).toBe("6")
     await expect.poll(() => figure("my worker space"), { timeout: 20_000 }).toBe("2")
-    await expect.poll(() => alicePage.locator("#workspace-chat .state").textContent(), { timeout: 15_000 }).toMatch(/caught up/)
+    await expect.poll(() => alicePage.locator("#workspace-chat .state").textContent(), { timeout: 15_000 }).toMatch(
+      /caught up/
+    )
     await fs.mkdir(screenshotDir, { recursive: true })
     await alicePage.screenshot({ path: path.join(screenshotDir, "web-client.png"), fullPage: true })
   }, 120_000)

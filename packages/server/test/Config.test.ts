@@ -46,7 +46,9 @@ describe("configuration", () => {
         const message = formatConfigError(read.left)
         expect(message).toMatch(/^Invalid configuration: LOG_LEVEL: /)
         expect(message).toContain("\"loud\"")
-        for (const name of ["warn", "warning", "err", "error", "debug", "info", "trace", "fatal", "all", "none", "off"]) {
+        for (
+          const name of ["warn", "warning", "err", "error", "debug", "info", "trace", "fatal", "all", "none", "off"]
+        ) {
           expect(message).toContain(name)
         }
         expect(message).not.toContain("\n")

@@ -16,13 +16,13 @@ import { expect, layer } from "@effect/vitest"
 import { Events } from "@herald/domain"
 import { DateTime, Deferred, Effect, Fiber, Layer, Option, Ref } from "effect"
 import { ChatService } from "../src/chat/ChatService.js"
+import { asUser } from "../src/chat/Policy.js"
 import { EventHistory } from "../src/eventlog/EventHistory.js"
 import { EventLogStore } from "../src/eventlog/EventLogStore.js"
 import { materializeOnce } from "../src/eventlog/Materializer.js"
 import { eventColumns, type EventRow, toWire } from "../src/events/EventRow.js"
 import { EventReader } from "../src/stream/EventReader.js"
 import { ChatTestLive, inFlightEvent, newUser } from "./support/ChatHarness.js"
-import { asUser } from "../src/chat/Policy.js"
 
 /** The request path over a fresh database, plus the event log's store and readers — no materializer fiber. */
 const EventLogTestLive = Layer.mergeAll(EventLogStore.Default, EventHistory.Default, EventReader.Default).pipe(
@@ -39,12 +39,16 @@ const live = { excludeTestServices: true } as const
 const sqlClient = SqlClient.SqlClient
 
 /** The database clock, read in a statement of its own (after anything committed before it). */
-const dbNow = Effect.flatMap(sqlClient, (sql) =>
-  Effect.orDie(Effect.map(sql<{ now: Date }>`SELECT clock_timestamp() AS now`, ([r]) => r!.now.getTime())))
+const dbNow = Effect.flatMap(
+  sqlClient,
+  (sql) => Effect.orDie(Effect.map(sql<{ now: Date }>`SELECT clock_timestamp() AS now`, ([r]) => r!.now.getTime()))
+)
 
 /** The watermark in epoch ms (none before the first pass that left nothing behind). */
-const asOfMs = Effect.flatMap(EventLogStore, (store) =>
-  Effect.map(Effect.orDie(store.asOf), Option.map(DateTime.toEpochMillis)))
+const asOfMs = Effect.flatMap(
+  EventLogStore,
+  (store) => Effect.map(Effect.orDie(store.asOf), Option.map(DateTime.toEpochMillis))
+)
 
 const expectAsOf = Effect.map(asOfMs, (o) => {
   expect(Option.isSome(o), "asOf should be set").toBe(true)
@@ -86,8 +90,13 @@ const countWhere = (table: "event_outbox" | "event_log", projectId: string) =>
     )))
 
 const inLog = (eventId: string) =>
-  Effect.flatMap(sqlClient, (sql) =>
-    Effect.orDie(Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM event_log WHERE id = ${eventId}`, ([r]) => r!.n)))
+  Effect.flatMap(
+    sqlClient,
+    (sql) =>
+      Effect.orDie(
+        Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM event_log WHERE id = ${eventId}`, ([r]) => r!.n)
+      )
+  )
 
 const unmaterialized = Effect.flatMap(sqlClient, (sql) =>
   Effect.orDie(Effect.map(
@@ -156,9 +165,10 @@ layer(EventLogTestLive, live)("materializer", (it) => {
       const project = yield* chat.createProject("two at once").pipe(asUser(alice))
       yield* Effect.forEach(
         Array.from({ length: 60 }, (_, i) => i),
-        (i) => i % 3 === 0
-          ? chat.postWorkspaceMessage(project.id, { body: `w${i}` }).pipe(asUser(alice))
-          : chat.postMessage(project.id, { body: `m${i}` }).pipe(asUser(alice)),
+        (i) =>
+          i % 3 === 0
+            ? chat.postWorkspaceMessage(project.id, { body: `w${i}` }).pipe(asUser(alice))
+            : chat.postMessage(project.id, { body: `m${i}` }).pipe(asUser(alice)),
         { concurrency: 6 }
       )
       const [a, b] = yield* Effect.all([pass(4), pass(4)], { concurrency: 2 })
@@ -263,7 +273,9 @@ layer(EventLogTestLive, live)("asOf watermark", (it) => {
       // The transaction takes its seq and outbox row first …
       const inFlight = yield* openTransaction(Events.workspaceStream(project.id, alice.id), project.id, alice.id)
       // … then a later transaction (another stream) commits, and a pass runs while the first is open.
-      const later = yield* chat.postMessage(project.id, { body: "committed after the in-flight one began" }).pipe(asUser(alice))
+      const later = yield* chat.postMessage(project.id, { body: "committed after the in-flight one began" }).pipe(
+        asUser(alice)
+      )
       expect(yield* pass()).toBe(1)
       expect(yield* inLog(later.event.id)).toBe(1)
       expect(yield* inLog(inFlight.event.id)).toBe(0)
@@ -339,9 +351,13 @@ layer(EventLogTestLive, live)("asOf watermark", (it) => {
       })
       yield* Effect.all([
         sampler,
-        Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => chat.postMessage(project.id, { body: `${i}` }).pipe(asUser(alice)), {
-          concurrency: 4
-        }),
+        Effect.forEach(
+          Array.from({ length: 20 }, (_, i) => i),
+          (i) => chat.postMessage(project.id, { body: `${i}` }).pipe(asUser(alice)),
+          {
+            concurrency: 4
+          }
+        ),
         Effect.forEach(Array.from({ length: 12 }), () => pass(3), { concurrency: 3 })
       ], { concurrency: "unbounded" })
       for (let i = 1; i < samples.length; i++) expect(samples[i]!).toBeGreaterThanOrEqual(samples[i - 1]!)
@@ -416,7 +432,9 @@ layer(EventLogTestLive, live)("prune", (it) => {
       // The pruned events are still history; seq 8 is not in the log yet, so history stops at 7 …
       const page = yield* Effect.orDie(history.page({ stream, after: 0, limit: 100, type: undefined }))
       expect(page.items.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7])
-      expect(yield* Effect.orDie(Effect.forEach(page.items, (e) => Events.encodeEvent(e)))).toEqual(snapshot.slice(0, 7))
+      expect(yield* Effect.orDie(Effect.forEach(page.items, (e) => Events.encodeEvent(e)))).toEqual(
+        snapshot.slice(0, 7)
+      )
       // … while replay (SSE's source) still has every event, pruned or not yet copied.
       expect(yield* Effect.orDie(reader.range(stream, 0, undefined, 100))).toEqual(snapshot)
 

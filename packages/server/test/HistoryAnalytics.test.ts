@@ -60,12 +60,17 @@ const query = (params: Record<string, string | number | undefined>) => {
 const iso = (ms: number) => new Date(ms).toISOString()
 
 /** The database clock, read after everything committed so far. */
-const dbNow = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-  Effect.orDie(Effect.map(sql<{ now: Date }>`SELECT clock_timestamp() AS now`, ([r]) => r!.now.getTime())))
+const dbNow = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) => Effect.orDie(Effect.map(sql<{ now: Date }>`SELECT clock_timestamp() AS now`, ([r]) => r!.now.getTime()))
+)
 
 const summaryPath = (projectId: string, range: { from?: number; to?: number } = {}) =>
   `/api/projects/${projectId}/analytics/summary${
-    query({ from: range.from === undefined ? undefined : iso(range.from), to: range.to === undefined ? undefined : iso(range.to) })
+    query({
+      from: range.from === undefined ? undefined : iso(range.from),
+      to: range.to === undefined ? undefined : iso(range.to)
+    })
   }`
 
 /** Waits until the server says every event committed before `atLeast` is in the log. */
@@ -126,10 +131,16 @@ const withoutZeros = (counts: Record<string, number>) =>
   Object.fromEntries(Object.entries(counts).filter(([, n]) => n !== 0))
 
 /** topAuthors: most messages first, as a set of {userId, messages}. */
-const expectTopAuthors = (actual: ReadonlyArray<{ userId: string; messages: number }>, expected: Record<string, number>) => {
+const expectTopAuthors = (
+  actual: ReadonlyArray<{ userId: string; messages: number }>,
+  expected: Record<string, number>
+) => {
   for (let i = 1; i < actual.length; i++) expect(actual[i]!.messages).toBeLessThanOrEqual(actual[i - 1]!.messages)
-  const sortById = (xs: ReadonlyArray<{ userId: string; messages: number }>) => [...xs].sort((a, b) => a.userId < b.userId ? -1 : 1)
-  expect(sortById(actual)).toEqual(sortById(Object.entries(expected).map(([userId, messages]) => ({ userId, messages }))))
+  const sortById = (xs: ReadonlyArray<{ userId: string; messages: number }>) =>
+    [...xs].sort((a, b) => a.userId < b.userId ? -1 : 1)
+  expect(sortById(actual)).toEqual(
+    sortById(Object.entries(expected).map(([userId, messages]) => ({ userId, messages })))
+  )
 }
 
 /**
@@ -152,7 +163,10 @@ const expectSeries = (
     expected[i]!.count += 1
   }
   expect(body.bucket, label).toBe(bucket)
-  const actual = (body.points as Array<{ t: string; count: number }>).map((p) => ({ t: Date.parse(p.t), count: p.count }))
+  const actual = (body.points as Array<{ t: string; count: number }>).map((p) => ({
+    t: Date.parse(p.t),
+    count: p.count
+  }))
   expect(actual.map((p) => iso(p.t)), `${label}: bucket starts`).toEqual(expected.map((p) => iso(p.t)))
   expect(actual, `${label}: counts`).toEqual(expected)
 }
@@ -180,8 +194,14 @@ const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
       worker: FastCheck.boolean()
     })
   },
-  { weight: 3, arbitrary: FastCheck.record({ _tag: FastCheck.constant("edit" as const), actor, pick: FastCheck.nat() }) },
-  { weight: 2, arbitrary: FastCheck.record({ _tag: FastCheck.constant("delete" as const), actor, pick: FastCheck.nat() }) },
+  {
+    weight: 3,
+    arbitrary: FastCheck.record({ _tag: FastCheck.constant("edit" as const), actor, pick: FastCheck.nat() })
+  },
+  {
+    weight: 2,
+    arbitrary: FastCheck.record({ _tag: FastCheck.constant("delete" as const), actor, pick: FastCheck.nat() })
+  },
   { weight: 1, arbitrary: FastCheck.record({ _tag: FastCheck.constant("add" as const), target }) },
   { weight: 1, arbitrary: FastCheck.record({ _tag: FastCheck.constant("remove" as const), target }) }
 )
@@ -235,14 +255,18 @@ const runScenario = (s: Scenario) =>
             o.workspace ? { body: `w${o.actor}`, role: o.worker ? "worker" : "user" } : { body: `m${o.actor}` }
           )
           expectStatus(res, members.has(o.actor) ? 201 : 404, "post")
-          if (res.status === 201 && !o.workspace) posted.push({ id: res.body.message.id, author: o.actor, deleted: false })
+          if (res.status === 201 && !o.workspace) {
+            posted.push({ id: res.body.message.id, author: o.actor, deleted: false })
+          }
           break
         }
         case "edit": {
           const mine = posted.filter((m) => m.author === o.actor)
           if (mine.length === 0) break
           const m = mine[o.pick % mine.length]!
-          const res = yield* send(users[o.actor], "PATCH", `/api/projects/${projectId}/messages/${m.id}`, { body: "edited" })
+          const res = yield* send(users[o.actor], "PATCH", `/api/projects/${projectId}/messages/${m.id}`, {
+            body: "edited"
+          })
           expectStatus(res, !members.has(o.actor) ? 404 : m.deleted ? 409 : 200, "edit")
           if (res.status === 200) edited++
           break
@@ -343,7 +367,9 @@ const runScenario = (s: Scenario) =>
         const label = `${bucket}${type === undefined ? "" : ` ${type}`}`
         const body = yield* get(
           owner,
-          `/api/projects/${projectId}/analytics/timeseries${query({ bucket, from: iso(range.from), to: iso(range.to), type })}`
+          `/api/projects/${projectId}/analytics/timeseries${
+            query({ bucket, from: iso(range.from), to: iso(range.to), type })
+          }`
         )
         expect(Date.parse(body.asOf), label).toBeGreaterThanOrEqual(t1)
         const sum = (body.points as Array<{ count: number }>).reduce((a, p) => a + p.count, 0)
@@ -379,7 +405,9 @@ const runScenario = (s: Scenario) =>
     if (cut.from < cut.to) {
       const series = yield* get(
         owner,
-        `/api/projects/${projectId}/analytics/timeseries${query({ bucket: "minute", from: iso(cut.from), to: iso(cut.to) })}`
+        `/api/projects/${projectId}/analytics/timeseries${
+          query({ bucket: "minute", from: iso(cut.from), to: iso(cut.to) })
+        }`
       )
       expectSeries(series, "minute", cut, times(), "minute over the cut")
     }
@@ -435,7 +463,9 @@ layer(ServerLive, live)("history", (it) => {
     const projectId = (yield* createProject(alice, "history")).id
     yield* addMember(alice, projectId, bob)
     const posts: Array<string> = []
-    for (let i = 0; i < 6; i++) posts.push((yield* post(i % 2 === 0 ? alice : bob, projectId, { body: `m${i}` })).message.id)
+    for (let i = 0; i < 6; i++) {
+      posts.push((yield* post(i % 2 === 0 ? alice : bob, projectId, { body: `m${i}` })).message.id)
+    }
     for (const id of [posts[0]!, posts[2]!]) {
       const res = yield* send(alice, "PATCH", `/api/projects/${projectId}/messages/${id}`, { body: "edited" })
       expect(res.status, show(res)).toBe(200)
@@ -486,7 +516,9 @@ layer(ServerLive, live)("history", (it) => {
         { seqs: [10, 11], nextAfter: null }
       ])
       // Starting in the middle, and past the end.
-      expect((yield* get(alice, `${projectHistory(projectId)}?after=7&limit=3`)).items.map((e: Wire) => e.seq)).toEqual([8, 9, 10])
+      expect((yield* get(alice, `${projectHistory(projectId)}?after=7&limit=3`)).items.map((e: Wire) => e.seq)).toEqual(
+        [8, 9, 10]
+      )
       expect(yield* get(alice, `${projectHistory(projectId)}?after=8&limit=3`)).toMatchObject({ nextAfter: null })
       expect(yield* get(alice, `${projectHistory(projectId)}?after=11`)).toEqual({ items: [], nextAfter: null })
       expect(yield* get(alice, `${projectHistory(projectId)}?after=500`)).toEqual({ items: [], nextAfter: null })
@@ -499,10 +531,15 @@ layer(ServerLive, live)("history", (it) => {
       for (const type of TYPES) {
         const expected = committed.filter((e) => e.type === type)
         for (const limit of [1, 2, 1000]) {
-          expect(yield* readHistory(alice, projectHistory(projectId), limit, type), `${type}, limit ${limit}`).toEqual(expected)
+          expect(yield* readHistory(alice, projectHistory(projectId), limit, type), `${type}, limit ${limit}`).toEqual(
+            expected
+          )
         }
       }
-      expect((yield* readHistory(alice, projectHistory(projectId), 2, "message.edited")).map((e) => e.seq)).toEqual([9, 10])
+      expect((yield* readHistory(alice, projectHistory(projectId), 2, "message.edited")).map((e) => e.seq)).toEqual([
+        9,
+        10
+      ])
       expect(yield* readHistory(alice, workspaceHistory(projectId), 3, "member.added")).toEqual([])
     }))
 
@@ -515,7 +552,9 @@ layer(ServerLive, live)("history", (it) => {
         expect(committed).toHaveLength(count)
         for (const limit of [1, 3, 1000]) {
           const items = yield* readHistory(who, workspaceHistory(projectId), limit)
-          expect(items.every((e) => e.stream === stream && e.actorId === who.id && e.projectId === projectId)).toBe(true)
+          expect(items.every((e) => e.stream === stream && e.actorId === who.id && e.projectId === projectId)).toBe(
+            true
+          )
           expect(items).toEqual(committed)
         }
         expect(yield* readHistory(who, workspaceHistory(projectId), 3, "message.created")).toEqual(committed)
@@ -598,9 +637,13 @@ layer(ServerLive, live)("asOf", (it) => {
       const server = yield* TestServer
       const alice = yield* server.user("alice")
       const projectId = (yield* createProject(alice, "burst")).id
-      yield* Effect.forEach(Array.from({ length: 30 }, (_, i) => i), (i) => post(alice, projectId, { body: `m${i}`, workspace: i % 3 === 0 }), {
-        concurrency: 6
-      })
+      yield* Effect.forEach(
+        Array.from({ length: 30 }, (_, i) => i),
+        (i) => post(alice, projectId, { body: `m${i}`, workspace: i % 3 === 0 }),
+        {
+          concurrency: 6
+        }
+      )
       const committedBy = yield* dbNow
       yield* waitForAsOf(alice, projectId, committedBy)
       const summary = yield* get(alice, summaryPath(projectId))
@@ -741,7 +784,10 @@ layer(ServerLive, live)("isolation", (it) => {
         expect(summary.events.byType).toEqual({ "project.created": 1, "member.added": 1, "message.created": 1 })
         expect(summary.activeUsers).toBe(1)
         expect(summary.topAuthors).toEqual([{ userId: alice.id, messages: 1 }])
-        const series = yield* get(who, `/api/projects/${projectId}/analytics/timeseries?bucket=day&type=message.created`)
+        const series = yield* get(
+          who,
+          `/api/projects/${projectId}/analytics/timeseries?bucket=day&type=message.created`
+        )
         expect(series.points.reduce((a: number, p: { count: number }) => a + p.count, 0)).toBe(1)
       }
       const project = yield* readHistory(alice, projectHistory(projectId), 1000)
@@ -854,9 +900,14 @@ layer(ServerLive, live)("bad parameters", (it) => {
       expect(most.points).toHaveLength(10_000)
       expect(most.points[0].t).toBe("2026-01-01T00:00:00.000Z")
       expect(most.points[9_999].t).toBe("2026-01-07T22:39:00.000Z")
-      const days = yield* ok(`analytics/timeseries?bucket=day&from=${encodeURIComponent("2026-01-01T10:30:00+05:30")}&to=2026-01-03`)
+      const days = yield* ok(
+        `analytics/timeseries?bucket=day&from=${encodeURIComponent("2026-01-01T10:30:00+05:30")}&to=2026-01-03`
+      )
       // 05:00Z on Jan 1 to midnight Jan 3: the UTC days Jan 1 and Jan 2.
-      expect(days.points.map((p: { t: string }) => p.t)).toEqual(["2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"])
+      expect(days.points.map((p: { t: string }) => p.t)).toEqual([
+        "2026-01-01T00:00:00.000Z",
+        "2026-01-02T00:00:00.000Z"
+      ])
     }))
 
   it.effect("a timeseries never has more than 10 000 points, also when from is not on a bucket boundary", () =>

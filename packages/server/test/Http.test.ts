@@ -3,7 +3,7 @@ import { Errors } from "@herald/domain"
 import { Effect, Option } from "effect"
 import { MAX_BODY_BYTES, MAX_DRAINED_BYTES } from "../src/http/Middleware.js"
 import { chunkedRequest } from "./support/ChunkedRequest.js"
-import { ADMIN_TOKEN, TestServer, TestServerLive, testServerLayer } from "./support/TestServer.js"
+import { ADMIN_TOKEN, TestServer, testServerLayer, TestServerLive } from "./support/TestServer.js"
 
 const postChunked = (url: string, path: string, token: string, body: string, chunkBytes?: number) =>
   chunkedRequest(url, "POST", path, token, body, chunkBytes)
@@ -20,7 +20,10 @@ describe("HTTP surface", () => {
       Effect.gen(function*() {
         const server = yield* TestServer
         // Raw: the name is sent untrimmed, which the typed client (whose Name schema trims) would refuse to encode.
-        const created = yield* server.request("POST", "/api/admin/users", { token: ADMIN_TOKEN, json: { name: "  carol  " } })
+        const created = yield* server.request("POST", "/api/admin/users", {
+          token: ADMIN_TOKEN,
+          json: { name: "  carol  " }
+        })
         expect(created.status).toBe(201)
         expect(created.body).toMatchObject({ name: "carol", token: expect.stringMatching(/^hrld_/) })
         const carol = yield* server.client(created.body.token)
@@ -62,9 +65,18 @@ describe("HTTP surface", () => {
         const res = yield* postChunked(server.url, "/api/admin/users", ADMIN_TOKEN, body)
         expect(res.error).toBeUndefined()
         expect(res.status).toBe(413)
-        expect(res.body).toEqual({ _tag: "PayloadTooLarge", message: expect.stringContaining(`${MAX_BODY_BYTES} bytes`) })
+        expect(res.body).toEqual({
+          _tag: "PayloadTooLarge",
+          message: expect.stringContaining(`${MAX_BODY_BYTES} bytes`)
+        })
         // Far past the limit too, in bigger pieces.
-        const huge = yield* postChunked(server.url, "/api/admin/users", ADMIN_TOKEN, paddedUser("huge", 900 * 1024), 100 * 1024)
+        const huge = yield* postChunked(
+          server.url,
+          "/api/admin/users",
+          ADMIN_TOKEN,
+          paddedUser("huge", 900 * 1024),
+          100 * 1024
+        )
         expect(huge.status).toBe(413)
         expect(huge.body._tag).toBe("PayloadTooLarge")
       }))
@@ -72,7 +84,12 @@ describe("HTTP surface", () => {
     it.effect(`a chunked body past ${MAX_DRAINED_BYTES} bytes is cut off, and the server goes on`, () =>
       Effect.gen(function*() {
         const server = yield* TestServer
-        const res = yield* postChunked(server.url, "/api/admin/users", ADMIN_TOKEN, paddedUser("endless", 8 * MAX_DRAINED_BYTES))
+        const res = yield* postChunked(
+          server.url,
+          "/api/admin/users",
+          ADMIN_TOKEN,
+          paddedUser("endless", 8 * MAX_DRAINED_BYTES)
+        )
         // The socket is closed while the client is still sending: the 413 may or may not get through.
         if (res.status !== 0) expect(res.status).toBe(413)
         const [, live] = yield* (yield* server.client()).health.live({ withResponse: true })
@@ -83,11 +100,21 @@ describe("HTTP surface", () => {
       Effect.gen(function*() {
         const server = yield* TestServer
         for (const bytes of [MAX_BODY_BYTES - 1, MAX_BODY_BYTES]) {
-          const res = yield* postChunked(server.url, "/api/admin/users", ADMIN_TOKEN, paddedUser(`chunked-${bytes}`, bytes))
+          const res = yield* postChunked(
+            server.url,
+            "/api/admin/users",
+            ADMIN_TOKEN,
+            paddedUser(`chunked-${bytes}`, bytes)
+          )
           expect(res.status).toBe(201)
           expect(res.body).toMatchObject({ name: `chunked-${bytes}`, token: expect.stringMatching(/^hrld_/) })
         }
-        const over = yield* postChunked(server.url, "/api/admin/users", ADMIN_TOKEN, paddedUser("over", MAX_BODY_BYTES + 1))
+        const over = yield* postChunked(
+          server.url,
+          "/api/admin/users",
+          ADMIN_TOKEN,
+          paddedUser("over", MAX_BODY_BYTES + 1)
+        )
         expect(over.status).toBe(413)
       }))
 

@@ -17,7 +17,13 @@ const countRows = (projectId: string) =>
     ))
 
 /** A post to the project (`messages`) or to its workspace, through the typed client; with the answer's status. */
-const post = (who: TestUser, space: "messages" | "workspace/messages", projectId: Ids.ProjectId, body: string, clientMessageId: string) =>
+const post = (
+  who: TestUser,
+  space: "messages" | "workspace/messages",
+  projectId: Ids.ProjectId,
+  body: string,
+  clientMessageId: string
+) =>
   Effect.map(
     (space === "messages" ? who.api.messages.post : who.api.workspace.post)({
       path: { projectId },

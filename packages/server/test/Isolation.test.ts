@@ -60,7 +60,10 @@ const postWorkspaceMessage = (as: Account, projectId: Ids.ProjectId, body: strin
   Effect.map(post(as, projectId, { body, workspace: true, role }), ({ message }) => message.id)
 
 const listIds = (as: Account, path: string) =>
-  Effect.map(get(as, path), (body: { items: Array<{ id: string }>; nextCursor: string | null }) => body.items.map((m) => m.id))
+  Effect.map(
+    get(as, path),
+    (body: { items: Array<{ id: string }>; nextCursor: string | null }) => body.items.map((m) => m.id)
+  )
 
 const projectIdsOf = (as: Account) =>
   Effect.map(get(as, "/api/projects"), (body: { items: Array<{ id: string }> }) => body.items.map((p) => p.id).sort())
@@ -311,7 +314,12 @@ it.layer(TestServerLive)("isolation: non-members", (it) => {
         Effect.map(sendCall(as, { method: "GET", path: "/api/projects" }), (res) => expectStatus(res, 200))
       const outsiderList = yield* listed(w.outsider)
       expect(outsiderList).toEqual({
-        items: [{ id: w.outsiderProjectId, name: expect.any(String), ownerId: w.outsider.id, createdAt: expect.any(String) }]
+        items: [{
+          id: w.outsiderProjectId,
+          name: expect.any(String),
+          ownerId: w.outsider.id,
+          createdAt: expect.any(String)
+        }]
       })
       expect(JSON.stringify(outsiderList)).not.toContain(w.project.id)
       expect(yield* projectIdsOf(w.member)).toEqual([w.project.id])
@@ -341,7 +349,10 @@ interface RoleCase {
   readonly request: (w: World) => Call
   readonly expect:
     | { readonly status: 403 | 404 | 409; readonly tag: "Forbidden" | "NotFound" | "Conflict" }
-    | { readonly status: 200 | 201 | 204; readonly then: (w: World, res: Response) => Effect.Effect<void, never, TestServer> }
+    | {
+      readonly status: 200 | 201 | 204
+      readonly then: (w: World, res: Response) => Effect.Effect<void, never, TestServer>
+    }
 }
 
 const projectPath = (w: World) => `/api/projects/${w.project.id}`
@@ -368,7 +379,12 @@ const roleCases: ReadonlyArray<RoleCase> = [
       status: 200,
       then: (w, res) =>
         Effect.sync(() =>
-          expect(res.body).toEqual({ id: w.project.id, name: w.project.name, ownerId: w.owner.id, createdAt: expect.any(String) })
+          expect(res.body).toEqual({
+            id: w.project.id,
+            name: w.project.name,
+            ownerId: w.owner.id,
+            createdAt: expect.any(String)
+          })
         )
     }
   },
@@ -439,7 +455,11 @@ const roleCases: ReadonlyArray<RoleCase> = [
       status: 200,
       then: (w, res) =>
         Effect.gen(function*() {
-          expect(res.body.message).toMatchObject({ id: w.memberMessage, body: "member, edited", editedAt: expect.any(String) })
+          expect(res.body.message).toMatchObject({
+            id: w.memberMessage,
+            body: "member, edited",
+            editedAt: expect.any(String)
+          })
           expect(yield* projectMessage(w, w.memberMessage)).toMatchObject({ body: "member, edited" })
         })
     }
@@ -492,7 +512,10 @@ const roleCases: ReadonlyArray<RoleCase> = [
           expect(res.body.message).toMatchObject({ authorId: w.member.id, scope: "workspace", role: "user" })
           expect(res.body.event.stream).toBe(`workspace:${w.project.id}:${w.member.id}`)
           const id = res.body.message.id as string
-          expect(yield* listIds(w.member, `${projectPath(w)}/workspace/messages`)).toEqual([id, w.memberWorkspaceMessage])
+          expect(yield* listIds(w.member, `${projectPath(w)}/workspace/messages`)).toEqual([
+            id,
+            w.memberWorkspaceMessage
+          ])
           // Nobody else sees it: not the owner's workspace, not a co-member's, not the project chat.
           expect(yield* listIds(w.owner, `${projectPath(w)}/workspace/messages`)).toEqual([w.ownerWorkspaceMessage])
           expect(yield* listIds(w.carol, `${projectPath(w)}/workspace/messages`)).toEqual([])
@@ -597,7 +620,10 @@ const roleCases: ReadonlyArray<RoleCase> = [
       status: 200,
       then: (w, res) =>
         Effect.sync(() => {
-          expect(res.body).toEqual({ items: [expect.objectContaining({ id: w.ownerWorkspaceMessage })], nextCursor: null })
+          expect(res.body).toEqual({
+            items: [expect.objectContaining({ id: w.ownerWorkspaceMessage })],
+            nextCursor: null
+          })
           expect(JSON.stringify(res.body)).not.toContain(w.memberWorkspaceMessage)
           expect(JSON.stringify(res.body)).not.toContain("member's worker output")
         })
@@ -668,12 +694,23 @@ it.layer(TestServerLive)("isolation: members and owners", (it) => {
     Effect.gen(function*() {
       const w = yield* setup
       expect(yield* projectIdsOf(w.member)).toEqual([w.project.id])
-      expectStatus(yield* sendCall(w.owner, { method: "DELETE", path: `${projectPath(w)}/members/${w.member.id}` }), 204)
+      expectStatus(
+        yield* sendCall(w.owner, { method: "DELETE", path: `${projectPath(w)}/members/${w.member.id}` }),
+        204
+      )
       expect(yield* projectIdsOf(w.member)).toEqual([])
       for (const endpoint of projectScoped) {
         // Aimed at the removed member's own project message and own membership.
-        yield* expectHidden(w, w.member, endpoint, { projectId: w.project.id, messageId: w.memberMessage, userId: w.member.id })
-        yield* expectHidden(w, w.member, endpoint, { projectId: w.project.id, messageId: w.ownerMessage, userId: w.carol.id })
+        yield* expectHidden(w, w.member, endpoint, {
+          projectId: w.project.id,
+          messageId: w.memberMessage,
+          userId: w.member.id
+        })
+        yield* expectHidden(w, w.member, endpoint, {
+          projectId: w.project.id,
+          messageId: w.ownerMessage,
+          userId: w.carol.id
+        })
       }
       // The remaining members are unaffected.
       expect(yield* listIds(w.carol, `${projectPath(w)}/messages`)).toEqual([w.memberMessage, w.ownerMessage])
@@ -682,7 +719,10 @@ it.layer(TestServerLive)("isolation: members and owners", (it) => {
   it.effect("a removed member who is added back sees the project again, but never another's workspace", () =>
     Effect.gen(function*() {
       const w = yield* setup
-      expectStatus(yield* sendCall(w.owner, { method: "DELETE", path: `${projectPath(w)}/members/${w.member.id}` }), 204)
+      expectStatus(
+        yield* sendCall(w.owner, { method: "DELETE", path: `${projectPath(w)}/members/${w.member.id}` }),
+        204
+      )
       yield* addMember(w.owner, w.project.id, w.member)
       expect(yield* projectIdsOf(w.member)).toEqual([w.project.id])
       expect(yield* listIds(w.member, `${projectPath(w)}/workspace/messages`)).toEqual([w.memberWorkspaceMessage])

@@ -43,7 +43,9 @@ it.layer(TestServerLive)("GET /api/projects/:projectId/members", (it) => {
       yield* owner.api.projects.removeMember({ path: { projectId: project.id, userId: member.id } })
       const removed = yield* Effect.flip(member.api.projects.members({ path: { projectId: project.id } }))
       expect(removed).toBeInstanceOf(Errors.NotFound)
-      const anonymous = yield* Effect.flip((yield* server.client()).projects.members({ path: { projectId: project.id } }))
+      const anonymous = yield* Effect.flip(
+        (yield* server.client()).projects.members({ path: { projectId: project.id } })
+      )
       expect(anonymous).toBeInstanceOf(Errors.Unauthorized)
       expect(anonymous._tag).toBe("Unauthorized")
     }))

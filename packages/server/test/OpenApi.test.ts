@@ -7,7 +7,8 @@ import { TestServer, TestServerLive } from "./support/TestServer.js"
 const FIXTURE = fileURLToPath(new URL("./fixtures/openapi.json", import.meta.url))
 const UPDATE = process.env.UPDATE_OPENAPI === "1"
 
-const HOW_TO_UPDATE = "GET /openapi.json no longer matches packages/server/test/fixtures/openapi.json: the HTTP contract " +
+const HOW_TO_UPDATE =
+  "GET /openapi.json no longer matches packages/server/test/fixtures/openapi.json: the HTTP contract " +
   "changed. If that is deliberate, regenerate the fixture with\n" +
   "  UPDATE_OPENAPI=1 npx vitest run packages/server/test/OpenApi.test.ts\n" +
   "and commit it with the change; otherwise undo the change to packages/domain/src/Api.ts (or what feeds it)."

@@ -114,109 +114,128 @@ const api = async (url: string, method: string, path: string, token: string, bod
 }
 
 describe("server processes", () => {
-  it("two servers with the postgres broker: a client on one receives, in order, what is posted on the other", () =>
-    withDatabase(async (databaseUrl) => {
-      const a = await startServer(databaseUrl, { HERALD_BROKER: "postgres" })
-      const b = await startServer(databaseUrl, { HERALD_BROKER: "postgres" })
-      try {
-        const alice = (await api(a.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
-        const project = (await api(a.url, "POST", "/api/projects", alice.token, { name: "two servers" })).body
-        const onA = await connectSse(a.url, `/api/projects/${project.id}/stream`, { token: alice.token, after: "0" })
-        const onB = await connectSse(b.url, `/api/projects/${project.id}/stream`, { token: alice.token, after: "0" })
-        // Posts alternate between the servers; one large body travels as a reference (NOTIFY limit).
-        for (let i = 0; i < 30; i++) {
-          const body = i === 7 ? "x".repeat(9_000) : `m${i}`
-          const res = await api(i % 2 ? a.url : b.url, "POST", `/api/projects/${project.id}/messages`, alice.token, { body })
-          expect(res.status).toBe(201)
-        }
-        for (const client of [onA, onB]) {
-          const events = await client.waitForEvents(31)
-          expect(events.map((e) => Number(e.id))).toEqual(Array.from({ length: 31 }, (_, i) => i + 1))
-          expect(events[8]!.data.data.body).toHaveLength(9_000)
-          client.close()
-        }
-      } finally {
-        await stop(a.proc)
-        await stop(b.proc)
-      }
-    }), 90_000)
-
-  it("SIGTERM with open SSE streams: the streams end, the process exits 0 within 10 s", () =>
-    withDatabase(async (databaseUrl) => {
-      const server = await startServer(databaseUrl)
-      const alice = (await api(server.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
-      const project = (await api(server.url, "POST", "/api/projects", alice.token, { name: "shutdown" })).body
-      const clients = await Promise.all(
-        Array.from({ length: 5 }, () => connectSse(server.url, `/api/projects/${project.id}/stream`, { token: alice.token, after: "0" }))
-      )
-      await Promise.all(clients.map((c) => c.waitForEvents(1)))
-      const { code, ms } = await stop(server.proc)
-      expect(code).toBe(0)
-      expect(ms).toBeLessThan(10_000)
-      await Promise.all(clients.map((c) => c.ended))
-    }), 60_000)
-
-  it("kill -9 loses nothing: a claim the dead process held is taken again after its lease, and every event is delivered", () =>
-    withDatabase(async (databaseUrl) => {
-      const FIRST_LEASE_MS = 4_000
-      // A broker that always fails keeps every event pending; the database refuses the first process
-      // any update that would end one of its claims (see holdClaims), so when it is killed it holds
-      // claims it never gave back — as a process that dies between its claim and its confirm does.
-      const first = await startServer(databaseUrl, {
-        HERALD_CHAOS_PUBLISH_FAILURE_RATE: "1",
-        HERALD_CLAIM_LEASE_MS: String(FIRST_LEASE_MS),
-        HERALD_PUBLISH_BACKOFF_MAX_MS: "500"
-      })
-      const firstId = publisherId(first.proc)
-      const db = await outboxObserver(databaseUrl)
-      try {
-        await db.holdClaims()
-        const alice = (await api(first.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
-        const project = (await api(first.url, "POST", "/api/projects", alice.token, { name: "crash" })).body
-        for (let i = 0; i < 10; i++) {
-          await api(first.url, "POST", `/api/projects/${project.id}/messages`, alice.token, { body: `m${i}` })
-        }
-        const held = await db.until("the first process to hold a claim", async () => {
-          const rows = await db.claims()
-          return rows.length > 0 ? rows : undefined
-        })
-        expect(held.every((row) => row.claimedBy === firstId && row.leaseLive)).toBe(true)
-
-        first.proc.child.kill("SIGKILL")
-        await first.proc.exited
-        await db.releaseClaims()
-
-        const second = await startServer(databaseUrl, { HERALD_CLAIM_LEASE_MS: "500" })
-        const secondId = publisherId(second.proc)
-        expect(secondId).not.toBe(firstId)
+  it(
+    "two servers with the postgres broker: a client on one receives, in order, what is posted on the other",
+    () =>
+      withDatabase(async (databaseUrl) => {
+        const a = await startServer(databaseUrl, { HERALD_BROKER: "postgres" })
+        const b = await startServer(databaseUrl, { HERALD_BROKER: "postgres" })
         try {
-          const client = await connectSse(second.url, `/api/projects/${project.id}/stream`, { token: alice.token, after: "0" })
-          const events = await client.waitForEvents(11)
-          expect(events.map((e) => Number(e.id))).toEqual(Array.from({ length: 11 }, (_, i) => i + 1))
-          client.close()
-          // The outbox drains: everything ends published …
-          const pending = await db.until("herald_outbox_pending to reach 0", async () => {
-            const metrics = await (await fetch(`${second.url}/metrics`)).text()
-            const n = Number(/^herald_outbox_pending (\d+)/m.exec(metrics)?.[1])
-            return n === 0 ? n : undefined
-          }, 15_000)
-          expect(pending).toBe(0)
-          // … and each row the dead process held was claimed by the restarted one once the lease had
-          // expired, then published by it.
-          for (const row of held) {
-            const history = await db.history(row.id)
-            const reclaim = history.find((h) => h.before === firstId && h.after === secondId)
-            expect(reclaim, `row ${row.id}: ${JSON.stringify(history)}`).toBeDefined()
-            expect(reclaim!.at.getTime()).toBeGreaterThanOrEqual(row.claimedUntil.getTime())
-            const published = history.find((h) => h.status === "published")
-            expect(published, `row ${row.id}: ${JSON.stringify(history)}`).toMatchObject({ before: secondId })
+          const alice = (await api(a.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
+          const project = (await api(a.url, "POST", "/api/projects", alice.token, { name: "two servers" })).body
+          const onA = await connectSse(a.url, `/api/projects/${project.id}/stream`, { token: alice.token, after: "0" })
+          const onB = await connectSse(b.url, `/api/projects/${project.id}/stream`, { token: alice.token, after: "0" })
+          // Posts alternate between the servers; one large body travels as a reference (NOTIFY limit).
+          for (let i = 0; i < 30; i++) {
+            const body = i === 7 ? "x".repeat(9_000) : `m${i}`
+            const res = await api(i % 2 ? a.url : b.url, "POST", `/api/projects/${project.id}/messages`, alice.token, {
+              body
+            })
+            expect(res.status).toBe(201)
+          }
+          for (const client of [onA, onB]) {
+            const events = await client.waitForEvents(31)
+            expect(events.map((e) => Number(e.id))).toEqual(Array.from({ length: 31 }, (_, i) => i + 1))
+            expect(events[8]!.data.data.body).toHaveLength(9_000)
+            client.close()
           }
         } finally {
-          await stop(second.proc)
+          await stop(a.proc)
+          await stop(b.proc)
         }
-      } finally {
-        await db.end()
-      }
-    }), 90_000)
+      }),
+    90_000
+  )
 
+  it(
+    "SIGTERM with open SSE streams: the streams end, the process exits 0 within 10 s",
+    () =>
+      withDatabase(async (databaseUrl) => {
+        const server = await startServer(databaseUrl)
+        const alice = (await api(server.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
+        const project = (await api(server.url, "POST", "/api/projects", alice.token, { name: "shutdown" })).body
+        const clients = await Promise.all(
+          Array.from(
+            { length: 5 },
+            () => connectSse(server.url, `/api/projects/${project.id}/stream`, { token: alice.token, after: "0" })
+          )
+        )
+        await Promise.all(clients.map((c) => c.waitForEvents(1)))
+        const { code, ms } = await stop(server.proc)
+        expect(code).toBe(0)
+        expect(ms).toBeLessThan(10_000)
+        await Promise.all(clients.map((c) => c.ended))
+      }),
+    60_000
+  )
+
+  it(
+    "kill -9 loses nothing: a claim the dead process held is taken again after its lease, and every event is delivered",
+    () =>
+      withDatabase(async (databaseUrl) => {
+        const FIRST_LEASE_MS = 4_000
+        // A broker that always fails keeps every event pending; the database refuses the first process
+        // any update that would end one of its claims (see holdClaims), so when it is killed it holds
+        // claims it never gave back — as a process that dies between its claim and its confirm does.
+        const first = await startServer(databaseUrl, {
+          HERALD_CHAOS_PUBLISH_FAILURE_RATE: "1",
+          HERALD_CLAIM_LEASE_MS: String(FIRST_LEASE_MS),
+          HERALD_PUBLISH_BACKOFF_MAX_MS: "500"
+        })
+        const firstId = publisherId(first.proc)
+        const db = await outboxObserver(databaseUrl)
+        try {
+          await db.holdClaims()
+          const alice = (await api(first.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
+          const project = (await api(first.url, "POST", "/api/projects", alice.token, { name: "crash" })).body
+          for (let i = 0; i < 10; i++) {
+            await api(first.url, "POST", `/api/projects/${project.id}/messages`, alice.token, { body: `m${i}` })
+          }
+          const held = await db.until("the first process to hold a claim", async () => {
+            const rows = await db.claims()
+            return rows.length > 0 ? rows : undefined
+          })
+          expect(held.every((row) => row.claimedBy === firstId && row.leaseLive)).toBe(true)
+
+          first.proc.child.kill("SIGKILL")
+          await first.proc.exited
+          await db.releaseClaims()
+
+          const second = await startServer(databaseUrl, { HERALD_CLAIM_LEASE_MS: "500" })
+          const secondId = publisherId(second.proc)
+          expect(secondId).not.toBe(firstId)
+          try {
+            const client = await connectSse(second.url, `/api/projects/${project.id}/stream`, {
+              token: alice.token,
+              after: "0"
+            })
+            const events = await client.waitForEvents(11)
+            expect(events.map((e) => Number(e.id))).toEqual(Array.from({ length: 11 }, (_, i) => i + 1))
+            client.close()
+            // The outbox drains: everything ends published …
+            const pending = await db.until("herald_outbox_pending to reach 0", async () => {
+              const metrics = await (await fetch(`${second.url}/metrics`)).text()
+              const n = Number(/^herald_outbox_pending (\d+)/m.exec(metrics)?.[1])
+              return n === 0 ? n : undefined
+            }, 15_000)
+            expect(pending).toBe(0)
+            // … and each row the dead process held was claimed by the restarted one once the lease had
+            // expired, then published by it.
+            for (const row of held) {
+              const history = await db.history(row.id)
+              const reclaim = history.find((h) => h.before === firstId && h.after === secondId)
+              expect(reclaim, `row ${row.id}: ${JSON.stringify(history)}`).toBeDefined()
+              expect(reclaim!.at.getTime()).toBeGreaterThanOrEqual(row.claimedUntil.getTime())
+              const published = history.find((h) => h.status === "published")
+              expect(published, `row ${row.id}: ${JSON.stringify(history)}`).toMatchObject({ before: secondId })
+            }
+          } finally {
+            await stop(second.proc)
+          }
+        } finally {
+          await db.end()
+        }
+      }),
+    90_000
+  )
 })

@@ -1,7 +1,9 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Data, Effect, Exit, Layer, Scope } from "effect"
+import type { SseConnection } from "../../../test-support/SseClient.js"
 import { ChatService } from "../src/chat/ChatService.js"
+import { asUser } from "../src/chat/Policy.js"
 import { OutboxStore } from "../src/outbox/OutboxStore.js"
 import { OutboxWriter } from "../src/outbox/OutboxWriter.js"
 import { PublisherStatus } from "../src/outbox/PublisherStatus.js"
@@ -17,9 +19,7 @@ import {
   userWithToken,
   withoutLogs
 } from "./support/PublisherHarness.js"
-import type { SseConnection } from "../../../test-support/SseClient.js"
 import { TestServer, testServerLayer } from "./support/TestServer.js"
-import { asUser } from "../src/chat/Policy.js"
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1)
 
@@ -55,7 +55,11 @@ describe("outbox publisher", () => {
 
         const posts = yield* Effect.forEach(
           range(n),
-          (i) => server.request("POST", `/api/projects/${projectId}/messages`, { token: alice.token, json: { body: `m${i}` } }),
+          (i) =>
+            server.request("POST", `/api/projects/${projectId}/messages`, {
+              token: alice.token,
+              json: { body: `m${i}` }
+            }),
           { concurrency: 25 }
         )
         expect(posts.map((p) => p.status)).toEqual(posts.map(() => 201))
@@ -105,7 +109,10 @@ describe("outbox publisher", () => {
         const client = yield* sse(server.url, `/api/projects/${projectId}/stream`, { token: alice.token, after: "0" })
         yield* sseEvents(client, 1)
         for (const i of range(k)) {
-          yield* server.request("POST", `/api/projects/${projectId}/messages`, { token: alice.token, json: { body: `m${i}` } })
+          yield* server.request("POST", `/api/projects/${projectId}/messages`, {
+            token: alice.token,
+            json: { body: `m${i}` }
+          })
         }
 
         // A publisher claims everything, then dies: it never publishes, confirms or releases.
@@ -148,10 +155,12 @@ describe("outbox publisher", () => {
         const chat = yield* ChatService
         const broker = yield* RecordingBroker
         const alice = yield* userWithToken("alice")
-        const projects = yield* Effect.forEach(["one", "two"], (name) => chat.createProject(name).pipe(asUser(alice.user)))
+        const projects = yield* Effect.forEach(["one", "two"], (name) =>
+          chat.createProject(name).pipe(asUser(alice.user)))
         const clients = yield* Effect.forEach(projects, (p) =>
           sse(server.url, `/api/projects/${p.id}/stream`, { token: alice.token, after: "0" }))
-        yield* Effect.forEach(clients, (c) => sseEvents(c, 1))
+        yield* Effect.forEach(clients, (c) =>
+          sseEvents(c, 1))
 
         // 498 more: into both project streams and a workspace stream, 16 writers at a time.
         const writes = 498
@@ -166,7 +175,11 @@ describe("outbox publisher", () => {
         const rows = yield* deliveryRows
         expect(rows).toHaveLength(writes + 2)
         const times = yield* broker.timesPublished
-        expect(new Set(times.keys())).toEqual(new Set(rows.map((r) => r.id)))
+        expect(new Set(times.keys())).toEqual(
+          new Set(rows.map((r) =>
+            r.id
+          ))
+        )
         const twice = [...times].filter(([, t]) => t > 1)
         expect(twice).toEqual([])
         // Both really worked (otherwise this proves nothing about sharing).
@@ -180,7 +193,9 @@ describe("outbox publisher", () => {
         }
       }).pipe(
         Effect.scoped,
-        Effect.provide(publisherServerLayer({ publishers: ["A", "B"], config: { publishBatchSize: 10, pollIntervalMs: 50 } })),
+        Effect.provide(
+          publisherServerLayer({ publishers: ["A", "B"], config: { publishBatchSize: 10, pollIntervalMs: 50 } })
+        ),
         withoutLogs
       )
   )
@@ -251,10 +266,17 @@ describe("outbox publisher", () => {
         ChatService,
         ChatService.Default.pipe(Layer.provide(Layer.succeed(
           OutboxWriter,
-          OutboxWriter.make({ ...outbox, insert: (e) => Effect.zipLeft(outbox.insert(e), Effect.die(new InjectedFailure())) })
+          OutboxWriter.make({
+            ...outbox,
+            insert: (e) => Effect.zipLeft(outbox.insert(e), Effect.die(new InjectedFailure()))
+          })
         )))
       )
-      expect(Exit.isFailure(yield* Effect.exit(faulty.postMessage(project.id, { body: "rolled back" }).pipe(asUser(alice.user))))).toBe(true)
+      expect(
+        Exit.isFailure(
+          yield* Effect.exit(faulty.postMessage(project.id, { body: "rolled back" }).pipe(asUser(alice.user)))
+        )
+      ).toBe(true)
       const refused = yield* server.request("POST", `/api/projects/${project.id}/messages`, {
         token: alice.token,
         json: { body: "x".repeat(10_001) }
@@ -267,7 +289,9 @@ describe("outbox publisher", () => {
       const rows = yield* deliveryRows
       const delivered = (yield* broker.deliveries).flatMap((d) => d.events)
       // The broker saw exactly the outbox: the committed events, once each, and nothing else.
-      expect(delivered.map((e) => [e.id, e.stream, e.seq, e.type])).toEqual(rows.map((r) => [r.id, r.streamId, r.seq, expect.any(String)]))
+      expect(delivered.map((e) => [e.id, e.stream, e.seq, e.type])).toEqual(
+        rows.map((r) => [r.id, r.streamId, r.seq, expect.any(String)])
+      )
       expect(delivered.map((e) => e.type)).toEqual(["project.created", "message.created"])
       expect(delivered[1]).toMatchObject({ id: committed.event.id, seq: 2, data: { body: "committed" } })
     }).pipe(Effect.provide(publisherServerLayer({ publishers: ["P"], config: { pollIntervalMs: 20 } })), withoutLogs))

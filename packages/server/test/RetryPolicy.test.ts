@@ -1,14 +1,32 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, ConfigProvider, Duration, Effect, FastCheck, Fiber, Layer, Option, Random, Schedule, TestClock } from "effect"
+import {
+  Clock,
+  ConfigProvider,
+  Duration,
+  Effect,
+  FastCheck,
+  Fiber,
+  Layer,
+  Option,
+  Random,
+  Schedule,
+  TestClock
+} from "effect"
 import { ChatService } from "../src/chat/ChatService.js"
+import { asUser } from "../src/chat/Policy.js"
 import { AppConfig } from "../src/config/AppConfig.js"
 import { publishOnce } from "../src/outbox/OutboxPublisher.js"
 import { OutboxStore } from "../src/outbox/OutboxStore.js"
 import { nextRetryDelay, retrySchedule } from "../src/outbox/RetryPolicy.js"
 import { newUser } from "./support/ChatHarness.js"
-import { deliveryRows, publisherServerLayer, RecordingBroker, untilAllDue, withoutLogs } from "./support/PublisherHarness.js"
-import { asUser } from "../src/chat/Policy.js"
+import {
+  deliveryRows,
+  publisherServerLayer,
+  RecordingBroker,
+  untilAllDue,
+  withoutLogs
+} from "./support/PublisherHarness.js"
 
 /** The delay after the `failures`-th failure, in ms, with the jitter drawn from `seed`. */
 const delayMs = (options: { baseMs: number; maxMs: number; maxAttempts?: number }, failures: number, seed: number) =>
@@ -40,8 +58,10 @@ describe("retry policy", () => {
 
   it.effect("the jitter really spreads retries: failures at the same moment do not all retry at the same moment", () =>
     Effect.gen(function*() {
-      const first = yield* Effect.forEach(Array.from({ length: 100 }, (_, seed) => seed), (seed) =>
-        Effect.map(delayMs({ baseMs: 100, maxMs: 1e12 }, 1, seed), Option.getOrThrow))
+      const first = yield* Effect.forEach(
+        Array.from({ length: 100 }, (_, seed) => seed),
+        (seed) => Effect.map(delayMs({ baseMs: 100, maxMs: 1e12 }, 1, seed), Option.getOrThrow)
+      )
       expect(new Set(first).size).toBeGreaterThan(50)
       expect(first.some((ms) => ms < 95)).toBe(true)
       expect(first.some((ms) => ms > 105)).toBe(true)
@@ -121,7 +141,10 @@ describe("retry policy in the publisher", () => {
         expect(ids).toHaveLength(2)
 
         yield* broker.failWith(Option.some("broker unreachable"))
-        const publish = publishOnce("publisher-1").pipe(Effect.map((r) => r.claimed), Effect.provide(broker.layerAs("publisher-1")))
+        const publish = publishOnce("publisher-1").pipe(
+          Effect.map((r) => r.claimed),
+          Effect.provide(broker.layerAs("publisher-1"))
+        )
         const dbNow = Effect.map(sql<{ now: Date }>`SELECT clock_timestamp() AS now`, ([r]) => r!.now.getTime())
         const nextAttemptAt = Effect.map(
           sql<{ id: string; nextAttemptAt: Date }>`SELECT id, next_attempt_at FROM event_outbox`,
@@ -134,7 +157,12 @@ describe("retry policy in the publisher", () => {
           expect(yield* publish).toBe(2)
           const after = yield* dbNow
           for (const row of yield* deliveryRows) {
-            expect(row).toMatchObject({ status: "pending", attempts: failure, claimedBy: null, lastError: "broker unreachable" })
+            expect(row).toMatchObject({
+              status: "pending",
+              attempts: failure,
+              claimedBy: null,
+              lastError: "broker unreachable"
+            })
           }
           const retryAt = yield* nextAttemptAt
           for (const at of retryAt) {
@@ -176,12 +204,15 @@ describe("retry policy in the publisher", () => {
           [`project:${project.id}`, 1, "project.created"],
           [`project:${project.id}`, 2, "message.created"]
         ])
-      }).pipe(Effect.provide(publisherServerLayer({
-        appConfig: configFromEnv({
-          HERALD_PUBLISH_MAX_ATTEMPTS: "3",
-          HERALD_PUBLISH_BACKOFF_BASE_MS: "400",
-          HERALD_PUBLISH_BACKOFF_MAX_MS: "4000"
-        })
-      })), withoutLogs)
+      }).pipe(
+        Effect.provide(publisherServerLayer({
+          appConfig: configFromEnv({
+            HERALD_PUBLISH_MAX_ATTEMPTS: "3",
+            HERALD_PUBLISH_BACKOFF_BASE_MS: "400",
+            HERALD_PUBLISH_BACKOFF_MAX_MS: "4000"
+          })
+        })),
+        withoutLogs
+      )
   )
 })

@@ -18,10 +18,10 @@ import { describe, expect, layer } from "@effect/vitest"
 import type { Ids } from "@herald/domain"
 import { Effect, FastCheck, Fiber } from "effect"
 import { randomUUID } from "node:crypto"
-import { EventReader } from "../src/stream/EventReader.js"
 import { connectSse, type SseConnection, type SseEvent } from "../../../test-support/SseClient.js"
-import { awaitEvents, connectStalling, fetchSse, ids, openSse, range, settlesWithin } from "./support/SseTesting.js"
+import { EventReader } from "../src/stream/EventReader.js"
 import { addMember, createProject, post, postMany } from "./support/HttpTesting.js"
+import { awaitEvents, connectStalling, fetchSse, ids, openSse, range, settlesWithin } from "./support/SseTesting.js"
 import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -54,10 +54,11 @@ const expectExactly = (
 ) =>
   Effect.gen(function*() {
     yield* awaitEvents(connection, expected.length, 5_000)
-    const last = yield* post(sentinel.as, sentinel.projectId, { workspace: sentinel.workspace ?? false, body: "sentinel" })
-    yield* Effect.promise(() =>
-      connection.waitForEvents(expected.length + 1, 5_000).catch(() => [])
-    )
+    const last = yield* post(sentinel.as, sentinel.projectId, {
+      workspace: sentinel.workspace ?? false,
+      body: "sentinel"
+    })
+    yield* Effect.promise(() => connection.waitForEvents(expected.length + 1, 5_000).catch(() => []))
     expect(ids(connection.events)).toEqual([...expected, last.event.seq])
   })
 
@@ -65,9 +66,16 @@ const expectExactly = (
  * Posts `n` messages and returns once a live client has seen them all: they are published, so a
  * connection opened next replays them from the database and gets nothing of them from the broker.
  */
-const postAndSettle = (as: TestUser, projectId: Ids.ProjectId, n: number, options: { readonly workspace?: boolean } = {}) =>
+const postAndSettle = (
+  as: TestUser,
+  projectId: Ids.ProjectId,
+  n: number,
+  options: { readonly workspace?: boolean } = {}
+) =>
   Effect.scoped(Effect.gen(function*() {
-    const witness = yield* openSse((options.workspace ? workspaceStream : projectStream)(projectId), { token: as.token })
+    const witness = yield* openSse((options.workspace ? workspaceStream : projectStream)(projectId), {
+      token: as.token
+    })
     yield* postMany(as, projectId, n, options)
     yield* awaitEvents(witness, n)
   }))
@@ -131,7 +139,10 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
           json: { body: "multi\nline \"quoted\" ✓", clientMessageId: "c-1" }
         })
         const messageId = created.body.message.id as string
-        yield* server.request("PATCH", `/api/projects/${projectId}/messages/${messageId}`, { token: owner.token, json: { body: "edited" } })
+        yield* server.request("PATCH", `/api/projects/${projectId}/messages/${messageId}`, {
+          token: owner.token,
+          json: { body: "edited" }
+        })
         yield* server.request("DELETE", `/api/projects/${projectId}/messages/${messageId}`, { token: owner.token })
         yield* server.request("DELETE", `/api/projects/${projectId}/members/${bob.id}`, { token: owner.token })
 
@@ -237,9 +248,21 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
       Effect.gen(function*() {
         const { owner, projectId } = yield* ownedProject()
         yield* postAndSettle(owner, projectId, 5)
-        const headerAhead = yield* openSse(projectStream(projectId), { token: owner.token, lastEventId: "4", after: "1" })
-        const headerBehind = yield* openSse(projectStream(projectId), { token: owner.token, lastEventId: "1", after: "4" })
-        const headerZero = yield* openSse(projectStream(projectId), { token: owner.token, lastEventId: "0", after: "5" })
+        const headerAhead = yield* openSse(projectStream(projectId), {
+          token: owner.token,
+          lastEventId: "4",
+          after: "1"
+        })
+        const headerBehind = yield* openSse(projectStream(projectId), {
+          token: owner.token,
+          lastEventId: "1",
+          after: "4"
+        })
+        const headerZero = yield* openSse(projectStream(projectId), {
+          token: owner.token,
+          lastEventId: "0",
+          after: "5"
+        })
         yield* awaitEvents(headerBehind, 5)
         yield* expectExactly(headerAhead, [5, 6], { as: owner, projectId })
         yield* awaitEvents(headerBehind, 6)
@@ -296,11 +319,15 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
           for (const value of values) {
             for (const via of vias) {
               const sse = yield* Effect.promise(() =>
-                connectSse(server.url, path, { token: owner.token, ...(via === "after" ? { after: value } : { lastEventId: value }) })
+                connectSse(server.url, path, {
+                  token: owner.token,
+                  ...(via === "after" ? { after: value } : { lastEventId: value })
+                })
               )
               sse.close()
-              if (sse.status !== 400) accepted.push(`${path.replace(projectId, ":id")} ${via}=${JSON.stringify(value)} → ${sse.status}`)
-              else {
+              if (sse.status !== 400) {
+                accepted.push(`${path.replace(projectId, ":id")} ${via}=${JSON.stringify(value)} → ${sse.status}`)
+              } else {
                 expect(sse.errorBody).toMatchObject({ _tag: expect.any(String), message: expect.any(String) })
                 expect(JSON.stringify(sse.errorBody)).toMatch(via === "after" ? /after/ : /last-event-id/i)
               }
@@ -311,7 +338,10 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
       })
 
     it.effect("a negative, non-numeric, fractional or empty position is a 400 naming the field, by ?after and by Last-Event-ID", () =>
-      Effect.map(notRefused(["-1", "abc", "1.5", ""], ["after", "lastEventId"]), (accepted) => expect(accepted).toEqual([])))
+      Effect.map(
+        notRefused(["-1", "abc", "1.5", ""], ["after", "lastEventId"]),
+        (accepted) => expect(accepted).toEqual([])
+      ))
 
     it.effect("a position is plain decimal digits: exponents, hex, signs and padding are 400 too", () =>
       Effect.gen(function*() {
@@ -356,14 +386,20 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
         const { projectId, server } = yield* ownedProject()
         const stranger = yield* server.user("stranger")
         for (const path of [projectStream, workspaceStream]) {
-          const hidden = yield* Effect.promise(() => connectSse(server.url, path(projectId), { token: stranger.token, after: "0" }))
-          const missing = yield* Effect.promise(() => connectSse(server.url, path(randomUUID()), { token: stranger.token, after: "0" }))
+          const hidden = yield* Effect.promise(() =>
+            connectSse(server.url, path(projectId), { token: stranger.token, after: "0" })
+          )
+          const missing = yield* Effect.promise(() =>
+            connectSse(server.url, path(randomUUID()), { token: stranger.token, after: "0" })
+          )
           hidden.close()
           missing.close()
           expect(hidden.status).toBe(404)
           expect(missing.status).toBe(404)
           expect(hidden.errorBody).toMatchObject({ _tag: "NotFound" })
-          expect(JSON.stringify(hidden.errorBody).replace(projectId, "X")).toBe(JSON.stringify(missing.errorBody).replace(/[0-9a-f-]{36}/, "X"))
+          expect(JSON.stringify(hidden.errorBody).replace(projectId, "X")).toBe(
+            JSON.stringify(missing.errorBody).replace(/[0-9a-f-]{36}/, "X")
+          )
         }
       }))
 
@@ -412,20 +448,32 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
         const bobs = yield* openSse(projectStream(projectId), { token: bob.token })
         const carols = yield* openSse(projectStream(projectId), { token: carol.token })
         // Someone else's removal does not end bob's stream.
-        expect((yield* server.request("DELETE", `/api/projects/${projectId}/members/${carol.id}`, { token: owner.token })).status).toBe(204)
+        expect(
+          (yield* server.request("DELETE", `/api/projects/${projectId}/members/${carol.id}`, { token: owner.token }))
+            .status
+        ).toBe(204)
         yield* awaitEvents(bobs, 1)
         expect(yield* settlesWithin(bobs.ended, 300)).toBe(false)
         expect(yield* settlesWithin(carols.ended, 2_000)).toBe(true)
-        expect((yield* server.request("DELETE", `/api/projects/${projectId}/members/${bob.id}`, { token: owner.token })).status).toBe(204)
+        expect(
+          (yield* server.request("DELETE", `/api/projects/${projectId}/members/${bob.id}`, { token: owner.token }))
+            .status
+        ).toBe(204)
         expect(yield* settlesWithin(bobs.ended, 2_000)).toBe(true)
         yield* post(owner, projectId)
         expect(bobs.events.map((e) => [e.id, e.event, e.data.data.userId])).toEqual([
           ["4", "member.removed", carol.id],
           ["5", "member.removed", bob.id]
         ])
-        expect(carols.events.map((e) => [e.id, e.event, e.data.data.userId])).toEqual([["4", "member.removed", carol.id]])
+        expect(carols.events.map((e) => [e.id, e.event, e.data.data.userId])).toEqual([[
+          "4",
+          "member.removed",
+          carol.id
+        ]])
         // And they cannot come back to it.
-        const again = yield* Effect.promise(() => connectSse(server.url, projectStream(projectId), { token: bob.token, lastEventId: "5" }))
+        const again = yield* Effect.promise(() =>
+          connectSse(server.url, projectStream(projectId), { token: bob.token, lastEventId: "5" })
+        )
         again.close()
         expect(again.status).toBe(404)
       }))
@@ -435,13 +483,24 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
         const { owner, projectId, server } = yield* ownedProject()
         const bob = yield* newMember(owner, projectId, "bob")
         yield* server.request("DELETE", `/api/projects/${projectId}/members/${bob.id}`, { token: owner.token })
-        expect((yield* server.request("POST", `/api/projects/${projectId}/members`, { token: owner.token, json: { userId: bob.id } })).status)
+        expect(
+          (yield* server.request("POST", `/api/projects/${projectId}/members`, {
+            token: owner.token,
+            json: { userId: bob.id }
+          })).status
+        )
           .toBe(201)
         const sse = yield* openSse(projectStream(projectId), { token: bob.token, after: "0" })
         yield* awaitEvents(sse, 3)
         expect(yield* settlesWithin(sse.ended, 300), "the stream ended at the replayed member.removed").toBe(false)
         yield* expectExactly(sse, [1, 2, 3, 4], { as: owner, projectId })
-        expect(sse.events.map((e) => e.event)).toEqual(["project.created", "member.added", "member.removed", "member.added", "message.created"])
+        expect(sse.events.map((e) => e.event)).toEqual([
+          "project.created",
+          "member.added",
+          "member.removed",
+          "member.added",
+          "message.created"
+        ])
       }))
   })
 
@@ -451,14 +510,18 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
         const { owner, projectId } = yield* ownedProject()
         const sse = yield* openSse(projectStream(projectId), { token: owner.token })
         const bob = yield* newMember(owner, projectId, "bob")
-        yield* Effect.forEach(range(1, 100), (i) => post(i % 2 === 0 ? owner : bob, projectId), { concurrency: "unbounded" })
+        yield* Effect.forEach(range(1, 100), (i) => post(i % 2 === 0 ? owner : bob, projectId), {
+          concurrency: "unbounded"
+        })
         yield* expectExactly(sse, range(2, 102), { as: owner, projectId })
       }))
 
     it.scoped("connecting with ?after=0 while 150 posts are in flight: the replay and the live tail meet exactly", () =>
       Effect.gen(function*() {
         const { owner, projectId } = yield* ownedProject()
-        const writers = yield* Effect.fork(Effect.forEach(range(1, 150), () => post(owner, projectId), { concurrency: 8 }))
+        const writers = yield* Effect.fork(
+          Effect.forEach(range(1, 150), () => post(owner, projectId), { concurrency: 8 })
+        )
         yield* Effect.sleep("100 millis")
         const sse = yield* openSse(projectStream(projectId), { token: owner.token, after: "0" })
         const midway = yield* openSse(projectStream(projectId), { token: owner.token, lastEventId: "10" })
@@ -487,7 +550,9 @@ const follow = (path: string, token: string, from: number, to: number) =>
       const last = received.at(-1) ?? from
       const sse = yield* Effect.promise(() => connectSse(server.url, path, { token, lastEventId: String(last) }))
       expect(sse.status).toBe(200)
-      yield* Effect.promise(() => Promise.race([sse.waitForEvents(to - last, 10_000).catch(() => undefined), sse.ended]))
+      yield* Effect.promise(() =>
+        Promise.race([sse.waitForEvents(to - last, 10_000).catch(() => undefined), sse.ended])
+      )
       sse.close()
       received.push(...ids(sse.events))
     }
@@ -507,58 +572,69 @@ layer(testServerLayer({ sseBuffer: 5 }), live)("SSE slow consumers (buffer of 5 
   const BIG = "€".repeat(10_000)
   const FLOOD = 250
 
-  const flood = (as: TestUser, projectId: Ids.ProjectId, concurrency = 16) => postMany(as, projectId, FLOOD, { body: BIG, concurrency })
+  const flood = (as: TestUser, projectId: Ids.ProjectId, concurrency = 16) =>
+    postMany(as, projectId, FLOOD, { body: BIG, concurrency })
 
-  it.scoped("a client that stops reading has its response ended; resuming from its last id it gets every event exactly once", () =>
-    Effect.gen(function*() {
-      const { owner, projectId, server } = yield* ownedProject()
-      const path = projectStream(projectId)
-      const stalled = yield* Effect.acquireRelease(
-        Effect.promise(() => connectStalling(server.url, path, { token: owner.token })),
-        (c) => Effect.sync(() => c.close())
-      )
-      expect(stalled.status).toBe(200)
-      // Meanwhile a reading client, reconnecting whenever it is cut off, misses nothing either.
-      const reader = yield* Effect.fork(follow(path, owner.token, 0, FLOOD + 1))
-      yield* flood(owner, projectId)
-      const followed = yield* Fiber.join(reader)
-      expect(followed.received).toEqual(range(1, FLOOD + 1))
+  it.scoped(
+    "a client that stops reading has its response ended; resuming from its last id it gets every event exactly once",
+    () =>
+      Effect.gen(function*() {
+        const { owner, projectId, server } = yield* ownedProject()
+        const path = projectStream(projectId)
+        const stalled = yield* Effect.acquireRelease(
+          Effect.promise(() => connectStalling(server.url, path, { token: owner.token })),
+          (c) => Effect.sync(() => c.close())
+        )
+        expect(stalled.status).toBe(200)
+        // Meanwhile a reading client, reconnecting whenever it is cut off, misses nothing either.
+        const reader = yield* Effect.fork(follow(path, owner.token, 0, FLOOD + 1))
+        yield* flood(owner, projectId)
+        const followed = yield* Fiber.join(reader)
+        expect(followed.received).toEqual(range(1, FLOOD + 1))
 
-      stalled.resume()
-      expect(yield* settlesWithin(stalled.ended, 10_000), "the server ends the stalled response").toBe(true)
-      // Ended cleanly if the client took the end in time; otherwise its socket was cut after a grace.
-      expect(["end", "aborted"]).toContain(yield* Effect.promise(() => stalled.ended))
-      const got = ids(stalled.events)
-      // What it got is an unbroken prefix — and not everything: the server cut it off.
-      expect(got).toEqual(range(2, got.length + 1))
-      expect(got.length).toBeLessThan(FLOOD)
-      const resumed = yield* follow(path, owner.token, got.at(-1) ?? 1, FLOOD + 1)
-      expect(resumed.received).toEqual(range((got.at(-1) ?? 1) + 1, FLOOD + 1))
-    }), { timeout: 30_000 })
+        stalled.resume()
+        expect(yield* settlesWithin(stalled.ended, 10_000), "the server ends the stalled response").toBe(true)
+        // Ended cleanly if the client took the end in time; otherwise its socket was cut after a grace.
+        expect(["end", "aborted"]).toContain(yield* Effect.promise(() => stalled.ended))
+        const got = ids(stalled.events)
+        // What it got is an unbroken prefix — and not everything: the server cut it off.
+        expect(got).toEqual(range(2, got.length + 1))
+        expect(got.length).toBeLessThan(FLOOD)
+        const resumed = yield* follow(path, owner.token, got.at(-1) ?? 1, FLOOD + 1)
+        expect(resumed.received).toEqual(range((got.at(-1) ?? 1) + 1, FLOOD + 1))
+      }),
+    { timeout: 30_000 }
+  )
 
-  it.scoped("the server lets go of a stalled connection that overflowed, without waiting for the client to read", () =>
-    Effect.gen(function*() {
-      const { owner, projectId, server } = yield* ownedProject()
-      yield* flood(owner, projectId)
-      // The replay of ~7 MB fills the socket of a client that reads nothing: the server's writes
-      // stall. Then live events overflow its buffer of 5 — the connection is over.
-      const stalled = yield* Effect.acquireRelease(
-        Effect.promise(() => connectStalling(server.url, projectStream(projectId), { token: owner.token, after: "0" })),
-        (c) => Effect.sync(() => c.close())
-      )
-      expect(stalled.status).toBe(200)
-      yield* Effect.sleep("300 millis")
-      expect(yield* sseConnectionsGauge).toBe(1)
-      yield* postMany(owner, projectId, 10, { concurrency: 1 })
-      // The server must not keep holding it (its fiber, subscription and socket buffers) for as
-      // long as the client stays silent: it ends the response, or drops the connection.
-      let open = 1
-      for (let i = 0; i < 30 && open > 0; i++) {
-        yield* Effect.sleep("100 millis")
-        open = yield* sseConnectionsGauge
-      }
-      expect(open, "SSE connections the server still holds 3 s after the overflow").toBe(0)
-    }), { timeout: 30_000 })
+  it.scoped(
+    "the server lets go of a stalled connection that overflowed, without waiting for the client to read",
+    () =>
+      Effect.gen(function*() {
+        const { owner, projectId, server } = yield* ownedProject()
+        yield* flood(owner, projectId)
+        // The replay of ~7 MB fills the socket of a client that reads nothing: the server's writes
+        // stall. Then live events overflow its buffer of 5 — the connection is over.
+        const stalled = yield* Effect.acquireRelease(
+          Effect.promise(() =>
+            connectStalling(server.url, projectStream(projectId), { token: owner.token, after: "0" })
+          ),
+          (c) => Effect.sync(() => c.close())
+        )
+        expect(stalled.status).toBe(200)
+        yield* Effect.sleep("300 millis")
+        expect(yield* sseConnectionsGauge).toBe(1)
+        yield* postMany(owner, projectId, 10, { concurrency: 1 })
+        // The server must not keep holding it (its fiber, subscription and socket buffers) for as
+        // long as the client stays silent: it ends the response, or drops the connection.
+        let open = 1
+        for (let i = 0; i < 30 && open > 0; i++) {
+          yield* Effect.sleep("100 millis")
+          open = yield* sseConnectionsGauge
+        }
+        expect(open, "SSE connections the server still holds 3 s after the overflow").toBe(0)
+      }),
+    { timeout: 30_000 }
+  )
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -607,7 +683,10 @@ layer(testServerLayer({ broker: "postgres", chaosPublishFailureRate: 1 }), live)
     it.effect.prop(
       "from any position, with any delivery schedule ending at the head, the client gets exactly position+1..head",
       {
-        scenario: FastCheck.record({ before: FastCheck.integer({ min: 1, max: 6 }), after: FastCheck.integer({ min: 1, max: 6 }) })
+        scenario: FastCheck.record({
+          before: FastCheck.integer({ min: 1, max: 6 }),
+          after: FastCheck.integer({ min: 1, max: 6 })
+        })
           .chain(({ after, before }) =>
             FastCheck.record({
               before: FastCheck.constant(before),

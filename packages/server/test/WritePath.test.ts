@@ -4,11 +4,18 @@ import type { Chat, Ids } from "@herald/domain"
 import { Data, Effect, Exit, FastCheck, Fiber, Layer, Option, Queue, Runtime } from "effect"
 import { ChatService } from "../src/chat/ChatService.js"
 import { MessagesRepo } from "../src/chat/MessagesRepo.js"
-import type { UsersRepo } from "../src/chat/UsersRepo.js"
-import { Wakeup } from "../src/outbox/Wakeup.js"
-import { OutboxWriter } from "../src/outbox/OutboxWriter.js"
-import { ChatTestLive, expectContiguous, messageCount, newUser, outboxRows, seqsByStream } from "./support/ChatHarness.js"
 import { asUser } from "../src/chat/Policy.js"
+import type { UsersRepo } from "../src/chat/UsersRepo.js"
+import { OutboxWriter } from "../src/outbox/OutboxWriter.js"
+import { Wakeup } from "../src/outbox/Wakeup.js"
+import {
+  ChatTestLive,
+  expectContiguous,
+  messageCount,
+  newUser,
+  outboxRows,
+  seqsByStream
+} from "./support/ChatHarness.js"
 
 class InjectedFailure extends Data.TaggedError("InjectedFailure")<{}> {}
 
@@ -20,14 +27,20 @@ const failingAfter = (step: "outbox insert" | "message insert") =>
     const failAfter = <A, E>(self: Effect.Effect<A, E>, here: boolean) =>
       here ? Effect.zipLeft(self, Effect.die(new InjectedFailure())) : self
     return ChatService.Default.pipe(
-      Layer.provide(Layer.succeed(OutboxWriter, OutboxWriter.make({
-        ...outbox,
-        insert: (e) => failAfter(outbox.insert(e), step === "outbox insert")
-      }))),
-      Layer.provide(Layer.succeed(MessagesRepo, MessagesRepo.make({
-        ...messages,
-        insertAsMember: (m) => failAfter(messages.insertAsMember(m), step === "message insert")
-      })))
+      Layer.provide(Layer.succeed(
+        OutboxWriter,
+        OutboxWriter.make({
+          ...outbox,
+          insert: (e) => failAfter(outbox.insert(e), step === "outbox insert")
+        })
+      )),
+      Layer.provide(Layer.succeed(
+        MessagesRepo,
+        MessagesRepo.make({
+          ...messages,
+          insertAsMember: (m) => failAfter(messages.insertAsMember(m), step === "message insert")
+        })
+      ))
     )
   }))
 
@@ -80,10 +93,15 @@ describe("write path", () => {
         const project = yield* chat.createProject("busy").pipe(asUser(alice))
         const results = yield* Effect.forEach(
           Array.from({ length: 50 }, (_, i) => i),
-          (i) => chat.postWorkspaceMessage(project.id, { body: `m${i}`, role: i % 2 ? "worker" : "user" }).pipe(asUser(alice)),
+          (i) =>
+            chat.postWorkspaceMessage(project.id, { body: `m${i}`, role: i % 2 ? "worker" : "user" }).pipe(
+              asUser(alice)
+            ),
           { concurrency: "unbounded" }
         )
-        expect(results.map((r) => r.event.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
+        expect(results.map((r) => r.event.seq).sort((a, b) => a - b)).toEqual(
+          Array.from({ length: 50 }, (_, i) => i + 1)
+        )
         const rows = (yield* outboxRows).filter((r) => r.streamId === `workspace:${project.id}:${alice.id}`)
         expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1))
         // commit order = seq order: each message's creation time follows seq order
@@ -102,7 +120,11 @@ describe("write path", () => {
       | { readonly _tag: "add"; readonly target: number }
       | { readonly _tag: "remove"; readonly target: number }
     const op: FastCheck.Arbitrary<Op> = FastCheck.oneof(
-      FastCheck.record({ _tag: FastCheck.constant("post" as const), actor: FastCheck.nat(3), workspace: FastCheck.boolean() }),
+      FastCheck.record({
+        _tag: FastCheck.constant("post" as const),
+        actor: FastCheck.nat(3),
+        workspace: FastCheck.boolean()
+      }),
       FastCheck.record({ _tag: FastCheck.constant("edit" as const), actor: FastCheck.nat(3) }),
       FastCheck.record({ _tag: FastCheck.constant("delete" as const), actor: FastCheck.nat(3) }),
       FastCheck.record({ _tag: FastCheck.constant("add" as const), target: FastCheck.integer({ min: 1, max: 3 }) }),
@@ -123,7 +145,9 @@ describe("write path", () => {
                 case "post":
                   return (o.workspace ? chat.postWorkspaceMessage : chat.postMessage)(project.id, { body: "x" }).pipe(
                     asUser(users[o.actor]!),
-                    Effect.tap((w) => o.workspace ? Effect.void : Queue.offer(posted, { author: users[o.actor]!, id: w.message.id }))
+                    Effect.tap((w) =>
+                      o.workspace ? Effect.void : Queue.offer(posted, { author: users[o.actor]!, id: w.message.id })
+                    )
                   )
                 case "edit":
                 case "delete":

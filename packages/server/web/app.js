@@ -4,7 +4,14 @@
 import uPlot from "/vendor/uplot.esm.js"
 
 const $ = (selector, root = document) => root.querySelector(selector)
-const state = { token: localStorage.getItem("herald.token") ?? "", me: null, projectId: null, streams: [], timer: null, chart: null }
+const state = {
+  token: localStorage.getItem("herald.token") ?? "",
+  me: null,
+  projectId: null,
+  streams: [],
+  timer: null,
+  chart: null
+}
 
 const api = async (method, path, body) => {
   const res = await fetch(path, {
@@ -53,7 +60,16 @@ class StreamView {
     this.source.onopen = () => this.settle()
     this.source.onerror = () => this.setState(this.source.readyState === EventSource.CLOSED ? "closed" : "reconnecting")
     const onEvent = (e) => this.apply(JSON.parse(e.data))
-    for (const type of ["project.created", "member.added", "member.removed", "message.created", "message.edited", "message.deleted"]) {
+    for (
+      const type of [
+        "project.created",
+        "member.added",
+        "member.removed",
+        "message.created",
+        "message.edited",
+        "message.deleted"
+      ]
+    ) {
       this.source.addEventListener(type, onEvent)
     }
   }
@@ -89,7 +105,10 @@ class StreamView {
         this.render(li, event.seq, { id: d.messageId, authorId: d.authorId, role: d.role, body: d.body })
         if (!pending) this.list.append(li)
         else this.list.append(li) // reconciled: it now sits at its committed position
-        this.messages.set(d.messageId, { li, message: { id: d.messageId, authorId: d.authorId, role: d.role, body: d.body } })
+        this.messages.set(d.messageId, {
+          li,
+          message: { id: d.messageId, authorId: d.authorId, role: d.role, body: d.body }
+        })
         break
       }
       case "message.edited": {
@@ -142,7 +161,8 @@ class StreamView {
     li.className = `message role-${message.role}`
     li.dataset.seq = seq ?? ""
     li.dataset.messageId = message.id ?? ""
-    li.innerHTML = `<span class="seq"></span><span><span class="author"></span><span class="body"></span></span><span class="actions"></span>`
+    li.innerHTML =
+      `<span class="seq"></span><span><span class="author"></span><span class="body"></span></span><span class="actions"></span>`
     $(".seq", li).textContent = seq ? `#${seq}` : "…"
     $(".author", li).textContent = nameOf(message.authorId)
     $(".body", li).textContent = message.body
@@ -220,14 +240,20 @@ const renderAnalytics = async () => {
   const ys = series.points.map((p) => p.count)
   const el = $("#chart")
   if (!state.chart) {
-    state.chart = new uPlot({
-      width: Math.max(320, el.clientWidth || 800),
-      height: 160,
-      series: [{}, { label: "events / minute", stroke: "#3856d6", fill: "rgba(56,86,214,.12)" }],
-      axes: [{}, { size: 40 }]
-    }, [xs, ys], el)
+    state.chart = new uPlot(
+      {
+        width: Math.max(320, el.clientWidth || 800),
+        height: 160,
+        series: [{}, { label: "events / minute", stroke: "#3856d6", fill: "rgba(56,86,214,.12)" }],
+        axes: [{}, { size: 40 }]
+      },
+      [xs, ys],
+      el
+    )
   } else state.chart.setData([xs, ys])
-  $("#analytics .asof").textContent = summary.asOf ? `as of ${new Date(summary.asOf).toLocaleTimeString()} (every event committed before then is counted)` : "not yet materialized"
+  $("#analytics .asof").textContent = summary.asOf
+    ? `as of ${new Date(summary.asOf).toLocaleTimeString()} (every event committed before then is counted)`
+    : "not yet materialized"
 }
 
 const openProject = async (projectId) => {
@@ -243,8 +269,18 @@ const openProject = async (projectId) => {
   $("#project-title").textContent = project.name
   for (const section of ["#project-chat", "#workspace-chat"]) $(".messages", $(section)).replaceChildren()
   const isOwner = () => project.ownerId === state.me.id
-  const projectView = new StreamView($("#project-chat"), `/api/projects/${projectId}/stream`, `/api/projects/${projectId}/messages`, isOwner)
-  const workspaceView = new StreamView($("#workspace-chat"), `/api/projects/${projectId}/workspace/stream`, `/api/projects/${projectId}/workspace/messages`, () => false)
+  const projectView = new StreamView(
+    $("#project-chat"),
+    `/api/projects/${projectId}/stream`,
+    `/api/projects/${projectId}/messages`,
+    isOwner
+  )
+  const workspaceView = new StreamView(
+    $("#workspace-chat"),
+    `/api/projects/${projectId}/workspace/stream`,
+    `/api/projects/${projectId}/workspace/messages`,
+    () => false
+  )
   state.streams = [projectView, workspaceView]
   for (const s of state.streams) s.open()
   $("#project-chat .composer").onsubmit = (e) => submit(e, projectView)

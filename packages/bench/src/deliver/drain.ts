@@ -1,12 +1,12 @@
 import type { SqlClient } from "@effect/sql"
 import type { Events } from "@herald/domain"
-import { type Context, Effect, Exit, Layer, Redacted, Runtime, Scope } from "effect"
-import { randomUUID } from "node:crypto"
-import pg from "pg"
 import { BrokerPublisher } from "@herald/server/broker/BrokerPublisher"
 import type { AppConfig } from "@herald/server/config/AppConfig"
 import { OutboxPublisherLive } from "@herald/server/outbox/OutboxPublisher"
 import { SharedLive } from "@herald/server/Server"
+import { type Context, Effect, Exit, Layer, Redacted, Runtime, Scope } from "effect"
+import { randomUUID } from "node:crypto"
+import pg from "pg"
 import { attempt, sleep } from "../support.js"
 
 /**
@@ -82,7 +82,9 @@ const messageData = (actor: string) => `
 export const resetOutbox = (client: pg.Client) =>
   attempt("resetting the outbox", async () => {
     await client.query("TRUNCATE event_outbox")
-    await client.query("DELETE FROM event_streams WHERE stream_id LIKE 'project:%' AND stream_id NOT IN (SELECT 'project:' || id FROM projects)")
+    await client.query(
+      "DELETE FROM event_streams WHERE stream_id LIKE 'project:%' AND stream_id NOT IN (SELECT 'project:' || id FROM projects)"
+    )
   })
 
 /** Inserts the backlog as `pending` outbox rows, in one statement, as if committed just now. */
@@ -172,7 +174,8 @@ export const heraldDrain = (
       timed("Herald publisher", events, poller, OUTBOX_DRAINED, async () => {
         const counter = { n: 0 }
         const broker = Layer.succeed(BrokerPublisher, {
-          publish: (batch: ReadonlyArray<Events.EventWire>) => Effect.sync(() => void (counter.n += batch.length))
+          publish: (batch: ReadonlyArray<Events.EventWire>) =>
+            Effect.sync(() => void (counter.n += batch.length))
         })
         const publisher = OutboxPublisherLive.pipe(
           Layer.provide(broker),
@@ -211,7 +214,13 @@ const MARK_PUBLISHED = `
   WHERE id = ANY($1::uuid[]) AND status = 'pending' AND claimed_by = $2
   RETURNING occurred_at, published_at`
 
-export const rawDrain = (url: Redacted.Redacted, poller: pg.Client, events: number, batchSize: number, leaseMs: number) =>
+export const rawDrain = (
+  url: Redacted.Redacted,
+  poller: pg.Client,
+  events: number,
+  batchSize: number,
+  leaseMs: number
+) =>
   attempt("the raw-SQL drain", async () => {
     const client = new pg.Client({ connectionString: Redacted.value(url), application_name: "herald-bench-raw" })
     await client.connect()
@@ -325,26 +334,35 @@ export interface GraphileMode {
 }
 
 export const graphileDrain = (setup: GraphileSetup, poller: pg.Client, events: number, mode: GraphileMode) =>
-  attempt(`Graphile Worker (${mode.label})`, () =>
-    timed(`Graphile Worker, ${mode.label}`, events, poller, "SELECT NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs) AS done", async () => {
-      let delivered = 0
-      const runner = await setup.worker.run({
-        pgPool: setup.pool,
-        logger: setup.logger,
-        concurrency: mode.concurrency,
-        noHandleSignals: true,
-        pollInterval: 1_000,
-        taskList: {
-          publish: async () => {
-            delivered++
+  attempt(
+    `Graphile Worker (${mode.label})`,
+    () =>
+      timed(
+        `Graphile Worker, ${mode.label}`,
+        events,
+        poller,
+        "SELECT NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs) AS done",
+        async () => {
+          let delivered = 0
+          const runner = await setup.worker.run({
+            pgPool: setup.pool,
+            logger: setup.logger,
+            concurrency: mode.concurrency,
+            noHandleSignals: true,
+            pollInterval: 1_000,
+            taskList: {
+              publish: async () => {
+                delivered++
+              }
+            },
+            ...(mode.batched
+              ? { preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0 } } }
+              : {})
+          })
+          return {
+            delivered: () => delivered,
+            stop: () => runner.stop()
           }
-        },
-        ...(mode.batched
-          ? { preset: { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0 } } }
-          : {})
-      })
-      return {
-        delivered: () => delivered,
-        stop: () => runner.stop()
-      }
-    }))
+        }
+      )
+  )

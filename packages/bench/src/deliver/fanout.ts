@@ -50,7 +50,10 @@ const keepAlive = (port: number) =>
     let buffer = ""
     let closed = false
     let waiting: { ok: () => void; fail: (e: Error) => void } | undefined
-    const timer = setTimeout(() => socket.destroy(new Error("opening a keep-alive connection timed out")), OPEN_TIMEOUT_MS)
+    const timer = setTimeout(
+      () => socket.destroy(new Error("opening a keep-alive connection timed out")),
+      OPEN_TIMEOUT_MS
+    )
     socket.setEncoding("latin1")
     socket.on("data", (chunk: string) => {
       buffer += chunk
@@ -226,7 +229,15 @@ export const openSse = async (target: Target, count: number): Promise<SseSet> =>
     expect: (seq) => {
       let done!: () => void
       const all = new Promise<void>((resolve) => (done = resolve))
-      const r: Round = { id: ++rounds, marker: `id: ${seq}\n`, expected: sockets.length, count: 0, firstAt: NaN, lastAt: NaN, done }
+      const r: Round = {
+        id: ++rounds,
+        marker: `id: ${seq}\n`,
+        expected: sockets.length,
+        count: 0,
+        firstAt: NaN,
+        lastAt: NaN,
+        done
+      }
       round = r
       return {
         round: r,

@@ -4,7 +4,9 @@ import { jsonOption } from "./Outbox.js"
 
 const run = lazy(() => import("../run/Events.js"))
 
-const stream = Options.text("stream").pipe(Options.withDescription("project:<projectId> or workspace:<projectId>:<userId>"))
+const stream = Options.text("stream").pipe(
+  Options.withDescription("project:<projectId> or workspace:<projectId>:<userId>")
+)
 const fromSeq = Options.integer("from-seq").pipe(Options.optional)
 const toSeq = Options.integer("to-seq").pipe(Options.optional)
 const dryRun = Options.boolean("dry-run").pipe(Options.withDescription("show what would be published, publish nothing"))
@@ -14,7 +16,11 @@ const dryRun = Options.boolean("dry-run").pipe(Options.withDescription("show wha
  * event_log). SSE clients drop what they already have by seq. Only the `postgres` broker reaches
  * running servers; with `memory` the publishes stay inside this process.
  */
-const replay = Command.make("replay", { json: jsonOption, stream, fromSeq, toSeq, dryRun }, (o) => run((m) => m.replay(o))).pipe(
+const replay = Command.make(
+  "replay",
+  { json: jsonOption, stream, fromSeq, toSeq, dryRun },
+  (o) => run((m) => m.replay(o))
+).pipe(
   Command.withDescription("re-publish a range of a stream to the broker (clients de-duplicate by seq)")
 )
 
@@ -24,7 +30,11 @@ const rebuild = Options.boolean("rebuild").pipe(
 )
 
 /** Copies outbox → event_log now, idempotently; `--rebuild` re-derives the log from the outbox. */
-const materialize = Command.make("materialize", { json: jsonOption, batchSize, rebuild }, (o) => run((m) => m.materialize(o))).pipe(
+const materialize = Command.make(
+  "materialize",
+  { json: jsonOption, batchSize, rebuild },
+  (o) => run((m) => m.materialize(o))
+).pipe(
   Command.withDescription("copy outbox rows into event_log now (idempotent)")
 )
 

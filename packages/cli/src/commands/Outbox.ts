@@ -3,7 +3,9 @@ import { lazy } from "./Lazy.js"
 
 const run = lazy(() => import("../run/Outbox.js"))
 
-export const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON for scripts instead of a table"))
+export const jsonOption = Options.boolean("json").pipe(
+  Options.withDescription("print JSON for scripts instead of a table")
+)
 
 const watch = Options.boolean("watch").pipe(Options.withDescription("refresh every 2 seconds until interrupted"))
 

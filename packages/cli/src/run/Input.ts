@@ -8,8 +8,13 @@ import { CliError } from "../Render.js"
  * U+FFFD, so this is the guard for whatever runs these commands with other strings.)
  */
 export const storableText = (argument: string, text: string): Effect.Effect<string, CliError> =>
-  Text.isStorable(text) ? Effect.succeed(text) : Effect.fail(new CliError({ message: Text.notStorableMessage(argument) }))
+  Text.isStorable(text)
+    ? Effect.succeed(text)
+    : Effect.fail(new CliError({ message: Text.notStorableMessage(argument) }))
 
 /** The same for an optional argument. */
-export const storableOptional = (argument: string, text: string | undefined): Effect.Effect<string | undefined, CliError> =>
+export const storableOptional = (
+  argument: string,
+  text: string | undefined
+): Effect.Effect<string | undefined, CliError> =>
   text === undefined ? Effect.succeed(undefined) : storableText(argument, text)

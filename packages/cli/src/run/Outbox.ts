@@ -1,5 +1,5 @@
-import { EventLogStore, OutboxStore, toWire } from "@herald/server"
 import { Ids } from "@herald/domain"
+import { EventLogStore, OutboxStore, toWire } from "@herald/server"
 import { Console, Duration, Effect, Layer, Option, Schema } from "effect"
 import { CliDatabaseLive } from "../Database.js"
 import { age, CliError, json, parseDuration, progress, table } from "../Render.js"
@@ -10,7 +10,9 @@ import { storableOptional } from "./Input.js"
 const OutboxLive = Layer.mergeAll(OutboxStore.Default, EventLogStore.Default).pipe(Layer.provideMerge(CliDatabaseLive))
 
 const uuid = (id: string) =>
-  Schema.decodeUnknown(Ids.EventId)(id).pipe(Effect.mapError(() => new CliError({ message: `not an event id (a UUID): "${id}"` })))
+  Schema.decodeUnknown(Ids.EventId)(id).pipe(
+    Effect.mapError(() => new CliError({ message: `not an event id (a UUID): "${id}"` }))
+  )
 
 const iso = (d: Date | null) => d === null ? null : d.toISOString()
 
@@ -23,7 +25,15 @@ export const stats = (o: { readonly json: boolean; readonly watch: boolean }) =>
       if (o.watch) yield* Console.log(`\x1b[2J\x1b[H${new Date().toISOString()}`)
       yield* table(
         ["pending", "claimed", "published", "dead", "oldest pending", "unmaterialized", "materializer lag"],
-        [[s.pending, s.claimed, s.published, s.dead, age(s.oldestPendingSeconds), s.unmaterialized, age(s.materializerLagSeconds)]]
+        [[
+          s.pending,
+          s.claimed,
+          s.published,
+          s.dead,
+          age(s.oldestPendingSeconds),
+          s.unmaterialized,
+          age(s.materializerLagSeconds)
+        ]]
       )
     })
     yield* o.watch ? Effect.forever(Effect.zipRight(once, Effect.sleep("2 seconds"))) : once
@@ -41,7 +51,12 @@ export const list = (o: {
     // Free text filters: PostgreSQL would fail on a NUL (a database error, not an answer).
     const stream = yield* storableOptional("--stream", Option.getOrUndefined(o.stream))
     const type = yield* storableOptional("--type", Option.getOrUndefined(o.type))
-    const rows = yield* (yield* OutboxStore).list({ status: Option.getOrUndefined(o.status), stream, type, limit: o.limit })
+    const rows = yield* (yield* OutboxStore).list({
+      status: Option.getOrUndefined(o.status),
+      stream,
+      type,
+      limit: o.limit
+    })
     if (o.json) {
       return yield* json(rows.map((r) => ({
         id: r.id,
@@ -56,7 +71,9 @@ export const list = (o: {
     }
     yield* table(
       ["id", "stream", "seq", "type", "status", "attempts", "occurred at", "last error"],
-      rows.map((r) => [r.id, r.streamId, r.seq, r.type, r.status, r.attempts, r.occurredAt.toISOString(), r.lastError ?? ""])
+      rows.map((
+        r
+      ) => [r.id, r.streamId, r.seq, r.type, r.status, r.attempts, r.occurredAt.toISOString(), r.lastError ?? ""])
     )
   }).pipe(Effect.provide(OutboxLive))
 
@@ -64,7 +81,9 @@ export const show = (o: { readonly json: boolean; readonly eventId: string }) =>
   Effect.gen(function*() {
     const id = yield* uuid(o.eventId)
     const row = yield* (yield* OutboxStore).show(id)
-    if (row === undefined) return yield* new CliError({ message: `no outbox row ${id} (pruned rows live on in event_log)` })
+    if (row === undefined) {
+      return yield* new CliError({ message: `no outbox row ${id} (pruned rows live on in event_log)` })
+    }
     const delivery = {
       status: row.status,
       attempts: row.attempts,
@@ -114,5 +133,7 @@ export const prune = (o: { readonly json: boolean; readonly olderThan: string })
       if (n < PRUNE_BATCH) break
     }
     if (o.json) return yield* json({ deleted })
-    yield* Console.log(`deleted ${deleted} published and materialized outbox row(s) older than ${Duration.format(cutoff)}`)
+    yield* Console.log(
+      `deleted ${deleted} published and materialized outbox row(s) older than ${Duration.format(cutoff)}`
+    )
   }).pipe(Effect.scoped, Effect.provide(OutboxLive))

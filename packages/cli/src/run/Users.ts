@@ -26,5 +26,7 @@ export const createUser = (o: { readonly json: boolean; readonly name: string })
     const { token, user } = yield* users.create(trimmed)
     yield* o.json
       ? Console.log(JSON.stringify({ id: user.id, name: user.name, token: Redacted.value(token) }))
-      : Console.log(`id:    ${user.id}\nname:  ${user.name}\ntoken: ${Redacted.value(token)}  (shown once; only its hash is stored)`)
+      : Console.log(
+        `id:    ${user.id}\nname:  ${user.name}\ntoken: ${Redacted.value(token)}  (shown once; only its hash is stored)`
+      )
   }).pipe(Effect.provide(UsersRepo.Default.pipe(Layer.provideMerge(CliDatabaseLive))))

@@ -1,10 +1,11 @@
 import { NodeContext } from "@effect/platform-node"
 import type { Chat, Ids } from "@herald/domain"
 import { ChatService } from "@herald/server/chat/ChatService"
+import { asUser } from "@herald/server/chat/Policy"
+import { RequestPathLive } from "@herald/server/chat/RequestPath"
 import { UsersRepo } from "@herald/server/chat/UsersRepo"
 import { clientLayer } from "@herald/server/db/Database"
 import { runMigrations } from "@herald/server/db/Migrations"
-import { RequestPathLive } from "@herald/server/chat/RequestPath"
 import { Wakeup } from "@herald/server/outbox/Wakeup"
 import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import * as fs from "node:fs/promises"
@@ -21,7 +22,6 @@ import {
   withoutHeraldSettings
 } from "../../../../test-support/Process.js"
 import { freshDatabaseUrl } from "../../../../test-support/TestDatabase.js"
-import { asUser } from "@herald/server/chat/Policy"
 
 export { repoRoot }
 
@@ -62,14 +62,22 @@ export const heraldAll = async (
   return results
 }
 
-const run = async (args: ReadonlyArray<string>, env: Record<string, string | undefined>, timeoutMs: number): Promise<CliResult> => {
-  const { code, stderr, stdout } = await runProcess(process.execPath, [bin, ...args], { ...withoutHeraldSettings(), ...env }, {
+const run = async (
+  args: ReadonlyArray<string>,
+  env: Record<string, string | undefined>,
+  timeoutMs: number
+): Promise<CliResult> => {
+  const { code, stderr, stdout } = await runProcess(process.execPath, [bin, ...args], {
+    ...withoutHeraldSettings(),
+    ...env
+  }, {
     timeoutMs
   }).finished
   return { args, code, stdout, stderr }
 }
 
-const describeRun = (r: CliResult) => `herald ${r.args.join(" ")} → exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
+const describeRun = (r: CliResult) =>
+  `herald ${r.args.join(" ")} → exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`
 
 /** Exit 0, nothing on stderr (progress lines aside, when `allowStderr`). */
 export const expectSuccess = (r: CliResult, options: { readonly allowStderr?: RegExp } = {}) => {
@@ -125,7 +133,10 @@ const requestPath = (url: string) =>
   RequestPathLive.pipe(
     Layer.provideMerge(Wakeup.Default),
     Layer.provideMerge(
-      Layer.tap(clientLayer({ url: Redacted.make(url), maxConnections: 4 }), (ctx) => Effect.provide(runMigrations, ctx))
+      Layer.tap(
+        clientLayer({ url: Redacted.make(url), maxConnections: 4 }),
+        (ctx) => Effect.provide(runMigrations, ctx)
+      )
     ),
     Layer.provide(NodeContext.layer)
   )
@@ -158,7 +169,9 @@ export const seedChat = async (url: string): Promise<Seeded> => {
       const project = yield* chat.createProject("alpha").pipe(asUser(alice))
       yield* chat.addMember(project.id, bob.id).pipe(asUser(alice))
       const posts = []
-      for (let i = 0; i < 4; i++) posts.push(yield* chat.postMessage(project.id, { body: `alice ${i}` }).pipe(asUser(alice)))
+      for (let i = 0; i < 4; i++) {
+        posts.push(yield* chat.postMessage(project.id, { body: `alice ${i}` }).pipe(asUser(alice)))
+      }
       yield* chat.postMessage(project.id, { body: "bob says hi" }).pipe(asUser(bob))
       yield* chat.editMessage(project.id, posts[0]!.message.id, "alice 0 (edited)").pipe(asUser(alice))
       yield* chat.deleteMessage(project.id, posts[1]!.message.id).pipe(asUser(alice))
@@ -182,7 +195,11 @@ export const seedChat = async (url: string): Promise<Seeded> => {
 }
 
 /** A plain SQL query on `url` (the test's own view of the database, independent of the CLI). */
-export const query = async <A = any>(url: string, text: string, params: ReadonlyArray<unknown> = []): Promise<Array<A>> => {
+export const query = async <A = any>(
+  url: string,
+  text: string,
+  params: ReadonlyArray<unknown> = []
+): Promise<Array<A>> => {
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {

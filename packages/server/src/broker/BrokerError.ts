@@ -1,3 +1,5 @@
 import { Data } from "effect"
 
-export class BrokerError extends Data.TaggedError("BrokerError")<{ readonly message: string; readonly cause?: unknown }> {}
+export class BrokerError
+  extends Data.TaggedError("BrokerError")<{ readonly message: string; readonly cause?: unknown }>
+{}

@@ -18,6 +18,8 @@ export const BrokerLive = Layer.unwrapEffect(
 
 /** Only the publishing side, as chosen by `HERALD_BROKER` (for the CLI's `replay`). */
 export const BrokerPublisherLive = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) =>
-    withChaos(config.broker === "postgres" ? PostgresBrokerPublisherLive : MemoryBrokerPublisherLive))
+  Effect.map(
+    AppConfig,
+    (config) => withChaos(config.broker === "postgres" ? PostgresBrokerPublisherLive : MemoryBrokerPublisherLive)
+  )
 )

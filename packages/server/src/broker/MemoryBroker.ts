@@ -6,7 +6,10 @@ import { BrokerDelivery, BrokerSubscriber } from "./BrokerSubscriber.js"
 /** The in-process hub both sides of the memory broker share. */
 class MemoryHub extends Context.Tag("Herald/MemoryHub")<MemoryHub, PubSub.PubSub<Events.EventWire>>() {}
 
-const MemoryHubLive = Layer.scoped(MemoryHub, Effect.acquireRelease(PubSub.unbounded<Events.EventWire>(), PubSub.shutdown))
+const MemoryHubLive = Layer.scoped(
+  MemoryHub,
+  Effect.acquireRelease(PubSub.unbounded<Events.EventWire>(), PubSub.shutdown)
+)
 
 const MemoryPublisher = Layer.effect(
   BrokerPublisher,
@@ -15,7 +18,10 @@ const MemoryPublisher = Layer.effect(
 
 const MemorySubscriber = Layer.effect(
   BrokerSubscriber,
-  Effect.map(MemoryHub, (hub) => ({ events: Stream.map(Stream.fromPubSub(hub), (event) => BrokerDelivery.Envelope({ event })) }))
+  Effect.map(
+    MemoryHub,
+    (hub) => ({ events: Stream.map(Stream.fromPubSub(hub), (event) => BrokerDelivery.Envelope({ event })) })
+  )
 )
 
 /**

@@ -29,10 +29,11 @@ export const PostgresBrokerPublisherLive = Layer.effect(
           return Buffer.byteLength(json) <= MAX_PAYLOAD_BYTES ? json : JSON.stringify({ stream: e.stream, seq: e.seq })
         })
         // One statement: the batch is delivered in order, as one transaction's notifications.
-        return sql`SELECT pg_notify(${CHANNEL}, p) FROM unnest(${payloads}::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n`.pipe(
-          Effect.asVoid,
-          Effect.mapError((cause) => new BrokerError({ message: `NOTIFY failed: ${cause.message}`, cause }))
-        )
+        return sql`SELECT pg_notify(${CHANNEL}, p) FROM unnest(${payloads}::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n`
+          .pipe(
+            Effect.asVoid,
+            Effect.mapError((cause) => new BrokerError({ message: `NOTIFY failed: ${cause.message}`, cause }))
+          )
       }
     }
   })

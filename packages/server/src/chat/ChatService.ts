@@ -75,7 +75,8 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
 
     const getProject = (projectId: Ids.ProjectId) => Effect.map(policy.requireMember(projectId), (m) => m.project)
 
-    const listMembers = (projectId: Ids.ProjectId) => Effect.zipRight(policy.requireMember(projectId), projects.members(projectId))
+    const listMembers = (projectId: Ids.ProjectId) =>
+      Effect.zipRight(policy.requireMember(projectId), projects.members(projectId))
 
     const addMember = (projectId: Ids.ProjectId, userId: Ids.UserId) =>
       Effect.gen(function*() {
@@ -230,9 +231,13 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         }
         return yield* change(caller, projectId, Events.projectStream(projectId), ({ at, event }) =>
           Effect.gen(function*() {
-            if (!(yield* projects.isMember(projectId, caller.id))) return yield* notFound("project")
+            if (!(yield* projects.isMember(projectId, caller.id))) {
+              return yield* notFound("project")
+            }
             const edited = yield* messages.editBody(messageId, body, at)
-            if (Option.isNone(edited)) return yield* new Errors.Conflict({ message: "the message was deleted" })
+            if (Option.isNone(edited)) {
+              return yield* new Errors.Conflict({ message: "the message was deleted" })
+            }
             return {
               result: { message: edited.value.message, event },
               event: { type: "message.edited", data: { messageId, body } }

@@ -1,4 +1,4 @@
-import { SqlClient, SqlError } from "@effect/sql"
+import { SqlClient, type SqlError } from "@effect/sql"
 import { Chat, type Events, Ids } from "@herald/domain"
 import { Data, DateTime, Effect, Option, Schema } from "effect"
 
@@ -97,7 +97,8 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
         RETURNING ${cols}`).pipe(
         Effect.map((rows) => Option.fromNullable(rows[0])),
         Effect.catchTags({
-          SqlError: (e) => isUniqueViolation(e, "messages_client_message_id_key") ? new DuplicateClientMessage() : Effect.die(e),
+          SqlError: (e) =>
+            isUniqueViolation(e, "messages_client_message_id_key") ? new DuplicateClientMessage() : Effect.die(e),
           ParseError: Effect.die
         })
       )
@@ -131,7 +132,9 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
 
     /** false when it was already deleted. */
     const softDelete = (messageId: Ids.MessageId, at: DateTime.Utc) =>
-      sql`UPDATE messages SET deleted_at = ${DateTime.toDateUtc(at)} WHERE id = ${messageId} AND deleted_at IS NULL RETURNING 1`.pipe(
+      sql`UPDATE messages SET deleted_at = ${
+        DateTime.toDateUtc(at)
+      } WHERE id = ${messageId} AND deleted_at IS NULL RETURNING 1`.pipe(
         Effect.map((rows) => rows.length > 0),
         Effect.orDie
       )

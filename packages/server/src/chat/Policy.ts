@@ -34,7 +34,9 @@ export class Policy extends Effect.Service<Policy>()("Herald/Policy", {
       Effect.flatMap(Api.CurrentUser, (me) =>
         message.authorId === me.id || orOwner?.role === "owner"
           ? Effect.void
-          : Effect.fail(new Errors.Forbidden({ message: `only the author${orOwner ? " or the project owner" : ""} can ${action}` })))
+          : Effect.fail(
+            new Errors.Forbidden({ message: `only the author${orOwner ? " or the project owner" : ""} can ${action}` })
+          ))
 
     return { requireMember, requireOwner, requireAuthor } as const
   })

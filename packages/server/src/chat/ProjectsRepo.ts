@@ -31,9 +31,15 @@ export class ProjectsRepo extends Effect.Service<ProjectsRepo>()("Herald/Project
     const sql = yield* SqlClient.SqlClient
 
     const insertRow = SqlSchema.single({
-      Request: Schema.Struct({ id: Ids.ProjectId, name: Schema.String, ownerId: Ids.UserId, at: Schema.DateTimeUtcFromDate }),
+      Request: Schema.Struct({
+        id: Ids.ProjectId,
+        name: Schema.String,
+        ownerId: Ids.UserId,
+        at: Schema.DateTimeUtcFromDate
+      }),
       Result: ProjectRow,
-      execute: (project) => sql`
+      execute: (project) =>
+        sql`
         WITH p AS (
           INSERT INTO projects (id, name, owner_id, created_at)
           VALUES (${project.id}, ${project.name}, ${project.ownerId}, ${project.at})
@@ -50,7 +56,8 @@ export class ProjectsRepo extends Effect.Service<ProjectsRepo>()("Herald/Project
     const membershipRow = SqlSchema.findOne({
       Request: ProjectMember,
       Result: MembershipRow,
-      execute: ({ projectId, userId }) => sql`
+      execute: ({ projectId, userId }) =>
+        sql`
         SELECT p.id, p.name, p.owner_id, p.created_at, m.role
         FROM projects p JOIN project_members m ON m.project_id = p.id
         WHERE p.id = ${projectId} AND m.user_id = ${userId}`
@@ -71,19 +78,22 @@ export class ProjectsRepo extends Effect.Service<ProjectsRepo>()("Herald/Project
     const forUser = SqlSchema.findAll({
       Request: Ids.UserId,
       Result: ProjectRow,
-      execute: (userId) => sql`
+      execute: (userId) =>
+        sql`
         SELECT p.id, p.name, p.owner_id, p.created_at
         FROM projects p JOIN project_members m ON m.project_id = p.id
         WHERE m.user_id = ${userId}
         ORDER BY p.created_at, p.id`
     })
-    const listForUser = (userId: Ids.UserId) => forUser(userId).pipe(Effect.map((rows) => rows.map(toProject)), Effect.orDie)
+    const listForUser = (userId: Ids.UserId) =>
+      forUser(userId).pipe(Effect.map((rows) => rows.map(toProject)), Effect.orDie)
 
     /** Members with their names, owner first. */
     const membersOf = SqlSchema.findAll({
       Request: Ids.ProjectId,
       Result: MemberRow,
-      execute: (projectId) => sql`
+      execute: (projectId) =>
+        sql`
         SELECT m.user_id, u.name, m.role FROM project_members m JOIN users u ON u.id = m.user_id
         WHERE m.project_id = ${projectId}
         ORDER BY m.role = 'owner' DESC, m.created_at, m.user_id`

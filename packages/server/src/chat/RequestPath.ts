@@ -12,5 +12,7 @@ import { UsersRepo } from "./UsersRepo.js"
  */
 export const RequestPathLive = ChatService.Default.pipe(
   Layer.provideMerge(Policy.Default),
-  Layer.provideMerge(Layer.mergeAll(UsersRepo.Default, ProjectsRepo.Default, MessagesRepo.Default, OutboxWriter.Default))
+  Layer.provideMerge(
+    Layer.mergeAll(UsersRepo.Default, ProjectsRepo.Default, MessagesRepo.Default, OutboxWriter.Default)
+  )
 )

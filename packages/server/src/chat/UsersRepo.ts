@@ -20,7 +20,8 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("Herald/UsersRepo", {
     const insert = SqlSchema.single({
       Request: Schema.Struct({ id: Ids.UserId, name: Schema.String, tokenHash: Schema.Uint8ArrayFromSelf }),
       Result: UserRow,
-      execute: (user) => sql`
+      execute: (user) =>
+        sql`
         WITH u AS (INSERT INTO users (id, name) VALUES (${user.id}, ${user.name}) RETURNING *),
              t AS (INSERT INTO api_tokens (token_hash, user_id) SELECT ${user.tokenHash}, id FROM u)
         SELECT id, name, created_at FROM u`
@@ -39,7 +40,8 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("Herald/UsersRepo", {
     const byTokenHash = SqlSchema.findOne({
       Request: Schema.Uint8ArrayFromSelf,
       Result: UserRow,
-      execute: (tokenHash) => sql`
+      execute: (tokenHash) =>
+        sql`
         SELECT u.id, u.name, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id
         WHERE t.token_hash = ${tokenHash}`
     })
@@ -50,7 +52,10 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("Herald/UsersRepo", {
     const exists = (id: Ids.UserId) =>
       sql`SELECT 1 FROM users WHERE id = ${id}`.pipe(Effect.map((rows) => rows.length > 0), Effect.orDie)
 
-    const count = sql<{ n: number }>`SELECT count(*)::int AS n FROM users`.pipe(Effect.map(([row]) => row!.n), Effect.orDie)
+    const count = sql<{ n: number }>`SELECT count(*)::int AS n FROM users`.pipe(
+      Effect.map(([row]) => row!.n),
+      Effect.orDie
+    )
 
     return { create, findByToken, exists, count } as const
   })

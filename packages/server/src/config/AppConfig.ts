@@ -31,7 +31,9 @@ export const logLevel = (name: string): Config.Config<LogLevel.LogLevel> =>
       return level === undefined
         ? Either.left(ConfigError.InvalidData(
           [],
-          `Expected a log level (${LOG_LEVEL_NAMES.map(([, names]) => names.join("/")).join(", ")}) but received "${value}"`
+          `Expected a log level (${
+            LOG_LEVEL_NAMES.map(([, names]) => names.join("/")).join(", ")
+          }) but received "${value}"`
         ))
         : Either.right(level)
     }),
@@ -82,7 +84,8 @@ export class AppConfig extends Context.Tag("Herald/AppConfig")<AppConfig, AppCon
   static readonly make = (overrides: Partial<AppConfigShape> = {}): Effect.Effect<AppConfigShape> =>
     Effect.map(Effect.orDie(Effect.withConfigProvider(config, emptyProvider)), (c) => ({ ...c, ...overrides }))
 
-  static readonly layerWith = (overrides: Partial<AppConfigShape> = {}) => Layer.effect(AppConfig, AppConfig.make(overrides))
+  static readonly layerWith = (overrides: Partial<AppConfigShape> = {}) =>
+    Layer.effect(AppConfig, AppConfig.make(overrides))
 }
 
 const emptyProvider = ConfigProvider.fromMap(new Map())

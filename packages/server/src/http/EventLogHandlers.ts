@@ -33,9 +33,10 @@ export const HistoryLive = HttpApiBuilder.group(Api.HeraldApi, "history", (handl
       .handle("project", ({ path, urlParams }) =>
         page(Events.projectStream(path.projectId), urlParams).pipe(withPolicy(policy.requireMember(path.projectId))))
       .handle("workspace", ({ path, urlParams }) =>
-        Effect.flatMap(Api.CurrentUser, (me) => page(Events.workspaceStream(path.projectId, me.id), urlParams)).pipe(
-          withPolicy(policy.requireMember(path.projectId))
-        ))
+        Effect.flatMap(Api.CurrentUser, (me) =>
+          page(Events.workspaceStream(path.projectId, me.id), urlParams)).pipe(
+            withPolicy(policy.requireMember(path.projectId))
+          ))
   }))
 
 export const AnalyticsLive = HttpApiBuilder.group(Api.HeraldApi, "analytics", (handlers) =>
@@ -47,7 +48,9 @@ export const AnalyticsLive = HttpApiBuilder.group(Api.HeraldApi, "analytics", (h
         Effect.gen(function*() {
           const me = yield* Api.CurrentUser
           const r = yield* range(urlParams)
-          return new Api.AnalyticsSummary(yield* analytics.summary(path.projectId, Events.workspaceStream(path.projectId, me.id), r))
+          return new Api.AnalyticsSummary(
+            yield* analytics.summary(path.projectId, Events.workspaceStream(path.projectId, me.id), r)
+          )
         }).pipe(withPolicy(policy.requireMember(path.projectId))))
       .handle("timeseries", ({ path, urlParams }) =>
         Effect.gen(function*() {
@@ -58,7 +61,8 @@ export const AnalyticsLive = HttpApiBuilder.group(Api.HeraldApi, "analytics", (h
           const points = Math.ceil((DateTime.toEpochMillis(r.to) - firstBucket) / size)
           if (points > MAX_POINTS) {
             return yield* new Errors.BadRequest({
-              message: `at most ${MAX_POINTS} ${urlParams.bucket} buckets per request; narrow from/to or use a larger bucket`,
+              message:
+                `at most ${MAX_POINTS} ${urlParams.bucket} buckets per request; narrow from/to or use a larger bucket`,
               field: "bucket"
             })
           }

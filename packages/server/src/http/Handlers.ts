@@ -21,8 +21,11 @@ export const AdminLive = HttpApiBuilder.group(Api.HeraldApi, "admin", (handlers)
         new Api.CreatedUser({ id: created.user.id, name: created.user.name, token: Redacted.value(created.token) })))
   }))
 
-export const MeLive = HttpApiBuilder.group(Api.HeraldApi, "me", (handlers) =>
-  handlers.handle("me", () => Api.CurrentUser))
+export const MeLive = HttpApiBuilder.group(
+  Api.HeraldApi,
+  "me",
+  (handlers) => handlers.handle("me", () => Api.CurrentUser)
+)
 
 export const ProjectsLive = HttpApiBuilder.group(Api.HeraldApi, "projects", (handlers) =>
   Effect.gen(function*() {
@@ -32,7 +35,9 @@ export const ProjectsLive = HttpApiBuilder.group(Api.HeraldApi, "projects", (han
       .handle("list", () => Effect.map(chat.listProjects, (items) => ({ items })))
       .handle("get", ({ path }) => chat.getProject(path.projectId))
       .handle("members", ({ path }) =>
-        Effect.map(chat.listMembers(path.projectId), (rows) => ({ items: rows.map((r) => new Api.MemberView(r)) })))
+        Effect.map(chat.listMembers(path.projectId), (rows) => ({
+          items: rows.map((r) => new Api.MemberView(r))
+        })))
       .handle("addMember", ({ path, payload }) => chat.addMember(path.projectId, payload.userId))
       .handle("removeMember", ({ path }) => chat.removeMember(path.projectId, path.userId))
   }))
@@ -43,17 +48,22 @@ export const MessagesLive = HttpApiBuilder.group(Api.HeraldApi, "messages", (han
     return handlers
       .handle("post", ({ path, payload }) => Effect.flatMap(chat.postMessage(path.projectId, payload), toWriteResult))
       .handle("list", ({ path, urlParams }) =>
-        Effect.map(chat.listMessages(path.projectId, "project", urlParams), (page) => new Api.MessagePage(page)))
+        Effect.map(chat.listMessages(path.projectId, "project", urlParams), (page) =>
+          new Api.MessagePage(page)))
       .handle("edit", ({ path, payload }) =>
-        Effect.map(chat.editMessage(path.projectId, path.messageId, payload.body), (r) => new Api.MessageEdited(r)))
-      .handle("delete", ({ path }) => chat.deleteMessage(path.projectId, path.messageId))
+        Effect.map(chat.editMessage(path.projectId, path.messageId, payload.body), (r) =>
+          new Api.MessageEdited(r)))
+      .handle("delete", ({ path }) =>
+        chat.deleteMessage(path.projectId, path.messageId))
   }))
 
 export const WorkspaceLive = HttpApiBuilder.group(Api.HeraldApi, "workspace", (handlers) =>
   Effect.gen(function*() {
     const chat = yield* ChatService
     return handlers
-      .handle("post", ({ path, payload }) => Effect.flatMap(chat.postWorkspaceMessage(path.projectId, payload), toWriteResult))
+      .handle("post", ({ path, payload }) =>
+        Effect.flatMap(chat.postWorkspaceMessage(path.projectId, payload), toWriteResult))
       .handle("list", ({ path, urlParams }) =>
-        Effect.map(chat.listMessages(path.projectId, "workspace", urlParams), (page) => new Api.MessagePage(page)))
+        Effect.map(chat.listMessages(path.projectId, "workspace", urlParams), (page) =>
+          new Api.MessagePage(page)))
   }))

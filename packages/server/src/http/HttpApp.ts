@@ -1,7 +1,7 @@
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
 import * as HttpServer from "@effect/platform/HttpServer"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Api } from "@herald/domain"
 import { Context, Effect, Layer } from "effect"
 import { createServer, type Server } from "node:http"
@@ -85,4 +85,6 @@ export const serveOn = <ROut, E, R>(server: Layer.Layer<ROut, E, R>) =>
   Layer.mergeAll(HttpAppLive, EndStreamsBeforeServerLive).pipe(Layer.provideMerge(server))
 
 /** Node's HTTP server on HOST:PORT. */
-export const NodeServerLive = Layer.unwrapEffect(Effect.map(AppConfig, (c) => nodeServerLayer({ port: c.port, host: c.host })))
+export const NodeServerLive = Layer.unwrapEffect(
+  Effect.map(AppConfig, (c) => nodeServerLayer({ port: c.port, host: c.host }))
+)

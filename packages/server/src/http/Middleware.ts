@@ -54,7 +54,10 @@ const readChunked = (request: HttpServerRequest.HttpServerRequest) =>
  * answered on, which the Node server finds through the request) comes from the original, which
  * is why this is a prototype-derived object rather than a new request.
  */
-const withReadBody = (request: HttpServerRequest.HttpServerRequest, body: Uint8Array): HttpServerRequest.HttpServerRequest => {
+const withReadBody = (
+  request: HttpServerRequest.HttpServerRequest,
+  body: Uint8Array
+): HttpServerRequest.HttpServerRequest => {
   const text = new TextDecoder().decode(body)
   const derived: HttpServerRequest.HttpServerRequest = Object.create(request, {
     text: { value: Effect.succeed(text) },
@@ -130,7 +133,9 @@ export const accessLog = HttpMiddleware.make((app) =>
         Effect.annotateLogs(Effect.logInfo("Sent HTTP response"), {
           "http.method": request.method,
           "http.url": redactUrl(request.url),
-          "http.status": exit._tag === "Success" ? exit.value.status : HttpServerError.causeResponseStripped(exit.cause)[0].status
+          "http.status": exit._tag === "Success"
+            ? exit.value.status
+            : HttpServerError.causeResponseStripped(exit.cause)[0].status
         })
       ),
       Effect.withLogSpan("http")

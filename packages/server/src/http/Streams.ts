@@ -1,13 +1,13 @@
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import { Api, Events } from "@herald/domain"
 import { Effect, Option } from "effect"
 import { Policy, withPolicy } from "../chat/Policy.js"
 import { ProjectsRepo } from "../chat/ProjectsRepo.js"
-import { EventReader } from "../stream/EventReader.js"
-import { SseHub } from "../stream/SseHub.js"
+import { type EventReader } from "../stream/EventReader.js"
+import { type SseHub } from "../stream/SseHub.js"
 import { sseBody, type StreamRequest } from "../stream/SseStream.js"
 
 const headers = {
@@ -32,8 +32,10 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
       })
 
     /** Last-Event-ID (sent by a reconnecting EventSource) wins over the URL's `after`. */
-    const position = (h: { readonly "last-event-id"?: number | undefined }, p: { readonly after?: number | undefined }) =>
-      Option.orElse(Option.fromNullable(h["last-event-id"]), () => Option.fromNullable(p.after))
+    const position = (
+      h: { readonly "last-event-id"?: number | undefined },
+      p: { readonly after?: number | undefined }
+    ) => Option.orElse(Option.fromNullable(h["last-event-id"]), () => Option.fromNullable(p.after))
 
     return handlers
       .handle("project", ({ headers: h, path, urlParams }) =>
@@ -49,8 +51,10 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
           })
         }).pipe(withPolicy(policy.requireMember(path.projectId))))
       .handle("workspace", ({ headers: h, path, urlParams }) =>
-        Effect.flatMap(Api.CurrentUser, (me) =>
-          respond({ stream: Events.workspaceStream(path.projectId, me.id), after: position(h, urlParams) })).pipe(
-            withPolicy(policy.requireMember(path.projectId))
-          ))
+        Effect.flatMap(
+          Api.CurrentUser,
+          (me) => respond({ stream: Events.workspaceStream(path.projectId, me.id), after: position(h, urlParams) })
+        ).pipe(
+          withPolicy(policy.requireMember(path.projectId))
+        ))
   }))

@@ -22,6 +22,8 @@ export const WebClientLive = HttpApiBuilder.Router.use((router) =>
   Effect.forEach(files, ([route, file, contentType]) =>
     router.get(
       route,
-      HttpServerResponse.file(file, { headers: { "content-type": contentType, "cache-control": "no-cache" } }).pipe(Effect.orDie)
+      HttpServerResponse.file(file, { headers: { "content-type": contentType, "cache-control": "no-cache" } }).pipe(
+        Effect.orDie
+      )
     ), { discard: true })
 )

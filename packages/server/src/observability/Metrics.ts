@@ -20,7 +20,11 @@ export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
     const registry = new Registry()
     const registers = [registry]
 
-    const published = new Counter({ name: "herald_outbox_published_total", help: "Events published to the broker", registers })
+    const published = new Counter({
+      name: "herald_outbox_published_total",
+      help: "Events published to the broker",
+      registers
+    })
     const publishFailures = new Counter({
       name: "herald_outbox_publish_failures_total",
       help: "Events whose publish attempt failed (each failed attempt counts)",
@@ -33,9 +37,17 @@ export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
       registers
     })
     const sseConnections = new Gauge({ name: "herald_sse_connections", help: "Open SSE connections", registers })
-    const sseEventsSent = new Counter({ name: "herald_sse_events_sent_total", help: "Events written to SSE clients", registers })
+    const sseEventsSent = new Counter({
+      name: "herald_sse_events_sent_total",
+      help: "Events written to SSE clients",
+      registers
+    })
     const pending = new Gauge({ name: "herald_outbox_pending", help: "Outbox rows waiting to be published", registers })
-    const dead = new Gauge({ name: "herald_outbox_dead", help: "Outbox rows out of attempts (retry with herald outbox retry)", registers })
+    const dead = new Gauge({
+      name: "herald_outbox_dead",
+      help: "Outbox rows out of attempts (retry with herald outbox retry)",
+      registers
+    })
     const oldestPending = new Gauge({
       name: "herald_outbox_oldest_pending_age_seconds",
       help: "Age of the oldest pending outbox row",

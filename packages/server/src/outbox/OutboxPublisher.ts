@@ -46,7 +46,9 @@ export const publishOnce = (publisherId: string) =>
         metrics.publishFailures.inc(batch.length)
         yield* store.markFailed(publisherId, decisions, published.left.message)
         yield* Effect.logWarning(`publish of ${batch.length} events failed: ${published.left.message}`)
-        const delays = decisions.flatMap((d) => d.delayMs === null ? [] : [d.delayMs])
+        const delays = decisions.flatMap((d) =>
+          d.delayMs === null ? [] : [d.delayMs]
+        )
         return delays.length === 0 ? undefined : Math.min(...delays)
       })
 
@@ -57,7 +59,9 @@ export const publishOnce = (publisherId: string) =>
           ? Effect.succeed({ claimed: 0, retryInMs: undefined })
           : Effect.map(deliver(batch), (retryInMs) => ({ claimed: batch.length, retryInMs })),
       (batch, exit) =>
-        Exit.isInterrupted(exit) ? Effect.ignore(store.release(publisherId, batch.map((e) => e.envelope.id))) : Effect.void
+        Exit.isInterrupted(exit)
+          ? Effect.ignore(store.release(publisherId, batch.map((e) => e.envelope.id)))
+          : Effect.void
     )
   })
 

@@ -85,7 +85,9 @@ export class OutboxStore extends Effect.Service<OutboxStore>()("Herald/OutboxSto
               status = CASE WHEN d.delay_ms IS NULL THEN 'dead' ELSE 'pending' END,
               next_attempt_at = CASE WHEN d.delay_ms IS NULL THEN o.next_attempt_at
                                      ELSE now() + d.delay_ms * interval '1 millisecond' END
-          FROM unnest(${decisions.map((d) => d.id)}::uuid[], ${decisions.map((d) => d.delayMs)}::float8[]) AS d(id, delay_ms)
+          FROM unnest(${decisions.map((d) => d.id)}::uuid[], ${
+          decisions.map((d) => d.delayMs)
+        }::float8[]) AS d(id, delay_ms)
           WHERE o.id = d.id AND o.status = 'pending' AND o.claimed_by = ${publisherId}
           RETURNING o.status`,
         (rows) => rows.length

@@ -1,4 +1,4 @@
-import { Chunk, Duration, Effect, Option, Schedule } from "effect"
+import { Chunk, Duration, Effect, type Option, Schedule } from "effect"
 
 /**
  * The publisher's retry policy: exponential from `baseMs` (doubling), jittered (0.8–1.2×), each

@@ -146,15 +146,20 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     /** Runs the filler of `c`; however it stops short of live (the database, a defect, shutdown), the response ends. */
     const runFill = (c: Connection) =>
-      runFiller(fill(c).pipe(
-        Effect.catchAllCause((cause) =>
-          Effect.zipRight(
-            Effect.sync(() => end(c)),
-            Effect.logWarning(`SSE: reading ${c.stream} after seq ${c.lastSent} failed; response ended, the client resumes`, cause)
-          )
-        ),
-        Effect.onInterrupt(() => Effect.sync(() => end(c)))
-      ))
+      runFiller(
+        fill(c).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.zipRight(
+              Effect.sync(() => end(c)),
+              Effect.logWarning(
+                `SSE: reading ${c.stream} after seq ${c.lastSent} failed; response ended, the client resumes`,
+                cause
+              )
+            )
+          ),
+          Effect.onInterrupt(() => Effect.sync(() => end(c)))
+        )
+      )
 
     /** Hands a live connection to a new filler: it is behind (up to `behindTo`), or must ask `ends`. */
     const startFilling = (c: Connection, behindTo: number, endCheck: boolean) => {

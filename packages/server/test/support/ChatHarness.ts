@@ -3,11 +3,11 @@ import { SqlClient } from "@effect/sql"
 import type { Events, Ids } from "@herald/domain"
 import { DateTime, Deferred, Effect, Fiber, Layer } from "effect"
 import { randomUUID } from "node:crypto"
-import { OutboxWriter } from "../../src/outbox/OutboxWriter.js"
-import { UsersRepo } from "../../src/chat/UsersRepo.js"
-import { RequestPathLive } from "../../src/chat/RequestPath.js"
-import { Wakeup } from "../../src/outbox/Wakeup.js"
 import { TestDatabaseLive } from "../../../../test-support/TestDatabase.js"
+import { RequestPathLive } from "../../src/chat/RequestPath.js"
+import { UsersRepo } from "../../src/chat/UsersRepo.js"
+import { OutboxWriter } from "../../src/outbox/OutboxWriter.js"
+import { Wakeup } from "../../src/outbox/Wakeup.js"
 
 /** The request path's services over a fresh database (no HTTP). */
 export const ChatTestLive = RequestPathLive.pipe(
@@ -28,8 +28,11 @@ export interface OutboxRow {
 }
 
 /** The outbox as a reader sees it: every row, in stream and seq order. */
-export const outboxRows = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-  Effect.orDie(sql<OutboxRow>`SELECT id, stream_id, seq, type, status FROM event_outbox ORDER BY stream_id, seq`))
+export const outboxRows = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) =>
+    Effect.orDie(sql<OutboxRow>`SELECT id, stream_id, seq, type, status FROM event_outbox ORDER BY stream_id, seq`)
+)
 
 /** Seqs of every stream, for contiguity checks. */
 export const seqsByStream = Effect.map(outboxRows, (rows) => {
@@ -41,14 +44,27 @@ export const seqsByStream = Effect.map(outboxRows, (rows) => {
 export const expectContiguous = (seqs: ReadonlyArray<number>) => seqs.every((s, i) => s === i + 1)
 
 export const messageCount = (projectId: Ids.ProjectId) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.orDie(Effect.map(sql<{ n: number }>`SELECT count(*)::int AS n FROM messages WHERE project_id = ${projectId}`, ([r]) => r!.n)))
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      Effect.orDie(
+        Effect.map(
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM messages WHERE project_id = ${projectId}`,
+          ([r]) => r!.n
+        )
+      )
+  )
 
 /**
  * An outbox event written in a transaction that stays open until `commit` is called: its row
  * exists (and holds its stream's lock) but is not committed — an in-flight writer.
  */
-export const inFlightEvent = (stream: Events.StreamId, projectId: Ids.ProjectId, actorId: Ids.UserId, body = "in flight") =>
+export const inFlightEvent = (
+  stream: Events.StreamId,
+  projectId: Ids.ProjectId,
+  actorId: Ids.UserId,
+  body = "in flight"
+) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const writer = yield* OutboxWriter

@@ -88,7 +88,10 @@ export const postMany = (
   projectId: Ids.ProjectId,
   n: number,
   options: PostOptions & { readonly concurrency?: number } = {}
-) => Effect.forEach(Array.from({ length: n }), () => post(as, projectId, options), { concurrency: options.concurrency ?? 16 })
+) =>
+  Effect.forEach(Array.from({ length: n }), () => post(as, projectId, options), {
+    concurrency: options.concurrency ?? 16
+  })
 
 /** Polls `probe` until it yields a value; dies after `timeoutMs`. */
 export const eventually = <A, E, R>(label: string, probe: Effect.Effect<Option.Option<A>, E, R>, timeoutMs = 10_000) =>

@@ -1,20 +1,31 @@
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import type { Events } from "@herald/domain"
-import { type ConfigError, Context, Duration, Effect, Layer, Logger, Option, Redacted, Ref, Schedule } from "effect"
+import {
+  type ConfigError,
+  type Context,
+  Duration,
+  Effect,
+  Layer,
+  Logger,
+  Option,
+  Redacted,
+  Ref,
+  Schedule
+} from "effect"
+import { connectSse, type SseConnection, type SseOptions } from "../../../../test-support/SseClient.js"
+import { TestDatabaseLive } from "../../../../test-support/TestDatabase.js"
 import { BrokerError } from "../../src/broker/BrokerError.js"
 import { BrokerPublisher } from "../../src/broker/BrokerPublisher.js"
 import { BrokerSubscriber } from "../../src/broker/BrokerSubscriber.js"
 import { memoryBroker } from "../../src/broker/MemoryBroker.js"
+import { RequestPathLive } from "../../src/chat/RequestPath.js"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
-import { RequestPathLive } from "../../src/chat/RequestPath.js"
 import { nodeServerLayer, serveOn } from "../../src/http/HttpApp.js"
 import { OutboxPublisherLive } from "../../src/outbox/OutboxPublisher.js"
 import { SharedLive } from "../../src/Server.js"
 import { SseHub } from "../../src/stream/SseHub.js"
-import { connectSse, type SseConnection, type SseOptions } from "../../../../test-support/SseClient.js"
-import { TestDatabaseLive } from "../../../../test-support/TestDatabase.js"
 import { makeTestServer, TestServer } from "./TestServer.js"
 
 /** One publish call that reached the broker, and which publisher made it. */
@@ -41,7 +52,8 @@ export class RecordingBroker extends Effect.Service<RecordingBroker>()("test/Rec
           Option.match(failure, {
             onSome: (message) =>
               Effect.zipRight(Effect.sync(() => failedCalls++), Effect.fail(new BrokerError({ message }))),
-            onNone: () => Effect.tap(inner.publish(events), () => Effect.sync(() => delivered.push({ by, events: [...events] })))
+            onNone: () =>
+              Effect.tap(inner.publish(events), () => Effect.sync(() => delivered.push({ by, events: [...events] })))
           }))
     })
 
@@ -110,8 +122,11 @@ export const publisherServerLayer = (options: PublisherServerOptions = {}) => {
 
 /** A new user (for ChatService calls) and its bearer token (for HTTP and SSE). */
 export const userWithToken = (name: string) =>
-  Effect.flatMap(UsersRepo, (users) =>
-    Effect.map(Effect.orDie(users.create(name)), ({ token, user }) => ({ user, token: Redacted.value(token) })))
+  Effect.flatMap(
+    UsersRepo,
+    (users) =>
+      Effect.map(Effect.orDie(users.create(name)), ({ token, user }) => ({ user, token: Redacted.value(token) }))
+  )
 
 /** Polls `check` (real time) until it holds; dies with `what` if it does not within `timeout`. */
 export const eventually = <E, R>(

@@ -1,6 +1,12 @@
 import { Effect } from "effect"
 import * as http from "node:http"
-import { connectSse, type SseConnection, type SseEvent, type SseOptions, sseReader } from "../../../../test-support/SseClient.js"
+import {
+  connectSse,
+  type SseConnection,
+  type SseEvent,
+  type SseOptions,
+  sseReader
+} from "../../../../test-support/SseClient.js"
 import { TestServer } from "./TestServer.js"
 
 /** An SSE connection to the test server, closed by the client when the test's scope closes. */
@@ -12,14 +18,18 @@ export const openSse = (path: string, options: SseOptions = {}) =>
     ))
 
 /** Waits (in real time) until `n` events have arrived; fails the test with what did arrive otherwise. */
-export const awaitEvents = (connection: { readonly waitForEvents: SseConnection["waitForEvents"] }, n: number, timeoutMs = 10_000) =>
-  Effect.promise(() => connection.waitForEvents(n, timeoutMs))
+export const awaitEvents = (
+  connection: { readonly waitForEvents: SseConnection["waitForEvents"] },
+  n: number,
+  timeoutMs = 10_000
+) => Effect.promise(() => connection.waitForEvents(n, timeoutMs))
 
 /** The seqs of received events, as the client reads them from the `id:` lines. */
 export const ids = (events: ReadonlyArray<SseEvent>) => events.map((e) => Number(e.id))
 
 /** [from, from + 1, …, to]; empty when to < from. */
-export const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
+export const range = (from: number, to: number) =>
+  Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
 
 /** Resolves with true if `promise` settles within `ms`, false otherwise. */
 export const settlesWithin = (promise: Promise<unknown>, ms: number) =>
@@ -52,7 +62,11 @@ export interface StallingSseConnection {
  * An SSE client that does not read its response until told to: a stalled consumer. Its socket's
  * receive window fills up, the server's writes stop draining, and the server must cope.
  */
-export const connectStalling = (baseUrl: string, path: string, options: { readonly token: string; readonly after?: string }) =>
+export const connectStalling = (
+  baseUrl: string,
+  path: string,
+  options: { readonly token: string; readonly after?: string }
+) =>
   new Promise<StallingSseConnection>((resolve, reject) => {
     const url = new URL(baseUrl + path)
     if (options.after !== undefined) url.searchParams.set("after", options.after)
@@ -99,12 +113,19 @@ export interface RawSseResponse {
 export const fetchSse = (
   baseUrl: string,
   path: string,
-  options: { readonly headers?: Record<string, string>; readonly until: (text: string) => boolean; readonly timeoutMs?: number }
+  options: {
+    readonly headers?: Record<string, string>
+    readonly until: (text: string) => boolean
+    readonly timeoutMs?: number
+  }
 ) =>
   Effect.promise(async (): Promise<RawSseResponse> => {
     const abort = new AbortController()
     const timer = setTimeout(() => abort.abort(), options.timeoutMs ?? 5_000)
-    const res = await fetch(baseUrl + path, { headers: { accept: "text/event-stream", ...options.headers }, signal: abort.signal })
+    const res = await fetch(baseUrl + path, {
+      headers: { accept: "text/event-stream", ...options.headers },
+      signal: abort.signal
+    })
     let text = ""
     try {
       const decoder = new TextDecoder()

@@ -2,12 +2,12 @@ import { HttpServer } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import type { Ids } from "@herald/domain"
 import { Clock, Context, Effect, Layer, Option, Redacted } from "effect"
+import { TestDatabaseLive } from "../../../../test-support/TestDatabase.js"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
 import { nodeServerLayer } from "../../src/http/HttpApp.js"
 import { serverLayer } from "../../src/Server.js"
 import { type ApiClient, apiClient } from "./ApiClient.js"
-import { TestDatabaseLive } from "../../../../test-support/TestDatabase.js"
 
 export const ADMIN_TOKEN = "test-admin-token"
 
@@ -82,14 +82,15 @@ export const makeTestServer = Effect.gen(function*() {
 })
 
 /** The server over a fresh database, with the test admin token and any config overrides. */
-export const testServerLayer = (config: Partial<AppConfigShape> = {}) => Layer.effect(TestServer, makeTestServer).pipe(
-  Layer.provideMerge(serverLayer(nodeServerLayer({ port: 0, host: "127.0.0.1" }))),
-  Layer.provideMerge(TestDatabaseLive),
-  Layer.provideMerge(AppConfig.layerWith({ adminToken: Option.some(Redacted.make(ADMIN_TOKEN)), ...config })),
-  Layer.provide(NodeContext.layer),
-  // The server runs on the real clock even inside `it.layer` (whose tests get a TestClock): its
-  // polls, retries and keepalives must fire as they do in production.
-  Layer.provide(Layer.setClock(Clock.make()))
-)
+export const testServerLayer = (config: Partial<AppConfigShape> = {}) =>
+  Layer.effect(TestServer, makeTestServer).pipe(
+    Layer.provideMerge(serverLayer(nodeServerLayer({ port: 0, host: "127.0.0.1" }))),
+    Layer.provideMerge(TestDatabaseLive),
+    Layer.provideMerge(AppConfig.layerWith({ adminToken: Option.some(Redacted.make(ADMIN_TOKEN)), ...config })),
+    Layer.provide(NodeContext.layer),
+    // The server runs on the real clock even inside `it.layer` (whose tests get a TestClock): its
+    // polls, retries and keepalives must fire as they do in production.
+    Layer.provide(Layer.setClock(Clock.make()))
+  )
 
 export const TestServerLive = testServerLayer()
