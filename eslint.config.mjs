@@ -27,6 +27,8 @@ export default tseslint.config(
       }],
       // Effect's generators yield effects, not values, and often none (a plain `Effect.gen` body).
       "require-yield": "off",
+      // `{}` is how Effect spells "no fields" (Data.TaggedError<{}>, a TaggedEnum case).
+      "@typescript-eslint/no-empty-object-type": "off",
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "@typescript-eslint/consistent-type-imports": ["error", { fixStyle: "inline-type-imports" }]
     }

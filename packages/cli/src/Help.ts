@@ -68,6 +68,7 @@ export const helpPage = (
   })
 
 /** Escape sequences: colours, styles, cursor moves and screen clears (CSI), and OSC strings. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const ANSI_ESCAPE = /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)/g
 
 /** Colour only on a terminal, and never with NO_COLOR set (https://no-color.org). */

@@ -21,5 +21,5 @@ export const notStorableMessage = (field: string) => `${field} must not contain 
  * Refines any string schema to storable text; `field` names the input in the message. Apply it to
  * every free-text input (names, bodies, `clientMessageId`, …).
  */
-export const storable = (field: string) => <S extends Schema.Schema<string, any, any>>(self: S): Schema.filter<S> =>
+export const storable = (field: string) => <S extends Schema.Schema<string, string>>(self: S): Schema.filter<S> =>
   Schema.filter<S>((text) => isStorable(text), { message: () => notStorableMessage(field) })(self)
