@@ -1,8 +1,8 @@
 /**
- * Bad input on every endpoint of the HTTP API, over real HTTP (SPEC §5): every malformed request
+ * Bad input on every endpoint of the HTTP API, over real HTTP (docs/http.md): every malformed request
  * answers a JSON error with `_tag` and `message` (400 naming the field, 401, 413), and writes
  * nothing — text PostgreSQL cannot store (a NUL, an unpaired surrogate) included, in every text
- * field and parameter (SPEC §8). The positive boundaries are checked too, so the rejections
+ * field and parameter (domain Text.ts). The positive boundaries are checked too, so the rejections
  * cannot pass vacuously.
  */
 import { SqlClient } from "@effect/sql"
@@ -76,7 +76,7 @@ const BAD_IDS: ReadonlyArray<readonly [string, string]> = [
   ["a uuid one character short", UNKNOWN_UUID.slice(0, -1)],
   ["a uuid-shaped string of non-hex characters", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"],
   ["an SQL fragment", encodeURIComponent("' OR '1'='1")],
-  // A NUL, which PostgreSQL cannot store (SPEC §8, "Text input").
+  // A NUL, which PostgreSQL cannot store (domain Text.ts).
   ["a NUL character", "%00"],
   ["a uuid followed by a NUL character", `${UNKNOWN_UUID}%00`]
 ]
@@ -92,7 +92,7 @@ const UNDECODABLE_IDS: ReadonlyArray<readonly [string, string]> = [
 ]
 
 /**
- * Text PostgreSQL cannot store (SPEC §8, "Text input"): its `text` and `jsonb` refuse NUL and
+ * Text PostgreSQL cannot store (domain Text.ts): its `text` and `jsonb` refuse NUL and
  * unpaired surrogates, so each must be a 400 naming the field, never a 500 from the database.
  */
 const UNSTORABLE: ReadonlyArray<readonly [string, string]> = [
@@ -373,7 +373,7 @@ const ENDPOINTS: ReadonlyArray<Endpoint> = [
   },
   { method: "GET", path: "/api/projects/:projectId/workspace/messages", auth: "user", badQueries: pageQueryCases },
   { method: "GET", path: "/api/projects/:projectId/members", auth: "user" },
-  // The rest take no payload; their free strings are query parameters (SPEC §8: none may reach
+  // The rest take no payload; their free strings are query parameters (none may reach
   // the database unchecked).
   { method: "GET", path: "/api/projects/:projectId/stream", auth: "user", badQueries: streamQueryCases },
   { method: "GET", path: "/api/projects/:projectId/workspace/stream", auth: "user", badQueries: streamQueryCases },

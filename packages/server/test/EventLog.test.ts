@@ -1,7 +1,7 @@
 /**
  * The event log at service level, against real PostgreSQL, with no background materializer: every
  * pass is a `materializeOnce` the test runs itself, so what the log and the watermark hold between
- * passes is exactly what the materializer did (SPEC §1 G6, §4 Materializer and Prune).
+ * passes is exactly what the materializer did (the README's G6; docs/history-analytics.md).
  *
  * - a pass copies every committed outbox row into event_log as the same envelope, exactly once,
  *   also when passes run twice, concurrently with each other and with writers;

@@ -1,6 +1,6 @@
 /**
  * History and analytics over real HTTP, against real PostgreSQL, with the server's own background
- * materializer (SPEC §1 G5, G6; §4; §5 `events` and `analytics`). Nothing here sleeps a fixed
+ * materializer (the README's G5, G6; docs/history-analytics.md). Nothing here sleeps a fixed
  * time: a test that needs the log to hold everything committed so far waits (boundedly) until the
  * server's `asOf` says so.
  *

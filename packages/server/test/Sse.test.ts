@@ -1,6 +1,6 @@
 /**
  * The SSE endpoints over real HTTP against real PostgreSQL, read the way a browser's EventSource
- * reads them (SPEC §5, G4, G5, G7):
+ * reads them (the README's G4, G5, G7):
  *
  * - wire format: status, headers, `retry:` first, `id:`/`event:`/`data:` per event, keepalives;
  * - resume: `?after`, `Last-Event-ID` (which wins), neither; any position, exactly once, in order;
@@ -83,7 +83,7 @@ const postAndSettle = (
 const ENVELOPE_KEYS = ["actorId", "data", "id", "occurredAt", "projectId", "seq", "stream", "type"]
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/
 
-/** The `id:` and `event:` lines agree with an envelope that has exactly the SPEC's fields. */
+/** The `id:` and `event:` lines agree with an envelope that has exactly the envelope's fields (domain Events). */
 const expectWellFormed = (event: SseEvent) => {
   expect(Object.keys(event.data).sort()).toEqual(ENVELOPE_KEYS)
   expect(event.id).toBe(String(event.data.seq))
@@ -130,7 +130,7 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
           .toEqual({ keepAlive: null, close: null })
       }))
 
-    it.scoped("every event is `id: <seq>`, `event: <type>`, `data: <envelope>` and the envelope is the SPEC's", () =>
+    it.scoped("every event is `id: <seq>`, `event: <type>`, `data: <envelope>` and the envelope has exactly its fields", () =>
       Effect.gen(function*() {
         const { owner, projectId, server } = yield* ownedProject()
         const bob = yield* newMember(owner, projectId, "bob")
