@@ -210,7 +210,8 @@ describe.concurrent("herald CLI", () => {
           [["replay", "--stream", `project:${randomUUID()}`], /^herald: unknown stream: project:[0-9a-f-]{36}/],
           [["replay", "--stream", s.projectStream, "--from-seq", "5", "--to-seq", "2"], /^herald: reversed range/],
           [["materialize", "--batch-size", "0"], /^herald: --batch-size must be between/],
-          [["users", "create", "   "], /^herald: name must be 1 to 200 characters$/]
+          [["users", "create", "   "], /^herald: name must not be empty$/],
+          [["users", "create", "x".repeat(201)], /^herald: name must be at most 200 characters$/]
         ]
         const results = await heraldAll([
           ...cases.map(([args]) => [args, db(url)] as const),

@@ -1,6 +1,12 @@
 import { Text } from "@herald/domain"
-import { Effect } from "effect"
+import { Effect, ParseResult, Schema } from "effect"
 import { CliError } from "../Render.js"
+
+/** An argument decoded with the domain's schema; refused with the schema's own words, as over HTTP. */
+export const decodeArgument = <A, I>(schema: Schema.Schema<A, I>, value: unknown): Effect.Effect<A, CliError> =>
+  Schema.decodeUnknown(schema)(value).pipe(
+    Effect.mapError((error) => new CliError({ message: ParseResult.ArrayFormatter.formatErrorSync(error)[0]!.message }))
+  )
 
 /**
  * Text the database can store, or one clear line naming the argument — the rule and the words of

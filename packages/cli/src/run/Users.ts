@@ -1,8 +1,8 @@
+import { Chat } from "@herald/domain"
 import { runMigrations, UsersRepo } from "@herald/server"
 import { Console, Effect, Layer, Redacted } from "effect"
 import { CliDatabaseLive } from "../Database.js"
-import { CliError } from "../Render.js"
-import { storableText } from "./Input.js"
+import { decodeArgument } from "./Input.js"
 
 /** What `herald migrate` and `herald users create` do; `Commands.ts` declares them. */
 
@@ -17,13 +17,11 @@ export const migrate = (o: { readonly json: boolean }) =>
 
 export const createUser = (o: { readonly json: boolean; readonly name: string }) =>
   Effect.gen(function*() {
-    const trimmed = (yield* storableText("name", o.name)).trim()
-    if (trimmed.length === 0 || trimmed.length > 200) {
-      return yield* new CliError({ message: "name must be 1 to 200 characters" })
-    }
+    // The rule of POST /api/admin/users: trimmed, 1 to 200 characters, storable text.
+    const name = yield* decodeArgument(Chat.Name, o.name)
     yield* runMigrations
     const users = yield* UsersRepo
-    const { token, user } = yield* users.create(trimmed)
+    const { token, user } = yield* users.create(name)
     yield* o.json
       ? Console.log(JSON.stringify({ id: user.id, name: user.name, token: Redacted.value(token) }))
       : Console.log(
