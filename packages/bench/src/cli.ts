@@ -30,7 +30,7 @@ import {
 /**
  * The operator CLI's bulk commands, each next to raw SQL doing the same work in the same run, on
  * one embedded PostgreSQL with its durable (default) settings and one stream of 100 000 events:
- *   a. `herald materialize --json`, the real bin spawned end to end (node, tsx, @effect/cli,
+ *   a. `herald materialize --json`, the real compiled bin spawned end to end (node, @effect/cli,
  *      connect, work, exit), against one `INSERT … SELECT` + `UPDATE` of the same rows; the
  *      bin's own start-up is timed apart with `herald --help`.
  *   b. `herald replay --stream <id> --json` with `HERALD_BROKER=postgres` (a NOTIFY per event),
@@ -370,7 +370,7 @@ const bench = Effect.gen(function*() {
     ),
     "",
     `load average (1 min) at the end: ${loadAverage()} on ${os.availableParallelism()} CPUs`,
-    "w/o start-up: the bin's time minus the median `herald --help` (node + tsx + @effect/cli loading).",
+    "w/o start-up: the bin's time minus the median `herald --help` (node + the bundle + @effect/cli loading).",
     "materialize: the CLI counts the backlog, then runs materializeOnce(1000) passes until one copies nothing:",
     `  ${
       Math.ceil(events / 1_000)
