@@ -4,7 +4,7 @@ import { Effect, Schedule } from "effect"
  * How a supervised loop waits before it restarts: exponential from 100 ms, each pause at most
  * 5 s (the union takes the shorter delay), forever.
  */
-export const restartSchedule = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
+const restartSchedule = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
 
 /**
  * A long-running loop (the publisher, the materializer, the SSE hub's subscription) that pauses

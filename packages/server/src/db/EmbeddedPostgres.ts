@@ -44,7 +44,7 @@ export interface EmbeddedOptions {
 const USER = "herald"
 // The cluster listens on 127.0.0.1 only; the password keeps other local users out of it.
 const PASSWORD = "herald-embedded"
-export const EMBEDDED_DATABASE = "herald"
+const EMBEDDED_DATABASE = "herald"
 
 /**
  * As root, PostgreSQL runs as the `postgres` system user, which cannot enter a private folder such
