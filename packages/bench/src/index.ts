@@ -31,6 +31,12 @@ const benches: Record<string, Bench> = {
       "idle server RSS, `herald --help` and `herald outbox stats --json` wall time, next to `node -e 0` (also BENCH_RUNS)",
     load: () => import("./startup.js")
   },
+  sse: {
+    about: "server RSS per idle SSE connection at 1k/5k/10k (per-stream and /api/stream) and fan-out p50/p99 to all, " +
+      "each next to a plain node:http floor (also BENCH_SSE_COUNTS, BENCH_SSE_ENDPOINTS, BENCH_SSE_CLIENTS, " +
+      "BENCH_SSE_QUICK; see sse.ts)",
+    load: () => import("./sse.js")
+  },
   cli: {
     about: "herald materialize / replay events/s on 100k events, each next to raw SQL (also BENCH_EVENTS)",
     load: () => import("./cli.js")

@@ -1,0 +1,574 @@
+import { Config, Console, Duration, Effect } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { SERVER } from "../../../test-support/Process.js"
+import {
+  type Client,
+  clientProcess,
+  fdLimit,
+  type Floor,
+  floorProcess,
+  type HeraldServer,
+  heraldServer,
+  restingRssKb,
+  rssKb,
+  sseConnectionsMetric,
+  statusOf
+} from "./sse/children.js"
+import { type Connection, connection, createLayout, type Endpoint, ENDPOINT_PATH, type Layout } from "./sse/layout.js"
+import { eventKey, now } from "./sse/protocol.js"
+import {
+  ascending,
+  attempt,
+  BenchError,
+  count,
+  fixed,
+  loadAverage,
+  percentile,
+  ranged,
+  ratio,
+  repoRoot,
+  requestJson,
+  sleep,
+  table,
+  tempDir,
+  withinBudget
+} from "./support.js"
+
+/**
+ * Idle SSE connections on the compiled server (`node packages/server/dist/main.js`, on an
+ * embedded cluster of its own), for the per-stream endpoint and the multiplexed `GET /api/stream`:
+ *
+ *   memory    the server's VmRSS before any connection and once 1 000 / 5 000 / 10 000 are open
+ *             and idle (BENCH_SSE_SETTLE_MS), per connection = growth / connections;
+ *   fan-out   with every connection open, posts over HTTP; each client process records when each
+ *             of its connections reads the event's frame: POST sent → frame read, p50/p99/max.
+ *
+ * Baseline in the same run: a plain `node:http` server (sse/floor.ts, its own process) holding the
+ * same idle `text/event-stream` responses on the same paths, measured the same way, from the same
+ * client processes. The connections are opened by client processes (sse/client.ts, plain
+ * `node:http`), never by this one or the server's. Targets: ≤ 15 KB per idle connection at the
+ * largest count, fan-out p99 ≤ 250 ms.
+ *
+ * BENCH_SSE_QUICK=true: small counts and short waits, under a minute, for trying the bench out.
+ */
+
+const TARGETS = { kbPerConnection: 15, fanOutP99Ms: 250 } as const
+/** HERALD_SSE_HEARTBEAT_MS's default, given to the server and to the floor alike. */
+const HEARTBEAT_MS = 15_000
+const OPEN_TIMEOUT_MS = 60_000
+/** How long a round waits for every connection to have its event. */
+const ROUND_TIMEOUT_MS = 15_000
+/** File descriptors a server needs besides its connections (database pool, log pipes, …). */
+const FD_HEADROOM = 500
+
+const ENDPOINTS: ReadonlyArray<Endpoint> = ["project", "multiplexed"]
+
+const list = <A>(
+  name: string,
+  defaultValue: string,
+  parse: (s: string) => A,
+  message: string,
+  ok: (a: Array<A>) => boolean
+) =>
+  Config.string(name).pipe(
+    Config.withDefault(defaultValue),
+    Config.map((s) => s.split(",").map((p) => p.trim()).filter((p) => p.length > 0).map(parse)),
+    Config.validate({ message, validation: ok })
+  )
+
+/** BENCH_SSE_QUICK=true changes the defaults (each setting still reads its own variable). */
+const settingsWith = (quick: boolean) =>
+  Config.all({
+    quick: Config.succeed(quick),
+    counts: list(
+      "BENCH_SSE_COUNTS",
+      quick ? "200,500" : "1000,5000,10000",
+      Number,
+      "Expected ascending whole numbers of connections from 10 to 19000, at most 6, comma-separated",
+      (ns) =>
+        ns.length > 0 && ns.length <= 6 &&
+        ns.every((n, i) => Number.isInteger(n) && n >= 10 && n <= 19_000 && (i === 0 || n > ns[i - 1]!))
+    ),
+    endpoints: list(
+      "BENCH_SSE_ENDPOINTS",
+      ENDPOINTS.join(","),
+      (s) => s as Endpoint,
+      `Expected a comma-separated subset of ${ENDPOINTS.join(",")}`,
+      (es) => es.length > 0 && es.every((e) => ENDPOINTS.includes(e))
+    ),
+    clients: ranged(
+      Config.integer("BENCH_SSE_CLIENTS"),
+      quick ? 2 : 4,
+      [1, 16],
+      "Expected from 1 to 16 client processes"
+    ),
+    users: ranged(Config.integer("BENCH_SSE_USERS"), 100, [1, 1000], "Expected from 1 to 1000 users"),
+    projects: ranged(
+      Config.integer("BENCH_SSE_PROJECTS"),
+      quick ? 10 : 20,
+      [1, 200],
+      "Expected from 1 to 200 projects"
+    ),
+    memberships: ranged(
+      Config.integer("BENCH_SSE_MEMBERSHIPS"),
+      3,
+      [1, 50],
+      "Expected from 1 to 50 projects per user"
+    ),
+    settleMs: ranged(
+      Config.integer("BENCH_SSE_SETTLE_MS"),
+      quick ? 1_000 : 5_000,
+      [0, 60_000],
+      "Expected from 0 to 60000 ms"
+    ),
+    rounds: ranged(Config.integer("BENCH_SSE_ROUNDS"), quick ? 2 : 5, [1, 50], "Expected from 1 to 50 rounds"),
+    pauseMs: ranged(
+      Config.integer("BENCH_SSE_ROUND_PAUSE_MS"),
+      1_000,
+      [0, 10_000],
+      "Expected from 0 to 10000 ms between rounds"
+    )
+  }).pipe(
+    Config.validate({
+      message: "BENCH_SSE_MEMBERSHIPS must not exceed BENCH_SSE_PROJECTS",
+      validation: (s) => s.memberships <= s.projects
+    })
+  )
+
+const Settings = Effect.flatMap(Config.boolean("BENCH_SSE_QUICK").pipe(Config.withDefault(false)), settingsWith)
+type Settings = Config.Config.Success<ReturnType<typeof settingsWith>>
+
+const progress = (line: string) => Console.error(`  ${line}`)
+
+// ---------------------------------------------------------------------------------------------
+// What is measured on one server (Herald or the floor)
+
+interface Target {
+  readonly name: "Herald" | "floor"
+  readonly pid: number
+  readonly port: number
+  /** Posts one event into a project: its key, when it was sent, when it was answered. */
+  readonly post: (projectId: string) => Promise<{ key: string; sentAt: number; answeredAt: number }>
+  /** The server's own count of open SSE connections, where it has one. */
+  readonly counted: () => Promise<number>
+}
+
+const heraldTarget = (server: HeraldServer, layout: Layout): Target => ({
+  name: "Herald",
+  pid: server.pid,
+  port: server.port,
+  post: async (projectId) => {
+    const sentAt = now()
+    // A connection of its own per post: nothing of one post's connection is left to the next.
+    const { event } = await requestJson<{ event: { stream: string; seq: number } }>({
+      port: server.port,
+      method: "POST",
+      path: `/api/projects/${projectId}/messages`,
+      token: layout.ownerToken,
+      body: { body: `fan-out ${sentAt}` }
+    }, 201)
+    return { key: eventKey(event.stream, event.seq), sentAt, answeredAt: now() }
+  },
+  counted: () => sseConnectionsMetric(server.port)
+})
+
+const floorTarget = (floor: Floor, port: number): Target => {
+  const seqs = new Map<string, number>()
+  return {
+    name: "floor",
+    pid: floor.pid,
+    port,
+    post: async (projectId) => {
+      const seq = (seqs.get(projectId) ?? 0) + 1
+      seqs.set(projectId, seq)
+      const sentAt = now()
+      const done = await floor.call((id) => ({ type: "publish", id, projectId, seq }), 10_000)
+      if (done.type !== "done") throw new Error(`the floor answered ${done.type}`)
+      return { key: eventKey(done.stream, done.seq), sentAt, answeredAt: now() }
+    },
+    counted: async () => NaN
+  }
+}
+
+interface MemoryPoint {
+  readonly connections: number
+  readonly rssKb: number
+  readonly perConnectionKb: number
+  readonly openSeconds: number
+  readonly counted: number
+}
+
+interface FanOut {
+  readonly connections: number
+  readonly rounds: number
+  readonly postsPerRound: number
+  /** POST sent → frame read, every connection and every round, ascending. */
+  readonly latencies: ReadonlyArray<number>
+  readonly answered: ReadonlyArray<number>
+  readonly missing: number
+}
+
+interface Measured {
+  readonly restingKb: number
+  readonly points: ReadonlyArray<MemoryPoint>
+  readonly fanOut: FanOut
+  readonly closedByServer: number
+}
+
+/** Which client process holds connection `i`. */
+const clientOf = (i: number, clients: number) => i % clients
+
+/** Opens connections [from, to) of `all`, each on its client process (connection i on client i mod n). */
+const openRange = (
+  clients: ReadonlyArray<Client>,
+  port: number,
+  endpoint: Endpoint,
+  all: ReadonlyArray<Connection>,
+  from: number,
+  to: number
+) =>
+  attempt(`opening connections ${from + 1}–${to}`, async () => {
+    const answers = await Promise.all(clients.map((client, c) => {
+      const connections: Array<{ path: string; token: string }> = []
+      for (let i = from; i < to; i++) {
+        if (clientOf(i, clients.length) === c) connections.push({ path: all[i]!.path, token: all[i]!.token })
+      }
+      return client.call((id) => ({
+        type: "open",
+        id,
+        port,
+        connections,
+        ready: endpoint === "multiplexed" ? "heads" : "retry",
+        concurrency: 32,
+        timeoutMs: OPEN_TIMEOUT_MS
+      }), OPEN_TIMEOUT_MS * 4)
+    }))
+    for (const answer of answers) {
+      if (answer.type !== "opened") throw new Error(`a client answered ${answer.type}`)
+      if (answer.error !== undefined) throw new Error(answer.error)
+    }
+  })
+
+const closeAll = (clients: ReadonlyArray<Client>) =>
+  attempt("closing the connections", async () => {
+    const answers = await Promise.all(clients.map((client) => client.call((id) => ({ type: "close", id }), 30_000)))
+    return answers.reduce((n, a) => n + (a.type === "closed" ? a.closedByServer : 0), 0)
+  })
+
+/**
+ * `rounds` rounds, `pauseMs` apart, with connections [0, open) of `all` open. A round posts one
+ * event into every project that has connections on the per-stream endpoint (each connection gets
+ * exactly one, its stream's), or into the shared project on the multiplexed one (every connection
+ * carries it); all of a round's posts are sent at once. Then every client reports when each of its
+ * connections read each event.
+ */
+const fanOutRounds = (
+  target: Target,
+  clients: ReadonlyArray<Client>,
+  endpoint: Endpoint,
+  layout: Layout,
+  all: ReadonlyArray<Connection>,
+  open: number,
+  settings: Settings
+) =>
+  attempt(`fan-out to ${open} connections`, async (): Promise<FanOut> => {
+    // Per client, per project: how many of its connections carry it.
+    const carried = clients.map(() => new Map<string, number>())
+    for (let i = 0; i < open; i++) {
+      const byProject = carried[clientOf(i, clients.length)]!
+      for (const p of all[i]!.projects) byProject.set(p, (byProject.get(p) ?? 0) + 1)
+    }
+    const projects = endpoint === "multiplexed"
+      ? [layout.projects[0]!]
+      : layout.projects.filter((p) => carried.some((m) => m.has(p)))
+    const latencies: Array<number> = []
+    const answered: Array<number> = []
+    let missing = 0
+    for (let round = 0; round < settings.rounds; round++) {
+      if (round > 0) await sleep(settings.pauseMs)
+      const posts = await Promise.all(projects.map(async (p) => ({ project: p, ...(await target.post(p)) })))
+      const answers = await Promise.all(clients.map((client, c) => {
+        const expected: Record<string, number> = {}
+        for (const post of posts) {
+          const n = carried[c]!.get(post.project) ?? 0
+          if (n > 0) expected[post.key] = n
+        }
+        return client.call((id) => ({ type: "await", id, expected, timeoutMs: ROUND_TIMEOUT_MS }), ROUND_TIMEOUT_MS * 2)
+      }))
+      for (const post of posts) {
+        answered.push(post.answeredAt - post.sentAt)
+        let got = 0
+        for (const answer of answers) {
+          if (answer.type !== "received") throw new Error(`a client answered ${answer.type}`)
+          for (const t of answer.times[post.key] ?? []) latencies.push(t - post.sentAt)
+          got += answer.times[post.key]?.length ?? 0
+        }
+        const want = carried.reduce((n, m) => n + (m.get(post.project) ?? 0), 0)
+        missing += Math.max(0, want - got)
+      }
+    }
+    return {
+      connections: open,
+      rounds: settings.rounds,
+      postsPerRound: projects.length,
+      latencies: ascending(latencies),
+      answered: ascending(answered),
+      missing
+    }
+  })
+
+/**
+ * On one server: a warm-up (a few connections, a round, closed), the resting RSS, then the counts
+ * one after another (each opens the connections the last one did not have) with RSS read after
+ * each has been idle `settleMs`; then the fan-out rounds at the largest count; then all closed.
+ */
+const measure = (
+  target: Target,
+  clients: ReadonlyArray<Client>,
+  endpoint: Endpoint,
+  layout: Layout,
+  settings: Settings
+) =>
+  Effect.gen(function*() {
+    const max = settings.counts[settings.counts.length - 1]!
+    const all = Array.from({ length: max }, (_, i) => connection(layout, endpoint, i))
+    const label = `${target.name}, ${ENDPOINT_PATH[endpoint]}`
+
+    const warm = Math.min(100, settings.counts[0]!)
+    yield* openRange(clients, target.port, endpoint, all, 0, warm)
+    yield* fanOutRounds(target, clients, endpoint, layout, all, warm, { ...settings, rounds: 1 })
+    yield* closeAll(clients)
+    const restingKb = yield* attempt("reading RSS", () => restingRssKb(target.pid))
+    yield* progress(`${label}: resting RSS ${fixed(restingKb / 1024, 1)} MB`)
+
+    const points: Array<MemoryPoint> = []
+    let opened = 0
+    for (const n of settings.counts) {
+      const started = performance.now()
+      yield* openRange(clients, target.port, endpoint, all, opened, n)
+      const openSeconds = (performance.now() - started) / 1000
+      opened = n
+      yield* Effect.promise(() => sleep(settings.settleMs))
+      const kb = rssKb(target.pid)
+      const counted = yield* attempt("reading /metrics", target.counted)
+      const point: MemoryPoint = {
+        connections: n,
+        rssKb: kb,
+        perConnectionKb: (kb - restingKb) / n,
+        openSeconds,
+        counted
+      }
+      points.push(point)
+      yield* progress(
+        `${label}: ${count(n)} open (${fixed(openSeconds, 1)} s), RSS ${fixed(kb / 1024, 1)} MB, ` +
+          `${fixed(point.perConnectionKb, 1)} KB per connection`
+      )
+    }
+    const fanOut = yield* fanOutRounds(target, clients, endpoint, layout, all, max, settings)
+    yield* progress(
+      `${label}: fan-out to ${count(max)}: p50 ${fixed(percentile(fanOut.latencies, 50), 1)} ms, ` +
+        `p99 ${fixed(percentile(fanOut.latencies, 99), 1)} ms, ${fanOut.missing} missing`
+    )
+    const closedByServer = yield* closeAll(clients)
+    const measured: Measured = { restingKb, points, fanOut, closedByServer }
+    return measured
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+interface EndpointResult {
+  readonly endpoint: Endpoint
+  readonly herald: Measured
+  readonly floor: Measured
+  readonly serverFdLimit: number
+}
+
+const mb = (kb: number) => `${fixed(kb / 1024, 1)} MB`
+
+const tables = (r: EndpointResult, settings: Settings, layout: Layout) => {
+  const where = ENDPOINT_PATH[r.endpoint]
+  const memoryRows = r.herald.points.map((h, i) => {
+    const f = r.floor.points[i]!
+    return [
+      count(h.connections),
+      mb(h.rssKb),
+      `+${mb(h.rssKb - r.herald.restingKb)}`,
+      fixed(h.perConnectionKb, 1),
+      fixed(f.perConnectionKb, 1),
+      ratio(h.perConnectionKb, f.perConnectionKb),
+      `≤ ${TARGETS.kbPerConnection}`,
+      h.perConnectionKb <= TARGETS.kbPerConnection ? "met" : "NOT met",
+      fixed(h.openSeconds, 1),
+      Number.isFinite(h.counted) ? count(h.counted) : "n/a"
+    ]
+  })
+  const memory = table(
+    `sse — ${where}: server RSS per idle SSE connection, Herald next to a plain node:http floor (load average ${loadAverage()})`,
+    [
+      "connections",
+      "Herald RSS",
+      "growth",
+      "Herald KB/conn",
+      "floor KB/conn",
+      "Herald/floor",
+      "target KB",
+      "",
+      "opened in s",
+      "server counts"
+    ],
+    memoryRows,
+    [
+      `Resting RSS before any connection: Herald ${mb(r.herald.restingKb)}, floor ${mb(r.floor.restingKb)}. ` +
+      `KB/conn = (VmRSS ${settings.settleMs / 1000} s after the last`,
+      `connection opened − resting VmRSS) / connections; no collection forced. Counts are cumulative on one server process.`,
+      `${layout.users.length} users over ${layout.projects.length} projects (each in the shared one and ${
+        layout.users[0]!.projects.length - 1
+      } teams); connection i is user i mod ${layout.users.length}` +
+      (r.endpoint === "project"
+        ? ", on each of that user's project streams in turn."
+        : ", all of that user's streams."),
+      `Opened from ${settings.clients} client processes (plain node:http, keep-alive agent), 32 at a time each. ` +
+      `server counts: herald_sse_connections.`,
+      `Server's open-file limit: ${count(r.serverFdLimit)}.` +
+      (r.herald.closedByServer + r.floor.closedByServer > 0
+        ? ` Closed by the server while idle: Herald ${r.herald.closedByServer}, floor ${r.floor.closedByServer}.`
+        : "")
+    ]
+  )
+  const fanRow = (who: string, f: FanOut, base: FanOut | undefined) => [
+    who,
+    String(f.postsPerRound),
+    count(f.latencies.length),
+    String(f.missing),
+    fixed(percentile(f.latencies, 50), 1),
+    fixed(percentile(f.latencies, 99), 1),
+    fixed(f.latencies.length === 0 ? NaN : f.latencies[f.latencies.length - 1]!, 1),
+    base === undefined ? "" : `p99 ≤ ${TARGETS.fanOutP99Ms}`,
+    base === undefined ? "" : f.missing === 0 && percentile(f.latencies, 99) <= TARGETS.fanOutP99Ms ? "met" : "NOT met",
+    base === undefined ? "" : ratio(percentile(f.latencies, 99), percentile(base.latencies, 99)),
+    fixed(percentile(f.answered, 50), 1)
+  ]
+  const hf = r.herald.fanOut
+  const fan = table(
+    `sse — ${where}: fan-out to ${count(hf.connections)} idle connections, ${hf.rounds} rounds ${
+      settings.pauseMs / 1000
+    } s apart (ms, post sent → frame read by the client)`,
+    ["server", "posts/round", "receipts", "missing", "p50", "p99", "max", "target", "", "p99/floor", "answer p50"],
+    [fanRow("floor", r.floor.fanOut, undefined), fanRow("Herald", hf, r.floor.fanOut)],
+    [
+      r.endpoint === "project"
+        ? `A round posts one message into each of the ${hf.postsPerRound} projects at once; every connection gets its stream's.`
+        : `A round posts one message into the shared project; every connection carries it.`,
+      `Herald: POST /api/projects/:projectId/messages over HTTP (answer = its 201); floor: the bench tells it over IPC`,
+      `to write the frame (answer = its acknowledgement). Each client process stamps the time it reads a frame`,
+      `(performance.timeOrigin + now(), one machine); receipts = connections × rounds, over all of them.`,
+      `Server, clients and database share 2 cores: the times include the clients' own reading.`
+    ]
+  )
+  return `${memory}\n${fan}`
+}
+
+const verdicts = (results: ReadonlyArray<EndpointResult>, skipped: ReadonlyArray<string>) =>
+  [
+    "",
+    "sse: targets",
+    ...results.flatMap((r) => {
+      const last = r.herald.points[r.herald.points.length - 1]!
+      const f = r.herald.fanOut
+      const p99 = percentile(f.latencies, 99)
+      return [
+        `  ${last.perConnectionKb <= TARGETS.kbPerConnection ? "met    " : "NOT met"}  ${
+          ENDPOINT_PATH[r.endpoint]
+        }: ≤ ${TARGETS.kbPerConnection} KB per idle connection at ${count(last.connections)}: ${
+          fixed(last.perConnectionKb, 1)
+        } KB (floor ${fixed(r.floor.points[r.floor.points.length - 1]!.perConnectionKb, 1)} KB)`,
+        `  ${f.missing === 0 && p99 <= TARGETS.fanOutP99Ms ? "met    " : "NOT met"}  ${
+          ENDPOINT_PATH[r.endpoint]
+        }: fan-out p99 ≤ ${TARGETS.fanOutP99Ms} ms to ${count(f.connections)}: ${fixed(p99, 1)} ms` +
+        (f.missing > 0 ? `, ${f.missing} receipts missing` : "")
+      ]
+    }),
+    ...skipped.map((s) => `  not run  ${s}`)
+  ].join("\n")
+
+// ---------------------------------------------------------------------------------------------
+
+const bench = Effect.gen(function*() {
+  const settings = yield* Settings
+  const started = performance.now()
+  const main = path.join(repoRoot, ...SERVER)
+  yield* attempt(`${path.relative(repoRoot, main)} (run \`npm run build\` first)`, () => fs.access(main))
+  const max = settings.counts[settings.counts.length - 1]!
+  const perClient = Math.ceil(max / settings.clients)
+  const ownLimit = fdLimit("self")
+  if (perClient + FD_HEADROOM > ownLimit || max + FD_HEADROOM > ownLimit) {
+    return yield* new BenchError({
+      message: `${count(max)} connections need about ${count(max + FD_HEADROOM)} open files in the server ` +
+        `and the floor and ${count(perClient + FD_HEADROOM)} in each client process; the limit here is ` +
+        `${count(ownLimit)} (ulimit -n). Lower BENCH_SSE_COUNTS or raise the limit.`
+    })
+  }
+
+  const dataDir = yield* tempDir
+  const adminToken = randomBytes(16).toString("hex")
+  yield* Console.error(`sse: starting the server on an embedded cluster, ${settings.clients} client processes…`)
+  const layout = yield* Effect.scoped(Effect.gen(function*() {
+    const server = yield* heraldServer(dataDir, adminToken, HEARTBEAT_MS)
+    return yield* attempt("creating users and projects", () => createLayout(server.port, adminToken, settings))
+  }))
+  const clients = yield* Effect.all(Array.from({ length: settings.clients }, () => clientProcess))
+
+  const results: Array<EndpointResult> = []
+  const skipped: Array<string> = []
+  for (const endpoint of settings.endpoints) {
+    yield* Console.error(`sse: ${ENDPOINT_PATH[endpoint]}…`)
+    const herald = yield* Effect.scoped(Effect.gen(function*() {
+      const server = yield* heraldServer(dataDir, adminToken, HEARTBEAT_MS)
+      if (max + FD_HEADROOM > server.fdLimit) {
+        return yield* new BenchError({
+          message: `the server may open ${count(server.fdLimit)} files (ulimit -n; raising it to 65536 was refused): ` +
+            `too few for ${count(max)} connections. Lower BENCH_SSE_COUNTS.`
+        })
+      }
+      const probe = connection(layout, endpoint, 0)
+      const status = yield* attempt(`GET ${probe.path}`, () => statusOf(server.port, probe.path, probe.token))
+      if (status !== 200) return { status, server } as const
+      const measured = yield* measure(heraldTarget(server, layout), clients, endpoint, layout, settings)
+      return { status, server, measured } as const
+    }))
+    if (herald.measured === undefined) {
+      const line = `${ENDPOINT_PATH[endpoint]} answered ${herald.status}${
+        herald.status === 404 ? " (not on this branch)" : ""
+      }: skipped`
+      yield* progress(line)
+      skipped.push(line)
+      continue
+    }
+    const floor = yield* Effect.scoped(Effect.gen(function*() {
+      const { floor, port } = yield* floorProcess(HEARTBEAT_MS)
+      floor.send({
+        type: "members",
+        id: 0,
+        projects: Object.fromEntries(layout.users.map((u) => [u.token, u.projects]))
+      })
+      return yield* measure(floorTarget(floor, port), clients, endpoint, layout, settings)
+    }))
+    const result: EndpointResult = { endpoint, herald: herald.measured, floor, serverFdLimit: herald.server.fdLimit }
+    results.push(result)
+    yield* Console.log(tables(result, settings, layout))
+  }
+  yield* Console.log(verdicts(results, skipped))
+  yield* Console.log(
+    `\nsse: ${((performance.now() - started) / 1000).toFixed(0)} s in all; HERALD_SSE_HEARTBEAT_MS=${HEARTBEAT_MS}` +
+      `${settings.quick ? "; quick mode (BENCH_SSE_QUICK)" : ""}`
+  )
+}).pipe(
+  Effect.scoped,
+  // Every step has its own timeout; this is the backstop.
+  withinBudget(Duration.minutes(20))
+)
+
+export default bench
