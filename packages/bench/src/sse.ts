@@ -142,6 +142,26 @@ type Settings = Config.Config.Success<ReturnType<typeof settingsWith>>
 
 const progress = (line: string) => Console.error(`  ${line}`)
 
+/** The newest modification time of the files under `dir`, in ms. */
+const newest = async (dir: string): Promise<number> => {
+  let latest = 0
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    const file = path.join(dir, entry.name)
+    latest = Math.max(latest, entry.isDirectory() ? await newest(file) : (await fs.stat(file)).mtimeMs)
+  }
+  return latest
+}
+
+/** A warning when the compiled server is older than its sources: the bench measures what `dist` holds. */
+const staleBuild = (main: string) =>
+  attempt("comparing the build with its sources", async () => {
+    const built = (await fs.stat(main)).mtimeMs
+    const sources = Math.max(
+      ...(await Promise.all(["packages/server/src", "packages/domain/src"].map((d) => newest(path.join(repoRoot, d)))))
+    )
+    return sources > built
+  })
+
 // ---------------------------------------------------------------------------------------------
 // What is measured on one server (Herald or the floor)
 
@@ -501,6 +521,11 @@ const bench = Effect.gen(function*() {
   const started = performance.now()
   const main = path.join(repoRoot, ...SERVER)
   yield* attempt(`${path.relative(repoRoot, main)} (run \`npm run build\` first)`, () => fs.access(main))
+  if (yield* staleBuild(main)) {
+    yield* Console.error(
+      `sse: warning: ${path.relative(repoRoot, main)} is older than the server's sources (npm run build)`
+    )
+  }
   const max = settings.counts[settings.counts.length - 1]!
   const perClient = Math.ceil(max / settings.clients)
   const ownLimit = fdLimit("self")
