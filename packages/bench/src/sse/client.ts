@@ -40,14 +40,30 @@ const record = (frame: string, at: number, ready: (kind: Ready) => void) => {
 const connect = (port: number, spec: ConnectionSpec, mode: Ready, timeoutMs: number) =>
   new Promise<void>((resolve, reject) => {
     let live = false
+    let settled = false
+    let status: number | undefined
     let buffer = ""
-    const timer = setTimeout(
-      () => req.destroy(new Error(`GET ${spec.path}: not open within ${timeoutMs} ms`)),
-      timeoutMs
-    )
+    const fail = (error: Error) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      open.delete(req)
+      req.destroy()
+      reject(error)
+    }
+    /** The response is over: counted once it was live, a failure before. */
+    const gone = () => {
+      if (live) {
+        if (open.delete(req)) closedByServer++
+      } else {
+        fail(new Error(`GET ${spec.path}: closed before it was open${status === undefined ? "" : ` (HTTP ${status})`}`))
+      }
+    }
+    const timer = setTimeout(() => fail(new Error(`GET ${spec.path}: not open within ${timeoutMs} ms`)), timeoutMs)
     const ready = (kind: Ready) => {
       if (live || kind !== mode) return
       live = true
+      settled = true
       clearTimeout(timer)
       resolve()
     }
@@ -59,17 +75,15 @@ const connect = (port: number, spec: ConnectionSpec, mode: Ready, timeoutMs: num
       agent,
       headers: { authorization: `Bearer ${spec.token}`, accept: "text/event-stream" }
     }, (response) => {
+      status = response.statusCode
+      response.setEncoding("utf8")
+      response.on("error", gone)
       if (response.statusCode !== 200) {
         let body = ""
-        response.setEncoding("utf8")
         response.on("data", (chunk: string) => (body += chunk))
-        response.on(
-          "end",
-          () => req.destroy(new Error(`GET ${spec.path}: HTTP ${response.statusCode} ${body.slice(0, 200)}`))
-        )
+        response.on("end", () => fail(new Error(`GET ${spec.path}: HTTP ${response.statusCode} ${body.slice(0, 200)}`)))
         return
       }
-      response.setEncoding("utf8")
       response.on("data", (chunk: string) => {
         const at = now()
         buffer += chunk
@@ -81,18 +95,10 @@ const connect = (port: number, spec: ConnectionSpec, mode: Ready, timeoutMs: num
           end = buffer.indexOf("\n\n")
         }
       })
-      response.on("end", () => {
-        if (open.delete(req)) closedByServer++
-      })
+      response.on("end", gone)
     })
-    req.on("error", (error) => {
-      clearTimeout(timer)
-      if (open.delete(req) && live) closedByServer++
-      reject(error)
-    })
-    req.on("close", () => {
-      if (open.delete(req) && live) closedByServer++
-    })
+    req.on("error", (error) => (live ? gone() : fail(error)))
+    req.on("close", gone)
     open.add(req)
     req.end()
   })
