@@ -436,7 +436,7 @@ const tables = (r: EndpointResult, settings: Settings, layout: Layout) => {
       "Herald/floor",
       "target KB",
       "",
-      "opened in s",
+      "s to open",
       "server counts"
     ],
     memoryRows,
@@ -450,8 +450,8 @@ const tables = (r: EndpointResult, settings: Settings, layout: Layout) => {
       (r.endpoint === "project"
         ? ", on each of that user's project streams in turn."
         : ", all of that user's streams."),
-      `Opened from ${settings.clients} client processes (plain node:http, keep-alive agent), 32 at a time each. ` +
-      `server counts: herald_sse_connections.`,
+      `Opened from ${settings.clients} client processes (plain node:http, keep-alive agent), 32 at a time each; ` +
+      `s to open: the connections added at that count. server counts: herald_sse_connections.`,
       `Server's open-file limit: ${count(r.serverFdLimit)}.` +
       (r.herald.closedByServer + r.floor.closedByServer > 0
         ? ` Closed by the server while idle: Herald ${r.herald.closedByServer}, floor ${r.floor.closedByServer}.`
