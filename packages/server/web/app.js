@@ -18,6 +18,8 @@ const EVENT_TYPES = [
   "message.deleted"
 ]
 const PAGE_SIZE = 50
+/** Frames held for a stream not shown yet. */
+const MAX_HELD = 1_000
 /** How far the unread count of a project not seen for long is counted exactly. */
 const UNREAD_SCAN_LIMIT = 5_000
 
@@ -117,9 +119,10 @@ const noticeText = (event) =>
   })[event.type]?.() ?? event.type
 
 /**
- * The messages of one stream. The newest page comes over HTTP (a snapshot taken after the heads
- * frame, so it reaches at least the head); frames arriving meanwhile wait in `buffer` and are then
- * applied on top, by messageId, so a message in both the snapshot and a frame shows once.
+ * The messages of one stream. Its frames are held from the start (in `buffer`); its newest page
+ * comes over HTTP when it is first shown (a snapshot taken after the heads frame, so it reaches at
+ * least the head), and the held frames are applied on top by messageId: a message in both the
+ * snapshot and a frame shows once, with the frame's seq.
  */
 class ChatStream {
   constructor(streamId, { empty = false, buffer = [] } = {}) {
@@ -131,8 +134,15 @@ class ChatStream {
     this.pending = new Map() // clientMessageId → { body, role }
     this.older = null
     this.loaded = empty
+    this.loading = false
     this.buffer = buffer
-    if (!empty) void this.load()
+  }
+
+  /** Loads the snapshot the first time the stream is shown. */
+  open() {
+    if (this.loaded || this.loading) return
+    this.loading = true
+    void this.load()
   }
 
   get path() {
@@ -166,7 +176,14 @@ class ChatStream {
       if (error.status !== 404) showError(error, "Loading messages")
     }
     this.loaded = true
-    for (const event of this.buffer.splice(0)) this.applyLoaded(event)
+    const held = this.buffer ?? []
+    this.buffer = []
+    // Seqs first, so the notices among the held frames find their place between the messages.
+    for (const event of held) {
+      const known = event.type === "message.created" && this.byId.get(event.data.messageId)
+      if (known) known.seq = event.seq
+    }
+    for (const event of held) this.applyLoaded(event)
     changed(this.streamId)
   }
 
@@ -181,8 +198,17 @@ class ChatStream {
   }
 
   apply(event) {
-    if (this.loaded) this.applyLoaded(event)
-    else this.buffer.push(event)
+    if (this.loaded) return this.applyLoaded(event)
+    // Not shown yet: hold the frames, up to a bound (past it the snapshot alone is shown, without seqs).
+    if (this.buffer && this.buffer.length < MAX_HELD) this.buffer.push(event)
+    else this.buffer = null
+  }
+
+  /** In seq order among the entries whose seq is known (snapshot entries without one stay put). */
+  insert(entry) {
+    const at = this.entries.findIndex((e) => e.seq !== undefined && e.seq > entry.seq)
+    if (at === -1) this.entries.push(entry)
+    else this.entries.splice(at, 0, entry)
   }
 
   applyLoaded(event) {
@@ -203,7 +229,7 @@ class ChatStream {
             deleted: false
           }
           this.byId.set(d.messageId, entry)
-          this.entries.push(entry)
+          this.insert(entry)
         }
         break
       }
@@ -225,7 +251,7 @@ class ChatStream {
         break
       }
       default:
-        this.entries.push({ kind: "notice", seq: event.seq, text: noticeText(event) })
+        this.insert({ kind: "notice", seq: event.seq, text: noticeText(event) })
     }
   }
 
@@ -302,6 +328,8 @@ const onHeads = async (heads) => {
   for (const id of Object.keys(heads).filter((s) => s.startsWith("project:")).map(projectOf)) {
     const p = previous.get(id)
     state.projects.set(id, { id, name: p?.name ?? "…", ownerId: p?.ownerId, unread: new Set() })
+    chatFor(projectStream(id))
+    chatFor(workspaceStream(id))
   }
   renderSwitcher()
   const listed = new Map((await api("GET", "/api/projects")).items.map((p) => [p.id, p]))
@@ -339,7 +367,8 @@ const onReset = ({ stream, from }) => {
   state.lastSeq.set(stream, Number(from) - 1)
   if (state.chats.has(stream)) {
     state.chats.delete(stream)
-    if (state.selected === projectOf(stream)) chatFor(stream)
+    const chat = chatFor(stream)
+    if (state.selected === projectOf(stream)) chat.open()
   }
   changed(stream)
 }
@@ -586,8 +615,8 @@ const select = (projectId) => {
   state.projects.get(projectId).unread.clear()
   markSeen(projectId)
   showNotice("")
-  chatFor(projectStream(projectId))
-  chatFor(workspaceStream(projectId))
+  chatFor(projectStream(projectId)).open()
+  chatFor(workspaceStream(projectId)).open()
   renderSwitcher()
   renderProject()
   loadMembers(projectId)
