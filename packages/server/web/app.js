@@ -129,7 +129,7 @@ class ChatStream {
     this.streamId = streamId
     this.projectId = projectOf(streamId)
     this.workspace = streamId.startsWith("workspace:")
-    this.entries = [] // { kind: "message", id, authorId, role, body, seq?, editedAt?, deleted } | { kind: "notice", seq, text }
+    this.entries = [] // { kind: "message", id, authorId, role, body, seq?, editedAt?, deleted } | { kind: "notice", seq, event }
     this.byId = new Map()
     this.pending = new Map() // clientMessageId → { body, role }
     this.older = null
@@ -251,7 +251,7 @@ class ChatStream {
         break
       }
       default:
-        this.insert({ kind: "notice", seq: event.seq, text: noticeText(event) })
+        this.insert({ kind: "notice", seq: event.seq, event })
     }
   }
 
@@ -474,29 +474,48 @@ const countUnread = async (project, head) => {
 const sortedProjects = () =>
   [...state.projects.values()].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id))
 
+/**
+ * Puts `nodes` in `parent` in order, touching the DOM only where it differs: frames arrive at any
+ * moment, and a button replaced between a press and its release would swallow the click.
+ */
+const syncChildren = (parent, nodes) => {
+  const current = [...parent.children]
+  if (current.length === nodes.length && current.every((n, i) => n === nodes[i])) return
+  if (current.length < nodes.length && current.every((n, i) => n === nodes[i])) {
+    parent.append(...nodes.slice(current.length))
+  } else parent.replaceChildren(...nodes)
+}
+
+const switcherItems = new Map() // project id → li
+
 const renderSwitcher = () => {
-  const list = $("#projects")
-  list.replaceChildren(
-    ...sortedProjects().map((p) => {
-      const li = document.createElement("li")
-      const button = document.createElement("button")
-      button.type = "button"
-      button.className = "project"
-      button.dataset.projectId = p.id
-      if (p.id === state.selected) button.setAttribute("aria-current", "page")
-      const count = p.id === state.selected ? 0 : p.unread.size
-      button.innerHTML = `<span class="name"></span><span class="unread"></span>`
-      $(".name", button).textContent = p.name
-      const badge = $(".unread", button)
-      badge.textContent = count > 99 ? "99+" : String(count)
-      badge.hidden = count === 0
-      badge.title = `${count} unread`
-      li.dataset.unread = String(count)
-      button.addEventListener("click", () => select(p.id))
-      li.append(button)
-      return li
-    })
-  )
+  let total = 0
+  const items = sortedProjects().map((p) => {
+    let li = switcherItems.get(p.id)
+    if (!li) {
+      li = document.createElement("li")
+      li.innerHTML =
+        `<button type="button" class="project"><span class="name"></span><span class="unread"></span></button>`
+      $("button", li).dataset.projectId = p.id
+      $("button", li).addEventListener("click", () => select(p.id))
+      switcherItems.set(p.id, li)
+    }
+    const button = $("button", li)
+    if (p.id === state.selected) button.setAttribute("aria-current", "page")
+    else button.removeAttribute("aria-current")
+    const count = p.id === state.selected ? 0 : p.unread.size
+    total += count
+    $(".name", li).textContent = p.name
+    const badge = $(".unread", li)
+    badge.textContent = count > 99 ? "99+" : String(count)
+    badge.hidden = count === 0
+    badge.title = `${count} unread`
+    li.dataset.unread = String(count)
+    return li
+  })
+  for (const id of switcherItems.keys()) if (!state.projects.has(id)) switcherItems.delete(id)
+  syncChildren($("#projects"), items)
+  document.title = total > 0 ? `(${total}) Herald` : "Herald"
   $("#no-projects").hidden = state.projects.size > 0 || !state.ready
   renderStatus()
 }
@@ -517,6 +536,9 @@ const renderStatus = () => {
 const changed = (streamId) => {
   renderSwitcher()
   if (state.selected && projectOf(streamId) === state.selected) {
+    // The figures follow the events (once the materializer has them); the 5 s refresh covers the rest.
+    clearTimeout(state.analyticsSoon)
+    state.analyticsSoon = setTimeout(() => renderAnalytics().catch(() => {}), 1_000)
     renderChat(streamId.startsWith("workspace:") ? "#workspace-chat" : "#project-chat", state.chats.get(streamId))
   }
 }
@@ -530,65 +552,77 @@ const button = (label, onClick) => {
   return b
 }
 
+/** An entry's line, rebuilt only when what it shows has changed. */
+const lineFor = (chat, entry, owner) => {
+  // Names are learnt as members load: a line is redrawn when its author's name arrives.
+  const text = entry.kind === "notice" ? noticeText(entry.event) : nameOf(entry.authorId)
+  const shown = JSON.stringify([entry.seq, entry.body, entry.deleted, entry.editedAt, owner, text])
+  if (entry.li && entry.shown === shown) return entry.li
+  const li = entry.li ?? document.createElement("li")
+  entry.li = li
+  entry.shown = shown
+  if (entry.kind === "notice") {
+    li.className = "notice"
+    li.dataset.seq = entry.seq
+    li.innerHTML = `<span class="seq"></span><span></span>`
+    li.children[0].textContent = `#${entry.seq}`
+    li.children[1].textContent = text
+    return li
+  }
+  li.className = `message role-${entry.role}${entry.deleted ? " deleted" : ""}`
+  if (entry.seq) li.dataset.seq = entry.seq
+  li.dataset.messageId = entry.id
+  li.innerHTML =
+    `<span class="seq"></span><span><span class="author"></span><span class="body"></span></span><span class="actions"></span>`
+  $(".seq", li).textContent = entry.seq ? `#${entry.seq}` : ""
+  $(".seq", li).title = entry.seq ? "its seq in this stream" : "loaded with the page"
+  $(".author", li).textContent = text
+  $(".body", li).textContent = entry.deleted ? "message deleted" : entry.body
+  if (entry.editedAt && !entry.deleted) $(".body", li).classList.add("edited")
+  const mine = entry.authorId === state.me.id
+  if (!chat.workspace && !entry.deleted) {
+    const actions = $(".actions", li)
+    const path = `${chat.path}/${entry.id}`
+    if (mine) {
+      actions.append(button("Edit", async () => {
+        const body = prompt("Edit message", entry.body)
+        if (body !== null && body !== entry.body) await api("PATCH", path, { body })
+      }))
+    }
+    if (mine || owner) {
+      actions.append(button("Delete", async () => {
+        if (confirm("Delete this message?")) await api("DELETE", path)
+      }))
+    }
+  }
+  return li
+}
+
 const renderChat = (sectionSelector, chat) => {
   const list = $(`${sectionSelector} .messages`)
   if (!chat) return list.replaceChildren()
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40
   const items = []
   if (chat.older) {
-    const li = document.createElement("li")
-    li.className = "older"
-    li.append(button("Load older messages", () => chat.loadOlder()))
-    items.push(li)
-  }
-  const project = state.projects.get(chat.projectId)
-  for (const entry of chat.entries) {
-    const li = document.createElement("li")
-    if (entry.kind === "notice") {
-      li.className = "notice"
-      li.dataset.seq = entry.seq
-      li.innerHTML = `<span class="seq"></span><span></span>`
-      li.children[0].textContent = `#${entry.seq}`
-      li.children[1].textContent = entry.text
-    } else {
-      li.className = `message role-${entry.role}${entry.deleted ? " deleted" : ""}`
-      if (entry.seq) li.dataset.seq = entry.seq
-      li.dataset.messageId = entry.id
-      li.innerHTML =
-        `<span class="seq"></span><span><span class="author"></span><span class="body"></span></span><span class="actions"></span>`
-      $(".seq", li).textContent = entry.seq ? `#${entry.seq}` : ""
-      $(".seq", li).title = entry.seq ? "seq in this stream" : "loaded with the page"
-      $(".author", li).textContent = nameOf(entry.authorId)
-      $(".body", li).textContent = entry.deleted ? "message deleted" : entry.body
-      if (entry.editedAt && !entry.deleted) $(".body", li).classList.add("edited")
-      const mine = entry.authorId === state.me.id
-      if (!chat.workspace && !entry.deleted) {
-        const actions = $(".actions", li)
-        const path = `${chat.path}/${entry.id}`
-        if (mine) {
-          actions.append(button("Edit", async () => {
-            const body = prompt("Edit message", entry.body)
-            if (body !== null && body !== entry.body) await api("PATCH", path, { body })
-          }))
-        }
-        if (mine || project?.ownerId === state.me.id) {
-          actions.append(button("Delete", async () => {
-            if (confirm("Delete this message?")) await api("DELETE", path)
-          }))
-        }
-      }
+    if (!chat.olderLine) {
+      chat.olderLine = Object.assign(document.createElement("li"), { className: "older" })
+      chat.olderLine.append(button("Load older messages", () => chat.loadOlder()))
     }
-    items.push(li)
+    items.push(chat.olderLine)
   }
+  const owner = state.projects.get(chat.projectId)?.ownerId === state.me.id
+  for (const entry of chat.entries) items.push(lineFor(chat, entry, owner))
   for (const p of chat.pending.values()) {
-    const li = document.createElement("li")
-    li.className = `message pending role-${p.role}`
-    li.innerHTML = `<span class="seq">…</span><span><span class="author"></span><span class="body"></span></span>`
-    $(".author", li).textContent = nameOf(state.me.id)
-    $(".body", li).textContent = p.body
-    items.push(li)
+    if (!p.li) {
+      p.li = document.createElement("li")
+      p.li.className = `message pending role-${p.role}`
+      p.li.innerHTML = `<span class="seq">…</span><span><span class="author"></span><span class="body"></span></span>`
+      $(".author", p.li).textContent = nameOf(state.me.id)
+      $(".body", p.li).textContent = p.body
+    }
+    items.push(p.li)
   }
-  list.replaceChildren(...items)
+  syncChildren(list, items)
   if (atBottom) list.scrollTop = list.scrollHeight
   renderStatus()
 }
