@@ -118,6 +118,31 @@ export const StreamPosition = DigitsFromString("a stream position").pipe(
 export const StreamParams = Schema.Struct({ after: Schema.optional(StreamPosition) })
 export const StreamHeaders = Schema.Struct({ "last-event-id": Schema.optional(StreamPosition) })
 
+/**
+ * A multiplexed stream's position: the opaque cursor sent as each frame's `id:` (URL-safe
+ * base64, at most 1 KB), given back as `Last-Event-ID` or `?cursor=`.
+ */
+export const StreamCursor = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9_-]{1,1024}$/, {
+    message: () => "a cursor must be the id of a frame of GET /api/stream (URL-safe, at most 1024 characters)"
+  })
+)
+/** `?streams=<id>,<id>`: some of the caller's streams. */
+export const StreamList = Schema.String.pipe(
+  Schema.pattern(
+    /^(project:[0-9a-fA-F-]{36}|workspace:[0-9a-fA-F-]{36}:[0-9a-fA-F-]{36})(,(project:[0-9a-fA-F-]{36}|workspace:[0-9a-fA-F-]{36}:[0-9a-fA-F-]{36})){0,199}$/,
+    {
+      message: () =>
+        "streams must be 1 to 200 stream ids separated by commas: project:<projectId> or workspace:<projectId>:<userId>"
+    }
+  )
+)
+export const MultiplexParams = Schema.Struct({
+  streams: Schema.optional(StreamList),
+  cursor: Schema.optional(StreamCursor)
+})
+export const MultiplexHeaders = Schema.Struct({ "last-event-id": Schema.optional(StreamCursor) })
+
 /** The SSE response (documented only: the body is a text/event-stream). */
 export const EventStream = HttpApiSchema.Text({ contentType: "text/event-stream" })
 
@@ -257,6 +282,20 @@ export class StreamsApi extends HttpApiGroup.make("streams")
       .setHeaders(StreamHeaders)
       .addSuccess(EventStream)
       .addError(NotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("multiplexed", "/api/stream")
+      .setUrlParams(MultiplexParams)
+      .setHeaders(MultiplexHeaders)
+      .addSuccess(EventStream)
+      .addError(BadRequest)
+      .addError(NotFound)
+      .annotate(
+        OpenApi.Description,
+        "Every stream the caller may read on one connection (`?streams=` narrows it). `id:` is an opaque cursor " +
+          "(at most 1 KB) standing for every event up to there, per stream; resume with `Last-Event-ID` or " +
+          "`?cursor=`. Without a cursor the first frame is `event: heads` with `{streams: {<id>: <head seq>}}`."
+      )
   )
   .middleware(StreamAuthentication)
   .annotate(

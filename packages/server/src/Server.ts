@@ -11,6 +11,7 @@ import { OutboxPublisherLive } from "./outbox/OutboxPublisher.js"
 import { OutboxStore } from "./outbox/OutboxStore.js"
 import { PublisherStatus } from "./outbox/PublisherStatus.js"
 import { Wakeup } from "./outbox/Wakeup.js"
+import { CursorStore } from "./stream/CursorStore.js"
 import { EventReader } from "./stream/EventReader.js"
 import { SseHub } from "./stream/SseHub.js"
 
@@ -20,6 +21,7 @@ export const SharedLive = Layer.mergeAll(
   PublisherStatus.Default,
   OutboxStore.Default,
   EventReader.Default,
+  CursorStore.Default,
   EventHistory.Default,
   Analytics.Default,
   Wakeup.Default

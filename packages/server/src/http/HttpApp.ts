@@ -1,10 +1,8 @@
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { Api } from "@herald/domain"
-import { Context, Effect, Layer } from "effect"
-import { createServer, type Server } from "node:http"
+import { Effect, Layer } from "effect"
 import { RequestPathLive } from "../chat/RequestPath.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { SseHub } from "../stream/SseHub.js"
@@ -13,7 +11,9 @@ import { AnalyticsLive, HistoryLive } from "./EventLogHandlers.js"
 import { AdminLive, MeLive, MessagesLive, ProjectsLive, WorkspaceLive } from "./Handlers.js"
 import { HealthLive } from "./Health.js"
 import { accessLog, bodyLimit, jsonErrors } from "./Middleware.js"
-import { StreamsLive } from "./Streams.js"
+import { NodeServer, nodeServerLayer } from "./NodeServer.js"
+import { SseDoorLive } from "./SseDoor.js"
+import { StreamOpen, StreamsLive } from "./Streams.js"
 import { WebClientLive } from "./WebClient.js"
 
 /** The HTTP API: handlers of every group over the request path (plus the SSE hub's read side). */
@@ -29,9 +29,7 @@ export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
     AnalyticsLive,
     HealthLive
   ]),
-  Layer.provide([AuthenticationLive, StreamAuthenticationLive, AdminAuthenticationLive]),
-  Layer.provide(Tokens.Default),
-  Layer.provide(RequestPathLive)
+  Layer.provide([AuthenticationLive, StreamAuthenticationLive, AdminAuthenticationLive])
 )
 
 /** The API with its OpenAPI document and reference page, served on whichever HttpServer is given. */
@@ -43,15 +41,10 @@ export const HttpAppLive = HttpApiBuilder.serve((app) => bodyLimit(accessLog(app
   Layer.provide(ApiLive)
 )
 
-/** The Node server under the HTTP layer, so shutdown can close its connections. */
-export class NodeServer extends Context.Tag("Herald/NodeServer")<NodeServer, Server>() {}
+/** What both the API's handlers and the SSE door use to authenticate and authorise. */
+const RequestSideLive = Layer.mergeAll(Tokens.Default, StreamOpen.Default).pipe(Layer.provideMerge(RequestPathLive))
 
-/** Node's HTTP server on `host:port` (0 = any free port), with its handle. */
-export const nodeServerLayer = (options: { readonly port: number; readonly host: string }) =>
-  Layer.unwrapEffect(Effect.sync(() => {
-    const server = createServer()
-    return Layer.merge(NodeHttpServer.layer(() => server, options), Layer.succeed(NodeServer, server))
-  }))
+export { NodeServer, nodeServerLayer } from "./NodeServer.js"
 
 /** How long in-flight requests get to finish once shutdown has begun. */
 const SHUTDOWN_GRACE_MS = 3_000
@@ -82,7 +75,10 @@ export const EndStreamsBeforeServerLive = Layer.scopedDiscard(
 
 /** The app and the SSE shutdown hook on one HttpServer. */
 export const serveOn = <ROut, E, R>(server: Layer.Layer<ROut, E, R>) =>
-  Layer.mergeAll(HttpAppLive, EndStreamsBeforeServerLive).pipe(Layer.provideMerge(server))
+  Layer.mergeAll(HttpAppLive, EndStreamsBeforeServerLive, SseDoorLive).pipe(
+    Layer.provide(RequestSideLive),
+    Layer.provideMerge(server)
+  )
 
 /** Node's HTTP server on HOST:PORT. */
 export const NodeServerLive = Layer.unwrapEffect(

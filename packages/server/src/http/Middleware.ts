@@ -120,7 +120,7 @@ export const jsonErrors = HttpMiddleware.make((app) =>
   )
 )
 
-const redactUrl = (url: string) => url.replace(/access_token=[^&]*/g, "access_token=REDACTED")
+export const redactUrl = (url: string) => url.replace(/access_token=[^&]*/g, "access_token=REDACTED")
 
 /**
  * The access log: one line per response with method, URL and status — the URL with any

@@ -2,59 +2,193 @@ import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequ
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Api, Events } from "@herald/domain"
+import { Api, type Chat, Errors, Events, type Ids } from "@herald/domain"
 import { Effect, Option } from "effect"
-import { Policy, withPolicy } from "../chat/Policy.js"
+import { PassThrough } from "node:stream"
+import { asUser, Policy, withPolicy } from "../chat/Policy.js"
 import { ProjectsRepo } from "../chat/ProjectsRepo.js"
-import { type EventReader } from "../stream/EventReader.js"
-import { type SseHub } from "../stream/SseHub.js"
-import { sseBody, type StreamRequest } from "../stream/SseStream.js"
+import * as Cursor from "../stream/Cursor.js"
+import { CursorStore } from "../stream/CursorStore.js"
+import { EventReader } from "../stream/EventReader.js"
+import { removalOf, SseHub, type SubRequest } from "../stream/SseHub.js"
+import { type Opened, openStream, RETRY, SSE_HEADERS } from "../stream/SseStream.js"
 
-const headers = {
-  "cache-control": "no-cache, no-transform",
-  "x-accel-buffering": "no"
-}
+const badCursor = (message: string) => new Errors.BadRequest({ message, field: "cursor" })
 
-export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handlers) =>
-  Effect.gen(function*() {
+/** Last-Event-ID (sent by a reconnecting EventSource) wins over the URL's position. */
+export const position = <A>(fromHeader: A | undefined, fromUrl: A | undefined) =>
+  Option.orElse(Option.fromNullable(fromHeader), () => Option.fromNullable(fromUrl))
+
+/**
+ * Authorises and positions an SSE request — for the API's handlers and for the SSE door, which
+ * serves the same requests below the HTTP app (SseDoor.ts). Visibility is checked at every
+ * (re)connection; a position never grants access.
+ */
+export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen", {
+  effect: Effect.gen(function*() {
     const policy = yield* Policy
     const projects = yield* ProjectsRepo
-    // The response body outlives the handler: it gets its services now, not at each pull.
-    const context = yield* Effect.context<SseHub | EventReader>()
+    const reader = yield* EventReader
+    const cursors = yield* CursorStore
+    const hub = yield* SseHub
+    const services = yield* Effect.context<SseHub | EventReader>()
 
-    const respond = (request: StreamRequest) =>
+    const leftCheck = (projectId: Ids.ProjectId, userId: Ids.UserId) => () =>
+      Effect.map(projects.isMember(projectId, userId), (member) => !member)
+
+    const project = (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<number>) =>
+      openStream({
+        stream: Events.projectStream(projectId),
+        after,
+        // Removed from the project: the member sees their removal, then the stream ends (G5). A
+        // removal replayed from before a re-add does not end it: membership decides, now.
+        mayEnd: removalOf(me.id),
+        ends: leftCheck(projectId, me.id)
+      }).pipe(Effect.provide(services), withPolicy(policy.requireMember(projectId)), asUser(me))
+
+    const workspace = (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<number>) =>
+      openStream({ stream: Events.workspaceStream(projectId, me.id), after }).pipe(
+        Effect.provide(services),
+        withPolicy(policy.requireMember(projectId)),
+        asUser(me)
+      )
+
+    /** The positions a cursor stands for, if it is one of ours, unchanged, and the caller's. */
+    const resume = (me: Chat.User, text: string) =>
       Effect.gen(function*() {
-        const node = NodeHttpServerRequest.toServerResponse(yield* HttpServerRequest.HttpServerRequest)
-        // Node adds `Connection: keep-alive` by itself; HTTP/2 forbids the header, so SSE responses never carry it.
-        node.removeHeader("connection")
-        const body = yield* sseBody(request).pipe(Effect.provide(context))
-        return HttpServerResponse.raw(body, { contentType: "text/event-stream", headers })
+        const parsed = Cursor.parse(text)
+        if (parsed === undefined) return yield* badCursor("cursor is not a cursor of GET /api/stream")
+        const base = yield* cursors.find(parsed.baseId)
+        if (Option.isNone(base)) return yield* badCursor("cursor is unknown to this server")
+        if (base.value.userId !== me.id) return yield* badCursor("cursor was issued to another user")
+        const at = Cursor.positions(base.value, parsed)
+        if (at === undefined) return yield* badCursor("cursor has been altered")
+        return { base: base.value, at }
       })
 
-    /** Last-Event-ID (sent by a reconnecting EventSource) wins over the URL's `after`. */
-    const position = (
-      h: { readonly "last-event-id"?: number | undefined },
-      p: { readonly after?: number | undefined }
-    ) => Option.orElse(Option.fromNullable(h["last-event-id"]), () => Option.fromNullable(p.after))
+    const multiplexed = (me: Chat.User, streams: Option.Option<string>, cursor: Option.Option<string>) =>
+      Effect.gen(function*() {
+        const mine = yield* projects.listForUser(me.id)
+        const visible = new Set<string>(
+          mine.flatMap((p) => [Events.projectStream(p.id), Events.workspaceStream(p.id, me.id)])
+        )
+        const narrowed = Option.isSome(streams)
+        const carried = narrowed ? [...new Set(streams.value.split(","))] : [...visible]
+        for (const stream of carried) {
+          if (!visible.has(stream)) return yield* new Errors.NotFound({ message: `stream ${stream} not found` })
+        }
+
+        if (Option.isNone(cursor)) {
+          const heads = yield* Effect.orDie(reader.heads(carried))
+          const base = yield* cursors.create(me.id, [...heads])
+          const data = JSON.stringify({ streams: Object.fromEntries(heads) })
+          return attachMultiplexed(me, narrowed, base, [...heads].map(([stream, start]) => ({ stream, start })), data)
+        }
+
+        const { at, base } = yield* resume(me, cursor.value)
+        const subs: Array<SubRequest> = []
+        for (const stream of carried) {
+          const known = at.get(stream)
+          if (known !== undefined) subs.push({ stream, start: known })
+          else {
+            // Joined while away: from the event that made the caller a member (the workspace from its start).
+            const projectId = stream.startsWith("project:") ? stream.slice(8) : undefined
+            const joined = projectId === undefined ? undefined : yield* Effect.orDie(reader.joinedAt(stream, me.id))
+            subs.push({ stream, start: joined === undefined ? 0 : joined - 1 })
+          }
+        }
+        if (!narrowed) {
+          // Left while away: the project's events up to and including the removal, the workspace's up to its end.
+          for (const [stream, seq] of at) {
+            if (visible.has(stream) || !stream.startsWith("project:")) continue
+            const removal = yield* Effect.orDie(reader.removedAfter(stream, me.id, seq))
+            if (removal === undefined) continue
+            subs.push({ stream, start: seq, until: removal })
+            const ws = Events.workspaceStream(stream.slice(8) as Ids.ProjectId, me.id)
+            const wsAt = at.get(ws)
+            const wsHead = yield* Effect.orDie(reader.head(ws))
+            if (wsAt !== undefined && wsHead > wsAt) subs.push({ stream: ws, start: wsAt, until: wsHead })
+          }
+        }
+        // A cursor that would start out past its budget gets a new base now, not a response ended at its first frame.
+        const moved = new Map<string, number>()
+        for (const s of subs) {
+          const i = base.index.get(s.stream)
+          if (i === undefined || base.seqs[i] !== s.start) moved.set(s.stream, s.start)
+        }
+        const entries = Cursor.entries(base, moved)
+        const fresh = entries === undefined || entries.length > Cursor.SOFT_ENTRY_BYTES
+          ? yield* cursors.create(me.id, subs.map((s) => [s.stream, s.start] as const))
+          : base
+        return attachMultiplexed(me, narrowed, fresh, subs, undefined)
+      })
+
+    // Its own scope, so the connection that keeps it keeps nothing else of the opening (V8 shares closure contexts).
+    const memberCheck = (userId: Ids.UserId) => (projectId: string) =>
+      projects.isMember(projectId as Ids.ProjectId, userId)
+
+    const attachMultiplexed = (
+      me: Chat.User,
+      narrowed: boolean,
+      base: Cursor.Base,
+      subs: ReadonlyArray<SubRequest>,
+      heads: string | undefined
+    ): Opened => ({
+      attach: (out) =>
+        Effect.suspend(() => {
+          out.write(RETRY)
+          return hub.registerMultiplexed(out, {
+            userId: me.id,
+            narrowed,
+            base,
+            subs,
+            ...(heads === undefined ? {} : { first: (id: string) => `id: ${id}\nevent: heads\ndata: ${heads}\n\n` }),
+            isMember: memberCheck(me.id)
+          })
+        })
+    })
+
+    return { project, workspace, multiplexed } as const
+  })
+}) {}
+
+/**
+ * The streams group on the HTTP app: the same requests as the SSE door, for an HTTP server
+ * without one (the response body is then a stream the platform pipes, held by its request fiber).
+ */
+export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handlers) =>
+  Effect.gen(function*() {
+    const open = yield* StreamOpen
+
+    const respond = <E>(opening: Effect.Effect<Opened, E>) =>
+      Effect.gen(function*() {
+        const opened = yield* opening
+        const node = NodeHttpServerRequest.toServerResponse(yield* HttpServerRequest.HttpServerRequest)
+        node.removeHeader("connection")
+        const body = new PassThrough({ objectMode: true })
+        yield* opened.attach(body)
+        const { "content-type": contentType, ...headers } = SSE_HEADERS
+        return HttpServerResponse.raw(body, { contentType, headers })
+      })
 
     return handlers
-      .handle("project", ({ headers: h, path, urlParams }) =>
-        Effect.gen(function*() {
-          const me = yield* Api.CurrentUser
-          return yield* respond({
-            stream: Events.projectStream(path.projectId),
-            after: position(h, urlParams),
-            // Removed from the project: the member sees their removal, then the stream ends (G5). A
-            // removal replayed from before a re-add does not end it: membership decides, now.
-            mayEnd: (e) => e.type === "member.removed" && (e.data as { userId: string }).userId === me.id,
-            ends: Effect.map(projects.isMember(path.projectId, me.id), (member) => !member)
-          })
-        }).pipe(withPolicy(policy.requireMember(path.projectId))))
-      .handle("workspace", ({ headers: h, path, urlParams }) =>
+      .handle("project", ({ headers, path, urlParams }) =>
         Effect.flatMap(
           Api.CurrentUser,
-          (me) => respond({ stream: Events.workspaceStream(path.projectId, me.id), after: position(h, urlParams) })
-        ).pipe(
-          withPolicy(policy.requireMember(path.projectId))
+          (me) => respond(open.project(me, path.projectId, position(headers["last-event-id"], urlParams.after)))
         ))
+      .handle("workspace", ({ headers, path, urlParams }) =>
+        Effect.flatMap(
+          Api.CurrentUser,
+          (me) => respond(open.workspace(me, path.projectId, position(headers["last-event-id"], urlParams.after)))
+        ))
+      .handle("multiplexed", ({ headers, urlParams }) =>
+        Effect.flatMap(Api.CurrentUser, (me) =>
+          respond(
+            open.multiplexed(
+              me,
+              Option.fromNullable(urlParams.streams),
+              position(headers["last-event-id"], urlParams.cursor)
+            )
+          )))
   }))

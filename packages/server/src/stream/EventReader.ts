@@ -36,6 +36,52 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         (rows) => rows[0]?.lastSeq ?? 0
       )
 
-    return { range, head } as const
+    /** The last committed seq of each stream (0 for one with no events yet). */
+    const heads = (ids: ReadonlyArray<string>) =>
+      Effect.map(
+        sql<{ streamId: string; lastSeq: number }>`
+          SELECT stream_id, last_seq FROM event_streams WHERE stream_id IN ${sql.in(ids)}`,
+        (rows) => {
+          const at = new Map(ids.map((id) => [id, 0]))
+          for (const row of rows) at.set(row.streamId, Number(row.lastSeq))
+          return at
+        }
+      )
+
+    /**
+     * The seq of the latest event in a project stream that made `userId` a member (its
+     * `member.added`, or the `project.created` of its owner), if any: where that project's
+     * stream joins a multiplexed connection.
+     */
+    const joinedAt = (stream: string, userId: string) =>
+      Effect.map(
+        sql<{ seq: number | null }>`
+          SELECT max(seq) AS seq FROM (
+            SELECT seq FROM event_outbox WHERE stream_id = ${stream}
+              AND ((type = 'member.added' AND data->>'userId' = ${userId})
+                OR (type = 'project.created' AND data->>'ownerId' = ${userId}))
+            UNION ALL
+            SELECT seq FROM event_log WHERE stream_id = ${stream}
+              AND ((type = 'member.added' AND data->>'userId' = ${userId})
+                OR (type = 'project.created' AND data->>'ownerId' = ${userId}))
+          ) e`,
+        (rows) => rows[0]?.seq === null || rows[0]?.seq === undefined ? undefined : Number(rows[0].seq)
+      )
+
+    /** The seq of the latest `member.removed` of `userId` in a project stream after `after`, if any. */
+    const removedAfter = (stream: string, userId: string, after: number) =>
+      Effect.map(
+        sql<{ seq: number | null }>`
+          SELECT max(seq) AS seq FROM (
+            SELECT seq FROM event_outbox WHERE stream_id = ${stream} AND seq > ${after}
+              AND type = 'member.removed' AND data->>'userId' = ${userId}
+            UNION ALL
+            SELECT seq FROM event_log WHERE stream_id = ${stream} AND seq > ${after}
+              AND type = 'member.removed' AND data->>'userId' = ${userId}
+          ) e`,
+        (rows) => rows[0]?.seq === null || rows[0]?.seq === undefined ? undefined : Number(rows[0].seq)
+      )
+
+    return { range, head, heads, joinedAt, removedAfter } as const
   })
 }) {}

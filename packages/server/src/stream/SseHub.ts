@@ -1,17 +1,21 @@
 import type { Events } from "@herald/domain"
 import { Data, Effect, FiberSet, Schedule, Stream } from "effect"
-import type { PassThrough } from "node:stream"
+import type { Writable } from "node:stream"
 import { type BrokerDelivery, BrokerSubscriber } from "../broker/BrokerSubscriber.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { Metrics } from "../observability/Metrics.js"
 import { supervised } from "../Supervised.js"
+import * as Cursor from "./Cursor.js"
+import { CursorStore } from "./CursorStore.js"
 import { EventReader } from "./EventReader.js"
 
 const encoder = new TextEncoder()
 
-/** One event as an SSE frame, encoded once however many connections it goes to. */
-export const encodeFrame = (event: Events.EventWire) =>
-  encoder.encode(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`)
+/** The part of an event's frame every connection shares: `event:` and `data:`. */
+const frameTail = (event: Events.EventWire) => `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`
+
+/** One event as a per-stream SSE frame (`id:` is its seq), encoded once however many connections it goes to. */
+export const encodeFrame = (event: Events.EventWire) => encoder.encode(`id: ${event.seq}\n${frameTail(event)}`)
 
 const KEEPALIVE = encoder.encode(": keepalive\n\n")
 
@@ -22,11 +26,11 @@ const PAGE = 500
 const OVERFLOW_GRACE_MS = 1_000
 
 /**
- * Where a connection is. The hub's dispatch and the connection's filler only ever read and
- * change it synchronously (the filler between its awaits, re-reading it after each), so no
- * decision is taken on a stale state.
+ * Where a subscription (one stream on one connection) is. The hub's dispatch and the
+ * subscription's filler only ever read and change it synchronously (the filler between its
+ * awaits, re-reading it after each), so no decision is taken on a stale state.
  */
-type ConnectionState = Data.TaggedEnum<{
+type SubState = Data.TaggedEnum<{
   /** A filler fiber is reading the database; the hub only notes what the broker announces. */
   Filling: {
     /** The highest seq the broker announced: the filler reads at least up to it. */
@@ -34,68 +38,122 @@ type ConnectionState = Data.TaggedEnum<{
     /** lastSent at the previous announcement, and how many arrived since with no progress. */
     readonly progressMark: number
     readonly stalledFor: number
-    /** An event that may end the response was sent: ask `ends` before going live. */
+    /** An event that may end the subscription was sent: ask `ends` before going live. */
     readonly endCheck: boolean
   }
   /** Caught up: the hub appends each next event itself. */
   Live: {}
-  /** The response is over (ended by us, or closed by the client): nothing more is written. */
+  /** Over (ended by us, or its connection closed): nothing more is written for it. */
   Ending: {}
 }>
-const { Ending, Filling, Live } = Data.taggedEnum<ConnectionState>()
+const { Ending, Filling, Live } = Data.taggedEnum<SubState>()
 
-/** One SSE connection: the response body (a stream of encoded frames piped to the socket) and its state. */
+/** What a multiplexed connection knows beyond its subscriptions: whose it is and its cursor. */
+interface Mux {
+  readonly userId: string
+  /** Narrowed by `?streams=`: it carries those streams only, and nobody joins it. */
+  readonly narrowed: boolean
+  base: Cursor.Base
+  /** Streams whose position differs from the base's: stream → last seq sent. */
+  readonly moved: Map<string, number>
+  rebasing: boolean
+  /** Is the caller a member of this project now? (Streams join on that answer.) */
+  readonly isMember: (projectId: string) => Effect.Effect<boolean>
+}
+
+/** One SSE response: a per-stream connection has one subscription, a multiplexed one any number. */
 interface Connection {
+  readonly out: Writable
+  readonly subs: Map<string, Sub>
+  readonly mux: Mux | undefined
+  ended: boolean
+  /** Frames written since the socket last asked us to wait for it to drain. */
+  queued: number
+}
+
+interface Sub {
+  readonly conn: Connection
   readonly stream: string
-  readonly out: PassThrough
   /** The last seq written: frames are only ever appended as lastSent + 1. */
   lastSent: number
-  state: ConnectionState
-  /** An event after which the response may end, and the decision (e.g. the caller's removal). */
+  state: SubState
+  /** A replay that ends here (a project the caller left while away): never live. */
+  readonly until: number | undefined
+  /** An event after which the subscription may end, and the decision (e.g. the caller's removal). */
   readonly mayEnd: (event: Events.EventWire) => boolean
-  readonly ends: Effect.Effect<boolean>
+  readonly ends: () => Effect.Effect<boolean>
 }
 
-export interface Registration {
+/** A stream to carry, positioned after `start`. */
+export interface SubRequest {
   readonly stream: string
-  /** The body: frames are written into it, and it is piped to the response. */
-  readonly out: PassThrough
   readonly start: number
-  readonly mayEnd: (event: Events.EventWire) => boolean
-  readonly ends: Effect.Effect<boolean>
+  readonly until?: number | undefined
+  readonly mayEnd?: ((event: Events.EventWire) => boolean) | undefined
+  /** Made lazily: a connection holds no statement while it waits. */
+  readonly ends?: (() => Effect.Effect<boolean>) | undefined
 }
+
+export interface MuxRequest {
+  readonly userId: string
+  readonly narrowed: boolean
+  readonly base: Cursor.Base
+  readonly subs: ReadonlyArray<SubRequest>
+  /** Written before anything else (the `heads` frame), given the cursor of the starting positions. */
+  readonly first?: (cursor: string) => string
+  readonly isMember: (projectId: string) => Effect.Effect<boolean>
+}
+
+const notEnding = () => Effect.succeed(false)
+
+const projectOf = (stream: string) => stream.startsWith("project:") ? stream.slice(8) : undefined
+
+/** The caller's removal from a project: the event after which that project's streams may end. */
+export const removalOf = (userId: string) => (e: Events.EventWire) =>
+  e.type === "member.removed" && (e.data as { userId: string }).userId === userId
 
 /**
  * The process's single broker subscription and every SSE connection of the process.
  *
- * Each live event is encoded once and written to every live connection whose next seq it is —
- * a plain loop, no effect per connection. A connection that is behind (just connected with a
+ * Each live event is encoded once and written to every live subscription whose next seq it is —
+ * a plain loop, no effect per connection. A subscription that is behind (just connected with a
  * position, or a gap: broker reordering, a dead event, a missed notification, an event the
  * broker only referenced) is handed to a filler, a fiber that reads the missing events from the
- * database with backpressure and hands the connection back to the hub once it has caught up
- * with everything the broker announced. A filler that fails (the database) ends its response:
- * the client resumes by `Last-Event-ID`. Duplicates (seq ≤ last sent) are dropped. A connection
- * whose buffer (`HERALD_SSE_BUFFER` events) is full, or that makes no progress while a buffer's
- * worth of live events goes by, is ended; its client resumes from its last id. One timer writes
- * every keepalive.
+ * database with backpressure and hands it back to the hub once it has caught up with everything
+ * the broker announced. A filler that fails (the database) ends its response: the client resumes
+ * by `Last-Event-ID`. Duplicates (seq ≤ last sent) are dropped. A connection with
+ * `HERALD_SSE_BUFFER` frames waiting for its socket, or a subscription that makes no progress
+ * while a buffer's worth of live events goes by, is ended; its client resumes from its last id.
+ * One timer writes every keepalive.
+ *
+ * The hub writes into whatever Writable it is given: the Node response itself (the SSE door) or a
+ * stream the HTTP platform pipes to it.
+ *
+ * A multiplexed connection carries many streams; its frames' `id:` is its cursor (Cursor.ts),
+ * re-encoded per frame from the streams that moved. When the broker announces a `member.added`
+ * (or `project.created`) of its user, that project's streams join it, starting with that event;
+ * after the `member.removed` that removes the user, that project's streams leave it.
  */
 export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
   scoped: Effect.gen(function*() {
     const broker = yield* BrokerSubscriber
     const reader = yield* EventReader
+    const cursors = yield* CursorStore
     const metrics = yield* Metrics
     const { sseBuffer, sseHeartbeatMs } = yield* AppConfig
-    const streams = new Map<string, Set<Connection>>()
-    const fillers = yield* FiberSet.make()
-    const runFiller = yield* FiberSet.runtime(fillers)<never>()
+    /** Live-capable subscriptions by stream (bounded replays are never here). */
+    const streams = new Map<string, Set<Sub>>()
+    const connections = new Set<Connection>()
+    /** Multiplexed, not narrowed, by user: the connections streams may join. */
+    const joinable = new Map<string, Set<Connection>>()
+    const fibers = yield* FiberSet.make()
+    const run = yield* FiberSet.runtime(fibers)<never>()
     let closed = false
 
-    const buffered = (c: Connection) => c.out.readableLength + c.out.writableLength
-    /** Ended by us, or closed underneath us (the client went away; its `close` event may be pending). */
-    const gone = (c: Connection) => c.state._tag === "Ending" || c.out.destroyed
+    const gone = (s: Sub) => s.state._tag === "Ending" || s.conn.ended || s.conn.out.destroyed
 
     const end = (c: Connection) => {
-      c.state = Ending()
+      c.ended = true
       if (!c.out.writableEnded && !c.out.destroyed) c.out.end()
     }
 
@@ -103,13 +161,20 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       end(c)
       // Its socket is full: if it does not take the end in time, cut the connection.
       setTimeout(() => {
-        if (!c.out.readableEnded) c.out.destroy()
+        if (!c.out.destroyed && !c.out.writableFinished) c.out.destroy()
       }, OVERFLOW_GRACE_MS).unref()
+    }
+
+    /** Writes a frame; true while the socket takes more without waiting. */
+    const write = (c: Connection, bytes: Uint8Array | string) => {
+      if (c.out.write(bytes)) return true
+      if (c.queued++ === 0) c.out.once("drain", () => c.queued = 0)
+      return false
     }
 
     const drained = (c: Connection) =>
       Effect.async<void>((resume) => {
-        if (c.out.destroyed) return resume(Effect.void)
+        if (c.out.destroyed || c.queued === 0) return resume(Effect.void)
         const done = () => {
           c.out.off("drain", done)
           c.out.off("close", done)
@@ -119,136 +184,319 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         c.out.on("close", done)
       })
 
-    /** Reads what the connection misses until it has caught up, then makes it live (or ends it). */
-    const fill = (c: Connection) =>
-      Effect.gen(function*() {
-        while (c.state._tag === "Filling" && !gone(c)) {
-          if (c.state.endCheck) {
-            c.state = Filling({ ...c.state, endCheck: false })
-            if (yield* c.ends) return end(c)
+    const unindex = (s: Sub) => {
+      const set = streams.get(s.stream)
+      if (set === undefined) return
+      set.delete(s)
+      if (set.size === 0) streams.delete(s.stream)
+    }
+
+    const index = (s: Sub) => {
+      if (s.until !== undefined) return
+      const set = streams.get(s.stream) ?? new Set()
+      set.add(s)
+      streams.set(s.stream, set)
+    }
+
+    /** Ends one subscription; a per-stream response ends with it, a multiplexed one goes on. */
+    const endSub = (s: Sub) => {
+      if (s.state._tag === "Ending") return
+      s.state = Ending()
+      unindex(s)
+      s.conn.subs.delete(s.stream)
+      const mux = s.conn.mux
+      if (mux === undefined) return end(s.conn)
+      // Leaving a project takes the caller's workspace stream there along.
+      const projectId = projectOf(s.stream)
+      const workspace = projectId && s.conn.subs.get(`workspace:${projectId}:${mux.userId}`)
+      if (workspace) endSub(workspace)
+    }
+
+    /** A multiplexed connection's cursor as it stands, writing a new base when it outgrows its budget. */
+    const cursorOf = (c: Connection, mux: Mux): string | undefined => {
+      const bytes = Cursor.entries(mux.base, mux.moved)
+      if (bytes === undefined) return undefined
+      if (bytes.length > Cursor.SOFT_ENTRY_BYTES && !mux.rebasing) rebase(c, mux)
+      return Cursor.encode(mux.base, bytes)
+    }
+
+    const positionsOf = (c: Connection, mux: Mux) => {
+      const at = new Map<string, number>()
+      for (const [i, stream] of mux.base.streams.entries()) {
+        if (c.subs.has(stream)) at.set(stream, mux.base.seqs[i]!)
+      }
+      for (const [stream, seq] of mux.moved) if (c.subs.has(stream)) at.set(stream, seq)
+      // A joined stream whose first frame has not gone out yet still has its start position.
+      for (const s of c.subs.values()) if (!at.has(s.stream)) at.set(s.stream, s.lastSent)
+      return at
+    }
+
+    const rebase = (c: Connection, mux: Mux) => {
+      mux.rebasing = true
+      const at = positionsOf(c, mux)
+      run(
+        Effect.map(cursors.create(mux.userId, [...at]), (base) => {
+          mux.base = base
+          // What moved while the row was written stays in the cursor.
+          for (const [stream, seq] of [...mux.moved]) {
+            const i = base.index.get(stream)
+            if (i !== undefined && base.seqs[i] === seq) mux.moved.delete(stream)
           }
-          const events = yield* reader.range(c.stream, c.lastSent, undefined, PAGE)
+          mux.rebasing = false
+        }).pipe(Effect.catchAllCause((cause) =>
+          Effect.zipRight(
+            Effect.sync(() => mux.rebasing = false),
+            Effect.logWarning("SSE: writing a new cursor base failed; the cursor stays as it is", cause)
+          )
+        ))
+      )
+    }
+
+    /** Appends `event` (seq lastSent + 1) to a subscription; `single` is the per-stream frame, shared. */
+    const send = (s: Sub, event: Events.EventWire, single: () => Uint8Array) => {
+      const c = s.conn
+      s.lastSent = event.seq
+      metrics.sseEventsSent.inc()
+      const mux = c.mux
+      if (mux === undefined) return write(c, single())
+      const i = mux.base.index.get(s.stream)
+      if (i !== undefined && mux.base.seqs[i] === event.seq) mux.moved.delete(s.stream)
+      else mux.moved.set(s.stream, event.seq)
+      const cursor = cursorOf(c, mux)
+      // A cursor past 1 KB (a new base is being written): end here; the client resumes by its last id.
+      if (cursor === undefined) {
+        overflow(c)
+        return false
+      }
+      return write(c, `id: ${cursor}\n${frameTail(event)}`)
+    }
+
+    /** Reads what the subscription misses until it has caught up, then makes it live (or ends it). */
+    const fill = (s: Sub) =>
+      Effect.gen(function*() {
+        while (s.state._tag === "Filling" && !gone(s)) {
+          if (s.state.endCheck) {
+            s.state = Filling({ ...s.state, endCheck: false })
+            if (yield* s.ends()) return endSub(s)
+            continue
+          }
+          if (s.until !== undefined && s.lastSent >= s.until) return endSub(s)
+          const events = yield* reader.range(s.stream, s.lastSent, s.until, PAGE)
           for (const event of events) {
-            if (event.seq !== c.lastSent + 1 || gone(c)) break
-            const more = c.out.write(encodeFrame(event))
-            c.lastSent = event.seq
-            metrics.sseEventsSent.inc()
-            if (c.mayEnd(event) && c.state._tag === "Filling") c.state = Filling({ ...c.state, endCheck: true })
-            if (!more) yield* drained(c)
+            if (event.seq !== s.lastSent + 1 || gone(s)) break
+            const more = send(s, event, () => encodeFrame(event))
+            if (s.mayEnd(event) && s.state._tag === "Filling") s.state = Filling({ ...s.state, endCheck: true })
+            if (!more) yield* drained(s.conn)
+          }
+          if (s.until !== undefined) {
+            // A bounded replay is over once it reached its end, or once the database has nothing more of it.
+            if (events.length < PAGE && s.state._tag === "Filling" && !s.state.endCheck) return endSub(s)
+            continue
           }
           // Caught up with the database and with every announced event: live, in the same step.
-          const state = c.state
-          if (state._tag === "Filling" && events.length < PAGE && state.behindTo <= c.lastSent && !state.endCheck) {
-            if (!gone(c)) c.state = Live()
+          const state = s.state
+          if (state._tag === "Filling" && events.length < PAGE && state.behindTo <= s.lastSent && !state.endCheck) {
+            if (!gone(s)) s.state = Live()
           }
         }
       })
 
-    /** Runs the filler of `c`; however it stops short of live (the database, a defect, shutdown), the response ends. */
-    const runFill = (c: Connection) =>
-      runFiller(
-        fill(c).pipe(
+    /** Runs the filler of `s`; however it stops short of live (the database, a defect, shutdown), the response ends. */
+    const runFill = (s: Sub) =>
+      run(
+        fill(s).pipe(
           Effect.catchAllCause((cause) =>
             Effect.zipRight(
-              Effect.sync(() => end(c)),
+              Effect.sync(() => end(s.conn)),
               Effect.logWarning(
-                `SSE: reading ${c.stream} after seq ${c.lastSent} failed; response ended, the client resumes`,
+                `SSE: reading ${s.stream} after seq ${s.lastSent} failed; response ended, the client resumes`,
                 cause
               )
             )
           ),
-          Effect.onInterrupt(() => Effect.sync(() => end(c)))
+          Effect.onInterrupt(() => Effect.sync(() => end(s.conn)))
         )
       )
 
-    /** Hands a live connection to a new filler: it is behind (up to `behindTo`), or must ask `ends`. */
-    const startFilling = (c: Connection, behindTo: number, endCheck: boolean) => {
-      c.state = Filling({ behindTo, progressMark: c.lastSent, stalledFor: 0, endCheck })
-      runFill(c)
+    /** Hands a live subscription to a new filler: it is behind (up to `behindTo`), or must ask `ends`. */
+    const startFilling = (s: Sub, behindTo: number, endCheck: boolean) => {
+      s.state = Filling({ behindTo, progressMark: s.lastSent, stalledFor: 0, endCheck })
+      runFill(s)
     }
 
-    /** The broker announced `seq` while `c` is filling: the filler must reach it; no progress for too long is an overflow. */
-    const announce = (c: Connection, state: Data.TaggedEnum.Value<ConnectionState, "Filling">, seq: number) => {
-      const stalledFor = c.lastSent === state.progressMark ? state.stalledFor + 1 : 0
-      if (stalledFor > sseBuffer) return overflow(c)
-      c.state = Filling({ ...state, behindTo: Math.max(state.behindTo, seq), progressMark: c.lastSent, stalledFor })
+    /** The broker announced `seq` while `s` is filling: the filler must reach it; no progress for too long is an overflow. */
+    const announce = (s: Sub, state: Data.TaggedEnum.Value<SubState, "Filling">, seq: number) => {
+      const stalledFor = s.lastSent === state.progressMark ? state.stalledFor + 1 : 0
+      if (stalledFor > sseBuffer) return overflow(s.conn)
+      s.state = Filling({ ...state, behindTo: Math.max(state.behindTo, seq), progressMark: s.lastSent, stalledFor })
+    }
+
+    /** Adds a stream to a connection and starts its filler. */
+    const subscribe = (c: Connection, r: SubRequest) => {
+      const s: Sub = {
+        conn: c,
+        stream: r.stream,
+        lastSent: r.start,
+        state: Filling({ behindTo: r.start, progressMark: r.start, stalledFor: 0, endCheck: false }),
+        until: r.until,
+        mayEnd: r.mayEnd ?? (() => false),
+        ends: r.ends ?? notEnding
+      }
+      c.subs.set(r.stream, s)
+      index(s)
+      runFill(s)
+    }
+
+    /** The project streams of a multiplexed connection, with the removal that ends them. */
+    const projectSub = (mux: Mux, projectId: string, start: number): SubRequest => ({
+      stream: `project:${projectId}`,
+      start,
+      mayEnd: removalOf(mux.userId),
+      ends: () => Effect.map(mux.isMember(projectId), (member) => !member)
+    })
+
+    /** `event` added the user to a project: once membership confirms it (not a replayed old add), its streams join. */
+    const join = (c: Connection, mux: Mux, event: Events.EventWire) =>
+      Effect.flatMap(mux.isMember(event.projectId), (member) =>
+        Effect.sync(() => {
+          const stream = `project:${event.projectId}`
+          if (!member || c.ended || c.subs.has(stream)) return
+          subscribe(c, projectSub(mux, event.projectId, event.seq - 1))
+          const workspace = `workspace:${event.projectId}:${mux.userId}`
+          if (!c.subs.has(workspace)) {
+            const i = mux.base.index.get(workspace)
+            subscribe(c, {
+              stream: workspace,
+              start: mux.moved.get(workspace) ?? (i === undefined ? 0 : mux.base.seqs[i]!)
+            })
+          }
+        }))
+
+    const joinsFor = (event: Events.EventWire) => {
+      const data = event.data as { userId?: string; ownerId?: string }
+      const userId = event.type === "member.added"
+        ? data.userId
+        : event.type === "project.created"
+        ? data.ownerId
+        : undefined
+      if (userId === undefined) return
+      const set = joinable.get(userId)
+      if (set === undefined) return
+      for (const c of set) {
+        if (!c.ended && !c.subs.has(event.stream)) {
+          run(join(c, c.mux!, event).pipe(Effect.catchAllCause(() => Effect.sync(() => end(c)))))
+        }
+      }
     }
 
     const dispatch = (delivery: BrokerDelivery) =>
       Effect.sync(() => {
         const { seq, stream } = delivery._tag === "Envelope" ? delivery.event : delivery
         const event = delivery._tag === "Envelope" ? delivery.event : undefined
+        if (event !== undefined && joinable.size > 0) joinsFor(event)
         const targets = streams.get(stream)
         if (targets === undefined) return
         let frame: Uint8Array | undefined
-        for (const c of targets) {
-          if (gone(c)) continue
-          const state = c.state
-          if (state._tag === "Filling") announce(c, state, seq)
-          else if (seq <= c.lastSent) continue // a duplicate
-          else if (event !== undefined && seq === c.lastSent + 1) {
-            if (buffered(c) >= sseBuffer) {
-              overflow(c)
+        const single = () => frame ??= encodeFrame(event!)
+        for (const s of targets) {
+          if (gone(s)) continue
+          const state = s.state
+          if (state._tag === "Filling") announce(s, state, seq)
+          else if (seq <= s.lastSent) continue // a duplicate
+          else if (event !== undefined && seq === s.lastSent + 1) {
+            if (s.conn.queued >= sseBuffer) {
+              overflow(s.conn)
               continue
             }
-            c.out.write(frame ??= encodeFrame(event))
-            c.lastSent = seq
-            metrics.sseEventsSent.inc()
-            if (c.mayEnd(event)) startFilling(c, seq, true)
+            send(s, event, single)
+            if (s.mayEnd(event)) startFilling(s, seq, true)
           } else {
             // A gap, or an event the broker only referenced: the database has it.
-            startFilling(c, seq, false)
+            startFilling(s, seq, false)
           }
         }
       })
 
     // The one subscription; if the broker fails (e.g. the LISTEN connection drops) it is re-opened.
-    // Events missed meanwhile are read from the database at each connection's next gap.
+    // Events missed meanwhile are read from the database at each subscription's next gap.
     yield* broker.events.pipe(
       Stream.runForEach(dispatch),
       supervised({ message: (e) => `SSE hub: broker subscription failed; re-subscribing: ${e.message}` }),
       Effect.forkScoped
     )
 
-    // One timer for every connection; a full buffer skips a beat (that client is behind anyway).
+    // One timer for every connection; a connection waiting for its socket skips a beat (it is behind anyway).
     yield* Effect.sync(() => {
-      for (const set of streams.values()) {
-        for (const c of set) if (buffered(c) < sseBuffer && !gone(c)) c.out.write(KEEPALIVE)
-      }
+      for (const c of connections) if (c.queued === 0 && !c.ended) write(c, KEEPALIVE)
     }).pipe(Effect.repeat(Schedule.spaced(sseHeartbeatMs)), Effect.delay(sseHeartbeatMs), Effect.forkScoped)
 
-    /** Adds a connection positioned after `start`; it is live once its filler has caught up. */
-    const register = (r: Registration) =>
-      Effect.sync(() => {
-        const c: Connection = {
-          stream: r.stream,
-          out: r.out,
-          lastSent: r.start,
-          state: Filling({ behindTo: r.start, progressMark: r.start, stalledFor: 0, endCheck: false }),
-          mayEnd: r.mayEnd,
-          ends: r.ends
+    const open = (out: Writable, mux: Mux | undefined) => {
+      const c: Connection = { out, subs: new Map(), mux, ended: false, queued: 0 }
+      connections.add(c)
+      metrics.sseConnections.inc()
+      const users = mux !== undefined && !mux.narrowed
+        ? (joinable.get(mux.userId) ?? joinable.set(mux.userId, new Set()).get(mux.userId)!)
+        : undefined
+      users?.add(c)
+      out.once("close", () => {
+        c.ended = true
+        for (const s of c.subs.values()) {
+          s.state = Ending()
+          unindex(s)
         }
-        const set = streams.get(r.stream) ?? new Set()
-        set.add(c)
-        streams.set(r.stream, set)
-        metrics.sseConnections.inc()
-        r.out.once("close", () => {
-          c.state = Ending()
-          set.delete(c)
-          if (set.size === 0 && streams.get(r.stream) === set) streams.delete(r.stream)
-          metrics.sseConnections.dec()
-        })
-        if (closed) end(c)
-        else runFill(c)
+        connections.delete(c)
+        if (users !== undefined) {
+          users.delete(c)
+          if (users.size === 0 && joinable.get(mux!.userId) === users) joinable.delete(mux!.userId)
+        }
+        metrics.sseConnections.dec()
+      })
+      if (closed) end(c)
+      return c
+    }
+
+    /** A per-stream connection positioned after `start`; it is live once its filler has caught up. */
+    const register = (out: Writable, r: SubRequest) =>
+      Effect.sync(() => {
+        const c = open(out, undefined)
+        if (!c.ended) subscribe(c, r)
+      })
+
+    /** A multiplexed connection: its first frame, then every stream from its position. */
+    const registerMultiplexed = (out: Writable, r: MuxRequest) =>
+      Effect.sync(() => {
+        const mux: Mux = {
+          userId: r.userId,
+          narrowed: r.narrowed,
+          base: r.base,
+          moved: new Map(),
+          rebasing: false,
+          isMember: r.isMember
+        }
+        for (const s of r.subs) {
+          const i = r.base.index.get(s.stream)
+          if (i === undefined || r.base.seqs[i] !== s.start) mux.moved.set(s.stream, s.start)
+        }
+        const c = open(out, mux)
+        if (c.ended) return
+        if (r.first !== undefined) {
+          const cursor = cursorOf(c, mux)
+          if (cursor === undefined) return overflow(c)
+          write(c, r.first(cursor))
+        }
+        for (const s of r.subs) {
+          const projectId = projectOf(s.stream)
+          subscribe(c, projectId !== undefined && s.until === undefined ? projectSub(mux, projectId, s.start) : s)
+        }
       })
 
     /** Ends every open SSE response (graceful shutdown) and refuses new ones. */
     const closeAll = Effect.sync(() => {
       closed = true
-      for (const set of streams.values()) for (const c of set) end(c)
+      for (const c of connections) end(c)
     })
 
     yield* Effect.addFinalizer(() => closeAll)
-    return { register, closeAll } as const
+    return { register, registerMultiplexed, closeAll } as const
   })
 }) {}

@@ -1,10 +1,26 @@
 import type { Events } from "@herald/domain"
 import { Effect, Option } from "effect"
-import { PassThrough } from "node:stream"
+import type { Writable } from "node:stream"
 import { EventReader } from "./EventReader.js"
 import { SseHub } from "./SseHub.js"
 
-const RETRY = new TextEncoder().encode("retry: 2000\n\n")
+/** The first bytes of every SSE response: how long a browser waits before it reconnects. */
+export const RETRY = "retry: 2000\n\n"
+
+/** The headers of every SSE response (never `Connection`: HTTP/2 forbids it). */
+export const SSE_HEADERS = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-cache, no-transform",
+  "x-accel-buffering": "no"
+} as const
+
+/**
+ * A stream that has been authorised and positioned: `attach` hands it a response body to write
+ * into (after `retry:`), and the hub serves it from then on.
+ */
+export interface Opened {
+  readonly attach: (out: Writable) => Effect.Effect<void>
+}
 
 export interface StreamRequest {
   readonly stream: string
@@ -13,27 +29,24 @@ export interface StreamRequest {
   /** Events that may end the response (e.g. a removal of the caller) … */
   readonly mayEnd?: (event: Events.EventWire) => boolean
   /** … and the decision, made once one has been sent: true → the response ends after it. */
-  readonly ends?: Effect.Effect<boolean>
+  readonly ends?: () => Effect.Effect<boolean>
 }
 
 /**
- * The body of one SSE response: `retry:`, then every event of the stream after the client's
- * position, exactly once, in seq order, with no gap — then live (see SseHub). A Node stream of
- * encoded frames, piped to the socket with its backpressure.
+ * One stream's SSE response: every event of the stream after the client's position, exactly
+ * once, in seq order, with no gap — then live (see SseHub).
  */
-export const sseBody = (request: StreamRequest) =>
+export const openStream = (request: StreamRequest) =>
   Effect.gen(function*() {
     const hub = yield* SseHub
     const reader = yield* EventReader
     const start = Option.isSome(request.after) ? request.after.value : yield* Effect.orDie(reader.head(request.stream))
-    const out = new PassThrough({ objectMode: true })
-    out.write(RETRY)
-    yield* hub.register({
-      stream: request.stream,
-      out,
-      start,
-      mayEnd: request.mayEnd ?? (() => false),
-      ends: request.ends ?? Effect.succeed(false)
-    })
-    return out
+    const opened: Opened = {
+      attach: (out) =>
+        Effect.suspend(() => {
+          out.write(RETRY)
+          return hub.register(out, { stream: request.stream, start, mayEnd: request.mayEnd, ends: request.ends })
+        })
+    }
+    return opened
   })

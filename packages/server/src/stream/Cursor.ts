@@ -1,0 +1,155 @@
+import { createHmac } from "node:crypto"
+
+/**
+ * The cursor of `GET /api/stream`: "every event up to here, per stream", in at most 1 KB however
+ * many streams the connection carries.
+ *
+ * A cursor names a **base** — a row of `stream_cursors` holding the connection's streams and
+ * their positions when it was written, the caller it belongs to and a random key — and carries
+ * only the streams whose position moved since: `(index in the base, seq)` pairs, or a stream the
+ * base does not know (joined later) spelled out as its project id. The whole is signed with the
+ * base's key (HMAC-SHA256, 96 bits), so a changed cursor is refused, and a cursor only resolves for
+ * the user its base belongs to. When the moved streams outgrow the soft budget the connection
+ * writes a new base (one row, once in a while — never a write per frame), so the cursor shrinks
+ * back to about 40 characters.
+ *
+ * Layout (then URL-safe base64): version 1 · base id (16 bytes) · entries · signature (12 bytes).
+ * An entry is a varint header, then a varint seq: header 2i = the base's stream i; header 1 = the
+ * project stream of the 16-byte project id that follows; header 3 = the caller's workspace stream
+ * in that project.
+ */
+
+const VERSION = 1
+const ID_BYTES = 16
+const SIGNATURE_BYTES = 12
+/** 1 KB of base64 is 768 bytes. */
+const MAX_BYTES = 768
+/** Past this many bytes of entries the connection writes a new base. */
+export const SOFT_ENTRY_BYTES = 320
+
+export interface Base {
+  readonly id: string
+  readonly userId: string
+  /** The HMAC key (hex text: no Buffer per connection pinning a pool slab). */
+  readonly key: string
+  readonly streams: ReadonlyArray<string>
+  readonly seqs: ReadonlyArray<number>
+  /** Stream → its index in `streams`. */
+  readonly index: ReadonlyMap<string, number>
+}
+
+export const makeBase = (
+  fields: Omit<Base, "index">
+): Base => ({ ...fields, index: new Map(fields.streams.map((s, i) => [s, i])) })
+
+const uuidBytes = (uuid: string, into: Array<number>) => {
+  const hex = uuid.replace(/-/g, "")
+  for (let i = 0; i < 32; i += 2) into.push(parseInt(hex.slice(i, i + 2), 16))
+}
+const uuidText = (bytes: Uint8Array, at: number) => {
+  const hex = Buffer.from(bytes.subarray(at, at + 16)).toString("hex")
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+}
+
+const varint = (n: number, into: Array<number>) => {
+  while (n >= 128) {
+    into.push((n % 128) | 128)
+    n = Math.floor(n / 128)
+  }
+  into.push(n)
+}
+
+const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+const PROJECT = new RegExp(`^project:(${UUID})$`)
+const WORKSPACE = new RegExp(`^workspace:(${UUID}):(${UUID})$`)
+
+const sign = (key: string, body: Uint8Array) =>
+  createHmac("sha256", key).update(body).digest().subarray(0, SIGNATURE_BYTES)
+
+/** The entries for streams that moved since the base (`changed`: stream → seq), or undefined for a stream no cursor can name. */
+export const entries = (base: Base, changed: ReadonlyMap<string, number>): Array<number> | undefined => {
+  const bytes: Array<number> = []
+  for (const [stream, seq] of changed) {
+    const i = base.index.get(stream)
+    if (i !== undefined) varint(2 * i, bytes)
+    else {
+      const project = PROJECT.exec(stream)
+      const workspace = project === null ? WORKSPACE.exec(stream) : null
+      if (project !== null) {
+        bytes.push(1)
+        uuidBytes(project[1]!, bytes)
+      } else if (workspace !== null && workspace[2] === base.userId) {
+        bytes.push(3)
+        uuidBytes(workspace[1]!, bytes)
+      } else return undefined
+    }
+    varint(seq, bytes)
+  }
+  return bytes
+}
+
+/** The cursor text for the base and its moved streams; undefined past 1 KB. */
+export const encode = (base: Base, entryBytes: ReadonlyArray<number>): string | undefined => {
+  const body: Array<number> = [VERSION]
+  uuidBytes(base.id, body)
+  for (const b of entryBytes) body.push(b)
+  if (body.length + SIGNATURE_BYTES > MAX_BYTES) return undefined
+  const bytes = Uint8Array.from(body)
+  return Buffer.concat([bytes, sign(base.key, bytes)]).toString("base64url")
+}
+
+/** What a cursor says before it is checked: its base and its signed bytes. */
+export interface Parsed {
+  readonly baseId: string
+  readonly body: Uint8Array
+  readonly signature: Uint8Array
+}
+
+/** The cursor's structure, or undefined when it is not one at all. */
+export const parse = (text: string): Parsed | undefined => {
+  const bytes = Buffer.from(text, "base64url")
+  // base64url decoding skips what it does not understand: insist it round-trips.
+  if (bytes.toString("base64url") !== text) return undefined
+  if (bytes.length < 1 + ID_BYTES + SIGNATURE_BYTES || bytes[0] !== VERSION) return undefined
+  return {
+    baseId: uuidText(bytes, 1),
+    body: bytes.subarray(0, bytes.length - SIGNATURE_BYTES),
+    signature: bytes.subarray(bytes.length - SIGNATURE_BYTES)
+  }
+}
+
+/** The positions a signed cursor stands for (base overlaid with its entries), or undefined when forged. */
+export const positions = (base: Base, parsed: Parsed): Map<string, number> | undefined => {
+  const expected = sign(base.key, parsed.body)
+  if (!Buffer.from(expected).equals(Buffer.from(parsed.signature))) return undefined
+  const result = new Map<string, number>(base.streams.map((s, i) => [s, base.seqs[i]!]))
+  const body = parsed.body
+  let at = 1 + ID_BYTES
+  const readVarint = () => {
+    let n = 0
+    let scale = 1
+    for (;;) {
+      if (at >= body.length || scale > 2 ** 56) return undefined
+      const b = body[at++]!
+      n += (b & 127) * scale
+      if (b < 128) return n
+      scale *= 128
+    }
+  }
+  while (at < body.length) {
+    const header = readVarint()
+    if (header === undefined) return undefined
+    let stream: string | undefined
+    if (header % 2 === 0) stream = base.streams[header / 2]
+    else if (header === 1 || header === 3) {
+      if (at + 16 > body.length) return undefined
+      const project = uuidText(body, at)
+      at += 16
+      stream = header === 1 ? `project:${project}` : `workspace:${project}:${base.userId}`
+    }
+    const seq = readVarint()
+    if (stream === undefined || seq === undefined || seq > Number.MAX_SAFE_INTEGER) return undefined
+    result.set(stream, seq)
+  }
+  return result
+}
