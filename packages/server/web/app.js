@@ -287,21 +287,35 @@ const connect = () => {
   setConnection("connecting")
   source.onopen = () => setConnection("catching up")
   source.onerror = () => {
-    if (source.readyState !== EventSource.CLOSED) return setConnection("reconnecting")
-    // Refused outright (not a dropped connection, which the browser retries with its cursor):
-    // start over with a fresh connection and fresh state, unless the token is no longer valid.
     setConnection("reconnecting")
-    setTimeout(() => {
-      if (state.source !== source) return
-      api("GET", "/api/me").then(() => connect(), (error) => {
-        if (error.status === 401) showError(error, "Signed out")
-        else setTimeout(() => state.source === source && connect(), 2_000)
-      })
-    }, 1_000)
+    // A dropped connection the browser retries by itself, with its cursor. One it gave up on was
+    // refused outright (an HTTP error): ask the server why, then start over with a fresh one.
+    if (source.readyState === EventSource.CLOSED) setTimeout(() => refused(source), 1_000)
   }
   source.addEventListener("heads", (e) => onHeads(JSON.parse(e.data).streams).catch(failed("Loading projects")))
   source.addEventListener("reset", (e) => onReset(JSON.parse(e.data)))
   for (const type of EVENT_TYPES) source.addEventListener(type, (e) => onFrame(JSON.parse(e.data)))
+}
+
+/** The connection was refused: say why (the server's JSON error), and try again with a backoff. */
+const refused = async (source, attempt = 1) => {
+  if (state.source !== source) return
+  const controller = new AbortController()
+  let res
+  try {
+    res = await fetch("/api/stream", { headers: { authorization: `Bearer ${state.token}` }, signal: controller.signal })
+  } catch {
+    res = undefined // the server is unreachable: keep trying
+  }
+  if (res?.ok) {
+    controller.abort()
+    showError(null)
+    return connect()
+  }
+  const body = res ? await res.json().catch(() => ({})) : {}
+  if (res?.status === 401) return showError(new ApiError(401, body), "Signed out")
+  if (res) showError(new ApiError(res.status, body), "Live updates are unavailable (retrying)")
+  setTimeout(() => refused(source, attempt + 1), Math.min(15_000, 1_000 * 2 ** attempt))
 }
 
 const setConnection = (label) => {
