@@ -82,32 +82,49 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
           const heads = yield* Effect.orDie(reader.heads(carried))
           const base = yield* cursors.create(me.id, [...heads])
           const data = JSON.stringify({ streams: Object.fromEntries(heads) })
-          return attachMultiplexed(me, narrowed, base, [...heads].map(([stream, start]) => ({ stream, start })), data)
+          const subs = [...heads].map(([stream, start]) => ({ stream, start }))
+          return attachMultiplexed(me, narrowed, base, heads, subs, data)
         }
 
         const { at, base } = yield* resume(me, cursor.value)
+        const isProject = (stream: string) => stream.startsWith("project:")
+        const carriedSet = new Set(carried)
+        // Removals of the caller after the cursor, in the project streams it goes on with or that it left.
+        const removals = yield* Effect.orDie(reader.latestMemberEvent(
+          "removed",
+          me.id,
+          [...at].filter(([stream]) =>
+            isProject(stream) && (carriedSet.has(stream) || !narrowed && !visible.has(stream))
+          )
+        ))
+        // Where the caller (re)joined, for project streams new to the cursor or left and rejoined.
+        const joins = yield* Effect.orDie(reader.latestMemberEvent(
+          "joined",
+          me.id,
+          carried.filter((stream) => isProject(stream) && (!at.has(stream) || removals.has(stream))).map((
+            stream
+          ) => [stream, 0] as const)
+        ))
         const subs: Array<SubRequest> = []
         for (const stream of carried) {
           const known = at.get(stream)
-          if (known !== undefined) subs.push({ stream, start: known })
-          else {
-            // Joined while away: from the event that made the caller a member (the workspace from its start).
-            const projectId = stream.startsWith("project:") ? stream.slice(8) : undefined
-            const joined = projectId === undefined ? undefined : yield* Effect.orDie(reader.joinedAt(stream, me.id))
-            subs.push({ stream, start: joined === undefined ? 0 : joined - 1 })
-          }
+          const removal = removals.get(stream)
+          if (!isProject(stream)) subs.push({ stream, start: known ?? 0 })
+          else if (known === undefined) subs.push({ stream, start: (joins.get(stream) ?? 1) - 1 })
+          else if (removal === undefined) subs.push({ stream, start: known })
+          // Removed and added back while away: up to the removal, then from the add.
+          else subs.push({ stream, start: known, until: removal, rejoinAt: (joins.get(stream) ?? removal + 1) - 1 })
         }
         if (!narrowed) {
           // Left while away: the project's events up to and including the removal, the workspace's up to its end.
           for (const [stream, seq] of at) {
-            if (visible.has(stream) || !stream.startsWith("project:")) continue
-            const removal = yield* Effect.orDie(reader.removedAfter(stream, me.id, seq))
-            if (removal === undefined) continue
+            const removal = removals.get(stream)
+            if (visible.has(stream) || removal === undefined) continue
             subs.push({ stream, start: seq, until: removal })
             const ws = Events.workspaceStream(stream.slice(8) as Ids.ProjectId, me.id)
-            const wsAt = at.get(ws)
+            const wsAt = at.get(ws) ?? 0
             const wsHead = yield* Effect.orDie(reader.head(ws))
-            if (wsAt !== undefined && wsHead > wsAt) subs.push({ stream: ws, start: wsAt, until: wsHead })
+            if (wsHead > wsAt) subs.push({ stream: ws, start: wsAt, until: wsHead })
           }
         }
         // A cursor that would start out past its budget gets a new base now, not a response ended at its first frame.
@@ -118,19 +135,41 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         }
         const entries = Cursor.entries(base, moved)
         const fresh = entries === undefined || entries.length > Cursor.SOFT_ENTRY_BYTES
-          ? yield* cursors.create(me.id, subs.map((s) => [s.stream, s.start] as const))
+          ? yield* cursors.create(me.id, [...new Map([...at, ...subs.map((s) => [s.stream, s.start] as const)])])
           : base
-        return attachMultiplexed(me, narrowed, fresh, subs, undefined)
+        return attachMultiplexed(me, narrowed, fresh, at, subs, undefined)
       })
 
     // Its own scope, so the connection that keeps it keeps nothing else of the opening (V8 shares closure contexts).
     const memberCheck = (userId: Ids.UserId) => (projectId: string) =>
       projects.isMember(projectId as Ids.ProjectId, userId)
 
+    /**
+     * A project the caller was added to after their projects were read, whose add the hub saw before
+     * the connection was registered: joined now. Later adds the hub joins by itself.
+     */
+    const joinLate = (
+      me: Chat.User,
+      subs: ReadonlyArray<SubRequest>,
+      join: (projectId: string, addedSeq: number) => Effect.Effect<void>
+    ) =>
+      Effect.gen(function*() {
+        const carried = new Set(subs.map((s) => s.stream))
+        const missing = (yield* projects.listForUser(me.id))
+          .map((p): string => Events.projectStream(p.id))
+          .filter((stream) => !carried.has(stream))
+        if (missing.length === 0) return
+        const added = yield* Effect.orDie(
+          reader.latestMemberEvent("joined", me.id, missing.map((s) => [s, 0] as const))
+        )
+        for (const [stream, seq] of added) yield* join(stream.slice(8), seq)
+      })
+
     const attachMultiplexed = (
       me: Chat.User,
       narrowed: boolean,
       base: Cursor.Base,
+      known: ReadonlyMap<string, number>,
       subs: ReadonlyArray<SubRequest>,
       heads: string | undefined
     ): Opened => ({
@@ -141,10 +180,11 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
             userId: me.id,
             narrowed,
             base,
+            known,
             subs,
             ...(heads === undefined ? {} : { first: (id: string) => `id: ${id}\nevent: heads\ndata: ${heads}\n\n` }),
             isMember: memberCheck(me.id)
-          })
+          }).pipe(Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join)))
         })
     })
 

@@ -38,7 +38,7 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
 
     /** The last committed seq of each stream (0 for one with no events yet). */
     const heads = (ids: ReadonlyArray<string>) =>
-      Effect.map(
+      ids.length === 0 ? Effect.succeed(new Map<string, number>()) : Effect.map(
         sql<{ streamId: string; lastSeq: number }>`
           SELECT stream_id, last_seq FROM event_streams WHERE stream_id IN ${sql.in(ids)}`,
         (rows) => {
@@ -48,40 +48,39 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         }
       )
 
+    /** Membership events of `userId` in project streams, as `SELECT seq FROM …` over outbox and log alike. */
+    const memberEvents = (type: "joined" | "removed", userId: string) =>
+      type === "joined"
+        ? sql`((type = 'member.added' AND data->>'userId' = ${userId})
+            OR (type = 'project.created' AND data->>'ownerId' = ${userId}))`
+        : sql`type = 'member.removed' AND data->>'userId' = ${userId}`
+
     /**
-     * The seq of the latest event in a project stream that made `userId` a member (its
-     * `member.added`, or the `project.created` of its owner), if any: where that project's
-     * stream joins a multiplexed connection.
+     * Per project stream, the seq of the latest event of `type` for `userId` after the given
+     * position: "joined" = its `member.added` (or its owner's `project.created`), where that
+     * stream joins a multiplexed connection; "removed" = its `member.removed`. Streams with none
+     * are absent. One statement however many streams.
      */
-    const joinedAt = (stream: string, userId: string) =>
-      Effect.map(
-        sql<{ seq: number | null }>`
-          SELECT max(seq) AS seq FROM (
-            SELECT seq FROM event_outbox WHERE stream_id = ${stream}
-              AND ((type = 'member.added' AND data->>'userId' = ${userId})
-                OR (type = 'project.created' AND data->>'ownerId' = ${userId}))
+    const latestMemberEvent = (
+      type: "joined" | "removed",
+      userId: string,
+      after: ReadonlyArray<readonly [string, number]>
+    ) =>
+      after.length === 0 ? Effect.succeed(new Map<string, number>()) : Effect.map(
+        sql<{ streamId: string; seq: number }>`
+          SELECT c.stream_id, max(e.seq) AS seq
+          FROM unnest(${after.map(([s]) => s)}::text[], ${after.map(([, p]) => p)}::bigint[]) AS c(stream_id, pos)
+          CROSS JOIN LATERAL (
+            SELECT seq FROM event_outbox o
+            WHERE o.stream_id = c.stream_id AND o.seq > c.pos AND ${memberEvents(type, userId)}
             UNION ALL
-            SELECT seq FROM event_log WHERE stream_id = ${stream}
-              AND ((type = 'member.added' AND data->>'userId' = ${userId})
-                OR (type = 'project.created' AND data->>'ownerId' = ${userId}))
-          ) e`,
-        (rows) => rows[0]?.seq === null || rows[0]?.seq === undefined ? undefined : Number(rows[0].seq)
+            SELECT seq FROM event_log l
+            WHERE l.stream_id = c.stream_id AND l.seq > c.pos AND ${memberEvents(type, userId)}
+          ) e
+          GROUP BY c.stream_id`,
+        (rows) => new Map(rows.map((r) => [r.streamId, Number(r.seq)]))
       )
 
-    /** The seq of the latest `member.removed` of `userId` in a project stream after `after`, if any. */
-    const removedAfter = (stream: string, userId: string, after: number) =>
-      Effect.map(
-        sql<{ seq: number | null }>`
-          SELECT max(seq) AS seq FROM (
-            SELECT seq FROM event_outbox WHERE stream_id = ${stream} AND seq > ${after}
-              AND type = 'member.removed' AND data->>'userId' = ${userId}
-            UNION ALL
-            SELECT seq FROM event_log WHERE stream_id = ${stream} AND seq > ${after}
-              AND type = 'member.removed' AND data->>'userId' = ${userId}
-          ) e`,
-        (rows) => rows[0]?.seq === null || rows[0]?.seq === undefined ? undefined : Number(rows[0].seq)
-      )
-
-    return { range, head, heads, joinedAt, removedAfter } as const
+    return { range, head, heads, latestMemberEvent } as const
   })
 }) {}

@@ -77,8 +77,10 @@ interface Sub {
   /** The last seq written: frames are only ever appended as lastSent + 1. */
   lastSent: number
   state: SubState
-  /** A replay that ends here (a project the caller left while away): never live. */
-  readonly until: number | undefined
+  /** A replay that ends here (a project the caller left while away): not live until it is over. */
+  until: number | undefined
+  /** … after which the stream jumps to here and goes on (the caller was added back meanwhile). */
+  rejoinAt: number | undefined
   /** An event after which the subscription may end, and the decision (e.g. the caller's removal). */
   readonly mayEnd: (event: Events.EventWire) => boolean
   readonly ends: () => Effect.Effect<boolean>
@@ -89,6 +91,7 @@ export interface SubRequest {
   readonly stream: string
   readonly start: number
   readonly until?: number | undefined
+  readonly rejoinAt?: number | undefined
   readonly mayEnd?: ((event: Events.EventWire) => boolean) | undefined
   /** Made lazily: a connection holds no statement while it waits. */
   readonly ends?: (() => Effect.Effect<boolean>) | undefined
@@ -98,6 +101,8 @@ export interface MuxRequest {
   readonly userId: string
   readonly narrowed: boolean
   readonly base: Cursor.Base
+  /** Every position the client's cursor stood for, carried or not (a stream that joins later continues from it). */
+  readonly known: ReadonlyMap<string, number>
   readonly subs: ReadonlyArray<SubRequest>
   /** Written before anything else (the `heads` frame), given the cursor of the starting positions. */
   readonly first?: (cursor: string) => string
@@ -105,6 +110,8 @@ export interface MuxRequest {
 }
 
 const notEnding = () => Effect.succeed(false)
+
+const noJoins = { join: (_projectId: string, _addedSeq: number) => Effect.void }
 
 const projectOf = (stream: string) => stream.startsWith("project:") ? stream.slice(8) : undefined
 
@@ -220,12 +227,10 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       return Cursor.encode(mux.base, bytes)
     }
 
+    /** Every position the cursor stands for (streams that left included: a later join continues from there). */
     const positionsOf = (c: Connection, mux: Mux) => {
-      const at = new Map<string, number>()
-      for (const [i, stream] of mux.base.streams.entries()) {
-        if (c.subs.has(stream)) at.set(stream, mux.base.seqs[i]!)
-      }
-      for (const [stream, seq] of mux.moved) if (c.subs.has(stream)) at.set(stream, seq)
+      const at = new Map<string, number>(mux.base.streams.map((stream, i) => [stream, mux.base.seqs[i]!]))
+      for (const [stream, seq] of mux.moved) at.set(stream, seq)
       // A joined stream whose first frame has not gone out yet still has its start position.
       for (const s of c.subs.values()) if (!at.has(s.stream)) at.set(s.stream, s.lastSent)
       return at
@@ -280,7 +285,10 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
             if (yield* s.ends()) return endSub(s)
             continue
           }
-          if (s.until !== undefined && s.lastSent >= s.until) return endSub(s)
+          if (s.until !== undefined && s.lastSent >= s.until) {
+            if (!rejoin(s)) return endSub(s)
+            continue
+          }
           const events = yield* reader.range(s.stream, s.lastSent, s.until, PAGE)
           for (const event of events) {
             if (event.seq !== s.lastSent + 1 || gone(s)) break
@@ -290,7 +298,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           }
           if (s.until !== undefined) {
             // A bounded replay is over once it reached its end, or once the database has nothing more of it.
-            if (events.length < PAGE && s.state._tag === "Filling" && !s.state.endCheck) return endSub(s)
+            if (events.length < PAGE && s.state._tag === "Filling" && !s.state.endCheck && !rejoin(s)) return endSub(s)
             continue
           }
           // Caught up with the database and with every announced event: live, in the same step.
@@ -300,6 +308,17 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           }
         }
       })
+
+    /** A bounded replay that is over jumps to where the caller rejoined, and becomes an ordinary subscription. */
+    const rejoin = (s: Sub) => {
+      if (s.rejoinAt === undefined || s.conn.mux === undefined) return false
+      s.lastSent = s.rejoinAt
+      s.until = undefined
+      s.rejoinAt = undefined
+      s.conn.mux.moved.set(s.stream, s.lastSent)
+      index(s)
+      return true
+    }
 
     /** Runs the filler of `s`; however it stops short of live (the database, a defect, shutdown), the response ends. */
     const runFill = (s: Sub) =>
@@ -339,6 +358,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         lastSent: r.start,
         state: Filling({ behindTo: r.start, progressMark: r.start, stalledFor: 0, endCheck: false }),
         until: r.until,
+        rejoinAt: r.rejoinAt,
         mayEnd: r.mayEnd ?? (() => false),
         ends: r.ends ?? notEnding
       }
@@ -355,21 +375,26 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       ends: () => Effect.map(mux.isMember(projectId), (member) => !member)
     })
 
+    /** A project's streams join the connection: the project's from `addedSeq` (the event that added the user) on. */
+    const joinProject = (c: Connection, mux: Mux, projectId: string, addedSeq: number) => {
+      const stream = `project:${projectId}`
+      if (c.ended || c.subs.has(stream)) return
+      subscribe(c, projectSub(mux, projectId, addedSeq - 1))
+      const workspace = `workspace:${projectId}:${mux.userId}`
+      if (!c.subs.has(workspace)) {
+        const i = mux.base.index.get(workspace)
+        subscribe(c, {
+          stream: workspace,
+          start: mux.moved.get(workspace) ?? (i === undefined ? 0 : mux.base.seqs[i]!)
+        })
+      }
+    }
+
     /** `event` added the user to a project: once membership confirms it (not a replayed old add), its streams join. */
     const join = (c: Connection, mux: Mux, event: Events.EventWire) =>
       Effect.flatMap(mux.isMember(event.projectId), (member) =>
         Effect.sync(() => {
-          const stream = `project:${event.projectId}`
-          if (!member || c.ended || c.subs.has(stream)) return
-          subscribe(c, projectSub(mux, event.projectId, event.seq - 1))
-          const workspace = `workspace:${event.projectId}:${mux.userId}`
-          if (!c.subs.has(workspace)) {
-            const i = mux.base.index.get(workspace)
-            subscribe(c, {
-              stream: workspace,
-              start: mux.moved.get(workspace) ?? (i === undefined ? 0 : mux.base.seqs[i]!)
-            })
-          }
+          if (member) joinProject(c, mux, event.projectId, event.seq)
         }))
 
     const joinsFor = (event: Events.EventWire) => {
@@ -473,20 +498,30 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           rebasing: false,
           isMember: r.isMember
         }
-        for (const s of r.subs) {
-          const i = r.base.index.get(s.stream)
-          if (i === undefined || r.base.seqs[i] !== s.start) mux.moved.set(s.stream, s.start)
+        const moved = (stream: string, seq: number) => {
+          const i = r.base.index.get(stream)
+          if (i === undefined || r.base.seqs[i] !== seq) mux.moved.set(stream, seq)
+          else mux.moved.delete(stream)
         }
+        for (const [stream, seq] of r.known) moved(stream, seq)
+        for (const s of r.subs) moved(s.stream, s.start)
         const c = open(out, mux)
-        if (c.ended) return
+        if (c.ended) return noJoins
         if (r.first !== undefined) {
           const cursor = cursorOf(c, mux)
-          if (cursor === undefined) return overflow(c)
+          if (cursor === undefined) {
+            overflow(c)
+            return noJoins
+          }
           write(c, r.first(cursor))
         }
         for (const s of r.subs) {
           const projectId = projectOf(s.stream)
-          subscribe(c, projectId !== undefined && s.until === undefined ? projectSub(mux, projectId, s.start) : s)
+          subscribe(c, projectId === undefined ? s : { ...s, ...projectSub(mux, projectId, s.start) })
+        }
+        return {
+          /** Joins what the caller was added to while the connection was being opened (`addedSeq`: the add). */
+          join: (projectId: string, addedSeq: number) => Effect.sync(() => joinProject(c, mux, projectId, addedSeq))
         }
       })
 
