@@ -68,9 +68,9 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
 
     const multiplexed = (me: Chat.User, streams: Option.Option<string>, cursor: Option.Option<string>) =>
       Effect.gen(function*() {
-        const mine = yield* projects.listForUser(me.id)
+        const mine = yield* projects.projectIdsOf(me.id)
         const visible = new Set<string>(
-          mine.flatMap((p) => [Events.projectStream(p.id), Events.workspaceStream(p.id, me.id)])
+          mine.flatMap((p) => [Events.projectStream(p), Events.workspaceStream(p, me.id)])
         )
         const narrowed = Option.isSome(streams)
         const carried = narrowed ? [...new Set(streams.value.split(","))] : [...visible]
@@ -155,8 +155,8 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
     ) =>
       Effect.gen(function*() {
         const carried = new Set(subs.map((s) => s.stream))
-        const missing = (yield* projects.listForUser(me.id))
-          .map((p): string => Events.projectStream(p.id))
+        const missing = (yield* projects.projectIdsOf(me.id))
+          .map((p): string => Events.projectStream(p))
           .filter((stream) => !carried.has(stream))
         if (missing.length === 0) return
         const added = yield* Effect.orDie(
