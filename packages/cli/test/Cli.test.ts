@@ -6,6 +6,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
+import { migrations } from "../../../migrations/index.js"
 import { connectSse } from "../../../test-support/SseClient.js"
 import { herald as heraldCommand } from "../src/Commands.js"
 import { CliError } from "../src/Render.js"
@@ -32,7 +33,8 @@ import {
   withDatabase
 } from "./support/Cli.js"
 
-const MIGRATIONS = ["0001_chat", "0002_events", "0003_event_log_watermark", "0004_event_log_covering_index"]
+/** Every migration, in order: what `herald migrate` reports applying on an empty database. */
+const MIGRATIONS = Object.keys(migrations)
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/
 /** Non-TTY progress lines (stderr) of long work. */
 const progressLine = /^(materialize|prune|replay|replay \(dry run\)): \d+\/\d+ \(\d+\/s\)$/

@@ -310,6 +310,20 @@ const pageQueryCases: ReadonlyArray<readonly [string, string]> = [
 
 const streamQueryCases: ReadonlyArray<readonly [string, string]> = unstorableQueries("after", "0")
 
+const multiplexQueryCases: ReadonlyArray<readonly [string, string]> = [
+  ["cursor=", "cursor"],
+  ["cursor=not%20a%20cursor", "cursor"],
+  [`cursor=${"A".repeat(1025)}`, "cursor"],
+  ["cursor=AAAA", "cursor"],
+  ["cursor=a&cursor=b", "cursor"],
+  ["streams=", "streams"],
+  ["streams=project%3Ax", "streams"],
+  [`streams=room%3A${UNKNOWN_UUID}`, "streams"],
+  [`streams=project%3A${UNKNOWN_UUID}%2C`, "streams"],
+  ...unstorableQueries("cursor", "AAAA"),
+  ...unstorableQueries("streams", `project:${UNKNOWN_UUID}`)
+]
+
 const historyQueryCases: ReadonlyArray<readonly [string, string]> = [
   ...unstorableQueries("type", "message.created"),
   ...unstorableQueries("after", "0"),
@@ -377,6 +391,7 @@ const ENDPOINTS: ReadonlyArray<Endpoint> = [
   // the database unchecked).
   { method: "GET", path: "/api/projects/:projectId/stream", auth: "user", badQueries: streamQueryCases },
   { method: "GET", path: "/api/projects/:projectId/workspace/stream", auth: "user", badQueries: streamQueryCases },
+  { method: "GET", path: "/api/stream", auth: "user", badQueries: multiplexQueryCases },
   { method: "GET", path: "/api/projects/:projectId/events", auth: "user", badQueries: historyQueryCases },
   { method: "GET", path: "/api/projects/:projectId/workspace/events", auth: "user", badQueries: historyQueryCases },
   { method: "GET", path: "/api/projects/:projectId/analytics/summary", auth: "user", badQueries: rangeQueryCases() },

@@ -12,7 +12,7 @@ import { Effect, FastCheck } from "effect"
 import type { SseConnection, SseEvent } from "../../../test-support/SseClient.js"
 import { EventReader } from "../src/stream/EventReader.js"
 import { addMember, createProject, expectStatus, post, postMany, send } from "./support/HttpTesting.js"
-import { awaitEvents, openSse } from "./support/SseTesting.js"
+import { awaitEvents, connectStalling, openSse } from "./support/SseTesting.js"
 import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
 
 const live = { excludeTestServices: true } as const
@@ -124,11 +124,12 @@ layer(testServerLayer({ sseHeartbeatMs: 200 }), live)("GET /api/stream", (it) =>
         yield* post(me, a.id, { body: "in a" })
         yield* awaitEvents(sse, 4)
         const frames = sse.events.slice(1)
-        expect(frames.map((e) => [e.data.stream, e.data.seq, e.event])).toEqual([
+        // Order is per stream (the spec promises nothing across streams).
+        expect(frames.map((e) => [e.data.stream, e.data.seq, e.event]).sort()).toEqual([
+          [projectStream(a.id), 4, "message.created"],
           [projectStream(b.id), 3, "message.created"],
-          [workspaceStream(a.id, me.id), 1, "message.created"],
-          [projectStream(a.id), 4, "message.created"]
-        ])
+          [workspaceStream(a.id, me.id), 1, "message.created"]
+        ].sort())
         for (const e of frames) {
           expect(e.event).toBe(e.data.type)
           expect(e.id).toMatch(/^[A-Za-z0-9_-]{1,1024}$/)
@@ -603,3 +604,51 @@ layer(testServerLayer({ broker: "postgres", chaosPublishFailureRate: 1 }), live)
       }))
   }
 )
+
+layer(testServerLayer({ sseBuffer: 5 }), live)("GET /api/stream slow consumers (buffer of 5 events)", (it) => {
+  it.scoped(
+    "a multiplexed client that stops reading is let go; resuming by its last cursor it gets every stream exactly",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer
+        const me = yield* server.user("slow")
+        const a = yield* createProject(me, "a")
+        const b = yield* createProject(me, "b")
+        const stalled = yield* Effect.acquireRelease(
+          Effect.promise(() => connectStalling(server.url, "/api/stream", { token: me.token })),
+          (c) => Effect.sync(() => c.close())
+        )
+        expect(stalled.status).toBe(200)
+        // ~30 KB per event, over both streams: far more than the sockets' buffers absorb.
+        const BIG = "€".repeat(10_000)
+        yield* Effect.all([
+          postMany(me, a.id, 120, { body: BIG, concurrency: 8 }),
+          postMany(me, b.id, 120, { body: BIG, concurrency: 8 })
+        ], { concurrency: 2 })
+        let open = 1
+        for (let i = 0; i < 50 && open > 0; i++) {
+          yield* Effect.sleep("100 millis")
+          open = yield* sseConnectionsGauge
+        }
+        expect(open, "SSE connections the server still holds after the overflow").toBe(0)
+        stalled.resume()
+        yield* Effect.promise(() => stalled.ended)
+        const got = byStream(stalled.events)
+        // An unbroken prefix of each stream, then the rest on resume from the last cursor.
+        for (const p of [a, b]) {
+          const seqs = got.get(projectStream(p.id)) ?? []
+          expect(seqs).toEqual(range(2, seqs.length + 1))
+        }
+        const cursor = stalled.events.at(-1)!.id!
+        const again = yield* openMux(me, { cursor })
+        yield* awaitSeq(again, projectStream(a.id), 121, 20_000)
+        yield* awaitSeq(again, projectStream(b.id), 121, 20_000)
+        const rest = byStream(again.events)
+        for (const p of [a, b]) {
+          const before = got.get(projectStream(p.id)) ?? []
+          expect([...before, ...(rest.get(projectStream(p.id)) ?? [])]).toEqual(range(2, 121))
+        }
+      }),
+    { timeout: 60_000 }
+  )
+})

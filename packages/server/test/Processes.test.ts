@@ -238,4 +238,82 @@ describe("server processes", () => {
       }),
     90_000
   )
+
+  it(
+    "GET /api/stream resumes exactly by its last cursor across a kill -9 and a restart, with the server's own publisher",
+    () =>
+      withDatabase(async (databaseUrl) => {
+        const env = { HERALD_CLAIM_LEASE_MS: "2000" }
+        let server = await startServer(databaseUrl, env)
+        const alice = (await api(server.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
+        const projects: Array<string> = []
+        for (let i = 0; i < 3; i++) {
+          projects.push((await api(server.url, "POST", "/api/projects", alice.token, { name: `p${i}` })).body.id)
+        }
+        const received: Array<{ stream: string; seq: number }> = []
+        let cursor: string | undefined
+        const connect = async () => {
+          const c = await connectSse(server.url, "/api/stream", {
+            token: alice.token,
+            ...(cursor === undefined ? {} : { lastEventId: cursor })
+          })
+          expect(c.status).toBe(200)
+          return c
+        }
+        /** Everything the connection got so far, and its last cursor, once it has ended. */
+        const collect = async (c: Awaited<ReturnType<typeof connect>>) => {
+          await c.ended
+          for (const e of c.events) {
+            if (e.event !== "heads") received.push({ stream: e.data.stream, seq: e.data.seq })
+          }
+          cursor = c.events.at(-1)?.id ?? cursor
+        }
+        const postRound = async (n: number) => {
+          for (let i = 0; i < n; i++) {
+            for (const p of projects) {
+              const res = await api(server.url, "POST", `/api/projects/${p}/messages`, alice.token, { body: `m${i}` })
+              expect(res.status).toBe(201)
+            }
+          }
+        }
+        try {
+          let client = await connect()
+          await client.waitForEvents(1)
+          await postRound(4)
+          server.proc.child.kill("SIGKILL")
+          await server.proc.exited
+          await collect(client)
+
+          server = await startServer(databaseUrl, env)
+          client = await connect()
+          await postRound(3)
+          await client.waitForEvents(3)
+          // A graceful restart ends the stream cleanly; the client resumes from its last cursor again.
+          expect((await stop(server.proc)).code).toBe(0)
+          await collect(client)
+
+          server = await startServer(databaseUrl, env)
+          client = await connect()
+          await postRound(2)
+          const heads = 1 + 4 + 3 + 2
+          await client.waitForEvents(1)
+          const deadline = Date.now() + 10_000
+          while (Date.now() < deadline) {
+            const seen = new Set([...received, ...client.events.map((e) => e.data)].map((e) => `${e.stream}/${e.seq}`))
+            if (projects.every((p) => seen.has(`project:${p}/${heads}`))) break
+            await new Promise((r) => setTimeout(r, 50))
+          }
+          client.close()
+          await collect(client)
+          for (const p of projects) {
+            const seqs = received.filter((e) => e.stream === `project:${p}`).map((e) => e.seq)
+            expect(seqs, `project:${p}`).toEqual(Array.from({ length: heads - 1 }, (_, i) => i + 2))
+          }
+          expect(new Set(received.map((e) => e.stream))).toEqual(new Set(projects.map((p) => `project:${p}`)))
+        } finally {
+          if (server.proc.child.exitCode === null) await stop(server.proc)
+        }
+      }),
+    90_000
+  )
 })

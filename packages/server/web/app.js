@@ -1,16 +1,55 @@
 // Herald's web client: plain ES modules, no framework, no build step.
-// The view of each stream is built from its SSE events, applied strictly in seq order, so what
-// the page shows is exactly what the server committed — across reconnects and server restarts.
+//
+// One EventSource on GET /api/stream carries every stream the user may read: the project stream
+// of each of their projects and their own workspace stream in each. Its first frame (`heads`)
+// gives each stream's head seq; the state up to the heads is loaded over HTTP, and every later
+// frame is applied once per stream in seq order (seq ≤ the last applied is a duplicate) and by
+// messageId, so nothing shows twice. The browser resumes the connection by itself with
+// Last-Event-ID (an opaque cursor for all streams at once), across server restarts too.
 import uPlot from "/vendor/uplot.esm.js"
 
 const $ = (selector, root = document) => root.querySelector(selector)
+const EVENT_TYPES = [
+  "project.created",
+  "member.added",
+  "member.removed",
+  "message.created",
+  "message.edited",
+  "message.deleted"
+]
+const PAGE_SIZE = 50
+/** Frames held for a stream not shown yet. */
+const MAX_HELD = 1_000
+/** How far the unread count of a project not seen for long is counted exactly. */
+const UNREAD_SCAN_LIMIT = 5_000
+
 const state = {
   token: localStorage.getItem("herald.token") ?? "",
   me: null,
-  projectId: null,
-  streams: [],
+  source: null,
+  /** connecting | catching up | live | reconnecting */
+  connection: "connecting",
+  quiet: null,
+  /** stream id → highest seq applied; frames at or below it are duplicates. */
+  lastSeq: new Map(),
+  /** project id → { id, name, ownerId, unread: Set<messageId> } for every project on the connection. */
+  projects: new Map(),
+  /** stream id → ChatStream, for the streams whose messages are held (opened once, kept current). */
+  chats: new Map(),
+  selected: null,
+  /** true once the first heads frame has named the projects */
+  ready: false,
+  members: [],
   timer: null,
   chart: null
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.message ?? `${status} ${body?._tag ?? "error"}`)
+    this.status = status
+    this.tag = body?._tag
+  }
 }
 
 const api = async (method, path, body) => {
@@ -20,200 +59,655 @@ const api = async (method, path, body) => {
     ...(body ? { body: JSON.stringify(body) } : {})
   })
   const text = await res.text()
-  const json = text ? JSON.parse(text) : undefined
-  if (!res.ok) throw new Error(json?.message ?? `${res.status} ${res.statusText}`)
+  let json
+  try {
+    json = text ? JSON.parse(text) : undefined
+  } catch {
+    json = { message: text }
+  }
+  if (!res.ok) throw new ApiError(res.status, json)
   return json
 }
 
-const showError = (error) => {
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Errors read as a sentence: what was being done, then the server's own message. */
+const showError = (error, doing) => {
   const el = $("#error")
-  el.textContent = error ? String(error.message ?? error) : ""
-  el.hidden = !error
+  if (!error) {
+    el.hidden = true
+    el.textContent = ""
+    return
+  }
+  const message = String(error.message ?? error)
+  el.textContent = doing ? `${doing}: ${message}` : message
+  el.hidden = false
 }
+const failed = (doing) => (error) => showError(error, doing)
 
 const names = new Map()
-const nameOf = (userId) => names.get(userId) ?? userId.slice(0, 8)
+const nameOf = (userId) => userId === state.me?.id ? `${state.me.name} (you)` : names.get(userId) ?? userId.slice(0, 8)
+
+const projectStream = (projectId) => `project:${projectId}`
+const workspaceStream = (projectId) => `workspace:${projectId}:${state.me.id}`
+const projectOf = (streamId) => streamId.split(":")[1]
+const seqOf = (streamId) => state.lastSeq.get(streamId) ?? 0
+
+// --- "last viewed": per user and project, the project stream's seq when it was last on screen --
+
+const seenKey = () => `herald.seen.${state.me.id}`
+const seenAll = () => {
+  try {
+    return JSON.parse(localStorage.getItem(seenKey()) ?? "{}")
+  } catch {
+    return {}
+  }
+}
+const markSeen = (projectId) => {
+  const seen = seenAll()
+  seen[projectId] = seqOf(projectStream(projectId))
+  localStorage.setItem(seenKey(), JSON.stringify(seen))
+}
+
+// --- the held state of one stream ------------------------------------------------------------------
+
+const noticeText = (event) =>
+  ({
+    "project.created": () => `${nameOf(event.actorId)} created the project “${event.data.name}”`,
+    "member.added": () => `${nameOf(event.data.userId)} joined`,
+    "member.removed": () => `${nameOf(event.data.userId)} left`
+  })[event.type]?.() ?? event.type
 
 /**
- * One chat stream: an EventSource on the SPEC's SSE endpoint with `?access_token=` (EventSource
- * cannot send headers). The browser reconnects on its own and sends `Last-Event-ID`, so the server
- * resumes right after the last seq we have; we still drop anything at or below it.
+ * The messages of one stream. Its frames are held from the start (in `buffer`); its newest page
+ * comes over HTTP when it is first shown (a snapshot taken after the heads frame, so it reaches at
+ * least the head), and the held frames are applied on top by messageId: a message in both the
+ * snapshot and a frame shows once, with the frame's seq.
  */
-class StreamView {
-  constructor(section, path, postPath, canDelete) {
-    this.section = section
-    this.list = $(".messages", section)
-    this.badge = $(".state", section)
-    this.path = path
-    this.postPath = postPath
-    this.canDelete = canDelete
-    this.lastSeq = 0
-    this.messages = new Map() // messageId → { li, message }
-    this.pending = new Map() // clientMessageId → li
-    this.quiet = null
+class ChatStream {
+  constructor(streamId, { empty = false, buffer = [] } = {}) {
+    this.streamId = streamId
+    this.projectId = projectOf(streamId)
+    this.workspace = streamId.startsWith("workspace:")
+    this.entries = [] // { kind: "message", id, authorId, role, body, seq?, editedAt?, deleted } | { kind: "notice", seq, event }
+    this.byId = new Map()
+    this.pending = new Map() // clientMessageId → { body, role }
+    this.older = null
+    this.loaded = empty
+    this.loading = false
+    this.buffer = buffer
   }
 
+  /** Loads the snapshot the first time the stream is shown. */
   open() {
-    const url = `${this.path}?after=0&access_token=${encodeURIComponent(state.token)}`
-    this.source = new EventSource(url)
-    this.setState("connecting")
-    this.source.onopen = () => this.settle()
-    this.source.onerror = () => this.setState(this.source.readyState === EventSource.CLOSED ? "closed" : "reconnecting")
-    const onEvent = (e) => this.apply(JSON.parse(e.data))
-    for (
-      const type of [
-        "project.created",
-        "member.added",
-        "member.removed",
-        "message.created",
-        "message.edited",
-        "message.deleted"
-      ]
-    ) {
-      this.source.addEventListener(type, onEvent)
+    if (this.loaded || this.loading) return
+    this.loading = true
+    void this.load()
+  }
+
+  get path() {
+    return this.workspace
+      ? `/api/projects/${this.projectId}/workspace/messages`
+      : `/api/projects/${this.projectId}/messages`
+  }
+
+  fromMessage(m) {
+    return {
+      kind: "message",
+      id: m.id,
+      authorId: m.authorId,
+      role: m.role,
+      body: m.body,
+      clientMessageId: m.clientMessageId,
+      editedAt: m.editedAt,
+      deleted: m.deletedAt !== undefined
     }
   }
 
-  close() {
-    this.source?.close()
-    clearTimeout(this.quiet)
+  async load() {
+    try {
+      const page = await api("GET", `${this.path}?limit=${PAGE_SIZE}`)
+      this.entries = page.items.slice().reverse().map((m) => this.fromMessage(m))
+      this.byId = new Map(this.entries.map((e) => [e.id, e]))
+      for (const e of this.entries) if (e.clientMessageId) this.pending.delete(e.clientMessageId)
+      this.older = page.nextCursor
+    } catch (error) {
+      // A project left meanwhile answers 404; its member.removed frame is on its way.
+      if (error.status !== 404) showError(error, "Loading messages")
+    }
+    this.loaded = true
+    const held = this.buffer ?? []
+    this.buffer = []
+    // Seqs first, so the notices among the held frames find their place between the messages.
+    for (const event of held) {
+      const known = event.type === "message.created" && this.byId.get(event.data.messageId)
+      if (known) known.seq = event.seq
+    }
+    for (const event of held) this.applyLoaded(event)
+    changed(this.streamId)
   }
 
-  /** "caught up" once the replay burst is over: no event for a moment after connecting. */
-  settle() {
-    this.setState("catching up")
-    clearTimeout(this.quiet)
-    this.quiet = setTimeout(() => this.setState("live · caught up"), 250)
-  }
-
-  setState(label) {
-    this.badge.dataset.state = label === "live · caught up" ? "live" : label
-    this.badge.textContent = label === "live · caught up" ? `live · caught up at seq ${this.lastSeq}` : label
+  async loadOlder() {
+    if (!this.older) return
+    const page = await api("GET", `${this.path}?limit=${PAGE_SIZE}&before=${this.older}`)
+    const older = page.items.slice().reverse().filter((m) => !this.byId.has(m.id)).map((m) => this.fromMessage(m))
+    for (const e of older) this.byId.set(e.id, e)
+    this.entries = [...older, ...this.entries]
+    this.older = page.nextCursor
+    changed(this.streamId)
   }
 
   apply(event) {
-    if (event.seq <= this.lastSeq) return // a duplicate: already shown
-    if (event.seq !== this.lastSeq + 1) console.warn(`gap before seq ${event.seq} (had ${this.lastSeq})`)
-    this.lastSeq = event.seq
-    this.settle()
+    if (this.loaded) return this.applyLoaded(event)
+    // Not shown yet: hold the frames, up to a bound (past it the snapshot alone is shown, without seqs).
+    if (this.buffer && this.buffer.length < MAX_HELD) this.buffer.push(event)
+    else this.buffer = null
+  }
+
+  /** In seq order among the entries whose seq is known (snapshot entries without one stay put). */
+  insert(entry) {
+    const at = this.entries.findIndex((e) => e.seq !== undefined && e.seq > entry.seq)
+    if (at === -1) this.entries.push(entry)
+    else this.entries.splice(at, 0, entry)
+  }
+
+  applyLoaded(event) {
     const d = event.data
     switch (event.type) {
       case "message.created": {
-        const pending = d.clientMessageId ? this.pending.get(d.clientMessageId) : undefined
-        const li = pending ?? document.createElement("li")
-        if (pending) this.pending.delete(d.clientMessageId)
-        this.render(li, event.seq, { id: d.messageId, authorId: d.authorId, role: d.role, body: d.body })
-        if (!pending) this.list.append(li)
-        else this.list.append(li) // reconciled: it now sits at its committed position
-        this.messages.set(d.messageId, {
-          li,
-          message: { id: d.messageId, authorId: d.authorId, role: d.role, body: d.body }
-        })
+        if (d.clientMessageId) this.pending.delete(d.clientMessageId)
+        const known = this.byId.get(d.messageId)
+        if (known) known.seq ??= event.seq // already in the snapshot: it shows once, now with its seq
+        else {
+          const entry = {
+            kind: "message",
+            id: d.messageId,
+            authorId: d.authorId,
+            role: d.role,
+            body: d.body,
+            seq: event.seq,
+            deleted: false
+          }
+          this.byId.set(d.messageId, entry)
+          this.insert(entry)
+        }
         break
       }
       case "message.edited": {
-        const m = this.messages.get(d.messageId)
-        if (m) {
-          m.message.body = d.body
-          $(".body", m.li).textContent = d.body
-          $(".body", m.li).classList.add("edited")
+        const m = this.byId.get(d.messageId)
+        // The snapshot may already hold a later edit than a frame committed before it was taken.
+        if (m && !(m.editedAt && Date.parse(m.editedAt) > Date.parse(event.occurredAt))) {
+          m.body = d.body
+          m.editedAt = event.occurredAt
         }
         break
       }
       case "message.deleted": {
-        const m = this.messages.get(d.messageId)
+        const m = this.byId.get(d.messageId)
         if (m) {
-          m.li.classList.add("deleted")
-          $(".body", m.li).textContent = "message deleted"
-          $(".actions", m.li).replaceChildren()
+          m.deleted = true
+          m.body = ""
         }
         break
       }
-      case "member.added":
-        // Learn the newcomer's name for the lines that follow.
-        api("GET", `/api/projects/${event.projectId}/members`)
-          .then((m) => m.items.forEach((x) => names.set(x.userId, x.name)))
-          .catch(() => {})
-        this.notice(event)
-        break
       default:
-        this.notice(event)
-    }
-    this.list.scrollTop = this.list.scrollHeight
-  }
-
-  notice(event) {
-    const li = document.createElement("li")
-    li.className = "notice"
-    li.dataset.seq = event.seq
-    const text = {
-      "project.created": () => `${nameOf(event.actorId)} created the project`,
-      "member.added": () => `${nameOf(event.data.userId)} joined`,
-      "member.removed": () => `${nameOf(event.data.userId)} was removed`
-    }[event.type]?.() ?? event.type
-    li.innerHTML = `<span class="seq"></span><span></span>`
-    li.children[0].textContent = `#${event.seq}`
-    li.children[1].textContent = text
-    this.list.append(li)
-  }
-
-  render(li, seq, message) {
-    li.className = `message role-${message.role}`
-    li.dataset.seq = seq ?? ""
-    li.dataset.messageId = message.id ?? ""
-    li.innerHTML =
-      `<span class="seq"></span><span><span class="author"></span><span class="body"></span></span><span class="actions"></span>`
-    $(".seq", li).textContent = seq ? `#${seq}` : "…"
-    $(".author", li).textContent = nameOf(message.authorId)
-    $(".body", li).textContent = message.body
-    if (!seq) li.classList.add("pending")
-    const mine = message.authorId === state.me?.id
-    const actions = $(".actions", li)
-    if (seq && mine && this.postPath.endsWith("/messages") && !this.postPath.includes("workspace")) {
-      actions.append(this.button("Edit", () => this.edit(message)))
-    }
-    if (seq && (mine || this.canDelete()) && !this.postPath.includes("workspace")) {
-      actions.append(this.button("Delete", () => this.remove(message)))
+        this.insert({ kind: "notice", seq: event.seq, event })
     }
   }
 
-  button(label, onClick) {
-    const b = document.createElement("button")
-    b.type = "button"
-    b.className = "link"
-    b.textContent = label
-    b.addEventListener("click", () => onClick().catch(showError))
-    return b
-  }
-
-  /** Optimistic: shown at once as pending, reconciled when its message.created event arrives. */
+  /** Optimistic: shown at once as pending, reconciled when its message.created arrives. */
   async post(body, extra = {}) {
     const clientMessageId = crypto.randomUUID()
-    const li = document.createElement("li")
-    this.render(li, null, { authorId: state.me.id, role: extra.role ?? "user", body })
-    this.pending.set(clientMessageId, li)
-    this.list.append(li)
+    this.pending.set(clientMessageId, { body, role: extra.role ?? "user" })
+    changed(this.streamId)
     try {
-      await api("POST", this.postPath, { body, clientMessageId, ...extra })
+      await api("POST", this.path, { body, clientMessageId, ...extra })
     } catch (error) {
-      li.remove()
       this.pending.delete(clientMessageId)
+      changed(this.streamId)
       throw error
     }
   }
+}
 
-  async edit(message) {
-    const body = prompt("Edit message", message.body)
-    if (body !== null && body !== message.body) await api("PATCH", `${this.postPath}/${message.id}`, { body })
+const chatFor = (streamId, options) => {
+  let chat = state.chats.get(streamId)
+  if (!chat) {
+    chat = new ChatStream(streamId, options)
+    state.chats.set(streamId, chat)
   }
+  return chat
+}
 
-  async remove(message) {
-    if (confirm("Delete this message?")) await api("DELETE", `${this.postPath}/${message.id}`)
+// --- the one connection ----------------------------------------------------------------------------
+
+const connect = () => {
+  const source = new EventSource(`/api/stream?access_token=${encodeURIComponent(state.token)}`)
+  state.source = source
+  setConnection("connecting")
+  source.onopen = () => setConnection("catching up")
+  source.onerror = () => {
+    setConnection("reconnecting")
+    // A dropped connection the browser retries by itself, with its cursor. One it gave up on was
+    // refused outright (an HTTP error): ask the server why, then start over with a fresh one.
+    if (source.readyState === EventSource.CLOSED) setTimeout(() => refused(source), 1_000)
+  }
+  source.addEventListener("heads", (e) => onHeads(JSON.parse(e.data).streams).catch(failed("Loading projects")))
+  source.addEventListener("reset", (e) => onReset(JSON.parse(e.data)))
+  for (const type of EVENT_TYPES) source.addEventListener(type, (e) => onFrame(JSON.parse(e.data)))
+}
+
+/** The connection was refused: say why (the server's JSON error), and try again with a backoff. */
+const refused = async (source, attempt = 1) => {
+  if (state.source !== source) return
+  const controller = new AbortController()
+  let res
+  try {
+    res = await fetch("/api/stream", { headers: { authorization: `Bearer ${state.token}` }, signal: controller.signal })
+  } catch {
+    res = undefined // the server is unreachable: keep trying
+  }
+  if (res?.ok) {
+    controller.abort()
+    showError(null)
+    return connect()
+  }
+  const body = res ? await res.json().catch(() => ({})) : {}
+  if (res?.status === 401) return showError(new ApiError(401, body), "Signed out")
+  if (res) showError(new ApiError(res.status, body), "Live updates are unavailable (retrying)")
+  setTimeout(() => refused(source, attempt + 1), Math.min(15_000, 1_000 * 2 ** attempt))
+}
+
+const setConnection = (label) => {
+  state.connection = label
+  clearTimeout(state.quiet)
+  // "live" once the catch-up burst after (re)connecting is over: no frame for a moment.
+  if (label === "catching up") state.quiet = setTimeout(() => setConnection("live"), 250)
+  renderStatus()
+}
+
+const onActivity = () => {
+  if (state.connection === "catching up" || state.connection === "connecting") setConnection("catching up")
+}
+
+/** A fresh connection: every stream starts after its head; what we held before is started over. */
+const onHeads = async (heads) => {
+  onActivity()
+  state.lastSeq = new Map(Object.entries(heads).map(([id, seq]) => [id, Number(seq)]))
+  state.chats.clear()
+  // The set of projects is the connection's from here on (frames may add and remove some while
+  // the names load); the list only names them.
+  const previous = state.projects
+  state.projects = new Map()
+  for (const id of Object.keys(heads).filter((s) => s.startsWith("project:")).map(projectOf)) {
+    const p = previous.get(id)
+    state.projects.set(id, { id, name: p?.name ?? "…", ownerId: p?.ownerId, unread: new Set() })
+    chatFor(projectStream(id))
+    chatFor(workspaceStream(id))
+  }
+  renderSwitcher()
+  const listed = new Map((await api("GET", "/api/projects")).items.map((p) => [p.id, p]))
+  for (const held of state.projects.values()) {
+    const p = listed.get(held.id)
+    if (p) Object.assign(held, { name: p.name, ownerId: p.ownerId })
+    else if (held.ownerId === undefined) fetchProject(held.id)
+  }
+  state.ready = true
+  const remembered = localStorage.getItem("herald.project")
+  const chosen = state.projects.has(state.selected)
+    ? state.selected
+    : state.projects.has(remembered)
+    ? remembered
+    : sortedProjects()[0]?.id ?? null
+  for (const p of state.projects.values()) {
+    if (p.id !== chosen) countUnread(p, Number(heads[projectStream(p.id)] ?? 0)).catch(() => {})
+  }
+  select(chosen)
+}
+
+const fetchProject = (projectId) =>
+  api("GET", `/api/projects/${projectId}`).then((p) => {
+    const held = state.projects.get(projectId)
+    if (held) {
+      held.name = p.name
+      held.ownerId = p.ownerId
+      renderSwitcher()
+      if (state.selected === projectId) renderProject()
+    }
+  }, () => {})
+
+/** A stream's position is older than what the server still holds: reload it over HTTP. */
+const onReset = ({ stream, from }) => {
+  state.lastSeq.set(stream, Number(from) - 1)
+  if (state.chats.has(stream)) {
+    state.chats.delete(stream)
+    const chat = chatFor(stream)
+    if (state.selected === projectOf(stream)) chat.open()
+  }
+  changed(stream)
+}
+
+const onFrame = (event) => {
+  onActivity()
+  if (event.seq <= seqOf(event.stream)) return // a duplicate: already applied
+  if (state.lastSeq.has(event.stream) && event.seq !== seqOf(event.stream) + 1) {
+    console.warn(`${event.stream}: gap before seq ${event.seq} (had ${seqOf(event.stream)})`)
+  }
+  state.lastSeq.set(event.stream, event.seq)
+  const projectId = projectOf(event.stream)
+  const joined = event.stream.startsWith("project:") && onMembership(projectId, event)
+  if (!state.projects.has(projectId)) return // the frames after leaving (there are none) or before joining
+  if (!joined) state.chats.get(event.stream)?.apply(event)
+  if (event.stream === projectStream(projectId)) countFrame(projectId, event)
+  changed(event.stream)
+}
+
+/**
+ * The connection's set of projects follows the user's membership: a project they create starts
+ * with its project.created (seq 1), a project they are added to with the member.added that added
+ * them, and a member.removed of them is that project's last frame. Returns true when the frame
+ * opened the project on this connection (its chats were started with the frame in them).
+ */
+const onMembership = (projectId, event) => {
+  const d = event.data
+  const mine = d.userId === state.me.id
+  if (event.type === "project.created" && !state.projects.has(projectId)) {
+    state.projects.set(projectId, { id: projectId, name: d.name, ownerId: d.ownerId, unread: new Set() })
+    // Born on this connection: the whole stream is in the frames, and the workspace is empty.
+    chatFor(projectStream(projectId), { empty: true }).apply(event)
+    chatFor(workspaceStream(projectId), { empty: true })
+    renderSwitcher()
+    return true
+  }
+  if (event.type === "member.added" && mine && !state.projects.has(projectId)) {
+    state.projects.set(projectId, { id: projectId, name: "…", ownerId: undefined, unread: new Set() })
+    fetchProject(projectId)
+    chatFor(projectStream(projectId), { buffer: [event] })
+    chatFor(workspaceStream(projectId))
+    renderSwitcher()
+    return true
+  }
+  if (event.type === "member.removed" && mine && state.projects.has(projectId)) {
+    const project = state.projects.get(projectId)
+    state.projects.delete(projectId)
+    state.chats.delete(projectStream(projectId))
+    state.chats.delete(workspaceStream(projectId))
+    if (state.selected === projectId) {
+      select(sortedProjects()[0]?.id ?? null)
+      showNotice(`You were removed from “${project.name}”.`)
+    }
+    renderSwitcher()
+    return true
+  }
+  if (event.type.startsWith("member.") && state.selected === projectId) loadMembers(projectId)
+  return false
+}
+
+// --- unread counts ---------------------------------------------------------------------------------
+
+const countFrame = (projectId, event) => {
+  const project = state.projects.get(projectId)
+  if (projectId === state.selected) return markSeen(projectId)
+  if (event.type === "message.created" && event.data.authorId !== state.me.id) project.unread.add(event.data.messageId)
+  if (event.type === "message.deleted") project.unread.delete(event.data.messageId)
+}
+
+/**
+ * Messages by others between the last view (or, never viewed, the user's joining) and the head,
+ * from the project's history; frames after the head are counted as they arrive.
+ */
+const countUnread = async (project, head) => {
+  const from = Math.min(Number(seenAll()[project.id] ?? 0), head)
+  let after = from
+  const ids = new Set()
+  let waited = 0
+  while (after < head && after - from < UNREAD_SCAN_LIMIT) {
+    const page = await api("GET", `/api/projects/${project.id}/events?after=${after}&limit=1000`)
+    if (page.items.length === 0) {
+      // event_log trails the outbox by a moment: wait for it to reach the head we were given.
+      if ((waited += 1) > 50) break
+      await sleep(200)
+      continue
+    }
+    for (const event of page.items) {
+      if (event.seq > head) break
+      if (event.type === "member.added" && event.data.userId === state.me.id) ids.clear()
+      if (event.type === "message.created" && event.data.authorId !== state.me.id) ids.add(event.data.messageId)
+      if (event.type === "message.deleted") ids.delete(event.data.messageId)
+    }
+    after = page.items[page.items.length - 1].seq
+  }
+  const held = state.projects.get(project.id)
+  if (!held || held.id === state.selected) return
+  for (const id of ids) held.unread.add(id)
+  renderSwitcher()
+}
+
+// --- rendering -------------------------------------------------------------------------------------
+
+const sortedProjects = () =>
+  [...state.projects.values()].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id))
+
+/**
+ * Puts `nodes` in `parent` in order, touching the DOM only where it differs: frames arrive at any
+ * moment, and a button replaced between a press and its release would swallow the click.
+ */
+const syncChildren = (parent, nodes) => {
+  const current = [...parent.children]
+  if (current.length === nodes.length && current.every((n, i) => n === nodes[i])) return
+  if (current.length < nodes.length && current.every((n, i) => n === nodes[i])) {
+    parent.append(...nodes.slice(current.length))
+  } else parent.replaceChildren(...nodes)
+}
+
+const switcherItems = new Map() // project id → li
+
+const renderSwitcher = () => {
+  let total = 0
+  const items = sortedProjects().map((p) => {
+    let li = switcherItems.get(p.id)
+    if (!li) {
+      li = document.createElement("li")
+      li.innerHTML =
+        `<button type="button" class="project"><span class="name"></span><span class="unread"></span></button>`
+      $("button", li).dataset.projectId = p.id
+      $("button", li).addEventListener("click", () => select(p.id))
+      switcherItems.set(p.id, li)
+    }
+    const button = $("button", li)
+    if (p.id === state.selected) button.setAttribute("aria-current", "page")
+    else button.removeAttribute("aria-current")
+    const count = p.id === state.selected ? 0 : p.unread.size
+    total += count
+    $(".name", li).textContent = p.name
+    const badge = $(".unread", li)
+    badge.textContent = count > 99 ? "99+" : String(count)
+    badge.hidden = count === 0
+    badge.title = `${count} unread`
+    li.dataset.unread = String(count)
+    return li
+  })
+  for (const id of switcherItems.keys()) if (!state.projects.has(id)) switcherItems.delete(id)
+  syncChildren($("#projects"), items)
+  document.title = total > 0 ? `(${total}) Herald` : "Herald"
+  $("#no-projects").hidden = state.projects.size > 0 || !state.ready
+  renderStatus()
+}
+
+const renderStatus = () => {
+  const streams = [...state.lastSeq.keys()].filter((id) => state.projects.has(projectOf(id))).length
+  $("#connection").dataset.state = state.connection
+  $("#connection").textContent = `one connection · ${streams} streams · ${state.connection}`
+  for (const [section, streamOf] of [["#project-chat", projectStream], ["#workspace-chat", workspaceStream]]) {
+    const badge = $(`${section} .state`)
+    const chat = state.selected ? state.chats.get(streamOf(state.selected)) : undefined
+    const label = chat && !chat.loaded ? "loading" : state.connection
+    badge.dataset.state = label
+    badge.textContent = label === "live" ? `live · caught up at seq ${seqOf(streamOf(state.selected))}` : label
   }
 }
 
+const changed = (streamId) => {
+  renderSwitcher()
+  if (state.selected && projectOf(streamId) === state.selected) {
+    // The figures follow the events (once the materializer has them); the 5 s refresh covers the rest.
+    clearTimeout(state.analyticsSoon)
+    state.analyticsSoon = setTimeout(() => renderAnalytics().catch(() => {}), 1_000)
+    renderChat(streamId.startsWith("workspace:") ? "#workspace-chat" : "#project-chat", state.chats.get(streamId))
+  }
+}
+
+const button = (label, onClick) => {
+  const b = document.createElement("button")
+  b.type = "button"
+  b.className = "link"
+  b.textContent = label
+  b.addEventListener("click", () => onClick().then(() => showError(null), showError))
+  return b
+}
+
+/** An entry's line, rebuilt only when what it shows has changed. */
+const lineFor = (chat, entry, owner) => {
+  // Names are learnt as members load: a line is redrawn when its author's name arrives.
+  const text = entry.kind === "notice" ? noticeText(entry.event) : nameOf(entry.authorId)
+  const shown = JSON.stringify([entry.seq, entry.body, entry.deleted, entry.editedAt, owner, text])
+  if (entry.li && entry.shown === shown) return entry.li
+  const li = entry.li ?? document.createElement("li")
+  entry.li = li
+  entry.shown = shown
+  if (entry.kind === "notice") {
+    li.className = "notice"
+    li.dataset.seq = entry.seq
+    li.innerHTML = `<span class="seq"></span><span></span>`
+    li.children[0].textContent = `#${entry.seq}`
+    li.children[1].textContent = text
+    return li
+  }
+  li.className = `message role-${entry.role}${entry.deleted ? " deleted" : ""}`
+  if (entry.seq) li.dataset.seq = entry.seq
+  li.dataset.messageId = entry.id
+  li.innerHTML =
+    `<span class="seq"></span><span><span class="author"></span><span class="body"></span></span><span class="actions"></span>`
+  $(".seq", li).textContent = entry.seq ? `#${entry.seq}` : ""
+  $(".seq", li).title = entry.seq ? "its seq in this stream" : "loaded with the page"
+  $(".author", li).textContent = text
+  $(".body", li).textContent = entry.deleted ? "message deleted" : entry.body
+  if (entry.editedAt && !entry.deleted) $(".body", li).classList.add("edited")
+  const mine = entry.authorId === state.me.id
+  if (!chat.workspace && !entry.deleted) {
+    const actions = $(".actions", li)
+    const path = `${chat.path}/${entry.id}`
+    if (mine) {
+      actions.append(button("Edit", async () => {
+        const body = prompt("Edit message", entry.body)
+        if (body !== null && body !== entry.body) await api("PATCH", path, { body })
+      }))
+    }
+    if (mine || owner) {
+      actions.append(button("Delete", async () => {
+        if (confirm("Delete this message?")) await api("DELETE", path)
+      }))
+    }
+  }
+  return li
+}
+
+const renderChat = (sectionSelector, chat) => {
+  const list = $(`${sectionSelector} .messages`)
+  if (!chat) return list.replaceChildren()
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40
+  const items = []
+  if (chat.older) {
+    if (!chat.olderLine) {
+      chat.olderLine = Object.assign(document.createElement("li"), { className: "older" })
+      chat.olderLine.append(button("Load older messages", () => chat.loadOlder()))
+    }
+    items.push(chat.olderLine)
+  }
+  const owner = state.projects.get(chat.projectId)?.ownerId === state.me.id
+  for (const entry of chat.entries) items.push(lineFor(chat, entry, owner))
+  for (const p of chat.pending.values()) {
+    if (!p.li) {
+      p.li = document.createElement("li")
+      p.li.className = `message pending role-${p.role}`
+      p.li.innerHTML = `<span class="seq">…</span><span><span class="author"></span><span class="body"></span></span>`
+      $(".author", p.li).textContent = nameOf(state.me.id)
+      $(".body", p.li).textContent = p.body
+    }
+    items.push(p.li)
+  }
+  syncChildren(list, items)
+  if (atBottom) list.scrollTop = list.scrollHeight
+  renderStatus()
+}
+
+const showNotice = (text) => {
+  const el = $("#notice")
+  el.textContent = text
+  el.hidden = !text
+}
+
+// --- the selected project --------------------------------------------------------------------------
+
+/** Switching projects changes what is on screen, never the connection. */
+const select = (projectId) => {
+  if (state.selected && state.projects.has(state.selected)) markSeen(state.selected)
+  state.selected = projectId
+  clearInterval(state.timer)
+  $("#project-view").hidden = !projectId
+  if (!projectId) {
+    renderSwitcher()
+    return
+  }
+  localStorage.setItem("herald.project", projectId)
+  state.projects.get(projectId).unread.clear()
+  markSeen(projectId)
+  showNotice("")
+  chatFor(projectStream(projectId)).open()
+  chatFor(workspaceStream(projectId)).open()
+  renderSwitcher()
+  renderProject()
+  loadMembers(projectId)
+  renderAnalytics().catch(() => {})
+  state.timer = setInterval(() => renderAnalytics().catch(() => {}), 5_000)
+}
+
+const renderProject = () => {
+  const project = state.projects.get(state.selected)
+  if (!project) return
+  $("#project-title").textContent = project.name
+  $("#project-id").textContent = project.id
+  renderChat("#project-chat", state.chats.get(projectStream(project.id)))
+  renderChat("#workspace-chat", state.chats.get(workspaceStream(project.id)))
+  renderMembers()
+}
+
+const loadMembers = (projectId) =>
+  api("GET", `/api/projects/${projectId}/members`).then((m) => {
+    for (const x of m.items) names.set(x.userId, x.name)
+    if (state.selected !== projectId) return
+    state.members = m.items
+    renderProject()
+  }, () => {})
+
+const renderMembers = () => {
+  const project = state.projects.get(state.selected)
+  $("#members ul").replaceChildren(...state.members.map((m) => {
+    const li = document.createElement("li")
+    li.innerHTML = `<span class="name"></span> <small class="role"></small>`
+    $(".name", li).textContent = m.userId === state.me.id ? `${m.name} (you)` : m.name
+    $(".role", li).textContent = m.role
+    li.title = m.userId
+    return li
+  }))
+  const owner = project?.ownerId === state.me.id
+  $("#add-member").hidden = !owner
+  $("#members .not-owner").hidden = owner
+}
+
 const renderAnalytics = async () => {
-  const base = `/api/projects/${state.projectId}/analytics`
+  const projectId = state.selected
+  const base = `/api/projects/${projectId}/analytics`
   const to = new Date()
   const from = new Date(to.getTime() - 60 * 60 * 1000)
   const range = `from=${from.toISOString()}&to=${to.toISOString()}`
@@ -221,6 +715,7 @@ const renderAnalytics = async () => {
     api("GET", `${base}/summary?${range}`),
     api("GET", `${base}/timeseries?bucket=minute&${range}`)
   ])
+  if (state.selected !== projectId) return
   const figures = [
     ["events", summary.events.total],
     ["messages", summary.messages.created],
@@ -256,79 +751,101 @@ const renderAnalytics = async () => {
     : "not yet materialized"
 }
 
-const openProject = async (projectId) => {
-  for (const s of state.streams) s.close()
-  clearInterval(state.timer)
-  state.projectId = projectId
-  localStorage.setItem("herald.project", projectId)
-  const [project, members] = await Promise.all([
-    api("GET", `/api/projects/${projectId}`),
-    api("GET", `/api/projects/${projectId}/members`)
-  ])
-  for (const m of members.items) names.set(m.userId, m.name)
-  $("#project-title").textContent = project.name
-  for (const section of ["#project-chat", "#workspace-chat"]) $(".messages", $(section)).replaceChildren()
-  const isOwner = () => project.ownerId === state.me.id
-  const projectView = new StreamView(
-    $("#project-chat"),
-    `/api/projects/${projectId}/stream`,
-    `/api/projects/${projectId}/messages`,
-    isOwner
-  )
-  const workspaceView = new StreamView(
-    $("#workspace-chat"),
-    `/api/projects/${projectId}/workspace/stream`,
-    `/api/projects/${projectId}/workspace/messages`,
-    () => false
-  )
-  state.streams = [projectView, workspaceView]
-  for (const s of state.streams) s.open()
-  $("#project-chat .composer").onsubmit = (e) => submit(e, projectView)
-  $("#workspace-chat .composer").onsubmit = (e) => submit(e, workspaceView, { role: $("#workspace-role").value })
-  await renderAnalytics().catch(showError)
-  state.timer = setInterval(() => renderAnalytics().catch(() => {}), 5_000)
-}
+// --- forms -----------------------------------------------------------------------------------------
 
-const submit = (e, view, extra) => {
-  e.preventDefault()
-  const input = $("input[name=body]", e.target)
+const onSubmit = (selector, handler) =>
+  $(selector).addEventListener("submit", (e) => {
+    e.preventDefault()
+    handler(e.target)
+  })
+
+const send = (form, streamOf, extra) => {
+  const input = $("input[name=body]", form)
   const body = input.value
-  if (!body.trim()) return
+  if (!body.trim() || !state.selected) return
   input.value = ""
-  view.post(body, extra).then(() => showError(null), showError)
+  state.chats.get(streamOf(state.selected)).post(body, extra()).then(() => showError(null), failed("Sending"))
 }
+onSubmit("#project-chat .composer", (form) => send(form, projectStream, () => ({})))
+onSubmit(
+  "#workspace-chat .composer",
+  (form) => send(form, workspaceStream, () => ({ role: $("#workspace-role").value }))
+)
+
+onSubmit("#new-project", async (form) => {
+  const input = $("input[name=name]", form)
+  try {
+    const project = await api("POST", "/api/projects", { name: input.value })
+    input.value = ""
+    showError(null)
+    // Its project.created arrives on the connection (perhaps already has); show it when it does.
+    if (!state.projects.has(project.id)) {
+      state.projects.set(project.id, {
+        id: project.id,
+        name: project.name,
+        ownerId: project.ownerId,
+        unread: new Set()
+      })
+    }
+    select(project.id)
+  } catch (error) {
+    showError(error, "Could not create the project")
+  }
+})
+
+onSubmit("#add-member", async (form) => {
+  const input = $("input[name=userId]", form)
+  const projectId = state.selected
+  try {
+    const userId = input.value.trim()
+    await api("POST", `/api/projects/${projectId}/members`, { userId })
+    input.value = ""
+    showError(null)
+    loadMembers(projectId)
+  } catch (error) {
+    const hint = error.status === 404
+      ? " (no user has that id: ask them for the id shown under their name)"
+      : error.status === 409
+      ? " (already a member)"
+      : ""
+    showError({ message: `${error.message}${hint}` }, "Could not add the member")
+  }
+})
+
+$("#copy-id").addEventListener("click", () => {
+  navigator.clipboard?.writeText(state.me.id).then(() => ($("#copy-id").textContent = "Copied"), () => {})
+})
+
+// --- signing in ------------------------------------------------------------------------------------
 
 const signIn = async () => {
   try {
     state.me = await api("GET", "/api/me")
   } catch (error) {
     localStorage.removeItem("herald.token")
-    throw error
+    throw error.status === 401
+      ? new Error("that token was not accepted; check it was copied whole (it starts with hrld_)")
+      : error
   }
   names.set(state.me.id, state.me.name)
   localStorage.setItem("herald.token", state.token)
-  $("#signin").hidden = true
+  $("#welcome").hidden = true
   $("#whoami").hidden = false
   $("#me").textContent = state.me.name
-  const { items } = await api("GET", "/api/projects")
-  const select = $("#project")
-  select.replaceChildren(...items.map((p) => new Option(p.name, p.id)))
+  $("#my-id").textContent = state.me.id
   $("#app").hidden = false
-  if (items.length === 0) return showError("You are not in any project yet.")
-  const remembered = localStorage.getItem("herald.project")
-  const chosen = items.find((p) => p.id === remembered)?.id ?? items[0].id
-  select.value = chosen
-  select.onchange = () => openProject(select.value).catch(showError)
-  await openProject(chosen)
+  renderSwitcher()
+  connect()
 }
 
-$("#signin").addEventListener("submit", (e) => {
-  e.preventDefault()
+onSubmit("#signin", () => {
   state.token = $("#token").value.trim()
-  signIn().then(() => showError(null), showError)
+  signIn().then(() => showError(null), failed("Could not sign in"))
 })
 $("#signout").addEventListener("click", () => {
   localStorage.removeItem("herald.token")
+  state.source?.close()
   location.reload()
 })
-if (state.token) signIn().catch(showError)
+if (state.token) signIn().catch(failed("Could not sign in"))
+else $("#welcome").hidden = false

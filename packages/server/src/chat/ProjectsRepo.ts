@@ -88,6 +88,13 @@ export class ProjectsRepo extends Effect.Service<ProjectsRepo>()("Herald/Project
     const listForUser = (userId: Ids.UserId) =>
       forUser(userId).pipe(Effect.map((rows) => rows.map(toProject)), Effect.orDie)
 
+    /** The ids of the projects `userId` is a member of (what an SSE connection may carry), nothing decoded but the id. */
+    const projectIdsOf = (userId: Ids.UserId) =>
+      Effect.map(
+        sql<{ projectId: Ids.ProjectId }>`SELECT project_id FROM project_members WHERE user_id = ${userId}`,
+        (rows) => rows.map((r) => r.projectId)
+      ).pipe(Effect.orDie)
+
     /** Members with their names, owner first. */
     const membersOf = SqlSchema.findAll({
       Request: Ids.ProjectId,
@@ -116,6 +123,6 @@ export class ProjectsRepo extends Effect.Service<ProjectsRepo>()("Herald/Project
         Effect.orDie
       )
 
-    return { insert, membership, isMember, listForUser, members, addMember, removeMember } as const
+    return { insert, membership, isMember, listForUser, projectIdsOf, members, addMember, removeMember } as const
   })
 }) {}

@@ -68,9 +68,9 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
 
     const multiplexed = (me: Chat.User, streams: Option.Option<string>, cursor: Option.Option<string>) =>
       Effect.gen(function*() {
-        const mine = yield* projects.listForUser(me.id)
+        const mine = yield* projects.projectIdsOf(me.id)
         const visible = new Set<string>(
-          mine.flatMap((p) => [Events.projectStream(p.id), Events.workspaceStream(p.id, me.id)])
+          mine.flatMap((p) => [Events.projectStream(p), Events.workspaceStream(p, me.id)])
         )
         const narrowed = Option.isSome(streams)
         const carried = narrowed ? [...new Set(streams.value.split(","))] : [...visible]
@@ -144,6 +144,27 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
     const memberCheck = (userId: Ids.UserId) => (projectId: string) =>
       projects.isMember(projectId as Ids.ProjectId, userId)
 
+    /**
+     * A project the caller was added to after their projects were read, whose add the hub saw before
+     * the connection was registered: joined now. Later adds the hub joins by itself.
+     */
+    const joinLate = (
+      me: Chat.User,
+      subs: ReadonlyArray<SubRequest>,
+      join: (projectId: string, addedSeq: number) => Effect.Effect<void>
+    ) =>
+      Effect.gen(function*() {
+        const carried = new Set(subs.map((s) => s.stream))
+        const missing = (yield* projects.projectIdsOf(me.id))
+          .map((p): string => Events.projectStream(p))
+          .filter((stream) => !carried.has(stream))
+        if (missing.length === 0) return
+        const added = yield* Effect.orDie(
+          reader.latestMemberEvent("joined", me.id, missing.map((s) => [s, 0] as const))
+        )
+        for (const [stream, seq] of added) yield* join(stream.slice(8), seq)
+      })
+
     const attachMultiplexed = (
       me: Chat.User,
       narrowed: boolean,
@@ -163,7 +184,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
             subs,
             ...(heads === undefined ? {} : { first: (id: string) => `id: ${id}\nevent: heads\ndata: ${heads}\n\n` }),
             isMember: memberCheck(me.id)
-          })
+          }).pipe(Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join)))
         })
     })
 

@@ -111,6 +111,8 @@ export interface MuxRequest {
 
 const notEnding = () => Effect.succeed(false)
 
+const noJoins = { join: (_projectId: string, _addedSeq: number) => Effect.void }
+
 const projectOf = (stream: string) => stream.startsWith("project:") ? stream.slice(8) : undefined
 
 /** The caller's removal from a project: the event after which that project's streams may end. */
@@ -373,21 +375,26 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       ends: () => Effect.map(mux.isMember(projectId), (member) => !member)
     })
 
+    /** A project's streams join the connection: the project's from `addedSeq` (the event that added the user) on. */
+    const joinProject = (c: Connection, mux: Mux, projectId: string, addedSeq: number) => {
+      const stream = `project:${projectId}`
+      if (c.ended || c.subs.has(stream)) return
+      subscribe(c, projectSub(mux, projectId, addedSeq - 1))
+      const workspace = `workspace:${projectId}:${mux.userId}`
+      if (!c.subs.has(workspace)) {
+        const i = mux.base.index.get(workspace)
+        subscribe(c, {
+          stream: workspace,
+          start: mux.moved.get(workspace) ?? (i === undefined ? 0 : mux.base.seqs[i]!)
+        })
+      }
+    }
+
     /** `event` added the user to a project: once membership confirms it (not a replayed old add), its streams join. */
     const join = (c: Connection, mux: Mux, event: Events.EventWire) =>
       Effect.flatMap(mux.isMember(event.projectId), (member) =>
         Effect.sync(() => {
-          const stream = `project:${event.projectId}`
-          if (!member || c.ended || c.subs.has(stream)) return
-          subscribe(c, projectSub(mux, event.projectId, event.seq - 1))
-          const workspace = `workspace:${event.projectId}:${mux.userId}`
-          if (!c.subs.has(workspace)) {
-            const i = mux.base.index.get(workspace)
-            subscribe(c, {
-              stream: workspace,
-              start: mux.moved.get(workspace) ?? (i === undefined ? 0 : mux.base.seqs[i]!)
-            })
-          }
+          if (member) joinProject(c, mux, event.projectId, event.seq)
         }))
 
     const joinsFor = (event: Events.EventWire) => {
@@ -499,15 +506,22 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         for (const [stream, seq] of r.known) moved(stream, seq)
         for (const s of r.subs) moved(s.stream, s.start)
         const c = open(out, mux)
-        if (c.ended) return
+        if (c.ended) return noJoins
         if (r.first !== undefined) {
           const cursor = cursorOf(c, mux)
-          if (cursor === undefined) return overflow(c)
+          if (cursor === undefined) {
+            overflow(c)
+            return noJoins
+          }
           write(c, r.first(cursor))
         }
         for (const s of r.subs) {
           const projectId = projectOf(s.stream)
           subscribe(c, projectId === undefined ? s : { ...s, ...projectSub(mux, projectId, s.start) })
+        }
+        return {
+          /** Joins what the caller was added to while the connection was being opened (`addedSeq`: the add). */
+          join: (projectId: string, addedSeq: number) => Effect.sync(() => joinProject(c, mux, projectId, addedSeq))
         }
       })
 
