@@ -82,7 +82,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
           const heads = yield* Effect.orDie(reader.heads(carried))
           const base = yield* cursors.create(me.id, [...heads])
           const data = JSON.stringify({ streams: Object.fromEntries(heads) })
-          const subs = [...heads].map(([stream, start]) => ({ stream, start }))
+          const subs = [...heads].map(([stream, start]) => ({ stream, start, atHead: true }))
           return attachMultiplexed(me, narrowed, base, heads, subs, data)
         }
 
@@ -133,8 +133,8 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
           const i = base.index.get(s.stream)
           if (i === undefined || base.seqs[i] !== s.start) moved.set(s.stream, s.start)
         }
-        const entries = Cursor.entries(base, moved)
-        const fresh = entries === undefined || entries.length > Cursor.SOFT_ENTRY_BYTES
+        const encoded = Cursor.encode(base, moved)
+        const fresh = encoded === undefined || encoded.entryBytes > Cursor.SOFT_ENTRY_BYTES
           ? yield* cursors.create(me.id, [...new Map([...at, ...subs.map((s) => [s.stream, s.start] as const)])])
           : base
         return attachMultiplexed(me, narrowed, fresh, at, subs, undefined)

@@ -36,27 +36,17 @@ export interface Base {
   readonly seqs: ReadonlyArray<number>
   /** Stream → its index in `streams`. */
   readonly index: ReadonlyMap<string, number>
+  /** The id as 32 hex digits, as it goes into every cursor. */
+  readonly idHex: string
 }
 
 export const makeBase = (
-  fields: Omit<Base, "index">
-): Base => ({ ...fields, index: new Map(fields.streams.map((s, i) => [s, i])) })
+  fields: Omit<Base, "index" | "idHex">
+): Base => ({ ...fields, index: new Map(fields.streams.map((s, i) => [s, i])), idHex: fields.id.replace(/-/g, "") })
 
-const uuidBytes = (uuid: string, into: Array<number>) => {
-  const hex = uuid.replace(/-/g, "")
-  for (let i = 0; i < 32; i += 2) into.push(parseInt(hex.slice(i, i + 2), 16))
-}
 const uuidText = (bytes: Uint8Array, at: number) => {
   const hex = Buffer.from(bytes.subarray(at, at + 16)).toString("hex")
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
-}
-
-const varint = (n: number, into: Array<number>) => {
-  while (n >= 128) {
-    into.push((n % 128) | 128)
-    n = Math.floor(n / 128)
-  }
-  into.push(n)
 }
 
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -66,36 +56,54 @@ const WORKSPACE = new RegExp(`^workspace:(${UUID}):(${UUID})$`)
 const sign = (key: string, body: Uint8Array) =>
   createHmac("sha256", key).update(body).digest().subarray(0, SIGNATURE_BYTES)
 
-/** The entries for streams that moved since the base (`changed`: stream → seq), or undefined for a stream no cursor can name. */
-export const entries = (base: Base, changed: ReadonlyMap<string, number>): Array<number> | undefined => {
-  const bytes: Array<number> = []
-  for (const [stream, seq] of changed) {
+/** One buffer for every cursor this process writes: a cursor is encoded and turned into text at once. */
+const scratch = Buffer.allocUnsafe(MAX_BYTES)
+
+/** Writes `n` as a varint at `at`; the offset after it (MAX_BYTES + 1 when it does not fit). */
+const putVarint = (n: number, at: number) => {
+  while (n >= 128) {
+    if (at >= MAX_BYTES) return MAX_BYTES + 1
+    scratch[at++] = (n % 128) | 128
+    n = Math.floor(n / 128)
+  }
+  if (at >= MAX_BYTES) return MAX_BYTES + 1
+  scratch[at++] = n
+  return at
+}
+
+const putHex = (hex: string, at: number) => {
+  if (at + 16 > MAX_BYTES) return MAX_BYTES + 1
+  scratch.write(hex, at, 16, "hex")
+  return at + 16
+}
+const putUuid = (uuid: string, at: number) => putHex(uuid.replace(/-/g, ""), at)
+
+/**
+ * The cursor for the base and the streams that moved since (`moved`: stream → seq), with how many
+ * bytes its entries take (the budget that decides a new base); undefined past 1 KB, or for a
+ * stream no cursor can name.
+ */
+export const encode = (
+  base: Base,
+  moved: ReadonlyMap<string, number>
+): { readonly text: string; readonly entryBytes: number } | undefined => {
+  scratch[0] = VERSION
+  let at = putHex(base.idHex, 1)
+  for (const [stream, seq] of moved) {
     const i = base.index.get(stream)
-    if (i !== undefined) varint(2 * i, bytes)
+    if (i !== undefined) at = putVarint(2 * i, at)
     else {
       const project = PROJECT.exec(stream)
       const workspace = project === null ? WORKSPACE.exec(stream) : null
-      if (project !== null) {
-        bytes.push(1)
-        uuidBytes(project[1]!, bytes)
-      } else if (workspace !== null && workspace[2] === base.userId) {
-        bytes.push(3)
-        uuidBytes(workspace[1]!, bytes)
-      } else return undefined
+      if (project !== null) at = putUuid(project[1]!, putVarint(1, at))
+      else if (workspace !== null && workspace[2] === base.userId) at = putUuid(workspace[1]!, putVarint(3, at))
+      else return undefined
     }
-    varint(seq, bytes)
+    at = putVarint(seq, at)
+    if (at > MAX_BYTES - SIGNATURE_BYTES) return undefined
   }
-  return bytes
-}
-
-/** The cursor text for the base and its moved streams; undefined past 1 KB. */
-export const encode = (base: Base, entryBytes: ReadonlyArray<number>): string | undefined => {
-  const body: Array<number> = [VERSION]
-  uuidBytes(base.id, body)
-  for (const b of entryBytes) body.push(b)
-  if (body.length + SIGNATURE_BYTES > MAX_BYTES) return undefined
-  const bytes = Uint8Array.from(body)
-  return Buffer.concat([bytes, sign(base.key, bytes)]).toString("base64url")
+  sign(base.key, scratch.subarray(0, at)).copy(scratch, at)
+  return { text: scratch.toString("base64url", 0, at + SIGNATURE_BYTES), entryBytes: at - 1 - ID_BYTES }
 }
 
 /** What a cursor says before it is checked: its base and its signed bytes. */

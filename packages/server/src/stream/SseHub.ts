@@ -17,6 +17,25 @@ const frameTail = (event: Events.EventWire) => `event: ${event.type}\ndata: ${JS
 /** One event as a per-stream SSE frame (`id:` is its seq), encoded once however many connections it goes to. */
 export const encodeFrame = (event: Events.EventWire) => encoder.encode(`id: ${event.seq}\n${frameTail(event)}`)
 
+/** An event's frames, each made at most once however many connections it goes to. */
+interface Frames {
+  readonly event: Events.EventWire
+  /** The per-stream frame. */
+  readonly single: () => Uint8Array
+  /** What a multiplexed frame has after its own `id:` line. */
+  readonly tail: () => string
+}
+
+const framesOf = (event: Events.EventWire): Frames => {
+  let single: Uint8Array | undefined
+  let tail: string | undefined
+  return {
+    event,
+    single: () => single ??= encoder.encode(`id: ${event.seq}\n${tail ??= frameTail(event)}`),
+    tail: () => tail ??= frameTail(event)
+  }
+}
+
 const KEEPALIVE = encoder.encode(": keepalive\n\n")
 
 /** Events read from the database per round trip, for replay and gap filling. */
@@ -92,6 +111,8 @@ export interface SubRequest {
   readonly start: number
   readonly until?: number | undefined
   readonly rejoinAt?: number | undefined
+  /** `start` is the stream's head as read just before: the subscription starts live (see recheckHeads). */
+  readonly atHead?: boolean | undefined
   readonly mayEnd?: ((event: Events.EventWire) => boolean) | undefined
   /** Made lazily: a connection holds no statement while it waits. */
   readonly ends?: (() => Effect.Effect<boolean>) | undefined
@@ -221,10 +242,10 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     /** A multiplexed connection's cursor as it stands, writing a new base when it outgrows its budget. */
     const cursorOf = (c: Connection, mux: Mux): string | undefined => {
-      const bytes = Cursor.entries(mux.base, mux.moved)
-      if (bytes === undefined) return undefined
-      if (bytes.length > Cursor.SOFT_ENTRY_BYTES && !mux.rebasing) rebase(c, mux)
-      return Cursor.encode(mux.base, bytes)
+      const cursor = Cursor.encode(mux.base, mux.moved)
+      if (cursor === undefined) return undefined
+      if (cursor.entryBytes > Cursor.SOFT_ENTRY_BYTES && !mux.rebasing) rebase(c, mux)
+      return cursor.text
     }
 
     /** Every position the cursor stands for (streams that left included: a later join continues from there). */
@@ -257,13 +278,14 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       )
     }
 
-    /** Appends `event` (seq lastSent + 1) to a subscription; `single` is the per-stream frame, shared. */
-    const send = (s: Sub, event: Events.EventWire, single: () => Uint8Array) => {
+    /** Appends an event (seq lastSent + 1) to a subscription, from its frames shared by every connection. */
+    const send = (s: Sub, frames: Frames) => {
       const c = s.conn
+      const event = frames.event
       s.lastSent = event.seq
       metrics.sseEventsSent.inc()
       const mux = c.mux
-      if (mux === undefined) return write(c, single())
+      if (mux === undefined) return write(c, frames.single())
       const i = mux.base.index.get(s.stream)
       if (i !== undefined && mux.base.seqs[i] === event.seq) mux.moved.delete(s.stream)
       else mux.moved.set(s.stream, event.seq)
@@ -273,7 +295,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         overflow(c)
         return false
       }
-      return write(c, `id: ${cursor}\n${frameTail(event)}`)
+      return write(c, `id: ${cursor}\n${frames.tail()}`)
     }
 
     /** Reads what the subscription misses until it has caught up, then makes it live (or ends it). */
@@ -292,7 +314,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           const events = yield* reader.range(s.stream, s.lastSent, s.until, PAGE)
           for (const event of events) {
             if (event.seq !== s.lastSent + 1 || gone(s)) break
-            const more = send(s, event, () => encodeFrame(event))
+            const more = send(s, framesOf(event))
             if (s.mayEnd(event) && s.state._tag === "Filling") s.state = Filling({ ...s.state, endCheck: true })
             if (!more) yield* drained(s.conn)
           }
@@ -352,11 +374,12 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     /** Adds a stream to a connection and starts its filler. */
     const subscribe = (c: Connection, r: SubRequest) => {
+      const atHead = r.atHead === true && r.until === undefined
       const s: Sub = {
         conn: c,
         stream: r.stream,
         lastSent: r.start,
-        state: Filling({ behindTo: r.start, progressMark: r.start, stalledFor: 0, endCheck: false }),
+        state: atHead ? Live() : Filling({ behindTo: r.start, progressMark: r.start, stalledFor: 0, endCheck: false }),
         until: r.until,
         rejoinAt: r.rejoinAt,
         mayEnd: r.mayEnd ?? (() => false),
@@ -364,7 +387,39 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       }
       c.subs.set(r.stream, s)
       index(s)
-      runFill(s)
+      if (!atHead) runFill(s)
+      return s
+    }
+
+    /**
+     * Subscriptions that started live at the head read before they were registered: one read of
+     * those heads now, and any that moved meanwhile (an event the hub may have dispatched before
+     * they were there) are filled. Anything committed after this read reaches them live. One
+     * statement per connection instead of a read per stream.
+     */
+    const recheckHeads = (c: Connection, subs: ReadonlyArray<Sub>) => {
+      if (subs.length === 0) return
+      run(
+        Effect.flatMap(reader.heads(subs.map((s) => s.stream)), (heads) =>
+          Effect.sync(() => {
+            for (const s of subs) {
+              const head = heads.get(s.stream) ?? 0
+              if (gone(s) || head <= s.lastSent) continue
+              const state = s.state
+              if (state._tag === "Live") startFilling(s, head, false)
+              else if (state._tag === "Filling") {
+                s.state = Filling({ ...state, behindTo: Math.max(state.behindTo, head) })
+              }
+            }
+          })).pipe(
+            Effect.catchAllCause((cause) =>
+              Effect.zipRight(
+                Effect.sync(() => end(c)),
+                Effect.logWarning("SSE: reading the heads of a new connection failed; response ended", cause)
+              )
+            )
+          )
+      )
     }
 
     /** The project streams of a multiplexed connection, with the removal that ends them. */
@@ -421,8 +476,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         if (event !== undefined && joinable.size > 0) joinsFor(event)
         const targets = streams.get(stream)
         if (targets === undefined) return
-        let frame: Uint8Array | undefined
-        const single = () => frame ??= encodeFrame(event!)
+        const frames = event === undefined ? undefined : framesOf(event)
         for (const s of targets) {
           if (gone(s)) continue
           const state = s.state
@@ -433,7 +487,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
               overflow(s.conn)
               continue
             }
-            send(s, event, single)
+            send(s, frames!)
             if (s.mayEnd(event)) startFilling(s, seq, true)
           } else {
             // A gap, or an event the broker only referenced: the database has it.
@@ -484,7 +538,9 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const register = (out: Writable, r: SubRequest) =>
       Effect.sync(() => {
         const c = open(out, undefined)
-        if (!c.ended) subscribe(c, r)
+        if (c.ended) return
+        const s = subscribe(c, r)
+        if (r.atHead) recheckHeads(c, [s])
       })
 
     /** A multiplexed connection: its first frame, then every stream from its position. */
@@ -515,10 +571,13 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           }
           write(c, r.first(cursor))
         }
+        const atHead: Array<Sub> = []
         for (const s of r.subs) {
           const projectId = projectOf(s.stream)
-          subscribe(c, projectId === undefined ? s : { ...s, ...projectSub(mux, projectId, s.start) })
+          const sub = subscribe(c, projectId === undefined ? s : { ...s, ...projectSub(mux, projectId, s.start) })
+          if (s.atHead) atHead.push(sub)
         }
+        recheckHeads(c, atHead)
         return {
           /** Joins what the caller was added to while the connection was being opened (`addedSeq`: the add). */
           join: (projectId: string, addedSeq: number) => Effect.sync(() => joinProject(c, mux, projectId, addedSeq))

@@ -45,7 +45,13 @@ export const openStream = (request: StreamRequest) =>
       attach: (out) =>
         Effect.suspend(() => {
           out.write(RETRY)
-          return hub.register(out, { stream: request.stream, start, mayEnd: request.mayEnd, ends: request.ends })
+          return hub.register(out, {
+            stream: request.stream,
+            start,
+            atHead: Option.isNone(request.after),
+            mayEnd: request.mayEnd,
+            ends: request.ends
+          })
         })
     }
     return opened
