@@ -42,6 +42,8 @@ import {
  *
  *   memory    the server's VmRSS before any connection and once 1 000 / 5 000 / 10 000 are open
  *             and idle (BENCH_SSE_SETTLE_MS), per connection = growth / connections;
+ *             and once more after BENCH_SSE_IDLE_MS longer at the largest count (the opening's garbage
+ *             collected and given back);
  *   fan-out   with every connection open, posts over HTTP; each client process records when each
  *             of its connections reads the event's frame: POST sent → frame read, p50/p99/max.
  *
@@ -122,6 +124,12 @@ const settingsWith = (quick: boolean) =>
       quick ? 1_000 : 5_000,
       [0, 60_000],
       "Expected from 0 to 60000 ms"
+    ),
+    idleMs: ranged(
+      Config.integer("BENCH_SSE_IDLE_MS"),
+      quick ? 2_000 : 30_000,
+      [0, 300_000],
+      "Expected from 0 to 300000 ms"
     ),
     rounds: ranged(Config.integer("BENCH_SSE_ROUNDS"), quick ? 2 : 5, [1, 50], "Expected from 1 to 50 rounds"),
     pauseMs: ranged(
@@ -233,6 +241,8 @@ interface FanOut {
 interface Measured {
   readonly restingKb: number
   readonly points: ReadonlyArray<MemoryPoint>
+  /** Per connection at the largest count once it has been idle `idleMs` longer (V8 has had time to give garbage back). */
+  readonly idlePerConnectionKb: number
   readonly fanOut: FanOut
   readonly closedByServer: number
 }
@@ -386,13 +396,19 @@ const measure = (
           `${fixed(point.perConnectionKb, 1)} KB per connection`
       )
     }
+    // The same connections, idle longer: what they hold once the opening's garbage is collected and returned.
+    yield* Effect.promise(() => sleep(settings.idleMs))
+    const idlePerConnectionKb = (rssKb(target.pid) - restingKb) / max
+    yield* progress(
+      `${label}: after ${settings.idleMs / 1000} s more idle, ${fixed(idlePerConnectionKb, 1)} KB per connection`
+    )
     const fanOut = yield* fanOutRounds(target, clients, endpoint, layout, all, max, settings)
     yield* progress(
       `${label}: fan-out to ${count(max)}: p50 ${fixed(percentile(fanOut.latencies, 50), 1)} ms, ` +
         `p99 ${fixed(percentile(fanOut.latencies, 99), 1)} ms, ${fanOut.missing} missing`
     )
     const closedByServer = yield* closeAll(clients)
-    const measured: Measured = { restingKb, points, fanOut, closedByServer }
+    const measured: Measured = { restingKb, points, idlePerConnectionKb, fanOut, closedByServer }
     return measured
   })
 
@@ -491,7 +507,7 @@ const tables = (r: EndpointResult, settings: Settings, layout: Layout) => {
   return `${memory}\n${fan}`
 }
 
-const verdicts = (results: ReadonlyArray<EndpointResult>, skipped: ReadonlyArray<string>) =>
+const verdicts = (results: ReadonlyArray<EndpointResult>, skipped: ReadonlyArray<string>, settings: Settings) =>
   [
     "",
     "sse: targets",
@@ -504,7 +520,16 @@ const verdicts = (results: ReadonlyArray<EndpointResult>, skipped: ReadonlyArray
           ENDPOINT_PATH[r.endpoint]
         }: ≤ ${TARGETS.kbPerConnection} KB per idle connection at ${count(last.connections)}: ${
           fixed(last.perConnectionKb, 1)
-        } KB (floor ${fixed(r.floor.points[r.floor.points.length - 1]!.perConnectionKb, 1)} KB)`,
+        } KB (floor ${fixed(r.floor.points[r.floor.points.length - 1]!.perConnectionKb, 1)} KB) ${
+          settings.settleMs / 1000
+        } s after opening`,
+        `  ${r.herald.idlePerConnectionKb <= TARGETS.kbPerConnection ? "met    " : "NOT met"}  ${
+          ENDPOINT_PATH[r.endpoint]
+        }: ≤ ${TARGETS.kbPerConnection} KB per idle connection at ${count(last.connections)}: ${
+          fixed(r.herald.idlePerConnectionKb, 1)
+        } KB (floor ${fixed(r.floor.idlePerConnectionKb, 1)} KB) after ${
+          (settings.settleMs + settings.idleMs) / 1000
+        } s idle`,
         `  ${f.missing === 0 && p99 <= TARGETS.fanOutP99Ms ? "met    " : "NOT met"}  ${
           ENDPOINT_PATH[r.endpoint]
         }: fan-out p99 ≤ ${TARGETS.fanOutP99Ms} ms to ${count(f.connections)}: ${fixed(p99, 1)} ms` +
@@ -585,7 +610,7 @@ const bench = Effect.gen(function*() {
     results.push(result)
     yield* Console.log(tables(result, settings, layout))
   }
-  yield* Console.log(verdicts(results, skipped))
+  yield* Console.log(verdicts(results, skipped, settings))
   yield* Console.log(
     `\nsse: ${((performance.now() - started) / 1000).toFixed(0)} s in all; HERALD_SSE_HEARTBEAT_MS=${HEARTBEAT_MS}` +
       `${settings.quick ? "; quick mode (BENCH_SSE_QUICK)" : ""}`

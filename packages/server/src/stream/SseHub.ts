@@ -23,17 +23,27 @@ interface Frames {
   /** The per-stream frame. */
   readonly single: () => Uint8Array
   /** What a multiplexed frame has after its own `id:` line. */
-  readonly tail: () => string
+  readonly tail: () => Uint8Array
 }
 
 const framesOf = (event: Events.EventWire): Frames => {
   let single: Uint8Array | undefined
-  let tail: string | undefined
+  let tail: Uint8Array | undefined
   return {
     event,
-    single: () => single ??= encoder.encode(`id: ${event.seq}\n${tail ??= frameTail(event)}`),
-    tail: () => tail ??= frameTail(event)
+    single: () => single ??= encodeFrame(event),
+    tail: () => tail ??= encoder.encode(frameTail(event))
   }
+}
+
+/** A multiplexed frame: its own `id:` line (ASCII) before the tail every connection shares, in one buffer. */
+const withId = (cursor: string, tail: Uint8Array) => {
+  const frame = Buffer.allocUnsafe(cursor.length + 5 + tail.length)
+  frame.write("id: ", 0, "latin1")
+  frame.write(cursor, 4, "latin1")
+  frame[cursor.length + 4] = 10
+  frame.set(tail, cursor.length + 5)
+  return frame
 }
 
 const KEEPALIVE = encoder.encode(": keepalive\n\n")
@@ -295,7 +305,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         overflow(c)
         return false
       }
-      return write(c, `id: ${cursor}\n${frames.tail()}`)
+      return write(c, withId(cursor, frames.tail()))
     }
 
     /** Reads what the subscription misses until it has caught up, then makes it live (or ends it). */
