@@ -42,8 +42,8 @@ import {
  *
  *   memory    the server's VmRSS before any connection and once 1 000 / 5 000 / 10 000 are open
  *             and idle (BENCH_SSE_SETTLE_MS), per connection = growth / connections;
- *             and once more after BENCH_SSE_IDLE_MS longer at the largest count (the opening's garbage
- *             collected and given back);
+ *             and once more at the largest count, after the fan-out and BENCH_SSE_IDLE_MS more idle
+ *             (the opening's garbage collected and given back);
  *   fan-out   with every connection open, posts over HTTP; each client process records when each
  *             of its connections reads the event's frame: POST sent → frame read, p50/p99/max.
  *
@@ -396,16 +396,16 @@ const measure = (
           `${fixed(point.perConnectionKb, 1)} KB per connection`
       )
     }
-    // The same connections, idle longer: what they hold once the opening's garbage is collected and returned.
-    yield* Effect.promise(() => sleep(settings.idleMs))
-    const idlePerConnectionKb = (rssKb(target.pid) - restingKb) / max
-    yield* progress(
-      `${label}: after ${settings.idleMs / 1000} s more idle, ${fixed(idlePerConnectionKb, 1)} KB per connection`
-    )
     const fanOut = yield* fanOutRounds(target, clients, endpoint, layout, all, max, settings)
     yield* progress(
       `${label}: fan-out to ${count(max)}: p50 ${fixed(percentile(fanOut.latencies, 50), 1)} ms, ` +
         `p99 ${fixed(percentile(fanOut.latencies, 99), 1)} ms, ${fanOut.missing} missing`
+    )
+    // The same connections, idle longer: what they hold once the opening's garbage is collected and given back (after the fan-out: it does not delay it).
+    yield* Effect.promise(() => sleep(settings.idleMs))
+    const idlePerConnectionKb = (rssKb(target.pid) - restingKb) / max
+    yield* progress(
+      `${label}: after ${settings.idleMs / 1000} s more idle, ${fixed(idlePerConnectionKb, 1)} KB per connection`
     )
     const closedByServer = yield* closeAll(clients)
     const measured: Measured = { restingKb, points, idlePerConnectionKb, fanOut, closedByServer }
