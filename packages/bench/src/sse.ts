@@ -527,9 +527,9 @@ const verdicts = (results: ReadonlyArray<EndpointResult>, skipped: ReadonlyArray
           ENDPOINT_PATH[r.endpoint]
         }: ≤ ${TARGETS.kbPerConnection} KB per idle connection at ${count(last.connections)}: ${
           fixed(r.herald.idlePerConnectionKb, 1)
-        } KB (floor ${fixed(r.floor.idlePerConnectionKb, 1)} KB) after ${
-          (settings.settleMs + settings.idleMs) / 1000
-        } s idle`,
+        } KB (floor ${fixed(r.floor.idlePerConnectionKb, 1)} KB) after the fan-out and ${
+          settings.idleMs / 1000
+        } s more idle`,
         `  ${f.missing === 0 && p99 <= TARGETS.fanOutP99Ms ? "met    " : "NOT met"}  ${
           ENDPOINT_PATH[r.endpoint]
         }: fan-out p99 ≤ ${TARGETS.fanOutP99Ms} ms to ${count(f.connections)}: ${fixed(p99, 1)} ms` +
