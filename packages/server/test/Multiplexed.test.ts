@@ -12,7 +12,7 @@ import { Effect, FastCheck } from "effect"
 import type { SseConnection, SseEvent } from "../../../test-support/SseClient.js"
 import { EventReader } from "../src/stream/EventReader.js"
 import { addMember, createProject, expectStatus, post, postMany, send } from "./support/HttpTesting.js"
-import { awaitEvents, connectStalling, openSse } from "./support/SseTesting.js"
+import { awaitEvents, connectStalling, openSse, sseConnectionsGauge } from "./support/SseTesting.js"
 import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
 
 const live = { excludeTestServices: true } as const
@@ -71,12 +71,6 @@ const range = (from: number, to: number) => Array.from({ length: Math.max(0, to 
 /** Every event of a stream in the database, ascending. */
 const committed = (stream: string) =>
   Effect.flatMap(EventReader, (reader) => Effect.orDie(reader.range(stream, 0, undefined, 100_000)))
-
-const sseConnectionsGauge = Effect.gen(function*() {
-  const server = yield* TestServer
-  const res = yield* server.request("GET", "/metrics")
-  return Number(/^herald_sse_connections (\d+)$/m.exec(String(res.body))![1])
-})
 
 const removeMember = (owner: TestUser, projectId: Ids.ProjectId, user: { readonly id: Ids.UserId }) =>
   Effect.map(

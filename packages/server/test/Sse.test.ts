@@ -21,7 +21,16 @@ import { randomUUID } from "node:crypto"
 import { connectSse, type SseConnection, type SseEvent } from "../../../test-support/SseClient.js"
 import { EventReader } from "../src/stream/EventReader.js"
 import { addMember, createProject, post, postMany } from "./support/HttpTesting.js"
-import { awaitEvents, connectStalling, fetchSse, ids, openSse, range, settlesWithin } from "./support/SseTesting.js"
+import {
+  awaitEvents,
+  connectStalling,
+  fetchSse,
+  ids,
+  openSse,
+  range,
+  settlesWithin,
+  sseConnectionsGauge
+} from "./support/SseTesting.js"
 import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -558,14 +567,6 @@ const follow = (path: string, token: string, from: number, to: number) =>
     }
     return { received, connections }
   })
-
-const sseConnectionsGauge = Effect.gen(function*() {
-  const server = yield* TestServer
-  const res = yield* server.request("GET", "/metrics")
-  const match = /^herald_sse_connections (\d+)$/m.exec(String(res.body))
-  expect(match, "herald_sse_connections in /metrics").not.toBeNull()
-  return Number(match![1])
-})
 
 layer(testServerLayer({ sseBuffer: 5 }), live)("SSE slow consumers (buffer of 5 events)", (it) => {
   // ~30 KB of UTF-8 per event: a few hundred of them outgrow what the sockets' buffers absorb.

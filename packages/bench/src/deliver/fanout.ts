@@ -1,4 +1,5 @@
 import * as net from "node:net"
+import { inParallel } from "../parallel.js"
 import { ascending, request, sleep } from "../support.js"
 import { postMessage, streamPath, type Target } from "./common.js"
 import type { MemoryUsage, ServerProcess } from "./serverProcess.js"
@@ -16,20 +17,6 @@ const OPENING_CONCURRENCY = 200
 /** Left idle this long before memory is read, so the opening's transient work is over. */
 const SETTLE_MS = 1_500
 const ROUND_PAUSE_MS = 250
-
-/** Runs `f` for 0 … count-1 with at most `concurrency` in flight; the first failure fails all. */
-const inParallel = async <A>(count: number, concurrency: number, f: (i: number) => Promise<A>) => {
-  const results: Array<A> = new Array(count)
-  let next = 0
-  const worker = async () => {
-    while (next < count) {
-      const i = next++
-      results[i] = await f(i)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
-  return results
-}
 
 // ---------------------------------------------------------------------------------------------
 // Plain keep-alive connections (the memory baseline)

@@ -1,3 +1,4 @@
+import { inParallel } from "../parallel.js"
 import { requestJson } from "../support.js"
 import type { ConnectionSpec } from "./protocol.js"
 
@@ -32,20 +33,6 @@ export const ENDPOINT_PATH: Record<Endpoint, string> = {
 /** A connection to open, and the projects whose events it receives. */
 export interface Connection extends ConnectionSpec {
   readonly projects: ReadonlyArray<string>
-}
-
-/** Runs `f` for 0 … count-1 with at most `concurrency` in flight; the first failure fails all. */
-const inParallel = async <A>(count: number, concurrency: number, f: (i: number) => Promise<A>) => {
-  const results: Array<A> = new Array(count)
-  let next = 0
-  const worker = async () => {
-    while (next < count) {
-      const i = next++
-      results[i] = await f(i)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
-  return results
 }
 
 /** The team projects (indexes 1 … projects-1) user `u` belongs to: `memberships - 1` distinct ones. */

@@ -9,6 +9,15 @@ import {
 } from "../../../../test-support/SseClient.js"
 import { TestServer } from "./TestServer.js"
 
+/** `herald_sse_connections` as the test server's `/metrics` reports it. */
+export const sseConnectionsGauge = Effect.gen(function*() {
+  const server = yield* TestServer
+  const res = yield* server.request("GET", "/metrics")
+  const match = /^herald_sse_connections (\d+)$/m.exec(String(res.body))
+  if (match === null) return yield* Effect.dieMessage("no herald_sse_connections in /metrics")
+  return Number(match[1])
+})
+
 /** An SSE connection to the test server, closed by the client when the test's scope closes. */
 export const openSse = (path: string, options: SseOptions = {}) =>
   Effect.flatMap(TestServer, (server) =>
