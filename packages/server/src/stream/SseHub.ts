@@ -15,7 +15,7 @@ const encoder = new TextEncoder()
 const frameTail = (event: Events.EventWire) => `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`
 
 /** One event as a per-stream SSE frame (`id:` is its seq), encoded once however many connections it goes to. */
-export const encodeFrame = (event: Events.EventWire) => encoder.encode(`id: ${event.seq}\n${frameTail(event)}`)
+const encodeFrame = (event: Events.EventWire) => encoder.encode(`id: ${event.seq}\n${frameTail(event)}`)
 
 /** An event's frames, each made at most once however many connections it goes to. */
 interface Frames {
