@@ -521,16 +521,18 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     // One timer for every connection; a connection waiting for its socket skips a beat (it is behind anyway).
     // Written a slice at a time with a pause between: 10 000 back-to-back writes of a few bytes made
     // this machine's TCP stack reset a few hundred idle loopback connections at each beat.
-    const keepalives = Effect.forEach(
-      Chunk.chunksOf(Chunk.fromIterable(connections), KEEPALIVE_SLICE),
-      (slice) =>
-        Effect.zipRight(
-          Effect.sleep(KEEPALIVE_PAUSE),
-          Effect.sync(() => {
-            for (const c of slice) if (c.queued === 0 && !c.ended) write(c, KEEPALIVE)
-          })
-        ),
-      { discard: true }
+    const keepalives = Effect.suspend(() =>
+      Effect.forEach(
+        Chunk.chunksOf(Chunk.fromIterable(connections), KEEPALIVE_SLICE),
+        (slice) =>
+          Effect.zipRight(
+            Effect.sleep(KEEPALIVE_PAUSE),
+            Effect.sync(() => {
+              for (const c of slice) if (c.queued === 0 && !c.ended) write(c, KEEPALIVE)
+            })
+          ),
+        { discard: true }
+      )
     )
     yield* keepalives.pipe(
       Effect.repeat(Schedule.spaced(sseHeartbeatMs)),
