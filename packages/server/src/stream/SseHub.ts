@@ -1,5 +1,5 @@
 import type { Events } from "@herald/domain"
-import { Chunk, Data, Duration, Effect, FiberSet, Schedule, Stream } from "effect"
+import { Data, Effect, FiberSet, Schedule, Stream } from "effect"
 import type { Writable } from "node:stream"
 import { type BrokerDelivery, BrokerSubscriber } from "../broker/BrokerSubscriber.js"
 import { AppConfig } from "../config/AppConfig.js"
@@ -50,10 +50,6 @@ const KEEPALIVE = encoder.encode(": keepalive\n\n")
 
 /** Events read from the database per round trip, for replay and gap filling. */
 const PAGE = 500
-
-/** Keepalives are written this many connections at a time, with this pause before each slice. */
-const KEEPALIVE_SLICE = 500
-const KEEPALIVE_PAUSE = Duration.millis(1)
 
 /** How long an overflowed connection gets to take its end before its socket is destroyed. */
 const OVERFLOW_GRACE_MS = 1_000
@@ -519,26 +515,9 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     )
 
     // One timer for every connection; a connection waiting for its socket skips a beat (it is behind anyway).
-    // Written a slice at a time with a pause between: 10 000 back-to-back writes of a few bytes made
-    // this machine's TCP stack reset a few hundred idle loopback connections at each beat.
-    const keepalives = Effect.suspend(() =>
-      Effect.forEach(
-        Chunk.chunksOf(Chunk.fromIterable(connections), KEEPALIVE_SLICE),
-        (slice) =>
-          Effect.zipRight(
-            Effect.sleep(KEEPALIVE_PAUSE),
-            Effect.sync(() => {
-              for (const c of slice) if (c.queued === 0 && !c.ended) write(c, KEEPALIVE)
-            })
-          ),
-        { discard: true }
-      )
-    )
-    yield* keepalives.pipe(
-      Effect.repeat(Schedule.spaced(sseHeartbeatMs)),
-      Effect.delay(sseHeartbeatMs),
-      Effect.forkScoped
-    )
+    yield* Effect.sync(() => {
+      for (const c of connections) if (c.queued === 0 && !c.ended) write(c, KEEPALIVE)
+    }).pipe(Effect.repeat(Schedule.spaced(sseHeartbeatMs)), Effect.delay(sseHeartbeatMs), Effect.forkScoped)
 
     const open = (out: Writable, mux: Mux | undefined) => {
       const c: Connection = { out, subs: new Map(), mux, ended: false, queued: 0 }
