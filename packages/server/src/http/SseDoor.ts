@@ -2,7 +2,7 @@ import * as HttpApiError from "@effect/platform/HttpApiError"
 import { Api, Errors } from "@herald/domain"
 import { Effect, FiberSet, Layer, Option, Redacted, Schema } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { PassThrough, pipeline } from "node:stream"
+import { PassThrough } from "node:stream"
 import { SSE_HEADERS } from "../stream/SseStream.js"
 import { Tokens } from "./Auth.js"
 import { redactUrl } from "./Middleware.js"
@@ -115,10 +115,14 @@ export const SseDoorLive = Layer.scopedDiscard(
         res.writeHead(200, SSE_HEADERS)
         // The hub writes into a stream piped to the response, not into the response itself: written
         // directly, 10 000 idle connections had a few hundred reset (ECONNRESET at both ends) at
-        // keepalive beats on this machine; piped, none (docs/benchmarks.md, "sse"). The pipeline
-        // also carries a cut (destroy) to the socket and a closed socket back to the hub.
+        // keepalive beats on this machine; piped, none (docs/benchmarks.md, "sse"). A closed socket
+        // closes the stream (the hub lets go); a stream cut before its end (overflow) cuts the socket.
         const body = new PassThrough({ objectMode: true })
-        pipeline(body, res, () => {})
+        body.pipe(res)
+        res.once("close", () => body.destroy())
+        body.once("close", () => {
+          if (!body.writableFinished) res.destroy()
+        })
         yield* opened.attach(body)
         return 200
       }).pipe(
