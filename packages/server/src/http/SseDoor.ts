@@ -2,7 +2,6 @@ import * as HttpApiError from "@effect/platform/HttpApiError"
 import { Api, Errors } from "@herald/domain"
 import { Effect, FiberSet, Layer, Option, Redacted, Schema } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { PassThrough } from "node:stream"
 import { SSE_HEADERS } from "../stream/SseStream.js"
 import { Tokens } from "./Auth.js"
 import { redactUrl } from "./Middleware.js"
@@ -113,17 +112,7 @@ export const SseDoorLive = Layer.scopedDiscard(
         if (res.destroyed || res.socket === null || res.socket.destroyed) return 499
         res.removeHeader("connection")
         res.writeHead(200, SSE_HEADERS)
-        // The hub writes into a stream piped to the response, not into the response itself: written
-        // directly, 10 000 idle connections had a few hundred reset (ECONNRESET at both ends) at
-        // keepalive beats on this machine; piped, none (docs/benchmarks.md, "sse"). A closed socket
-        // closes the stream (the hub lets go); a stream cut before its end (overflow) cuts the socket.
-        const body = new PassThrough({ objectMode: true })
-        body.pipe(res)
-        res.once("close", () => body.destroy())
-        body.once("close", () => {
-          if (!body.writableFinished) res.destroy()
-        })
-        yield* opened.attach(body)
+        yield* opened.attach(res)
         return 200
       }).pipe(
         Effect.catchAll((e: Failure) =>
