@@ -117,13 +117,15 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         }
         if (!narrowed) {
           // Left while away: the project's events up to and including the removal, the workspace's up to its end.
-          for (const [stream, seq] of at) {
-            const removal = removals.get(stream)
-            if (visible.has(stream) || removal === undefined) continue
-            subs.push({ stream, start: seq, until: removal })
-            const ws = Events.workspaceStream(stream.slice(8) as Ids.ProjectId, me.id)
+          const left = [...at].filter(([stream]) => !visible.has(stream) && removals.has(stream))
+          const workspaces = left.map(([stream]) => Events.workspaceStream(stream.slice(8) as Ids.ProjectId, me.id))
+          // One read of those workspaces' heads, however many projects were left.
+          const wsHeads = yield* Effect.orDie(reader.heads(workspaces))
+          for (const [i, [stream, seq]] of left.entries()) {
+            subs.push({ stream, start: seq, until: removals.get(stream)! })
+            const ws = workspaces[i]!
             const wsAt = at.get(ws) ?? 0
-            const wsHead = yield* Effect.orDie(reader.head(ws))
+            const wsHead = wsHeads.get(ws) ?? 0
             if (wsHead > wsAt) subs.push({ stream: ws, start: wsAt, until: wsHead })
           }
         }
