@@ -148,6 +148,49 @@ describe("server processes", () => {
   )
 
   it(
+    "two servers with the postgres broker and a 30 s poll: every post reaches the other server's client by its wake-up",
+    () =>
+      withDatabase(async (databaseUrl) => {
+        // With the fallback poll 30 s away, an event that waits for it (a lost wake-up) shows as a 30 s delay.
+        const env = { HERALD_BROKER: "postgres", HERALD_POLL_INTERVAL_MS: "30000" }
+        const a = await startServer(databaseUrl, env)
+        const b = await startServer(databaseUrl, env)
+        try {
+          const alice = (await api(a.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
+          const project = (await api(a.url, "POST", "/api/projects", alice.token, { name: "wake-ups" })).body
+          const path = `/api/projects/${project.id}/stream`
+          const onA = await connectSse(a.url, path, { token: alice.token, after: "0" })
+          const onB = await connectSse(b.url, path, { token: alice.token, after: "0" })
+          await Promise.all([onA.waitForEvents(1), onB.waitForEvents(1)])
+          const slow: Array<string> = []
+          const POSTS = 300
+          for (let i = 0; i < POSTS; i++) {
+            const [to, other] = i % 2 ? [a, onB] : [b, onA]
+            const started = Date.now()
+            const res = await api(to.url, "POST", `/api/projects/${project.id}/messages`, alice.token, {
+              body: `m${i}`
+            })
+            expect(res.status).toBe(201)
+            // Event i + 2 of the stream (seq 1 is project.created), read on the other server.
+            await other.waitForEvents(i + 2, 60_000)
+            const ms = Date.now() - started
+            if (ms >= 1_000) slow.push(`post ${i} (seq ${i + 2}): ${ms} ms`)
+          }
+          expect(slow).toEqual([])
+          for (const client of [onA, onB]) {
+            const events = await client.waitForEvents(POSTS + 1)
+            expect(events.map((e) => Number(e.id))).toEqual(Array.from({ length: POSTS + 1 }, (_, i) => i + 1))
+            client.close()
+          }
+        } finally {
+          await stop(a.proc)
+          await stop(b.proc)
+        }
+      }),
+    180_000
+  )
+
+  it(
     "SIGTERM with open SSE streams: the streams end, the process exits 0 within 10 s",
     () =>
       withDatabase(async (databaseUrl) => {

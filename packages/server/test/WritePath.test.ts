@@ -83,6 +83,32 @@ describe("write path", () => {
         yield* chat.postMessage(project.id, { body: "committed" }).pipe(asUser(alice))
         yield* Fiber.join(waiting)
       }).pipe(Effect.scoped))
+
+    it.effect("every subscriber gets its own wake-up: one that drains twice cannot take the other's", () =>
+      Effect.gen(function*() {
+        const chat = yield* ChatService
+        const wakeup = yield* Wakeup
+        const alice = yield* newUser("alice")
+        const project = yield* chat.createProject("two subscribers").pipe(asUser(alice))
+        // The publisher and the materializer, as the server has them; the materializer lags behind.
+        const publisher = yield* wakeup.subscribe
+        const materializer = yield* wakeup.subscribe
+        yield* chat.postMessage(project.id, { body: "one" }).pipe(asUser(alice))
+        yield* chat.postMessage(project.id, { body: "two" }).pipe(asUser(alice))
+        yield* materializer.drain
+        const again = yield* Effect.fork(materializer.take)
+        yield* Effect.yieldNow().pipe(Effect.repeatN(20))
+        // Nothing new since its drain: the materializer waits, and the publisher still has its signal.
+        expect(Option.isNone(yield* Fiber.poll(again))).toBe(true)
+        const woken = yield* Effect.fork(publisher.take)
+        yield* Effect.yieldNow().pipe(Effect.repeatN(20))
+        expect(Option.isSome(yield* Fiber.poll(woken))).toBe(true)
+        yield* publisher.drain
+        // A third commit wakes both.
+        yield* chat.postMessage(project.id, { body: "three" }).pipe(asUser(alice))
+        yield* Fiber.join(again)
+        yield* publisher.take
+      }).pipe(Effect.scoped))
   })
 
   it.layer(ChatTestLive)("seq assignment (G4)", (it) => {
