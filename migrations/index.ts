@@ -3,6 +3,7 @@ import m0002 from "./0002_events.js"
 import m0003 from "./0003_event_log_watermark.js"
 import m0004 from "./0004_event_log_covering_index.js"
 import m0005 from "./0005_stream_cursors.js"
+import m0006 from "./0006_post_message.js"
 
 /** Every migration by `NNNN_name`, applied in order by the server at start-up and by `herald migrate`. */
 export const migrations = {
@@ -10,5 +11,6 @@ export const migrations = {
   "0002_events": m0002,
   "0003_event_log_watermark": m0003,
   "0004_event_log_covering_index": m0004,
-  "0005_stream_cursors": m0005
+  "0005_stream_cursors": m0005,
+  "0006_post_message": m0006
 }

@@ -1,12 +1,12 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Data, Effect, Exit, Layer, Scope } from "effect"
+import { Effect, Exit, Layer, Scope } from "effect"
 import type { SseConnection } from "../../../test-support/SseClient.js"
 import { ChatService } from "../src/chat/ChatService.js"
 import { asUser } from "../src/chat/Policy.js"
 import { OutboxStore } from "../src/outbox/OutboxStore.js"
-import { OutboxWriter } from "../src/outbox/OutboxWriter.js"
 import { PublisherStatus } from "../src/outbox/PublisherStatus.js"
+import { failingAfter } from "./support/ChatHarness.js"
 import {
   deliveryRows,
   eventually,
@@ -37,8 +37,6 @@ const receivedExactly = (client: SseConnection, n: number) =>
 
 const allPublished = (what: string) =>
   eventually(what, Effect.map(deliveryRows, (rows) => rows.length > 0 && rows.every((r) => r.status === "published")))
-
-class InjectedFailure extends Data.TaggedError("InjectedFailure")<{}> {}
 
 describe("outbox publisher", () => {
   it.live(
@@ -261,20 +259,10 @@ describe("outbox publisher", () => {
       const alice = yield* userWithToken("alice")
       const project = yield* chat.createProject("atomic").pipe(asUser(alice.user))
 
-      const outbox = yield* OutboxWriter
-      const faulty = yield* Effect.provide(
-        ChatService,
-        ChatService.Default.pipe(Layer.provide(Layer.succeed(
-          OutboxWriter,
-          OutboxWriter.make({
-            ...outbox,
-            insert: (e) => Effect.zipLeft(outbox.insert(e), Effect.die(new InjectedFailure()))
-          })
-        )))
-      )
+      yield* failingAfter("outbox insert", "rolled back")
       expect(
         Exit.isFailure(
-          yield* Effect.exit(faulty.postMessage(project.id, { body: "rolled back" }).pipe(asUser(alice.user)))
+          yield* Effect.exit(chat.postMessage(project.id, { body: "rolled back" }).pipe(asUser(alice.user)))
         )
       ).toBe(true)
       const refused = yield* server.request("POST", `/api/projects/${project.id}/messages`, {
@@ -294,5 +282,9 @@ describe("outbox publisher", () => {
       )
       expect(delivered.map((e) => e.type)).toEqual(["project.created", "message.created"])
       expect(delivered[1]).toMatchObject({ id: committed.event.id, seq: 2, data: { body: "committed" } })
-    }).pipe(Effect.provide(publisherServerLayer({ publishers: ["P"], config: { pollIntervalMs: 20 } })), withoutLogs))
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(publisherServerLayer({ publishers: ["P"], config: { pollIntervalMs: 20 } })),
+      withoutLogs
+    ))
 })

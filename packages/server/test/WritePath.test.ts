@@ -1,48 +1,20 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import type { Chat, Ids } from "@herald/domain"
-import { Data, Effect, Exit, FastCheck, Fiber, Layer, Option, Queue, Runtime } from "effect"
+import { Cause, Effect, Exit, FastCheck, Fiber, Option, Queue, Runtime } from "effect"
 import { ChatService } from "../src/chat/ChatService.js"
-import { MessagesRepo } from "../src/chat/MessagesRepo.js"
 import { asUser } from "../src/chat/Policy.js"
 import type { UsersRepo } from "../src/chat/UsersRepo.js"
-import { OutboxWriter } from "../src/outbox/OutboxWriter.js"
 import { Wakeup } from "../src/outbox/Wakeup.js"
 import {
   ChatTestLive,
   expectContiguous,
+  failingAfter,
   messageCount,
   newUser,
   outboxRows,
   seqsByStream
 } from "./support/ChatHarness.js"
-
-class InjectedFailure extends Data.TaggedError("InjectedFailure")<{}> {}
-
-/** The real services, with one step made to fail right after it wrote. */
-const failingAfter = (step: "outbox insert" | "message insert") =>
-  Layer.unwrapEffect(Effect.gen(function*() {
-    const outbox = yield* OutboxWriter
-    const messages = yield* MessagesRepo
-    const failAfter = <A, E>(self: Effect.Effect<A, E>, here: boolean) =>
-      here ? Effect.zipLeft(self, Effect.die(new InjectedFailure())) : self
-    return ChatService.Default.pipe(
-      Layer.provide(Layer.succeed(
-        OutboxWriter,
-        OutboxWriter.make({
-          ...outbox,
-          insert: (e) => failAfter(outbox.insert(e), step === "outbox insert")
-        })
-      )),
-      Layer.provide(Layer.succeed(
-        MessagesRepo,
-        MessagesRepo.make({
-          ...messages,
-          insertAsMember: (m) => failAfter(messages.insertAsMember(m), step === "message insert")
-        })
-      ))
-    )
-  }))
 
 describe("write path", () => {
   it.layer(ChatTestLive)("atomicity (G1)", (it) => {
@@ -54,9 +26,12 @@ describe("write path", () => {
           const project = yield* chat.createProject("atomic").pipe(asUser(alice))
           const before = yield* outboxRows
 
-          const faulty = yield* Effect.provide(ChatService, failingAfter(step))
-          const exit = yield* Effect.exit(faulty.postMessage(project.id, { body: "doomed" }).pipe(asUser(alice)))
-          expect(Exit.isFailure(exit)).toBe(true)
+          yield* failingAfter(step, "doomed")
+          const exit = yield* Effect.exit(chat.postMessage(project.id, { body: "doomed" }).pipe(asUser(alice)))
+          // It failed where the test made it fail: in the trigger, once the step had written.
+          const failure = Exit.isFailure(exit) ? JSON.stringify(Cause.squash(exit.cause)) : ""
+          expect(failure).toContain("function test_injected_failure()")
+          expect(failure).toContain(`INSERT INTO ${step === "message insert" ? "messages" : "event_outbox"} (`)
 
           expect(yield* messageCount(project.id)).toBe(0)
           expect(yield* outboxRows).toEqual(before)
@@ -64,7 +39,7 @@ describe("write path", () => {
           const ok = yield* chat.postMessage(project.id, { body: "fine" }).pipe(asUser(alice))
           expect(ok.event.seq).toBe(2)
           expect(expectContiguous((yield* seqsByStream).get(`project:${project.id}`)!)).toBe(true)
-        }))
+        }).pipe(Effect.scoped))
     }
 
     it.effect("a write does not wake the publisher until it has committed, and a failed one never does", () =>
@@ -75,8 +50,8 @@ describe("write path", () => {
         const project = yield* chat.createProject("signals").pipe(asUser(alice))
         const subscription = yield* wakeup.subscribe
         yield* subscription.drain
-        const faulty = yield* Effect.provide(ChatService, failingAfter("message insert"))
-        yield* Effect.exit(faulty.postMessage(project.id, { body: "doomed" }).pipe(asUser(alice)))
+        yield* failingAfter("message insert", "doomed")
+        yield* Effect.exit(chat.postMessage(project.id, { body: "doomed" }).pipe(asUser(alice)))
         const waiting = yield* Effect.fork(subscription.take)
         yield* Effect.yieldNow().pipe(Effect.repeatN(20))
         expect(Option.isNone(yield* Fiber.poll(waiting))).toBe(true)

@@ -144,34 +144,38 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           ? Events.projectStream(projectId)
           : Events.workspaceStream(projectId, caller.id)
         const messageId = Ids.MessageId.make(randomUUID())
-        const created = change(caller, projectId, stream, ({ at, event }) =>
-          Effect.gen(function*() {
-            const stored = yield* messages.insertAsMember({
-              id: messageId,
-              projectId,
+        const eventId = Ids.EventId.make(randomUUID())
+        // One statement, one transaction (MessagesRepo.post): the hot path has no BEGIN/COMMIT.
+        const created = messages.post({
+          id: messageId,
+          projectId,
+          authorId: caller.id,
+          scope: input.scope,
+          role: input.role,
+          body: input.body,
+          clientMessageId: input.clientMessageId,
+          event: {
+            id: eventId,
+            stream,
+            data: {
+              messageId,
               authorId: caller.id,
-              scope: input.scope,
               role: input.role,
               body: input.body,
-              clientMessageId: input.clientMessageId,
-              event,
-              at
-            })
-            if (Option.isNone(stored)) return yield* notFound("project")
-            return {
-              result: { outcome: "created", message: stored.value.message, event } satisfies MessageWrite,
-              event: {
-                type: "message.created",
-                data: {
-                  messageId,
-                  authorId: caller.id,
-                  role: input.role,
-                  body: input.body,
-                  ...(input.clientMessageId === undefined ? {} : { clientMessageId: input.clientMessageId })
-                }
-              }
-            } as const
+              ...(input.clientMessageId === undefined ? {} : { clientMessageId: input.clientMessageId })
+            }
+          }
+        }).pipe(
+          Effect.flatMap(Option.match({
+            onNone: () => Effect.fail(notFound("project")),
+            onSome: (stored): Effect.Effect<MessageWrite> =>
+              Effect.as(wakeup.signal, {
+                outcome: "created",
+                message: stored.message,
+                event: { id: eventId, stream, seq: stored.createdEvent.seq }
+              })
           }))
+        )
         // A concurrent post with the same clientMessageId committed first: answer with its result.
         return yield* created.pipe(
           Effect.catchTag("DuplicateClientMessage", () =>

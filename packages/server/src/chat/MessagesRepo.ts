@@ -62,20 +62,13 @@ const isUniqueViolation = (error: SqlError.SqlError, constraint: string) => {
   return cause?.code === "23505" && cause.constraint === constraint
 }
 
+const sqlState = (error: SqlError.SqlError) => (error.cause as { code?: string } | undefined)?.code
+
+/** What `herald_post_message` raises for an author who is not a member (any more). */
+const NOT_A_MEMBER = "HN404"
+
 const columns = `id, position, project_id, author_id, scope, role, body, client_message_id,
   created_event_id, created_event_seq, created_at, edited_at, deleted_at`
-
-export interface NewMessage {
-  readonly id: Ids.MessageId
-  readonly projectId: Ids.ProjectId
-  readonly authorId: Ids.UserId
-  readonly scope: Chat.MessageScope
-  readonly role: Chat.AuthorRole
-  readonly body: string
-  readonly clientMessageId: string | undefined
-  readonly event: Events.EventRef
-  readonly at: DateTime.Utc
-}
 
 /** Messages of project chats and workspaces. Deletion is soft (`deleted_at`). */
 export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/MessagesRepo", {
@@ -84,21 +77,32 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
     const cols = sql.literal(columns)
 
     /**
-     * Inserts only while the author is still a member: run after the stream's seq bump, this
-     * sees a removal committed just before and writes nothing (None).
+     * A message and its `message.created` event, written by one statement (`herald_post_message`,
+     * migration 0006): the seq bump, the message (only while the author is still a member: None
+     * otherwise, with nothing written) and the outbox row, all or nothing.
      */
-    const insertAsMember = (m: NewMessage) =>
+    const post = (m: {
+      readonly id: Ids.MessageId
+      readonly projectId: Ids.ProjectId
+      readonly authorId: Ids.UserId
+      readonly scope: Chat.MessageScope
+      readonly role: Chat.AuthorRole
+      readonly body: string
+      readonly clientMessageId: string | undefined
+      readonly event: { readonly id: Ids.EventId; readonly stream: Events.StreamId; readonly data: unknown }
+    }) =>
       decoded(sql`
-        INSERT INTO messages (id, project_id, author_id, scope, role, body, client_message_id,
-                              created_event_id, created_event_seq, created_at)
-        SELECT ${m.id}, ${m.projectId}, ${m.authorId}, ${m.scope}, ${m.role}, ${m.body},
-               ${m.clientMessageId ?? null}, ${m.event.id}, ${m.event.seq}, ${DateTime.toDateUtc(m.at)}
-        WHERE EXISTS (SELECT 1 FROM project_members WHERE project_id = ${m.projectId} AND user_id = ${m.authorId})
-        RETURNING ${cols}`).pipe(
+        SELECT ${cols} FROM herald_post_message(
+          ${m.event.stream}, ${m.event.id}, ${m.id}, ${m.projectId}, ${m.authorId}, ${m.scope}, ${m.role},
+          ${m.body}, ${m.clientMessageId ?? null}, ${JSON.stringify(m.event.data)}::jsonb)`).pipe(
         Effect.map((rows) => Option.fromNullable(rows[0])),
         Effect.catchTags({
           SqlError: (e) =>
-            isUniqueViolation(e, "messages_client_message_id_key") ? new DuplicateClientMessage() : Effect.die(e),
+            isUniqueViolation(e, "messages_client_message_id_key")
+              ? new DuplicateClientMessage()
+              : sqlState(e) === NOT_A_MEMBER
+              ? Effect.succeed(Option.none<StoredMessage>())
+              : Effect.die(e),
           ParseError: Effect.die
         })
       )
@@ -165,6 +169,6 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
         }
       )
 
-    return { insertAsMember, findByClientMessageId, findProjectMessage, editBody, softDelete, page } as const
+    return { post, findByClientMessageId, findProjectMessage, editBody, softDelete, page } as const
   })
 }) {}

@@ -89,3 +89,32 @@ export const inFlightEvent = (
     const event = yield* Deferred.await(written)
     return { event, commit: Effect.zipRight(Deferred.succeed(release, undefined), Fiber.join(fiber)) }
   })
+
+/**
+ * Makes one step of a message post fail right after it wrote: a trigger that raises once the
+ * message, or its outbox row, of a post with this `body` has been inserted — inside the post's
+ * own statement, so what the failure must undo is already written. Dropped with the scope.
+ */
+export const failingAfter = (step: "outbox insert" | "message insert", body: string) =>
+  Effect.acquireRelease(
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const literal = `'${body.replaceAll("'", "''")}'`
+      const [table, doomed] = step === "message insert"
+        ? ["messages", `NEW.body = ${literal}`]
+        : ["event_outbox", `NEW.data->>'body' = ${literal}`]
+      yield* sql.unsafe(`
+        CREATE FUNCTION test_injected_failure() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'injected failure after the ${step}'; END $$`)
+      yield* sql.unsafe(`
+        CREATE TRIGGER test_injected_failure AFTER INSERT ON ${table} FOR EACH ROW
+        WHEN (${doomed}) EXECUTE FUNCTION test_injected_failure()`)
+      return table
+    }),
+    (table) =>
+      Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        Effect.zipRight(
+          sql.unsafe(`DROP TRIGGER test_injected_failure ON ${table}`),
+          sql.unsafe(`DROP FUNCTION test_injected_failure()`)
+        )).pipe(Effect.orDie)
+  ).pipe(Effect.orDie)
