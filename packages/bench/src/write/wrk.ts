@@ -19,7 +19,7 @@ export const wrkScript = (projectIds: ReadonlyArray<string>, token: string) =>
 local paths = {
 ${projectIds.map((id) => `  ${luaString(`/api/projects/${id}/messages`)},`).join("\n")}
 }
-local body = ${luaString(JSON.stringify({ body: MESSAGE_BODY }))}
+local body = ${luaString(`{"body": ${JSON.stringify(MESSAGE_BODY)}}`)}
 local headers = {
   ["Content-Type"] = "application/json",
   ["Authorization"] = ${luaString(`Bearer ${token}`)}
