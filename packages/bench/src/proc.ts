@@ -127,3 +127,14 @@ export const clusterDelta = (before: ClusterSnapshot, after: ClusterSnapshot): C
     exitedMs: ticksToMs(after.reapedTicks - before.reapedTicks - ticksBefore)
   }
 }
+
+/**
+ * User and system ticks of the whole machine so far (/proc/stat's first line: user, nice, system),
+ * what the processes on it were charged, to tell what other work ran meanwhile. Interrupt time
+ * is left out: it may be our own traffic's, charged to no process.
+ */
+export const machineBusyTicks = () => {
+  const line = fs.readFileSync("/proc/stat", "utf8").split("\n")[0]!
+  const [user, nice, system] = line.trim().split(/\s+/).slice(1).map(Number)
+  return user! + nice! + system!
+}

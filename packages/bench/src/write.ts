@@ -5,7 +5,15 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type pg from "pg"
 import { type Verdict, verdictLine } from "./deliver/common.js"
-import { type ClusterDelta, clusterDelta, clusterSnapshot, postmasterPid, readStat, ticksToMs } from "./proc.js"
+import {
+  type ClusterDelta,
+  clusterDelta,
+  clusterSnapshot,
+  machineBusyTicks,
+  postmasterPid,
+  readStat,
+  ticksToMs
+} from "./proc.js"
 import { buildServer, compiledServer, type HeraldProcess } from "./serverProcess.js"
 import {
   attempt,
@@ -73,7 +81,15 @@ const snapshot = (m: Meter) =>
     try: () => {
       const server = readStat(m.server.pid)
       if (server === undefined) throw new Error(`the server process (${m.server.pid}) is gone`)
-      return { server: server.ticks, cluster: clusterSnapshot(m.postmaster, new Set([m.benchBackend])) }
+      const self = readStat(process.pid)!
+      return {
+        server: server.ticks,
+        cluster: clusterSnapshot(m.postmaster, new Set([m.benchBackend])),
+        // The rest of the bench's own: this process and the children it reaped (wrk, pgbench), its backend.
+        bench: self.ticks + self.childTicks + (readStat(m.benchBackend)?.ticks ?? 0),
+        machine: machineBusyTicks(),
+        at: performance.now()
+      }
     },
     catch: (e) => new BenchError({ message: `reading /proc: ${e instanceof Error ? e.message : String(e)}` })
   })
@@ -83,12 +99,22 @@ type Snapshot = Effect.Effect.Success<ReturnType<typeof snapshot>>
 interface Cpu {
   readonly serverMs: number
   readonly pg: ClusterDelta
+  /** Cores' worth of CPU that neither the server, the cluster nor the bench (wrk, pgbench) used. */
+  readonly otherCores: number
 }
 
-const cpuBetween = (a: Snapshot, b: Snapshot): Cpu => ({
-  serverMs: ticksToMs(b.server - a.server),
-  pg: clusterDelta(a.cluster, b.cluster)
-})
+const cpuBetween = (a: Snapshot, b: Snapshot): Cpu => {
+  const pg = clusterDelta(a.cluster, b.cluster)
+  const ours = ticksToMs(b.server - a.server) + pg.cpuMs + ticksToMs(b.bench - a.bench)
+  return {
+    serverMs: ticksToMs(b.server - a.server),
+    pg,
+    otherCores: Math.max(0, ticksToMs(b.machine - a.machine) - ours) / (b.at - a.at)
+  }
+}
+
+/** Other work on the machine above this, in cores, marks a run as disturbed. */
+const DISTURBED_CORES = 0.2
 
 // ---------------------------------------------------------------------------------------------
 // The database as the bench sees it
@@ -220,7 +246,10 @@ const measureLevel = (env: Env, connections: number) =>
       `${connections} connections: Herald ${fixed(run.created / run.seconds, 0)} posts/s ` +
         `(server ${fixed(herald.cpu.serverMs / herald.committed)} + PostgreSQL ` +
         `${fixed(herald.cpu.pg.cpuMs / herald.committed)} ms CPU/post), pgbench ${fixed(p.tps, 0)} tx/s ` +
-        `(PostgreSQL ${fixed(baseline.cpu.pg.cpuMs / p.transactions)} ms CPU/tx)`
+        `(PostgreSQL ${fixed(baseline.cpu.pg.cpuMs / p.transactions)} ms CPU/tx)` +
+        (Math.max(herald.cpu.otherCores, baseline.cpu.otherCores) > DISTURBED_CORES
+          ? ` — other work on the machine: ${fixed(herald.cpu.otherCores)} / ${fixed(baseline.cpu.otherCores)} cores`
+          : "")
     )
     return level
   })
@@ -348,6 +377,16 @@ const resultTable = (r: Report) =>
       `  pgbench's backends start and exit inside its windows: ${
         r.levels.map((l) => fixed(l.baseline.cpu.pg.exitedMs, 0)).join(" / ")
       } ms of ${r.levels.map((l) => fixed(l.baseline.cpu.pg.cpuMs, 0)).join(" / ")} ms (connection start-up included).`,
+      `other work on the machine, in cores, per level, Herald window / pgbench window (user+system time of all ` +
+      `processes less the server's, the cluster's, the bench's, wrk's and pgbench's):`,
+      `  ${
+        r.levels.map((l) => `${l.connections}: ${fixed(l.herald.cpu.otherCores)} / ${fixed(l.baseline.cpu.otherCores)}`)
+          .join(", ")
+      }${
+        r.levels.some((l) => Math.max(l.herald.cpu.otherCores, l.baseline.cpu.otherCores) > DISTURBED_CORES)
+          ? ` — ABOVE ${DISTURBED_CORES}: this run was disturbed, run it again on a quiet machine`
+          : ""
+      }`,
       `  idle, before the runs: server ${fixed(r.idle.cpu.serverMs / (r.idle.ms / 1000), 1)} ms/s, PostgreSQL ` +
       `${fixed(r.idle.cpu.pg.cpuMs / (r.idle.ms / 1000), 1)} ms/s (the idle server's polls go on during pgbench too).`,
       `SQL statements per sequential post, as PostgreSQL logged them (BEGIN/COMMIT, publisher and materializer ` +
