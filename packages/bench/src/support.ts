@@ -128,13 +128,19 @@ export const tempDir = Effect.acquireRelease(
 )
 
 /**
- * A fresh embedded PostgreSQL with its durable (default) settings in a scratch directory; its
- * URL. Stopped and removed with the scope.
+ * A fresh embedded PostgreSQL with its durable (default) settings in a scratch directory: its URL
+ * and where it lives. Stopped and removed with the scope.
  */
-export const embeddedDatabase = Effect.gen(function*() {
+export const embeddedCluster = Effect.gen(function*() {
   const dataDir = yield* tempDir
-  return embeddedUrl(yield* acquireEmbedded({ dataDir }))
+  const url = embeddedUrl(yield* acquireEmbedded({ dataDir }))
+  // `where` of the cluster: `dataDir` holds `postgres.log`, `pgdata` the cluster itself
+  // (`postmaster.pid`); `dataDir/pg` may be a symlink to it.
+  return { url, dataDir, pgdata: path.join(dataDir, "pg") }
 })
+
+/** `embeddedCluster`'s URL alone. */
+export const embeddedDatabase = Effect.map(embeddedCluster, (c) => c.url)
 
 export const migrate = (url: Redacted.Redacted) =>
   runMigrations.pipe(

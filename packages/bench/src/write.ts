@@ -1,335 +1,594 @@
-import { Events, type Ids } from "@herald/domain"
-import { ChatService } from "@herald/server/chat/ChatService"
-import { asUser } from "@herald/server/chat/Policy"
-import { UsersRepo } from "@herald/server/chat/UsersRepo"
-import { Config, Console, Context, Duration, Effect, Logger, LogLevel, Redacted } from "effect"
-import { randomUUID } from "node:crypto"
+import { Config, Console, Duration, Effect } from "effect"
+import * as fs from "node:fs/promises"
 import * as http from "node:http"
-import pg from "pg"
-import { attempt, embeddedDatabase, inProcessServer, request, secondsSetting, table, withinBudget } from "./support.js"
+import * as os from "node:os"
+import * as path from "node:path"
+import type pg from "pg"
+import { type Verdict, verdictLine } from "./deliver/common.js"
+import {
+  type ClusterDelta,
+  clusterDelta,
+  clusterSnapshot,
+  machineBusyTicks,
+  postmasterPid,
+  readStat,
+  ticksToMs
+} from "./proc.js"
+import { buildServer, compiledServer, type HeraldProcess } from "./serverProcess.js"
+import {
+  attempt,
+  BenchError,
+  connect,
+  count,
+  embeddedCluster,
+  fixed,
+  loadAverage,
+  query,
+  ratio,
+  request,
+  requestJson,
+  secondsSetting,
+  sleep,
+  table,
+  tempDir,
+  withinBudget
+} from "./support.js"
+import { type PgbenchResult, runPgbench, setUpBaselineTables, STREAMS, writePgbenchScript } from "./write/pgbench.js"
+import { analyzeProfile, findProfile, type Window } from "./write/profile.js"
+import { countStatements, type StatementCount } from "./write/statements.js"
+import { type Subscriber, subscriber } from "./write/subscriber.js"
+import { ensureTool } from "./write/tools.js"
+import { MESSAGE_BODY, runWrk, writeWrkScript, type WrkResult } from "./write/wrk.js"
 
 /**
- * Write throughput: `POST /api/projects/:projectId/messages` through the real server, next to
- * the same transaction sent as raw SQL over a plain `pg` pool — both on one embedded PostgreSQL
- * with its durable (default) settings, measured in the same run, so the ratio is what counts.
+ * Write throughput, measured the honest way: the compiled server (`node
+ * packages/server/dist/main.js`, as `npm start` runs it) as its own OS process, its publisher and
+ * materializer inside it and one SSE subscriber on `GET /api/stream` all along, loaded by `wrk`
+ * (POST /api/projects/:id/messages round-robin over 100 projects) — next to `pgbench` running the
+ * bare message-post transaction on the same embedded PostgreSQL, in the same run. CPU per post is
+ * read from /proc for the server and for every process of the cluster.
+ *
+ * BENCH_PROFILE=1: the server runs under `node --cpu-prof`; after the runs, where its CPU went.
  */
 
 const LEVELS = [1, 8, 32] as const
-const TARGET = { concurrency: 32, ratio: 0.7 } as const
-const WARMUP = Duration.seconds(1)
-const REQUEST_TIMEOUT_MS = 10_000
-/** Posts per kind in the round-trip probe (sequential). */
+const TARGET = { connections: 32, ratio: 0.4, serverCpuMs: 0.5, pgCpuMs: 0.5 } as const
+const WARMUP_SECONDS = 1
 const PROBE_POSTS = 50
+const IDLE_MS = 2_000
+/** How long a run's window may stay open for the outbox and SSE to catch up after the load stops. */
+const DRAIN_TIMEOUT_MS = 15_000
 
-const Settings = Config.all({ seconds: secondsSetting })
-
-// ---------------------------------------------------------------------------------------------
-// The load driver: one, for both kinds of post
-
-/** One message post; resolves once it is committed, rejects on anything else. */
-type Post = () => Promise<void>
-
-interface Sample {
-  readonly posts: number
-  readonly seconds: number
-  /** CPU time of this whole process (server, drivers and load generator) during the run. */
-  readonly cpuMs: number
-}
-
-/**
- * Runs `post` from `concurrency` workers, each posting back to back, until `duration` has passed;
- * posts in flight at the deadline finish and count. The first failure stops every worker and
- * fails the run: a bench that silently counts errors measures nothing.
- */
-const drive = (post: Post, concurrency: number, duration: Duration.Duration) =>
-  attempt("a post failed", async (): Promise<Sample> => {
-    const started = performance.now()
-    const cpu = process.cpuUsage()
-    const deadline = started + Duration.toMillis(duration)
-    let posts = 0
-    let failed = false
-    const worker = async () => {
-      while (!failed && performance.now() < deadline) {
-        try {
-          await post()
-          posts++
-        } catch (error) {
-          failed = true
-          throw error
-        }
-      }
-    }
-    const results = await Promise.allSettled(Array.from({ length: concurrency }, worker))
-    const failure = results.find((r) => r.status === "rejected")
-    if (failure !== undefined) throw failure.reason
-    const { system, user } = process.cpuUsage(cpu)
-    return { posts, seconds: (performance.now() - started) / 1000, cpuMs: (system + user) / 1000 }
-  })
-
-// ---------------------------------------------------------------------------------------------
-// The two kinds of post
-
-/** Over HTTP with keep-alive: one socket per worker, reused for every post. */
-const httpPost = (options: { port: number; token: string; projectId: Ids.ProjectId; concurrency: number }) =>
-  Effect.acquireRelease(
-    Effect.sync(() => new http.Agent({ keepAlive: true, maxSockets: options.concurrency })),
-    (agent) => Effect.sync(() => agent.destroy())
-  ).pipe(Effect.map((agent): Post => {
-    let n = 0
-    return () =>
-      request({
-        port: options.port,
-        method: "POST",
-        path: `/api/projects/${options.projectId}/messages`,
-        token: options.token,
-        body: { body: `bench message ${++n}` },
-        agent,
-        timeoutMs: REQUEST_TIMEOUT_MS,
-        expected: 201
-      }).then(() => undefined)
-  }))
-
-// The statements ChatService.post issues inside its transaction, in its order
-// (OutboxWriter.reserve, OutboxWriter.insert, MessagesRepo.insertAsMember).
-const BUMP_SEQ = `
-  INSERT INTO event_streams (stream_id, last_seq) VALUES ($1, 1)
-  ON CONFLICT (stream_id) DO UPDATE SET last_seq = event_streams.last_seq + 1
-  RETURNING last_seq, clock_timestamp() AS at`
-const INSERT_OUTBOX = `
-  INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)`
-const INSERT_MESSAGE_AS_MEMBER = `
-  INSERT INTO messages (id, project_id, author_id, scope, role, body, client_message_id,
-                        created_event_id, created_event_seq, created_at)
-  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
-  WHERE EXISTS (SELECT 1 FROM project_members WHERE project_id = $2 AND user_id = $3)
-  RETURNING id, position, project_id, author_id, scope, role, body, client_message_id,
-    created_event_id, created_event_seq, created_at, edited_at, deleted_at`
-
-/** The baseline: the same transaction over a plain `pg` pool with one connection per worker. */
-const rawPost = (
-  options: { url: Redacted.Redacted; userId: Ids.UserId; projectId: Ids.ProjectId; concurrency: number }
-) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const pool = new pg.Pool({
-        connectionString: Redacted.value(options.url),
-        max: options.concurrency,
-        application_name: "herald-bench-raw",
-        query_timeout: REQUEST_TIMEOUT_MS
-      })
-      // An idle connection that errors (the cluster stopping while the pool closes) is already
-      // dropped by the pool; without a listener the 'error' event would crash the process.
-      pool.on("error", () => undefined)
-      return pool
-    }),
-    (pool) => Effect.promise(() => pool.end())
-  ).pipe(Effect.map((pool): Post => {
-    const stream = Events.projectStream(options.projectId)
-    let n = 0
-    return async () => {
-      const body = `bench message ${++n}`
-      const client = await pool.connect()
-      let failure: Error | undefined
-      try {
-        await client.query("BEGIN")
-        const { rows: [bumped] } = await client.query<{ last_seq: string; at: Date }>(BUMP_SEQ, [stream])
-        const eventId = randomUUID()
-        const messageId = randomUUID()
-        const data = { messageId, authorId: options.userId, role: "user", body }
-        await client.query(INSERT_OUTBOX, [
-          eventId,
-          stream,
-          bumped!.last_seq,
-          "message.created",
-          options.projectId,
-          options.userId,
-          bumped!.at,
-          JSON.stringify(data)
-        ])
-        const inserted = await client.query(INSERT_MESSAGE_AS_MEMBER, [
-          messageId,
-          options.projectId,
-          options.userId,
-          "project",
-          "user",
-          body,
-          null,
-          eventId,
-          bumped!.last_seq,
-          bumped!.at
-        ])
-        if (inserted.rowCount !== 1) throw new Error("raw post: the author is not a member of the project")
-        await client.query("COMMIT")
-      } catch (error) {
-        failure = error instanceof Error ? error : new Error(String(error))
-        await client.query("ROLLBACK").catch(() => undefined)
-        throw failure
-      } finally {
-        // A connection that failed mid-transaction is discarded, not reused.
-        client.release(failure)
-      }
-    }
-  }))
-
-// ---------------------------------------------------------------------------------------------
-// SQL round-trips per post, counted at the `pg` driver both paths share
-
-/**
- * Counts the statements this process sends per post of each kind, over a few sequential posts —
- * the request path's and the publisher's reaction to each commit alike. The gap between the two
- * kinds is the first place to look when HTTP falls behind. The counter wraps `pg.Client`'s
- * `query` only for the duration of the probe.
- */
-const countStatements = (kinds: ReadonlyArray<readonly [string, Post]>) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const proto = pg.Client.prototype as unknown as { query: (...args: Array<unknown>) => unknown }
-      const original = proto.query
-      const counter = { statements: 0 }
-      proto.query = function(this: unknown, ...args: Array<unknown>) {
-        counter.statements++
-        return original.apply(this, args)
-      }
-      return { counter, restore: () => (proto.query = original) }
-    }),
-    ({ restore }) => Effect.sync(restore)
-  ).pipe(
-    Effect.flatMap(({ counter }) =>
-      Effect.forEach(kinds, ([kind, post]) =>
-        Effect.gen(function*() {
-          const before = counter.statements
-          yield* attempt(`${kind} probe post failed`, async () => {
-            for (let i = 0; i < PROBE_POSTS; i++) await post()
-          })
-          return `${kind} ${((counter.statements - before) / PROBE_POSTS).toFixed(1)}`
-        }))
-    ),
-    Effect.scoped
-  )
-
-// ---------------------------------------------------------------------------------------------
-// The runs
-
-interface Rate {
-  readonly perSecond: number
-  readonly cpuMsPerPost: number
-}
-
-interface Row {
-  readonly concurrency: number
-  readonly http: Rate
-  readonly raw: Rate
-}
-
-const sum = (samples: ReadonlyArray<Sample>, f: (s: Sample) => number) => samples.reduce((n, s) => n + f(s), 0)
-const rate = (samples: ReadonlyArray<Sample>): Rate => ({
-  perSecond: sum(samples, (s) => s.posts) / sum(samples, (s) => s.seconds),
-  cpuMsPerPost: sum(samples, (s) => s.cpuMs) / sum(samples, (s) => s.posts)
+const Settings = Config.all({
+  seconds: secondsSetting,
+  profile: Config.boolean("BENCH_PROFILE").pipe(Config.withDefault(false))
 })
 
-interface BenchEnv {
-  readonly seconds: number
-  readonly port: number
-  readonly url: Redacted.Redacted
-  readonly newProject: (name: string) => Effect.Effect<Ids.ProjectId>
-  readonly user: { readonly id: Ids.UserId; readonly token: string }
+const progress = (line: string) => Console.error(`  ${line}`)
+
+// ---------------------------------------------------------------------------------------------
+// CPU: the server process and the whole cluster, from /proc
+
+interface Meter {
+  readonly server: HeraldProcess
+  readonly postmaster: number
+  /** The bench's own backend: its polling is not the cost of a post. */
+  readonly benchBackend: number
 }
 
-/** Both kinds of post for `concurrency` workers, each into a fresh project stream of its own. */
-const makePosts = (env: BenchEnv, concurrency: number, label: string) =>
+const snapshot = (m: Meter) =>
+  Effect.try({
+    try: () => {
+      const server = readStat(m.server.pid)
+      if (server === undefined) throw new Error(`the server process (${m.server.pid}) is gone`)
+      const self = readStat(process.pid)!
+      return {
+        server: server.ticks,
+        cluster: clusterSnapshot(m.postmaster, new Set([m.benchBackend])),
+        // The rest of the bench's own: this process and the children it reaped (wrk, pgbench), its backend.
+        bench: self.ticks + self.childTicks + (readStat(m.benchBackend)?.ticks ?? 0),
+        machine: machineBusyTicks(),
+        at: performance.now()
+      }
+    },
+    catch: (e) => new BenchError({ message: `reading /proc: ${e instanceof Error ? e.message : String(e)}` })
+  })
+
+type Snapshot = Effect.Effect.Success<ReturnType<typeof snapshot>>
+
+interface Cpu {
+  readonly serverMs: number
+  readonly pg: ClusterDelta
+  /** Cores' worth of CPU that neither the server, the cluster nor the bench (wrk, pgbench) used. */
+  readonly otherCores: number
+}
+
+const cpuBetween = (a: Snapshot, b: Snapshot): Cpu => {
+  const pg = clusterDelta(a.cluster, b.cluster)
+  const ours = ticksToMs(b.server - a.server) + pg.cpuMs + ticksToMs(b.bench - a.bench)
+  return {
+    serverMs: ticksToMs(b.server - a.server),
+    pg,
+    otherCores: Math.max(0, ticksToMs(b.machine - a.machine) - ours) / (b.at - a.at)
+  }
+}
+
+/** Other work on the machine above this, in cores, marks a run as disturbed. */
+const DISTURBED_CORES = 0.2
+
+// ---------------------------------------------------------------------------------------------
+// The database as the bench sees it
+
+/** Messages committed so far (every post, whoever made it). */
+const messageCount = (client: pg.Client) =>
+  Effect.map(
+    query(client, "counting messages", "SELECT count(*)::int AS n FROM messages"),
+    (r) => (r.rows[0] as { n: number }).n
+  )
+
+/**
+ * Waits until every committed post has been published and materialized and its event has reached
+ * the SSE subscriber: the work a post causes after its 201 belongs to its run. Returns the number
+ * of messages in the database.
+ */
+const drain = (client: pg.Client, sub: Subscriber) =>
   Effect.gen(function*() {
-    return {
-      http: yield* httpPost({
-        port: env.port,
-        token: env.user.token,
-        projectId: yield* env.newProject(`${label} http`),
-        concurrency
-      }),
-      raw: yield* rawPost({
-        url: env.url,
-        userId: env.user.id,
-        projectId: yield* env.newProject(`${label} raw`),
-        concurrency
-      })
+    const deadline = Date.now() + DRAIN_TIMEOUT_MS
+    const messages = yield* messageCount(client)
+    for (;;) {
+      const { rows: [row] } = yield* query(
+        client,
+        "watching the outbox",
+        `SELECT count(*) FILTER (WHERE status = 'pending')::int AS unpublished,
+                count(*) FILTER (WHERE materialized_at IS NULL)::int AS unmaterialized
+         FROM event_outbox WHERE status = 'pending' OR materialized_at IS NULL`
+      )
+      const { unmaterialized, unpublished } = row as { unpublished: number; unmaterialized: number }
+      const delivered = sub.received("message.created") >= messages
+      if ((unpublished === 0 && unmaterialized === 0 && delivered) || Date.now() > deadline) {
+        if (!delivered || unpublished > 0 || unmaterialized > 0) {
+          yield* progress(
+            `after ${DRAIN_TIMEOUT_MS / 1000} s: ${unpublished} unpublished, ${unmaterialized} unmaterialized, ` +
+              `SSE ${sub.received("message.created")} of ${messages}${
+                sub.endedEarly() === undefined ? "" : ` (${sub.endedEarly()})`
+              }`
+          )
+        }
+        return messages
+      }
+      yield* Effect.sleep("25 millis")
     }
   })
 
-/**
- * One concurrency level: a warm-up of each kind, then the measured time split into raw, HTTP,
- * HTTP, raw, so drift on the machine weighs on both alike.
- */
-const measureLevel = (env: BenchEnv, concurrency: number) =>
-  Effect.gen(function*() {
-    const posts = yield* makePosts(env, concurrency, `bench c${concurrency}`)
-    yield* drive(posts.raw, concurrency, WARMUP)
-    yield* drive(posts.http, concurrency, WARMUP)
-    const half = Duration.seconds(env.seconds / 2)
-    const samples = { http: [] as Array<Sample>, raw: [] as Array<Sample> }
-    for (const kind of ["raw", "http", "http", "raw"] as const) {
-      samples[kind].push(yield* drive(posts[kind], concurrency, half))
-    }
-    const row: Row = { concurrency, http: rate(samples.http), raw: rate(samples.raw) }
-    yield* Console.error(
-      `  concurrency ${concurrency}: HTTP ${row.http.perSecond.toFixed(0)}/s, raw SQL ${row.raw.perSecond.toFixed(0)}/s`
-    )
-    return row
-  }).pipe(Effect.scoped)
+// ---------------------------------------------------------------------------------------------
+// One level: wrk against the server, then pgbench against the same cluster
 
-const writeTable = (rows: ReadonlyArray<Row>, seconds: number) => {
-  const lines = rows.map((r) => [
-    String(r.concurrency),
-    r.http.perSecond.toFixed(0),
-    r.raw.perSecond.toFixed(0),
-    `${(r.http.perSecond / r.raw.perSecond).toFixed(2)}x`,
-    r.http.cpuMsPerPost.toFixed(2),
-    r.raw.cpuMsPerPost.toFixed(2)
-  ])
-  const target = rows.find((r) => r.concurrency === TARGET.concurrency)
-  const ratio = target === undefined ? undefined : target.http.perSecond / target.raw.perSecond
-  return table(
-    `write: message posts/s, durable commits, one project stream per run, ${seconds} s measured per cell`,
-    ["concurrency", "HTTP posts/s", "raw SQL posts/s", "HTTP/raw", "HTTP CPU ms/post", "raw CPU ms/post"],
-    lines,
+interface HeraldRun {
+  readonly wrk: WrkResult
+  /** Messages committed during the window (the 201s and any post still in flight at the end). */
+  readonly committed: number
+  readonly cpu: Cpu
+  readonly window: Window
+}
+
+interface PgbenchRun {
+  readonly pgbench: PgbenchResult
+  readonly cpu: Cpu
+}
+
+interface Level {
+  readonly connections: number
+  readonly herald: HeraldRun
+  readonly baseline: PgbenchRun
+  /** 201s of the warm-up, for the SSE tally. */
+  readonly warmupCreated: number
+  readonly non201: number
+}
+
+interface Env {
+  readonly seconds: number
+  readonly meter: Meter
+  readonly client: pg.Client
+  readonly sub: Subscriber
+  readonly url: Effect.Effect.Success<typeof embeddedCluster>["url"]
+  readonly wrkScript: string
+  readonly pgbenchScript: string
+}
+
+const hrtimeUs = () => Number(process.hrtime.bigint() / 1000n)
+
+/** A loud line for every answer that was not a 201 (the bench fails at the end). */
+const complain = (what: string, w: WrkResult) => {
+  const socket = w.errors.connect + w.errors.read + w.errors.write + w.errors.timeout
+  return w.non201 === 0 && socket === 0 ? Effect.void : Console.error(
+    `!! ${what}: ${w.non201} non-201 answers of ${w.requests}` +
+      (w.sample === "" ? "" : ` (e.g. ${w.sample})`) +
+      (socket === 0 ? "" : `; socket errors: ${JSON.stringify(w.errors)}`)
+  )
+}
+
+const measureLevel = (env: Env, connections: number) =>
+  Effect.gen(function*() {
+    const wrk = (seconds: number) =>
+      runWrk({ script: env.wrkScript, port: env.meter.server.port, connections, seconds })
+
+    const warm = yield* wrk(WARMUP_SECONDS)
+    yield* complain(`warm-up at ${connections} connections`, warm)
+    const before = yield* drain(env.client, env.sub)
+    const a = yield* snapshot(env.meter)
+    const start = hrtimeUs()
+    const run = yield* wrk(env.seconds)
+    const end = hrtimeUs()
+    yield* complain(`run at ${connections} connections`, run)
+    const after = yield* drain(env.client, env.sub)
+    const b = yield* snapshot(env.meter)
+    const herald: HeraldRun = { wrk: run, committed: after - before, cpu: cpuBetween(a, b), window: [start, end] }
+
+    const pgbench = (seconds: number) =>
+      runPgbench({ url: env.url, script: env.pgbenchScript, clients: connections, seconds })
+    yield* pgbench(WARMUP_SECONDS)
+    const c = yield* snapshot(env.meter)
+    const p = yield* pgbench(env.seconds)
+    // pgbench's backends exit as it does; a moment for the postmaster to reap them (their CPU is
+    // then in its cutime/cstime; a zombie's is still readable meanwhile).
+    yield* Effect.sleep("100 millis")
+    const d = yield* snapshot(env.meter)
+    const baseline: PgbenchRun = { pgbench: p, cpu: cpuBetween(c, d) }
+
+    const level: Level = {
+      connections,
+      herald,
+      baseline,
+      warmupCreated: warm.created,
+      non201: warm.non201 + run.non201
+    }
+    yield* progress(
+      `${connections} connections: Herald ${fixed(run.created / run.seconds, 0)} posts/s ` +
+        `(server ${fixed(herald.cpu.serverMs / herald.committed)} + PostgreSQL ` +
+        `${fixed(herald.cpu.pg.cpuMs / herald.committed)} ms CPU/post), pgbench ${fixed(p.tps, 0)} tx/s ` +
+        `(PostgreSQL ${fixed(baseline.cpu.pg.cpuMs / p.transactions)} ms CPU/tx)` +
+        (Math.max(herald.cpu.otherCores, baseline.cpu.otherCores) > DISTURBED_CORES
+          ? ` — other work on the machine: ${fixed(herald.cpu.otherCores)} / ${fixed(baseline.cpu.otherCores)} cores`
+          : "")
+    )
+    return level
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Set-up over the HTTP API
+
+const setUpUsers = (server: HeraldProcess) =>
+  attempt("creating the user and its projects over HTTP", async () => {
+    const { token } = await requestJson<{ token: string }>({
+      port: server.port,
+      method: "POST",
+      path: "/api/admin/users",
+      token: server.adminToken,
+      body: { name: "bench" }
+    }, 201)
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    try {
+      const projectIds: Array<string> = []
+      for (let i = 1; i <= STREAMS; i++) {
+        const project = await requestJson<{ id: string }>({
+          port: server.port,
+          method: "POST",
+          path: "/api/projects",
+          token,
+          body: { name: `bench ${i}` },
+          agent
+        }, 201)
+        projectIds.push(project.id)
+      }
+      return { token, projectIds }
+    } finally {
+      agent.destroy()
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+const sum = (levels: ReadonlyArray<Level>, f: (l: Level) => number) => levels.reduce((n, l) => n + f(l), 0)
+
+const perPost = (l: Level) => ({
+  postsPerSecond: l.herald.wrk.created / l.herald.wrk.seconds,
+  serverMs: l.herald.cpu.serverMs / l.herald.committed,
+  pgMs: l.herald.cpu.pg.cpuMs / l.herald.committed,
+  pgPerTxMs: l.baseline.cpu.pg.cpuMs / l.baseline.pgbench.transactions
+})
+
+interface Report {
+  readonly seconds: number
+  readonly serverVersion: string
+  readonly tools: ReadonlyArray<string>
+  readonly levels: ReadonlyArray<Level>
+  readonly idle: { readonly ms: number; readonly cpu: Cpu }
+  readonly statements: StatementCount
+  readonly sse: {
+    readonly received: number
+    readonly posted: number
+    readonly inDatabase: number
+    readonly ended?: string
+  }
+  readonly profiled: boolean
+  readonly foreignKeys: number
+}
+
+/** Settings of this environment the server process inherits (LOG_* are set by the bench). */
+const inherited = () => Object.keys(process.env).filter((k) => k.startsWith("HERALD_")).sort()
+
+const resultTable = (r: Report) =>
+  table(
     [
-      "CPU ms/post: this process's CPU time (server and load generator alike) per committed post.",
-      ratio === undefined
-        ? `target: HTTP >= ${TARGET.ratio}x raw at concurrency ${TARGET.concurrency} (not measured)`
-        : `target: HTTP >= ${TARGET.ratio}x raw at concurrency ${TARGET.concurrency}: ` +
-          `${ratio >= TARGET.ratio ? "met" : "NOT met"} (${ratio.toFixed(2)}x)`
+      `write: POST /api/projects/:id/messages (wrk, ${STREAMS} projects round-robin) vs pgbench's bare ` +
+      `post transaction (${STREAMS} streams), ${r.seconds} s per cell`,
+      `both on the embedded PostgreSQL ${r.serverVersion} the bench started (durable settings); ` +
+      `load average ${loadAverage()}${r.profiled ? "; SERVER UNDER --cpu-prof (slower)" : ""}`
+    ],
+    [
+      "connections",
+      "Herald posts/s",
+      "pgbench tx/s",
+      "Herald/pgbench",
+      "server CPU ms/post",
+      "PG CPU ms/post",
+      "PG CPU ms/tx (pgbench)",
+      "post p50 ms",
+      "post p99 ms",
+      "non-201"
+    ],
+    r.levels.map((l) => {
+      const p = perPost(l)
+      return [
+        String(l.connections),
+        fixed(p.postsPerSecond, 0),
+        fixed(l.baseline.pgbench.tps, 0),
+        ratio(p.postsPerSecond, l.baseline.pgbench.tps),
+        fixed(p.serverMs),
+        fixed(p.pgMs),
+        fixed(p.pgPerTxMs),
+        fixed(l.herald.wrk.p50Ms),
+        fixed(l.herald.wrk.p99Ms),
+        String(l.non201)
+      ]
+    }),
+    [
+      "Herald: `node packages/server/dist/main.js` as its own process (publisher, materializer and SSE hub inside, " +
+      "LOG_LEVEL=warn: no access log),",
+      `  wrk -t1 (-t2 at 32) -c<n> --latency, POST {"body": "${MESSAGE_BODY}"} with a bearer token; ` +
+      `${WARMUP_SECONDS} s warm-up per cell, not counted.`,
+      "pgbench: -n -M prepared -c <n> -j min(n,2); BEGIN; seq bump (INSERT … ON CONFLICT DO UPDATE … RETURNING); " +
+      "message insert; outbox insert; COMMIT,",
+      `  on bench.{users,projects,event_streams,messages,event_outbox} (LIKE public.… INCLUDING ALL, ` +
+      `${r.foreignKeys} foreign keys re-created); no membership check, no RETURNING of the row.`,
+      "CPU: utime+stime from /proc (10 ms ticks). server = its process (all threads); PostgreSQL = the postmaster, " +
+      "its live children and",
+      "  the children it reaped during the window (cutime+cstime), less the bench's own connection. A Herald " +
+      "window closes once the outbox",
+      "  is published and materialized and SSE has every event; per post = over the messages committed in it " +
+      `(${r.levels.map((l) => `${count(l.herald.committed)}`).join(" / ")}).`,
+      `  PostgreSQL processes that appeared / exited in the Herald windows: ${
+        r.levels.map((l) => `${l.herald.cpu.pg.appeared}/${l.herald.cpu.pg.exited}`).join(", ")
+      } (the server's pool closes connections idle for 10 s), CPU of`,
+      `  those that exited in them ${
+        r.levels.map((l) => fixed(l.herald.cpu.pg.exitedMs, 0)).join(" / ")
+      } ms, counted through the postmaster's cutime/cstime — no exited backend's ticks are lost;`,
+      `  pgbench's backends start and exit inside its windows: ${
+        r.levels.map((l) => fixed(l.baseline.cpu.pg.exitedMs, 0)).join(" / ")
+      } ms of ${r.levels.map((l) => fixed(l.baseline.cpu.pg.cpuMs, 0)).join(" / ")} ms (connection start-up included).`,
+      `other work on the machine, in cores, per level, Herald window / pgbench window (user+system time of all ` +
+      `processes less the server's, the cluster's, the bench's, wrk's and pgbench's):`,
+      `  ${
+        r.levels.map((l) => `${l.connections}: ${fixed(l.herald.cpu.otherCores)} / ${fixed(l.baseline.cpu.otherCores)}`)
+          .join(", ")
+      }${
+        r.levels.some((l) => Math.max(l.herald.cpu.otherCores, l.baseline.cpu.otherCores) > DISTURBED_CORES)
+          ? ` — ABOVE ${DISTURBED_CORES}: this run was disturbed, run it again on a quiet machine`
+          : ""
+      }`,
+      `  idle, before the runs: server ${fixed(r.idle.cpu.serverMs / (r.idle.ms / 1000), 1)} ms/s, PostgreSQL ` +
+      `${fixed(r.idle.cpu.pg.cpuMs / (r.idle.ms / 1000), 1)} ms/s (the idle server's polls go on during pgbench too).`,
+      `SQL statements per sequential post, as PostgreSQL logged them (BEGIN/COMMIT, publisher and materializer ` +
+      `included): ${fixed(r.statements.perPost, 1)} (pgbench: 5)`,
+      `  (${fixed(r.statements.idlePerSecond, 1)}/s logged idle, subtracted); most frequent: ${
+        r.statements.kinds.slice(0, 8).map(([k, n]) => `${k} ×${fixed(n / PROBE_POSTS, 1)}`).join("; ")
+      }`,
+      `  sent as: ${
+        (["simple", "unnamed", "prepared"] as const).map((p) =>
+          `${fixed(r.statements.protocols[p] / PROBE_POSTS, 1)} ${
+            p === "simple" ? "simple queries" : p === "unnamed" ? "unnamed (parsed and planned each time)" : "prepared"
+          }`
+        ).join(", ")
+      } per post (pgbench -M prepared: prepared once per connection)`,
+      `SSE subscriber (GET /api/stream, one connection through every run): ${count(r.sse.received)} message.created ` +
+      `events; ${count(r.sse.posted)} posts answered 201; ${count(r.sse.inDatabase)} messages in the database` +
+      (r.sse.ended === undefined ? "" : `; its connection ended early: ${r.sse.ended}`),
+      ...r.tools.map((t) => `tool: ${t}`),
+      ...(inherited().length === 0 ? [] : [`the server also got this environment's ${inherited().join(", ")}`])
     ],
     "right"
   )
+
+const verdicts = (r: Report): Array<Verdict> => {
+  const at = r.levels.find((l) => l.connections === TARGET.connections)
+  const perLevel = (f: (l: Level) => number) => r.levels.map((l) => `${l.connections}: ${fixed(f(l))}`).join(", ")
+  const non201 = sum(r.levels, (l) => l.non201)
+  const socketErrors = sum(r.levels, (l) => {
+    const e = l.herald.wrk.errors
+    return e.connect + e.read + e.write + e.timeout
+  })
+  return [
+    at === undefined
+      ? { target: `posts/s at ${TARGET.connections} ≥ ${TARGET.ratio}x pgbench`, met: "not measured", measured: "" }
+      : {
+        target: `posts/s at ${TARGET.connections} connections ≥ ${TARGET.ratio}x pgbench tx/s`,
+        met: perPost(at).postsPerSecond >= TARGET.ratio * at.baseline.pgbench.tps,
+        measured: ratio(perPost(at).postsPerSecond, at.baseline.pgbench.tps)
+      },
+    {
+      target: `server CPU per post ≤ ${TARGET.serverCpuMs} ms`,
+      met: r.levels.every((l) => perPost(l).serverMs <= TARGET.serverCpuMs),
+      measured: `${perLevel((l) => perPost(l).serverMs)} ms`
+    },
+    {
+      target: `PostgreSQL CPU per post ≤ ${TARGET.pgCpuMs} ms`,
+      met: r.levels.every((l) => perPost(l).pgMs <= TARGET.pgCpuMs),
+      measured: `${perLevel((l) => perPost(l).pgMs)} ms (pgbench: ${perLevel((l) => perPost(l).pgPerTxMs)} ms/tx)`
+    },
+    {
+      target: "no answer but 201",
+      met: non201 === 0 && socketErrors === 0,
+      measured: `${non201} non-201, ${socketErrors} socket errors/timeouts`
+    },
+    {
+      target: "the SSE subscriber receives every post's event",
+      met: r.sse.received === r.sse.inDatabase && r.sse.ended === undefined,
+      measured: `${count(r.sse.received)} of ${count(r.sse.inDatabase)}`
+    }
+  ]
 }
 
+// ---------------------------------------------------------------------------------------------
+// The bench
+
 const bench = Effect.gen(function*() {
-  const { seconds } = yield* Settings
-  yield* Console.error("write: starting an embedded PostgreSQL (durable settings) and the server…")
-  const url = yield* embeddedDatabase
-  const { app, port } = yield* inProcessServer(url)
-  const chat = Context.get(app, ChatService)
-  const created = yield* Effect.orDie(Context.get(app, UsersRepo).create("bench"))
-  const user = { id: created.user.id, token: Redacted.value(created.token) }
-  const newProject = (name: string) => Effect.map(chat.createProject(name).pipe(asUser(created.user)), (p) => p.id)
-  const env: BenchEnv = { seconds, port, url, newProject, user }
+  const settings = yield* Settings
+  const started = performance.now()
+  const tools = [
+    yield* ensureTool("wrk", "wrk", ["-v"], [0, 1]),
+    yield* ensureTool("pgbench", "postgresql-contrib", ["--version"])
+  ]
+  yield* Console.error("write: building the server (node scripts/build.mjs)…")
+  yield* buildServer
+  yield* Console.error("write: starting an embedded PostgreSQL (durable settings)…")
+  const db = yield* embeddedCluster
+  const dir = yield* tempDir
+  // Kept after the bench, unlike `dir`: the profile is for reading.
+  const profileDir = settings.profile
+    ? yield* attempt("creating the profile folder", () => fs.mkdtemp(path.join(os.tmpdir(), "herald-write-profile-")))
+    : undefined
 
-  const perPost = yield* makePosts(env, 1, "probe").pipe(
-    Effect.flatMap((posts) => countStatements([["HTTP", posts.http], ["raw SQL", posts.raw]])),
-    Effect.scoped
-  )
-  yield* Console.error(`  SQL statements per post: ${perPost.join(", ")}`)
+  const measured = yield* Effect.scoped(Effect.gen(function*() {
+    yield* Console.error(
+      `write: starting the compiled server${profileDir === undefined ? "" : " under --cpu-prof"}…`
+    )
+    const server = yield* compiledServer(
+      db.url,
+      profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`]
+    )
+    // The server migrated the database; the bench's own connection from here on.
+    const client = yield* connect(db.url, "herald-bench-write")
+    const serverVersion = yield* Effect.map(
+      query(client, "SHOW server_version", "SHOW server_version"),
+      (r) => (r.rows[0] as { server_version: string }).server_version
+    )
+    const benchBackend = yield* Effect.map(
+      query(client, "pg_backend_pid", "SELECT pg_backend_pid() AS pid"),
+      (r) => (r.rows[0] as { pid: number }).pid
+    )
+    const meter: Meter = {
+      server,
+      postmaster: yield* Effect.try({
+        try: () => postmasterPid(db.pgdata),
+        catch: (e) => new BenchError({ message: String(e) })
+      }),
+      benchBackend
+    }
 
-  // Every run is bounded by its duration and every request by a timeout; this is the backstop.
-  const budget = Duration.seconds(LEVELS.length * 2 * (Duration.toSeconds(WARMUP) + seconds) + 60)
-  const rows = yield* Effect.forEach(LEVELS, (c) => measureLevel(env, c)).pipe(withinBudget(budget, "the runs"))
-  yield* Console.log(writeTable(rows, seconds))
+    yield* Console.error(`write: a user and ${STREAMS} projects over HTTP, one SSE subscriber on /api/stream…`)
+    const { projectIds, token } = yield* setUpUsers(server)
+    const sub = yield* subscriber(server.port, token)
+    if (!(yield* Effect.promise(() => sub.waitFor("heads", 1, 10_000)))) {
+      return yield* new BenchError({ message: "the SSE subscriber got no `heads` frame within 10 s" })
+    }
+    const foreignKeys = yield* setUpBaselineTables(client)
+    const wrkScript = yield* writeWrkScript(dir, projectIds, token)
+    const pgbenchScript = yield* writePgbenchScript(dir)
+
+    yield* Console.error(`write: counting SQL statements over ${PROBE_POSTS} sequential posts…`)
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    const statements = yield* countStatements({
+      client,
+      log: path.join(db.dataDir, "postgres.log"),
+      posts: PROBE_POSTS,
+      post: (i) =>
+        request({
+          port: server.port,
+          method: "POST",
+          path: `/api/projects/${projectIds[i % projectIds.length]}/messages`,
+          token,
+          body: { body: MESSAGE_BODY },
+          agent,
+          expected: 201
+        })
+    }).pipe(Effect.ensuring(Effect.sync(() => agent.destroy())))
+    yield* drain(client, sub)
+
+    // The idle cost, for scale: what the server and the cluster burn with nothing to do.
+    const i0 = yield* snapshot(meter)
+    yield* Effect.promise(() => sleep(IDLE_MS))
+    const idle = { ms: IDLE_MS, cpu: cpuBetween(i0, yield* snapshot(meter)) }
+
+    yield* Console.error(
+      `write: ${
+        LEVELS.join(", ")
+      } connections, ${WARMUP_SECONDS} + ${settings.seconds} s of wrk, then of pgbench, each…`
+    )
+    const env: Env = { seconds: settings.seconds, meter, client, sub, url: db.url, wrkScript, pgbenchScript }
+    // Every run is bounded by its duration and every step by a timeout; this is the backstop.
+    const budget = Duration.seconds(LEVELS.length * (2 * (WARMUP_SECONDS + settings.seconds + 5) + 20) + 30)
+    const levels = yield* Effect.forEach(LEVELS, (c) => measureLevel(env, c)).pipe(withinBudget(budget, "the runs"))
+
+    const inDatabase = yield* drain(client, sub)
+    const report: Report = {
+      seconds: settings.seconds,
+      serverVersion,
+      tools,
+      levels,
+      idle,
+      statements,
+      sse: {
+        received: sub.received("message.created"),
+        posted: PROBE_POSTS + sum(levels, (l) => l.warmupCreated + l.herald.wrk.created),
+        inDatabase,
+        ...(sub.endedEarly() === undefined ? {} : { ended: sub.endedEarly()! })
+      },
+      profiled: profileDir !== undefined,
+      foreignKeys
+    }
+    return report
+  }))
+  // The server has stopped (SIGTERM): a --cpu-prof profile is written by now.
+
+  yield* Console.log(resultTable(measured))
+  const vs = verdicts(measured)
   yield* Console.log(
-    `SQL statements per sequential post (BEGIN/COMMIT and the publisher's work included): ${perPost.join(", ")}`
+    [
+      "",
+      `write: targets (${((performance.now() - started) / 1000).toFixed(0)} s in all; shared 2-core machine)`,
+      ...vs.map(verdictLine)
+    ].join("\n")
   )
+  if (profileDir !== undefined) {
+    const windows = measured.levels.map((l) => l.herald.window)
+    const text = yield* attempt(
+      "reading the CPU profile",
+      async () => analyzeProfile(await findProfile(profileDir), windows)
+    )
+    yield* Console.log(text)
+  }
+  const non201 = sum(measured.levels, (l) => l.non201)
+  if (!vs.find((v) => v.target === "no answer but 201")!.met) {
+    return yield* new BenchError({
+      message:
+        `${non201} posts were not answered 201 (or failed at the socket): the figures above are not to be trusted`
+    })
+  }
 }).pipe(
   Effect.scoped,
-  // Per-request access logs would measure the terminal; warnings and errors still show.
-  Effect.provide(Logger.minimumLogLevel(LogLevel.Warning))
+  // Every step is bounded by its own timeout; this is the backstop.
+  withinBudget(Duration.minutes(5))
 )
 
 export default bench
