@@ -28,7 +28,8 @@ export interface HeraldOptions {
 
 /**
  * Starts the server on a free 127.0.0.1 port against `databaseUrl`, with an admin token, the memory
- * broker, the publisher and materializer inside it (the defaults) and no per-request access log;
+ * broker, the publisher and materializer inside it (the defaults) and — unless `env` says otherwise — no
+ * per-request access log;
  * resolves once it says it is up. Stopped with the scope: SIGTERM, so it shuts down as in
  * production (and writes a `--cpu-prof` profile), SIGKILL after 15 s.
  */
@@ -69,7 +70,11 @@ export const heraldProcess = (databaseUrl: Redacted.Redacted, options: HeraldOpt
  * (but not under npm: `npm_lifecycle_event` removed, so it does not watch for its launcher).
  */
 export const compiledServer = (databaseUrl: Redacted.Redacted, nodeArgs: ReadonlyArray<string> = []) =>
-  heraldProcess(databaseUrl, { args: [...nodeArgs, ...SERVER], env: { npm_lifecycle_event: undefined } })
+  heraldProcess(databaseUrl, {
+    args: [...nodeArgs, ...SERVER],
+    // Logging as in production (LOG_LEVEL=info, pretty): the access log is part of what a post costs.
+    env: { npm_lifecycle_event: undefined, LOG_LEVEL: undefined, LOG_FORMAT: undefined }
+  })
 
 /** `node scripts/build.mjs`: the bundles `compiledServer` runs, from the sources as they are now. */
 export const buildServer = attempt("node scripts/build.mjs", async () => {

@@ -1,8 +1,9 @@
-import { Console, Effect, Option, Redacted } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import { ChatService } from "./chat/ChatService.js"
 import { asUser } from "./chat/Policy.js"
 import { UsersRepo } from "./chat/UsersRepo.js"
 import { AppConfig } from "./config/AppConfig.js"
+import { printLine } from "./observability/LogOutput.js"
 
 /** On an empty embedded database, a demo user and project so `npm start` is usable at once. */
 export const seedDemo = Effect.gen(function*() {
@@ -12,7 +13,7 @@ export const seedDemo = Effect.gen(function*() {
   if ((yield* users.count) > 0) return
   const { token, user } = yield* users.create("demo")
   const project = yield* (yield* ChatService).createProject("Demo project").pipe(asUser(user))
-  yield* Console.log(
+  yield* printLine(
     [
       "",
       "  Empty database: created a demo user and project.",

@@ -1,6 +1,7 @@
 import { Layer } from "effect"
 import { BrokerLive } from "./broker/BrokerLive.js"
 import { RequestPathLive } from "./chat/RequestPath.js"
+import { BackgroundSqlLive } from "./db/Database.js"
 import { Analytics } from "./eventlog/Analytics.js"
 import { EventHistory } from "./eventlog/EventHistory.js"
 import { EventLogStore } from "./eventlog/EventLogStore.js"
@@ -29,12 +30,16 @@ export const SharedLive = Layer.mergeAll(
 
 /**
  * Everything after commit: the outbox publisher (the only holder of the broker's publishing side),
- * the SSE hub (its subscribing side) and the materializer. The broker is provided *into* these and
+ * the SSE hub (its subscribing side) and the materializer; the publisher's and the materializer's
+ * statements go through the background pool (BackgroundSqlLive: commits that need no WAL flush). The broker is provided *into* these and
  * not passed on, so nothing built on top — the HTTP API — is ever given it (G2).
  */
 export const RealtimeLive = Layer.mergeAll(
-  Layer.mergeAll(SseHub.Default, OutboxPublisherLive).pipe(Layer.provide(BrokerLive)),
-  MaterializerLive
+  Layer.mergeAll(
+    SseHub.Default,
+    OutboxPublisherLive.pipe(Layer.provide(Layer.fresh(OutboxStore.Default)), Layer.provide(BackgroundSqlLive))
+  ).pipe(Layer.provide(BrokerLive)),
+  MaterializerLive.pipe(Layer.provide(Layer.fresh(EventLogStore.Default)), Layer.provide(BackgroundSqlLive))
 ).pipe(Layer.provideMerge(SharedLive))
 
 /** The whole server on the given HTTP server: API, SSE, publisher. Needs the database and config. */

@@ -7,6 +7,7 @@ import { DatabaseLive } from "./db/Database.js"
 import { EmbeddedCluster } from "./db/EmbeddedPostgres.js"
 import { seedDemo } from "./DemoSeed.js"
 import { NodeServerLive } from "./http/HttpApp.js"
+import { jsonLine, prettyLine, printLine } from "./observability/LogOutput.js"
 import { serverLayer } from "./Server.js"
 
 /**
@@ -22,7 +23,7 @@ const announce = Effect.gen(function*() {
   )
   yield* seedDemo
   const base = `http://${config.host}:${config.port}`
-  yield* Console.log(`Herald is up: web client at ${base}/ · API docs at ${base}/docs`)
+  yield* printLine(`Herald is up: web client at ${base}/ · API docs at ${base}/docs`)
 })
 
 /**
@@ -51,7 +52,7 @@ export const ServerLive = Layer.scopedDiscard(announce).pipe(
 const LoggingLive = Layer.unwrapEffect(
   Effect.map(AppConfig, (c) =>
     Layer.merge(
-      c.logFormat === "json" ? Logger.json : Logger.pretty,
+      Logger.replace(Logger.defaultLogger, c.logFormat === "json" ? jsonLine : prettyLine),
       Logger.minimumLogLevel(c.logLevel)
     ))
 )
@@ -72,4 +73,4 @@ const program = Layer.launch(ServerLive.pipe(Layer.provide(LoggingLive), Layer.p
   })
 )
 
-NodeRuntime.runMain(program)
+NodeRuntime.runMain(program, { disablePrettyLogger: true })

@@ -1,5 +1,6 @@
+import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Layer, Option, Redacted, String } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted, String } from "effect"
 import pg from "pg"
 import { AppConfig } from "../config/AppConfig.js"
 import { acquireEmbedded, EmbeddedCluster } from "./EmbeddedPostgres.js"
@@ -30,6 +31,33 @@ export const clientLayer = (options: ClientOptions) =>
     transformQueryNames: String.camelToSnake,
     types
   })
+
+/** `url` with a session setting for every connection made from it (`options=-c name=value`). */
+const withSetting = (url: Redacted.Redacted, name: string, value: string) => {
+  const parsed = new URL(Redacted.value(url))
+  const options = [parsed.searchParams.get("options"), `-c ${name}=${value}`].filter((o) => o !== null).join(" ")
+  parsed.searchParams.set("options", options)
+  return Redacted.make(parsed.toString())
+}
+
+/**
+ * The background pool: the publisher's claims and confirmations and the materializer's copies, on
+ * connections of their own with `synchronous_commit = off`, so their commits do not wait for the
+ * WAL flush. It is safe there and only there: a lease, a `published` mark or a copy into event_log
+ * (with its `materialized_at`) that a database crash loses is only a re-publish or a re-copy, which
+ * at-least-once delivery and the materializer already absorb (G3, G6). A chat write never runs here.
+ * Built from the main client's own URL; without one (never in Herald) it is the main client.
+ */
+export const BackgroundSqlLive = Layer.unwrapEffect(
+  Effect.map(PgClient.PgClient, (main) =>
+    main.config.url === undefined
+      ? Layer.succeedContext(Context.make(PgClient.PgClient, main).pipe(Context.add(SqlClient.SqlClient, main)))
+      : clientLayer({
+        url: withSetting(main.config.url, "synchronous_commit", "off"),
+        maxConnections: 3,
+        applicationName: `${main.config.applicationName ?? "herald"}-background`
+      }))
+)
 
 export const embeddedUrl = (c: { user: string; password: string; host: string; port: number; database: string }) =>
   Redacted.make(`postgres://${c.user}:${encodeURIComponent(c.password)}@${c.host}:${c.port}/${c.database}`)
