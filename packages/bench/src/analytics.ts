@@ -1,6 +1,6 @@
 import { Statement } from "@effect/sql"
 import { Events, Ids } from "@herald/domain"
-import { clientLayer } from "@herald/server/db/Database"
+import { BackgroundSqlLive, clientLayer } from "@herald/server/db/Database"
 import { Analytics } from "@herald/server/eventlog/Analytics"
 import { EventLogStore } from "@herald/server/eventlog/EventLogStore"
 import { materializeOnce } from "@herald/server/eventlog/Materializer"
@@ -634,7 +634,9 @@ interface Drain {
 const materializerPart = (url: Redacted.Redacted, rows: number) =>
   Effect.gen(function*() {
     const client = yield* connect(url, "herald-bench-raw", STATEMENT_TIMEOUT_MS)
+    // As the server runs it: on the background pool (synchronous_commit=off), BackgroundSqlLive.
     const store = yield* Layer.build(EventLogStore.Default.pipe(
+      Layer.provide(BackgroundSqlLive),
       Layer.provide(clientLayer({ url, maxConnections: 2, applicationName: "herald-bench-materializer" }))
     ))
     yield* Console.error(`materializer: generating ${count(rows)} outbox rows…`)

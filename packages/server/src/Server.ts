@@ -28,6 +28,18 @@ export const SharedLive = Layer.mergeAll(
   Wakeup.Default
 ).pipe(Layer.provideMerge(EventLogStore.Default))
 
+/** The outbox publisher as the server runs it: its own OutboxStore, on the background pool. */
+export const BackgroundPublisherLive = OutboxPublisherLive.pipe(
+  Layer.provide(Layer.fresh(OutboxStore.Default)),
+  Layer.provide(BackgroundSqlLive)
+)
+
+/** The materializer as the server runs it: its own EventLogStore, on the background pool. */
+export const BackgroundMaterializerLive = MaterializerLive.pipe(
+  Layer.provide(Layer.fresh(EventLogStore.Default)),
+  Layer.provide(BackgroundSqlLive)
+)
+
 /**
  * Everything after commit: the outbox publisher (the only holder of the broker's publishing side),
  * the SSE hub (its subscribing side) and the materializer; the publisher's and the materializer's
@@ -35,11 +47,8 @@ export const SharedLive = Layer.mergeAll(
  * not passed on, so nothing built on top — the HTTP API — is ever given it (G2).
  */
 export const RealtimeLive = Layer.mergeAll(
-  Layer.mergeAll(
-    SseHub.Default,
-    OutboxPublisherLive.pipe(Layer.provide(Layer.fresh(OutboxStore.Default)), Layer.provide(BackgroundSqlLive))
-  ).pipe(Layer.provide(BrokerLive)),
-  MaterializerLive.pipe(Layer.provide(Layer.fresh(EventLogStore.Default)), Layer.provide(BackgroundSqlLive))
+  Layer.mergeAll(SseHub.Default, BackgroundPublisherLive).pipe(Layer.provide(BrokerLive)),
+  BackgroundMaterializerLive
 ).pipe(Layer.provideMerge(SharedLive))
 
 /** The whole server on the given HTTP server: API, SSE, publisher. Needs the database and config. */

@@ -1,9 +1,9 @@
 import type { SqlClient } from "@effect/sql"
+import type { PgClient } from "@effect/sql-pg"
 import type { Events } from "@herald/domain"
 import { BrokerPublisher } from "@herald/server/broker/BrokerPublisher"
 import type { AppConfig } from "@herald/server/config/AppConfig"
-import { OutboxPublisherLive } from "@herald/server/outbox/OutboxPublisher"
-import { SharedLive } from "@herald/server/Server"
+import { BackgroundPublisherLive, SharedLive } from "@herald/server/Server"
 import { type Context, Effect, Exit, Layer, Redacted, Runtime, Scope } from "effect"
 import type * as GraphileWorkerModule from "graphile-worker"
 import { randomUUID } from "node:crypto"
@@ -14,7 +14,8 @@ import { attempt, sleep } from "../support.js"
  * Part 2: how fast a backlog of committed events leaves the outbox. The backlog is written in
  * bulk with SQL while nothing publishes; then one of three drainers starts and the clock runs
  * until no row (job) is left to deliver:
- *   - Herald: the real `OutboxPublisherLive` (claim, publish, mark) with a broker that counts;
+ *   - Herald: the real publisher as the server runs it (claim, publish, mark, on its background pool)
+ *     with a broker that counts;
  *   - raw SQL: the same claim and mark statements in a plain loop over one `pg` client;
  *   - Graphile Worker as the outbox: one job per event, a task that counts.
  */
@@ -165,7 +166,7 @@ const timed = async (
  * its layer is built and stops when the scope closes.
  */
 export const heraldDrain = (
-  base: Context.Context<SqlClient.SqlClient | AppConfig>,
+  base: Context.Context<SqlClient.SqlClient | PgClient.PgClient | AppConfig>,
   poller: pg.Client,
   events: number
 ) =>
@@ -178,7 +179,8 @@ export const heraldDrain = (
           publish: (batch: ReadonlyArray<Events.EventWire>) =>
             Effect.sync(() => void (counter.n += batch.length))
         })
-        const publisher = OutboxPublisherLive.pipe(
+        // As the server composes it: its own store on the background pool (synchronous_commit=off).
+        const publisher = BackgroundPublisherLive.pipe(
           Layer.provide(broker),
           Layer.provide(SharedLive),
           Layer.provide(Layer.succeedContext(base))

@@ -1,4 +1,5 @@
-import { Duration, Effect, Exit, Layer, Option } from "effect"
+import type { SqlError } from "@effect/sql"
+import { Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import { BrokerPublisher } from "../broker/BrokerPublisher.js"
@@ -13,14 +14,23 @@ import { Wakeup } from "./Wakeup.js"
 /** Identifies this publisher in `claimed_by`, so an operator can tell who holds a lease. */
 export const makePublisherId = () => `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`
 
+/** What a pass claimed and, when its publish succeeded, the confirmation still to run. */
+export interface Pass {
+  readonly claimed: number
+  /** After a failure: when the earliest retry is due. */
+  readonly retryInMs: number | undefined
+  /** Marks the published batch `published` (only rows this publisher still holds). */
+  readonly confirm: Effect.Effect<void, SqlError.SqlError> | undefined
+}
+
 /**
- * One pass of the publisher: claim a batch of due rows (leased), publish it outside any
- * transaction, then confirm. A failed publish schedules each row's next attempt from the retry
- * Schedule, or marks it dead. If the pass is interrupted (shutdown) before it confirmed, the
- * claim is released so another publisher takes the rows at once. Returns the batch size and,
- * after a failure, when the earliest retry is due.
+ * One pass of the publisher up to its confirmation: claim a batch of due rows (leased), publish it
+ * outside any transaction; a failed publish schedules each row's next attempt from the retry
+ * Schedule, or marks it dead. If the pass is interrupted (shutdown) before the publish returned,
+ * the claim is released so another publisher takes the rows at once. A successful publish returns
+ * its confirmation to run: the loop runs it while it claims and publishes the next batch.
  */
-export const publishOnce = (publisherId: string) =>
+export const claimAndPublish = (publisherId: string) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
     const store = yield* OutboxStore
@@ -33,10 +43,11 @@ export const publishOnce = (publisherId: string) =>
         const ids = batch.map((e) => e.envelope.id)
         const published = yield* Effect.either(broker.publish(batch.map((e) => e.envelope)))
         if (published._tag === "Right") {
-          const latencies = yield* store.markPublished(publisherId, ids)
-          metrics.published.inc(latencies.length)
-          for (const ms of latencies) metrics.commitToPublish.observe(ms / 1000)
-          return
+          const confirm = Effect.map(store.markPublished(publisherId, ids), (latencies) => {
+            metrics.published.inc(latencies.length)
+            for (const ms of latencies) metrics.commitToPublish.observe(ms / 1000)
+          })
+          return { claimed: batch.length, retryInMs: undefined, confirm } satisfies Pass
         }
         const decisions = yield* Effect.forEach(batch, (e) =>
           Effect.map(nextRetryDelay(schedule, e.attempts + 1, config.publishMaxAttempts), (delay) => ({
@@ -49,15 +60,17 @@ export const publishOnce = (publisherId: string) =>
         const delays = decisions.flatMap((d) =>
           d.delayMs === null ? [] : [d.delayMs]
         )
-        return delays.length === 0 ? undefined : Math.min(...delays)
+        return {
+          claimed: batch.length,
+          retryInMs: delays.length === 0 ? undefined : Math.min(...delays),
+          confirm: undefined
+        } satisfies Pass
       })
 
     return yield* Effect.acquireUseRelease(
       store.claim({ publisherId, batchSize: config.publishBatchSize, leaseMs: config.claimLeaseMs }),
-      (batch) =>
-        batch.length === 0
-          ? Effect.succeed({ claimed: 0, retryInMs: undefined })
-          : Effect.map(deliver(batch), (retryInMs) => ({ claimed: batch.length, retryInMs })),
+      (batch): Effect.Effect<Pass, SqlError.SqlError> =>
+        batch.length === 0 ? Effect.succeed({ claimed: 0, retryInMs: undefined, confirm: undefined }) : deliver(batch),
       (batch, exit) =>
         Exit.isInterrupted(exit)
           ? Effect.ignore(store.release(publisherId, batch.map((e) => e.envelope.id)))
@@ -66,8 +79,19 @@ export const publishOnce = (publisherId: string) =>
   })
 
 /**
+ * One whole pass: claim, publish, confirm. Returns the batch size and, after a failure, when the
+ * earliest retry is due.
+ */
+export const publishOnce = (publisherId: string) =>
+  Effect.gen(function*() {
+    const { claimed, confirm, retryInMs } = yield* claimAndPublish(publisherId)
+    if (confirm !== undefined) yield* confirm
+    return { claimed, retryInMs }
+  })
+
+/**
  * The outbox publisher: a supervised fiber in the server's scope. It drains the outbox while
- * batches come back full; otherwise it sleeps until the in-process wake-up (a local commit), its
+ * batches come back full, confirming each batch while it claims and publishes the next; otherwise it sleeps until the in-process wake-up (a local commit), its
  * own next due retry, or the fallback poll (other processes' rows, expired leases).
  * A database outage pauses it with backoff; it resumes by itself.
  */
@@ -87,18 +111,31 @@ export const OutboxPublisherLive = Layer.scopedDiscard(
         if (wait > 0) yield* Effect.race(signals.take, Effect.sleep(Duration.millis(wait)))
       })
 
+    // The confirmation of the batch published last, running while the loop claims and publishes
+    // the next one (or sleeps): a mark never delays the next claim, and at most one is in flight
+    // (the next pass waits for it, and a failed one fails the loop there). It is never interrupted
+    // half-way; the loop waits for it when it stops.
+    let confirming: Fiber.RuntimeFiber<void, SqlError.SqlError> | undefined
+    const settle = Effect.suspend(() => {
+      const fiber = confirming
+      confirming = undefined
+      return fiber === undefined ? Effect.void : Fiber.join(fiber)
+    })
+
     const loop = Effect.gen(function*() {
       yield* status.set({ _tag: "Running" })
       let retryAt: number | undefined
       while (true) {
         yield* signals.drain
-        const { claimed, retryInMs } = yield* publishOnce(publisherId)
+        const { claimed, confirm, retryInMs } = yield* claimAndPublish(publisherId)
+        yield* settle
+        if (confirm !== undefined) confirming = yield* Effect.forkDaemon(Effect.uninterruptible(confirm))
         if (retryInMs !== undefined) retryAt = Math.min(retryAt ?? Infinity, Date.now() + retryInMs)
         if (retryAt !== undefined && retryAt <= Date.now()) retryAt = undefined
         // A full batch means there may be more: claim again at once. Otherwise wait for news.
         if (claimed < config.publishBatchSize) yield* idle(retryAt)
       }
-    })
+    }).pipe(Effect.onExit(() => Effect.ignore(settle)))
 
     yield* loop.pipe(
       supervised({
