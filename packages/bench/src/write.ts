@@ -355,7 +355,7 @@ const resultTable = (r: Report) =>
     }),
     [
       "Herald: `node packages/server/dist/main.js` as its own process (publisher, materializer and SSE hub inside, " +
-      "LOG_LEVEL=warn: no access log),",
+      "logging as in production: LOG_LEVEL=info, an access-log line per request),",
       `  wrk -t1 (-t2 at 32) -c<n> --latency, POST {"body": "${MESSAGE_BODY}"} with a bearer token; ` +
       `${WARMUP_SECONDS} s warm-up per cell, not counted.`,
       "pgbench: -n -M prepared -c <n> -j min(n,2); BEGIN; seq bump (INSERT … ON CONFLICT DO UPDATE … RETURNING); " +
