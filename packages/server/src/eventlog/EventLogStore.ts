@@ -28,18 +28,17 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
       Effect.map(
         sql<{ n: number }>`
           WITH batch AS (
-            SELECT id FROM event_outbox
+            SELECT ctid, id, stream_id, seq, type, project_id, actor_id, occurred_at, data FROM event_outbox
             WHERE materialized_at IS NULL AND position <= ${upTo}
             ORDER BY position
             LIMIT ${batchSize}
             FOR UPDATE SKIP LOCKED
           ), copied AS (
             INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
-            SELECT o.id, o.stream_id, o.seq, o.type, o.project_id, o.actor_id, o.occurred_at, o.data
-            FROM event_outbox o JOIN batch USING (id)
+            SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data FROM batch
             ON CONFLICT DO NOTHING
           ), stamped AS (
-            UPDATE event_outbox o SET materialized_at = now() FROM batch WHERE o.id = batch.id RETURNING 1
+            UPDATE event_outbox o SET materialized_at = now() FROM batch WHERE o.ctid = batch.ctid RETURNING 1
           )
           SELECT count(*)::int AS n FROM stamped`,
         ([row]) => row!.n
