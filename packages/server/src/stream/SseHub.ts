@@ -1,5 +1,5 @@
 import type { Events } from "@herald/domain"
-import { Data, Effect, FiberSet, Schedule, Stream } from "effect"
+import { type Chunk, Data, Effect, FiberSet, Schedule, Stream } from "effect"
 import type { Writable } from "node:stream"
 import { type BrokerDelivery, BrokerSubscriber } from "../broker/BrokerSubscriber.js"
 import { AppConfig } from "../config/AppConfig.js"
@@ -479,37 +479,57 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       }
     }
 
-    const dispatch = (delivery: BrokerDelivery) =>
-      Effect.sync(() => {
-        const { seq, stream } = delivery._tag === "Envelope" ? delivery.event : delivery
-        const event = delivery._tag === "Envelope" ? delivery.event : undefined
-        if (event !== undefined && joinable.size > 0) joinsFor(event)
-        const targets = streams.get(stream)
-        if (targets === undefined) return
-        const frames = event === undefined ? undefined : framesOf(event)
-        for (const s of targets) {
-          if (gone(s)) continue
-          const state = s.state
-          if (state._tag === "Filling") announce(s, state, seq)
-          else if (seq <= s.lastSent) continue // a duplicate
-          else if (event !== undefined && seq === s.lastSent + 1) {
-            if (s.conn.queued >= sseBuffer) {
-              overflow(s.conn)
-              continue
-            }
-            send(s, frames!)
-            if (s.mayEnd(event)) startFilling(s, seq, true)
-          } else {
-            // A gap, or an event the broker only referenced: the database has it.
-            startFilling(s, seq, false)
+    /**
+     * Connections written to while a chunk of deliveries is dispatched: corked at their first
+     * frame and uncorked after the chunk, so a connection gets the chunk's frames in one write
+     * (a system call) instead of one per frame.
+     */
+    const corked = new Set<Connection>()
+
+    const dispatch = (delivery: BrokerDelivery) => {
+      const { seq, stream } = delivery._tag === "Envelope" ? delivery.event : delivery
+      const event = delivery._tag === "Envelope" ? delivery.event : undefined
+      if (event !== undefined && joinable.size > 0) joinsFor(event)
+      const targets = streams.get(stream)
+      if (targets === undefined) return
+      const frames = event === undefined ? undefined : framesOf(event)
+      for (const s of targets) {
+        if (gone(s)) continue
+        const state = s.state
+        if (state._tag === "Filling") announce(s, state, seq)
+        else if (seq <= s.lastSent) continue // a duplicate
+        else if (event !== undefined && seq === s.lastSent + 1) {
+          if (s.conn.queued >= sseBuffer) {
+            overflow(s.conn)
+            continue
           }
+          if (!corked.has(s.conn)) {
+            corked.add(s.conn)
+            s.conn.out.cork()
+          }
+          send(s, frames!)
+          if (s.mayEnd(event)) startFilling(s, seq, true)
+        } else {
+          // A gap, or an event the broker only referenced: the database has it.
+          startFilling(s, seq, false)
+        }
+      }
+    }
+
+    const dispatchChunk = (chunk: Chunk.Chunk<BrokerDelivery>) =>
+      Effect.sync(() => {
+        try {
+          for (const delivery of chunk) dispatch(delivery)
+        } finally {
+          for (const c of corked) c.out.uncork()
+          corked.clear()
         }
       })
 
     // The one subscription; if the broker fails (e.g. the LISTEN connection drops) it is re-opened.
     // Events missed meanwhile are read from the database at each subscription's next gap.
     yield* broker.events.pipe(
-      Stream.runForEach(dispatch),
+      Stream.runForEachChunk(dispatchChunk),
       supervised({ message: (e) => `SSE hub: broker subscription failed; re-subscribing: ${e.message}` }),
       Effect.forkScoped
     )
