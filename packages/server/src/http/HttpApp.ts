@@ -12,6 +12,7 @@ import { AdminLive, MeLive, MessagesLive, ProjectsLive, WorkspaceLive } from "./
 import { HealthLive } from "./Health.js"
 import { accessLog, bodyLimit, jsonErrors } from "./Middleware.js"
 import { NodeServer, nodeServerLayer } from "./NodeServer.js"
+import { PostDoorLive } from "./PostDoor.js"
 import { SseDoorLive } from "./SseDoor.js"
 import { StreamOpen, StreamsLive } from "./Streams.js"
 import { WebClientLive } from "./WebClient.js"
@@ -75,7 +76,7 @@ export const EndStreamsBeforeServerLive = Layer.scopedDiscard(
 
 /** The app and the SSE shutdown hook on one HttpServer. */
 export const serveOn = <ROut, E, R>(server: Layer.Layer<ROut, E, R>) =>
-  Layer.mergeAll(HttpAppLive, EndStreamsBeforeServerLive, SseDoorLive).pipe(
+  Layer.mergeAll(HttpAppLive, EndStreamsBeforeServerLive, SseDoorLive, PostDoorLive).pipe(
     Layer.provide(RequestSideLive),
     Layer.provideMerge(server)
   )

@@ -2,18 +2,21 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Effect, Layer } from "effect"
 import { type IncomingMessage, Server, type ServerResponse } from "node:http"
 
+/** Takes a request (answers true) or leaves it to the next door and, in the end, the HTTP app. */
+export type Door = (req: IncomingMessage, res: ServerResponse) => boolean
+
 /**
- * Node's HTTP server with a door in front of the HTTP app: a request the door takes (it answers
- * true) never reaches the app. The SSE door (SseDoor.ts) serves the streams this way.
+ * Node's HTTP server with doors in front of the HTTP app: a request a door takes never reaches
+ * the app. The SSE door (SseDoor.ts) serves the streams this way, the post door (PostDoor.ts) the
+ * message posts.
  */
 export class HeraldServer extends Server {
-  door: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined = undefined
+  readonly doors: Array<Door> = []
 
   override emit(event: string | symbol, ...args: Array<unknown>): boolean {
-    if (
-      event === "request" && this.door !== undefined &&
-      this.door(args[0] as IncomingMessage, args[1] as ServerResponse)
-    ) return true
+    if (event === "request") {
+      for (const door of this.doors) if (door(args[0] as IncomingMessage, args[1] as ServerResponse)) return true
+    }
     return super.emit(event as string, ...args)
   }
 }

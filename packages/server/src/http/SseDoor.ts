@@ -162,7 +162,7 @@ export const SseDoorLive = Layer.scopedDiscard(
       return true
     }
 
-    node.value.door = door
-    yield* Effect.addFinalizer(() => Effect.sync(() => node.value.door = undefined))
+    node.value.doors.push(door)
+    yield* Effect.addFinalizer(() => Effect.sync(() => node.value.doors.splice(node.value.doors.indexOf(door), 1)))
   })
 )
