@@ -4,8 +4,7 @@ import { UsersRepo } from "@herald/server/chat/UsersRepo"
 import { AppConfig } from "@herald/server/config/AppConfig"
 import { clientLayer } from "@herald/server/db/Database"
 import { Config, Console, Context, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
-import * as http from "node:http"
-import { postMessage, type Target, type Verdict, verdictLine } from "./deliver/common.js"
+import { type Target, type Verdict, verdictLine } from "./deliver/common.js"
 import {
   cpuPerThousand,
   DRAIN_CAP_MS,
@@ -22,23 +21,9 @@ import {
   resetOutbox,
   STREAMS
 } from "./deliver/drain.js"
-import {
-  type FanOut,
-  fanOut,
-  loadedPoint,
-  type MemoryDelta,
-  openKeepAlive,
-  openSse,
-  perConnection,
-  restingPoint,
-  serverSseConnections,
-  settle,
-  SETTLE_SECONDS
-} from "./deliver/fanout.js"
 import { type LatencySample, measureCell, sseListener } from "./deliver/latency.js"
-import { makeTarget, type ServerProcess, serverProcess } from "./deliver/serverProcess.js"
+import { makeTarget, serverProcess } from "./deliver/serverProcess.js"
 import {
-  attempt,
   BenchError,
   connect,
   embeddedDatabase,
@@ -48,42 +33,30 @@ import {
   percentile,
   ranged,
   ratio,
-  request,
   secondsSetting,
-  sleep,
   table,
   withinBudget
 } from "./support.js"
 
 /**
- * Delivery after commit, in three parts, each next to a baseline measured in the same run:
+ * Delivery after commit, in two parts, each next to a baseline measured in the same run:
  *   1. commit→SSE latency for one client under open-loop posts at 100 and 1000/s, with the server
  *      in this process (as `write` runs it) and as its own process (floor: GET /health/live);
  *   2. the publisher's drain rate of a backlog written in bulk (baselines: a raw-SQL loop of the
- *      same claim and mark statements; Graphile Worker used as the outbox);
- *   3. SSE with many idle connections on a server process: memory per connection (baseline:
- *      plain keep-alive connections) and the time to fan one event out to all (baseline: one).
+ *      same claim and mark statements; Graphile Worker used as the outbox).
+ * SSE memory per connection and fan-out to many clients are `npm run bench -- sse`'s.
  * One embedded PostgreSQL with its durable (default) settings serves every part; everything
  * listens on 127.0.0.1 and is stopped and removed when the bench ends.
  *
  * Environment: BENCH_SECONDS (latency cell, default 5), BENCH_BACKLOG (default 100000),
- * BENCH_CONNECTIONS (default 10000), BENCH_FANOUT_ROUNDS (default 20), BENCH_GRAPHILE_CONCURRENCY
- * (default 10), BENCH_PARTS (default latency,drain,sse). About 4 minutes with the defaults.
+ * BENCH_GRAPHILE_CONCURRENCY (default 10), BENCH_PARTS (default latency,drain).
  */
 
 const TARGETS = {
   latency: { rate: 100, p50: 3, p99: 15 },
-  drain: { vsRaw: 0.9, vsGraphile: 2 },
-  sse: { kbPerConnection: 15, fanOutP99: 250 }
+  drain: { vsRaw: 0.9, vsGraphile: 2 }
 } as const
 const RATES = [100, 1000] as const
-/** HERALD_SSE_HEARTBEAT_MS as the server processes will read it (they inherit this environment). */
-const HEARTBEAT_MS = Number.parseInt(process.env.HERALD_SSE_HEARTBEAT_MS ?? "", 10) > 0
-  ? Number.parseInt(process.env.HERALD_SSE_HEARTBEAT_MS!, 10)
-  : 15_000
-/** Fan-out rounds to many clients stop early (after at least 3) once this much time has gone. */
-const FANOUT_BUDGET_MS = 40_000
-const KB = 1024
 
 const Settings = Config.all({
   seconds: secondsSetting,
@@ -93,14 +66,6 @@ const Settings = Config.all({
     [1000, 1_000_000],
     "Expected a backlog from 1000 to 1000000 events"
   ),
-  // Every connection is a file descriptor in this process and one in the server's (ulimit -n).
-  connections: ranged(
-    Config.integer("BENCH_CONNECTIONS"),
-    10_000,
-    [10, 18_000],
-    "Expected from 10 to 18000 connections"
-  ),
-  rounds: ranged(Config.integer("BENCH_FANOUT_ROUNDS"), 20, [1, 200], "Expected from 1 to 200 rounds"),
   graphileConcurrency: ranged(
     Config.integer("BENCH_GRAPHILE_CONCURRENCY"),
     10,
@@ -108,11 +73,11 @@ const Settings = Config.all({
     "Expected a concurrency from 1 to 50"
   ),
   parts: Config.string("BENCH_PARTS").pipe(
-    Config.withDefault("latency,drain,sse"),
+    Config.withDefault("latency,drain"),
     Config.map((s) => new Set(s.split(",").map((p) => p.trim()).filter((p) => p.length > 0))),
     Config.validate({
-      message: "Expected a comma-separated subset of latency,drain,sse",
-      validation: (parts) => parts.size > 0 && [...parts].every((p) => ["latency", "drain", "sse"].includes(p))
+      message: "Expected a comma-separated subset of latency,drain",
+      validation: (parts) => parts.size > 0 && [...parts].every((p) => ["latency", "drain"].includes(p))
     })
   )
 })
@@ -157,7 +122,7 @@ const latencyCells = (target: Target, where: Where, seconds: number) =>
  */
 const latencyPart = (url: Redacted.Redacted, settings: Settings) =>
   Effect.gen(function*() {
-    yield* Console.error("deliver 1/3: commit→SSE latency…")
+    yield* Console.error("deliver 1/2: commit→SSE latency…")
     const inProcess = yield* Effect.scoped(Effect.gen(function*() {
       const { app, port } = yield* inProcessServer(url)
       const created = yield* Effect.orDie(Context.get(app, UsersRepo).create("bench latency"))
@@ -278,7 +243,7 @@ interface DrainResult {
 
 const drainPart = (url: Redacted.Redacted, settings: Settings) =>
   Effect.gen(function*() {
-    yield* Console.error(`deliver 2/3: draining a backlog of ${settings.backlog} events over ${STREAMS} streams…`)
+    yield* Console.error(`deliver 2/2: draining a backlog of ${settings.backlog} events over ${STREAMS} streams…`)
     const base = yield* Layer.build(
       Layer.merge(
         clientLayer({ url, applicationName: "herald-bench-publisher" }),
@@ -444,239 +409,6 @@ const drainVerdicts = (d: DrainResult): Array<Verdict> => {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Part 3: SSE memory and fan-out, the server in its own process
-
-/**
- * The same on every server process before its memory is read: a few posts, health checks, and a
- * single SSE client that takes `rounds` fan-out rounds (the one-client baseline). Returns the
- * stream's last seq and the one-client rounds.
- */
-const warmUp = (target: Target, rounds: number, serverCpuMs: () => number) =>
-  attempt("warming the server up", async () => {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 4 })
-    let lastSeq = 0
-    try {
-      for (let i = 0; i < 20; i++) lastSeq = (await postMessage(target, `warm-up ${i}`, agent)).event.seq
-      for (let i = 0; i < 200; i++) await request({ port: target.port, method: "GET", path: "/health/live", agent })
-    } finally {
-      agent.destroy()
-    }
-    const one = await openSse(target, 1)
-    try {
-      const { result, lastSeq: last } = await fanOut(target, one, {
-        rounds,
-        lastSeq,
-        budgetMs: FANOUT_BUDGET_MS,
-        serverCpuMs
-      })
-      return { lastSeq: last, oneClient: result }
-    } finally {
-      one.close()
-    }
-  })
-
-interface SseResult {
-  readonly keepAlive: MemoryDelta
-  readonly keepAliveClosed: number
-  readonly sse: MemoryDelta
-  readonly serverCount: number
-  readonly opening: { readonly seconds: number; readonly serverCpuMs: number }
-  /** Server CPU over one heartbeat period with every connection open and no event. */
-  readonly idle: { readonly seconds: number; readonly serverCpuMs: number }
-  readonly oneClient: FanOut
-  readonly many: FanOut
-}
-
-const withServer = <A, E>(url: Redacted.Redacted, use: (server: ServerProcess) => Effect.Effect<A, E>) =>
-  Effect.scoped(Effect.flatMap(serverProcess(url), use))
-
-const ssePart = (url: Redacted.Redacted, settings: Settings) =>
-  Effect.gen(function*() {
-    const n = settings.connections
-    yield* Console.error(`deliver 3/3: ${n} idle connections on a server process…`)
-
-    // The baseline: plain HTTP keep-alive connections to /health/live, left idle.
-    const { delta: keepAlive, closed: keepAliveClosed } = yield* withServer(url, (server) =>
-      Effect.gen(function*() {
-        const target = yield* makeTarget(server, "bench keep-alive")
-        yield* warmUp(target, settings.rounds, server.cpuMs)
-        const before = yield* attempt("reading memory", () => restingPoint(server))
-        return yield* Effect.acquireUseRelease(
-          attempt(`opening ${n} keep-alive connections`, () => openKeepAlive(server.port, n)),
-          (set) =>
-            attempt("measuring keep-alive connections", async () => {
-              // The server drops a keep-alive connection idle for 5 s (Node's default): one more
-              // request on each restarts the clock, so all are open and idle when memory is read.
-              await set.refresh()
-              await settle()
-              const after = await loadedPoint(server)
-              const closed = set.closedCount()
-              return { delta: perConnection(before, after, n), closed }
-            }),
-          (set) => Effect.sync(set.close)
-        )
-      }))
-    yield* progress(`keep-alive: ${(keepAlive.rss / KB).toFixed(1)} KB RSS per connection`)
-
-    const sse = yield* withServer(url, (server) =>
-      Effect.gen(function*() {
-        const target = yield* makeTarget(server, "bench sse")
-        const { lastSeq, oneClient } = yield* warmUp(target, settings.rounds, server.cpuMs)
-        yield* progress(`1 SSE client: POST→event p50 ${fixed(percentile(oneClient.toLast, 50))} ms`)
-        const before = yield* attempt("reading memory", () => restingPoint(server))
-        const started = performance.now()
-        const cpuBefore = server.cpuMs()
-        return yield* Effect.acquireUseRelease(
-          attempt(`opening ${n} SSE connections`, () => openSse(target, n)),
-          (set) =>
-            Effect.gen(function*() {
-              const opening = { seconds: (performance.now() - started) / 1000, serverCpuMs: server.cpuMs() - cpuBefore }
-              yield* progress(`${n} SSE connections open in ${opening.seconds.toFixed(1)} s`)
-              yield* Effect.promise(settle)
-              const after = yield* attempt("reading memory", () => loadedPoint(server))
-              const serverCount = yield* attempt("reading /metrics", () => serverSseConnections(server.port))
-              // Every connection writes one heartbeat per period, whatever else happens.
-              const idle = yield* attempt("idle CPU", async () => {
-                const cpu = server.cpuMs()
-                const t0 = performance.now()
-                await sleep(HEARTBEAT_MS)
-                return { seconds: (performance.now() - t0) / 1000, serverCpuMs: server.cpuMs() - cpu }
-              })
-              yield* progress(`idle for ${idle.seconds.toFixed(0)} s: ${idle.serverCpuMs} ms of server CPU`)
-              const { result: many } = yield* attempt("fan-out rounds", () =>
-                fanOut(target, set, {
-                  rounds: settings.rounds,
-                  lastSeq,
-                  budgetMs: FANOUT_BUDGET_MS,
-                  serverCpuMs: server.cpuMs
-                }))
-              yield* progress(
-                `${n} SSE clients: POST→last p50 ${fixed(percentile(many.toLast, 50))} ms, p99 ${
-                  fixed(percentile(many.toLast, 99))
-                } ms`
-              )
-              return { delta: perConnection(before, after, n), serverCount, opening, idle, oneClient, many }
-            }),
-          (set) => Effect.sync(set.close)
-        )
-      }))
-    const result: SseResult = {
-      keepAlive,
-      keepAliveClosed,
-      sse: sse.delta,
-      serverCount: sse.serverCount,
-      opening: sse.opening,
-      idle: sse.idle,
-      oneClient: sse.oneClient,
-      many: sse.many
-    }
-    return result
-  })
-
-const kb = (bytes: number) => (Math.abs(bytes / KB) < 0.05 ? "0.0" : (bytes / KB).toFixed(1))
-
-const sseTables = (r: SseResult) => {
-  const memRow = (what: string, d: MemoryDelta, target: string) => [
-    what,
-    String(d.connections),
-    kb(d.rss),
-    kb(d.rssAfterGc),
-    kb(d.heapAfterGc),
-    kb(d.externalAfterGc),
-    target
-  ]
-  const overhead: MemoryDelta = {
-    connections: r.sse.connections,
-    rss: r.sse.rss - r.keepAlive.rss,
-    rssAfterGc: r.sse.rssAfterGc - r.keepAlive.rssAfterGc,
-    heapAfterGc: r.sse.heapAfterGc - r.keepAlive.heapAfterGc,
-    externalAfterGc: r.sse.externalAfterGc - r.keepAlive.externalAfterGc,
-    gc: r.sse.gc
-  }
-  const memory = table(
-    `deliver 3a: server memory per idle connection, the server in its own process (KB per connection)`,
-    ["connections", "count", "RSS", "RSS after GC", "JS heap after GC", "external after GC", "target"],
-    [
-      memRow("plain HTTP keep-alive to /health/live (baseline)", r.keepAlive, ""),
-      memRow("SSE, project stream, idle", r.sse, `RSS <= ${TARGETS.sse.kbPerConnection}`),
-      memRow("SSE overhead (SSE - baseline)", overhead, "")
-    ],
-    [
-      `RSS: the growth of the server's VmRSS (/proc/<pid>/status) from before the connections were opened to`,
-      `${SETTLE_SECONDS} s after the last one was, divided by their number; no collection is forced for it (the heap may`,
-      `still hold the opening's garbage). "after GC": the same after a full GC in the server (--expose-gc and a`,
-      `SIGUSR2 handler preloaded by the bench). Socket buffers live in the kernel and are not in any figure.`,
-      `Each kind ran on a fresh server process after the same warm-up.` +
-      (r.keepAliveClosed > 0 ? ` ${r.keepAliveClosed} keep-alive connections had closed by then.` : ""),
-      `The server counted ${r.serverCount} open SSE connections (herald_sse_connections) after the opening.`,
-      `Opening them (${200} at a time) took ${r.opening.seconds.toFixed(1)} s and ` +
-      `${(r.opening.serverCpuMs / r.sse.connections).toFixed(2)} ms of server CPU per connection.`,
-      `Then, idle for one heartbeat period (${
-        r.idle.seconds.toFixed(0)
-      } s, no event), the server used ${r.idle.serverCpuMs} ms of CPU ` +
-      `(${((100 * r.idle.serverCpuMs) / (1000 * r.idle.seconds)).toFixed(0)}% of a core; ` +
-      `${(r.idle.serverCpuMs / r.sse.connections).toFixed(2)} ms per connection per heartbeat).`
-    ]
-  )
-  const fanRow = (f: FanOut, target: string, base: FanOut | undefined) => [
-    String(f.clients),
-    String(f.toLast.length),
-    fixed(percentile(f.toAnswer, 50)),
-    fixed(percentile(f.toFirst, 50)),
-    fixed(percentile(f.toLast, 50)),
-    fixed(percentile(f.toLast, 99)),
-    target,
-    base === undefined ? "" : ratio(percentile(f.toLast, 50), percentile(base.toLast, 50)),
-    base === undefined ? "" : ratio(percentile(f.toLast, 99), percentile(base.toLast, 99)),
-    fixed(f.serverCpuMs, 0),
-    f.incomplete > 0 ? String(f.incomplete) : ""
-  ]
-  const fan = table(
-    `deliver 3b: fan-out of one event to every SSE client of a project, POST sent → client has it (ms)`,
-    [
-      "clients",
-      "rounds",
-      "201 p50",
-      "first p50",
-      "last p50",
-      "last p99",
-      "target",
-      "last p50/1",
-      "last p99/1",
-      "server CPU ms/round",
-      "incomplete"
-    ],
-    [
-      fanRow(r.oneClient, "", undefined),
-      fanRow(r.many, `last p99 <= ${TARGETS.sse.fanOutP99}`, r.oneClient)
-    ],
-    [
-      `Rounds are sequential, 250 ms apart (at most ${
-        FANOUT_BUDGET_MS / 1000
-      } s of them per row); with so few, p99 is the`,
-      `slowest round. Server CPU: utime + stime of the server process (/proc/<pid>/stat) per round.`,
-      `The clients are raw sockets in the bench process: "last" includes the time this process takes to read`,
-      `every socket once, so it is an upper bound for the server's fan-out.`
-    ]
-  )
-  return `${memory}\n${fan}`
-}
-
-const sseVerdicts = (r: SseResult): Array<Verdict> => [
-  {
-    target: `memory per idle SSE connection <= ${TARGETS.sse.kbPerConnection} KB (RSS delta at ${r.sse.connections})`,
-    met: r.sse.rss / KB <= TARGETS.sse.kbPerConnection,
-    measured: `${kb(r.sse.rss)} KB (after GC ${kb(r.sse.rssAfterGc)} KB; keep-alive baseline ${kb(r.keepAlive.rss)} KB)`
-  },
-  {
-    target: `fan-out p99 to ${r.many.clients} clients <= ${TARGETS.sse.fanOutP99} ms`,
-    met: r.many.incomplete === 0 && percentile(r.many.toLast, 99) <= TARGETS.sse.fanOutP99,
-    measured: `${fixed(percentile(r.many.toLast, 99))} ms (1 client: ${fixed(percentile(r.oneClient.toLast, 99))} ms)` +
-      (r.many.incomplete > 0 ? `, ${r.many.incomplete} rounds incomplete` : "")
-  }
-]
-
-// ---------------------------------------------------------------------------------------------
 
 const bench = Effect.gen(function*() {
   const settings = yield* Settings
@@ -695,11 +427,6 @@ const bench = Effect.gen(function*() {
     const d = yield* drainPart(url, settings)
     yield* Console.log(drainTable(d))
     verdicts.push(...drainVerdicts(d))
-  }
-  if (settings.parts.has("sse")) {
-    const r = yield* ssePart(url, settings)
-    yield* Console.log(sseTables(r))
-    verdicts.push(...sseVerdicts(r))
   }
   yield* Console.log(
     [

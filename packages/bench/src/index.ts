@@ -19,8 +19,8 @@ const benches: Record<string, Bench> = {
     load: () => import("./write.js")
   },
   deliver: {
-    about: "commit→SSE latency, publisher drain rate, SSE memory and fan-out, each next to a baseline " +
-      "(also BENCH_BACKLOG, BENCH_CONNECTIONS, BENCH_FANOUT_ROUNDS, BENCH_GRAPHILE_CONCURRENCY, BENCH_PARTS)",
+    about: "commit→SSE latency and publisher drain rate, each next to a baseline " +
+      "(also BENCH_BACKLOG, BENCH_GRAPHILE_CONCURRENCY, BENCH_PARTS=latency,drain)",
     load: () => import("./deliver.js")
   },
   analytics: {

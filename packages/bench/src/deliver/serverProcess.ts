@@ -1,6 +1,4 @@
 import { Effect, type Redacted } from "effect"
-import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { readCpuMs, readRss } from "../proc.js"
 import { heraldProcess } from "../serverProcess.js"
 import { attempt, requestJson } from "../support.js"
@@ -14,17 +12,6 @@ import type { Target } from "./common.js"
 export { readCpuMs, readRss }
 
 const ENTRY = "packages/server/src/main.ts"
-const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), "memoryProbe.ts")
-
-export interface MemoryUsage {
-  /** false when the process was started without --expose-gc (then nothing was collected). */
-  readonly gc: boolean
-  readonly rss: number
-  readonly heapTotal: number
-  readonly heapUsed: number
-  readonly external: number
-  readonly arrayBuffers: number
-}
 
 export interface ServerProcess {
   readonly pid: number
@@ -32,26 +19,19 @@ export interface ServerProcess {
   readonly adminToken: string
   /** VmRSS from /proc/<pid>/status, in bytes, as it is (no collection first). */
   readonly rss: () => number
-  /** A full GC in the server, then its `process.memoryUsage()`. */
-  readonly collect: () => Promise<MemoryUsage>
   /** CPU time (user + system) the server process has used so far, in ms (10 ms resolution). */
   readonly cpuMs: () => number
 }
 
 /** Starts the server on a free 127.0.0.1 port against `databaseUrl`; stops it with the scope. */
 export const serverProcess = (databaseUrl: Redacted.Redacted) =>
-  heraldProcess(databaseUrl, { args: ["--expose-gc", "--import", "tsx", "--import", PROBE, ENTRY] }).pipe(
-    Effect.map(({ adminToken, pid, port, spawned }): ServerProcess => ({
+  heraldProcess(databaseUrl, { args: ["--import", "tsx", ENTRY] }).pipe(
+    Effect.map(({ adminToken, pid, port }): ServerProcess => ({
       pid,
       port,
       adminToken,
       rss: () => readRss(pid),
-      cpuMs: () => readCpuMs(pid),
-      collect: async () => {
-        const line = spawned.waitFor(/bench-memory (\{.*\})\n/, 30_000, spawned.output().length)
-        spawned.child.kill("SIGUSR2")
-        return JSON.parse((await line)[1]!) as MemoryUsage
-      }
+      cpuMs: () => readCpuMs(pid)
     }))
   )
 
