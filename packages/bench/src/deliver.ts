@@ -528,7 +528,7 @@ const drainTable = (d: DrainResult) => {
         : row(
           `Graphile Worker, ${mode.label}`,
           [run],
-          mode.batched ? "(tuned, for reference)" : `Herald >= ${TARGETS.drain.vsGraphile}x`
+          `Herald >= ${mode.batched ? TARGETS.drain.vsGraphileTuned : TARGETS.drain.vsGraphile}x`
         )
     )
   }
@@ -557,18 +557,19 @@ const drainVerdicts = (d: DrainResult): Array<Verdict> => {
   const rawRate = perSecond(d.raw)
   const plain = d.graphile.find((g) => !g.mode.batched)
   const tuned = d.graphile.find((g) => g.mode.batched)
-  const vs = (g: typeof plain, label: string): Verdict => {
+  const vs = (g: typeof plain, label: string, factor: number): Verdict => {
+    const target = `Herald drain >= ${factor}x Graphile Worker ${label}`
     if (g === undefined || typeof g.run === "string") {
       return {
-        target: `Herald drain >= ${TARGETS.drain.vsGraphile}x Graphile Worker (${label})`,
+        target,
         met: "not measured",
         measured: g === undefined ? d.graphileError ?? "not run" : String(g.run)
       }
     }
     const r = heraldRate / perSecond([g.run])
     return {
-      target: `Herald drain >= ${TARGETS.drain.vsGraphile}x Graphile Worker (${label})`,
-      met: r >= TARGETS.drain.vsGraphile,
+      target,
+      met: r >= factor,
       measured: `${r.toFixed(3)}x (${heraldRate.toFixed(0)}/s vs ${perSecond([g.run]).toFixed(0)}/s)`
     }
   }
@@ -578,8 +579,8 @@ const drainVerdicts = (d: DrainResult): Array<Verdict> => {
       met: heraldRate / rawRate >= TARGETS.drain.vsRaw,
       measured: `${(heraldRate / rawRate).toFixed(3)}x (${heraldRate.toFixed(0)}/s vs ${rawRate.toFixed(0)}/s)`
     },
-    vs(plain, "its defaults"),
-    { ...vs(tuned, "tuned: local queue + batched completion"), target: `(reference) Herald vs Graphile Worker tuned` }
+    vs(plain, "(its defaults)", TARGETS.drain.vsGraphile),
+    vs(tuned, "tuned (local queue + batched completion)", TARGETS.drain.vsGraphileTuned)
   ]
 }
 
