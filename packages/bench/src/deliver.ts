@@ -383,7 +383,8 @@ const latencyVerdicts = (r: LatencyResult): Array<Verdict> => {
       verdicts.push({
         target: `post → SSE receipt ${q} <= ${limit}x the post's own 201 ${q}, ${phase.name}`,
         met: s.missing === 0 && s.ratio[q] <= limit,
-        measured: `${ratio(s.sse[q], s.answer[q])} (SSE ${fixed(s.sse[q])} ms / 201 ${fixed(s.answer[q])} ms)${missing}`
+        // Three decimals, as the drain's: 1.5007x must not read "1.50x" next to NOT met.
+        measured: `${fixed(s.ratio[q], 3)}x (SSE ${fixed(s.sse[q])} ms / 201 ${fixed(s.answer[q])} ms)${missing}`
       })
     }
   }
