@@ -19,8 +19,9 @@ const benches: Record<string, Bench> = {
     load: () => import("./write.js")
   },
   deliver: {
-    about: "commit→SSE latency, publisher drain rate, SSE memory and fan-out, each next to a baseline " +
-      "(also BENCH_BACKLOG, BENCH_CONNECTIONS, BENCH_FANOUT_ROUNDS, BENCH_GRAPHILE_CONCURRENCY, BENCH_PARTS)",
+    about: "post → SSE receipt against the post's own 201 (compiled server as its own process, quiet and under " +
+      "wrk -c8 on other projects), publisher drain rate vs raw SQL and Graphile Worker (also BENCH_DELIVER_POSTS, " +
+      "BENCH_BACKLOG, BENCH_GRAPHILE_CONCURRENCY, BENCH_PARTS=latency,drain)",
     load: () => import("./deliver.js")
   },
   analytics: {

@@ -5,8 +5,8 @@ import { attempt } from "./support.js"
 
 /**
  * The server as its own OS process on a database the bench started, for the benches that read it
- * from /proc: `deliver` runs the TypeScript entry through tsx (with a memory probe preloaded), `write`
- * the compiled bundle as the production command does (`node packages/server/dist/main.js`).
+ * from /proc or time it from outside: `write` and `deliver` run the compiled bundle as the
+ * production command does (`node packages/server/dist/main.js`).
  */
 
 const START_TIMEOUT_MS = 90_000
@@ -38,8 +38,7 @@ export const heraldProcess = (databaseUrl: Redacted.Redacted, options: HeraldOpt
     attempt("starting the server process", async () => {
       const port = await freePort()
       const adminToken = randomBytes(16).toString("hex")
-      // HERALD_* variables of the bench's environment reach the server (deliver reads
-      // HERALD_SSE_HEARTBEAT_MS as the server will); these win over them.
+      // HERALD_* variables of the bench's environment reach the server; these win over them.
       const spawned = spawnProcess(process.execPath, options.args, {
         DATABASE_URL: Redacted.value(databaseUrl),
         HOST: "127.0.0.1",

@@ -33,12 +33,12 @@ import {
   tempDir,
   withinBudget
 } from "./support.js"
+import { ensureTool } from "./tools.js"
 import { type PgbenchResult, runPgbench, setUpBaselineTables, STREAMS, writePgbenchScript } from "./write/pgbench.js"
 import { analyzeProfile, findProfile, type Window } from "./write/profile.js"
 import { countStatements, type StatementCount } from "./write/statements.js"
 import { type Subscriber, subscriber } from "./write/subscriber.js"
-import { ensureTool } from "./write/tools.js"
-import { MESSAGE_BODY, runWrk, writeWrkScript, type WrkResult } from "./write/wrk.js"
+import { MESSAGE_BODY, runWrk, writeWrkScript, type WrkResult } from "./wrk.js"
 
 /**
  * Write throughput, measured the honest way: the compiled server (`node

@@ -1,7 +1,4 @@
-import type * as http from "node:http"
-import { requestJson } from "../support.js"
-
-/** Pieces of the `deliver` bench its parts share: verdicts, the server under test, its stream. */
+/** Pieces of the `deliver` bench its parts share (and `write` its verdicts): verdicts, the server under test. */
 
 export interface Verdict {
   readonly target: string
@@ -20,21 +17,3 @@ export interface Target {
   readonly token: string
   readonly projectId: string
 }
-
-export interface PostedMessage {
-  readonly message: { readonly id: string }
-  readonly event: { readonly id: string; readonly stream: string; readonly seq: number }
-}
-
-export const postMessage = (target: Target, body: string, agent?: http.Agent) =>
-  requestJson<PostedMessage>({
-    port: target.port,
-    method: "POST",
-    path: `/api/projects/${target.projectId}/messages`,
-    token: target.token,
-    body: { body },
-    ...(agent === undefined ? {} : { agent })
-  }, 201)
-
-export const streamPath = (target: Target) =>
-  `/api/projects/${target.projectId}/stream?access_token=${encodeURIComponent(target.token)}`

@@ -4,7 +4,7 @@ import * as path from "node:path"
 import type pg from "pg"
 import { runProcess } from "../../../../test-support/Process.js"
 import { attempt, BenchError, query } from "../support.js"
-import { MESSAGE_BODY } from "./wrk.js"
+import { MESSAGE_BODY } from "../wrk.js"
 
 /**
  * The baseline: `pgbench` running the bare message-post transaction — seq bump, message insert,

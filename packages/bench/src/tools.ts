@@ -1,11 +1,11 @@
 import { Console, Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { runProcess } from "../../../../test-support/Process.js"
-import { attempt, BenchError } from "../support.js"
+import { runProcess } from "../../../test-support/Process.js"
+import { attempt, BenchError } from "./support.js"
 
 /**
- * The load generator and the baseline are Debian's: `wrk` (package `wrk`) and `pgbench` (on
+ * The load generator and `write`'s baseline are Debian's: `wrk` (package `wrk`) and `pgbench` (on
  * bookworm in the server package `postgresql-15`, which `postgresql-contrib` depends on; the
  * `/usr/bin/pgbench` of `postgresql-client-common` is only a wrapper that needs it). Installed
  * with apt-get when missing, and only then.
@@ -39,7 +39,7 @@ const works = (command: string, probeArgs: ReadonlyArray<string>, okCodes: Reado
 const install = (debianPackage: string, command: string) =>
   Effect.gen(function*() {
     yield* Console.error(
-      `write: ${command} is missing; installing Debian's ${debianPackage} ` +
+      `bench: ${command} is missing; installing Debian's ${debianPackage} ` +
         `(apt-get update && apt-get install -y ${debianPackage})…`
     )
     for (const args of [["update"], ["install", "-y", "--no-install-recommends", debianPackage]]) {

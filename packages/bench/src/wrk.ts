@@ -1,11 +1,11 @@
 import { Effect } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { runProcess } from "../../../../test-support/Process.js"
-import { attempt, BenchError } from "../support.js"
+import { type Finished, runProcess } from "../../../test-support/Process.js"
+import { attempt, BenchError } from "./support.js"
 
 /**
- * The load: `wrk` with a Lua script that POSTs one message body to
+ * The write load of the `write` and `deliver` benches: `wrk` with a Lua script that POSTs one message body to
  * `/api/projects/<id>/messages`, round-robin over the projects, with the user's bearer token, and
  * counts every answer that is not a 201. Its `done()` prints one line the bench parses.
  */
@@ -15,7 +15,7 @@ export const MESSAGE_BODY = "hello, this is a typical chat message body of moder
 const luaString = (s: string) => JSON.stringify(s) // a JSON string is a valid Lua string literal here (ASCII)
 
 export const wrkScript = (projectIds: ReadonlyArray<string>, token: string) =>
-  `-- written by packages/bench/src/write/wrk.ts for one run of \`npm run bench -- write\`
+  `-- written by packages/bench/src/wrk.ts for one run of \`npm run bench -- write\` or \`-- deliver\`
 local paths = {
 ${projectIds.map((id) => `  ${luaString(`/api/projects/${id}/messages`)},`).join("\n")}
 }
@@ -103,17 +103,21 @@ const field = (line: string, name: string) => {
   return Number(m[1])
 }
 
-/** `wrk -t<t> -c<n> -d<seconds>s --latency -s script url`; fails if wrk does, not on non-201s. */
-export const runWrk = (options: {
+export interface WrkOptions {
   readonly script: string
   readonly port: number
   readonly connections: number
+  /** How long wrk runs unless it is stopped first (`startWrk`). */
   readonly seconds: number
-}) =>
-  Effect.gen(function*() {
-    // One thread keeps up with a few thousand posts/s; a second one at 32 connections.
-    const threads = options.connections >= 32 ? 2 : 1
-    const args = [
+  /** Default: one thread (it keeps up with a few thousand posts/s), a second one at 32 connections. */
+  readonly threads?: number
+}
+
+const wrkArgs = (options: WrkOptions) => {
+  const threads = options.threads ?? (options.connections >= 32 ? 2 : 1)
+  return {
+    threads,
+    args: [
       `-t${threads}`,
       `-c${options.connections}`,
       `-d${options.seconds}s`,
@@ -124,21 +128,24 @@ export const runWrk = (options: {
       options.script,
       `http://127.0.0.1:${options.port}/`
     ]
-    const r = yield* attempt(
-      "wrk",
-      () => runProcess("wrk", args, {}, { timeoutMs: (options.seconds + 30) * 1000 }).finished
-    )
+  }
+}
+
+/** wrk's summary line (its script's `done()`) as a WrkResult; fails if wrk failed or wrote none. */
+const parseWrk = (options: WrkOptions, args: ReadonlyArray<string>, r: Finished) =>
+  Effect.gen(function*() {
     const line = r.stdout.split("\n").find((l) => l.startsWith("herald-wrk "))
+    // A wrk stopped with SIGINT exits 0 after its summary, as one that ran its course.
     if (r.code !== 0 || line === undefined) {
       return yield* new BenchError({
-        message: `wrk ${args.join(" ")} exited ${r.code}:\n${r.stdout}${r.stderr}`
+        message: `wrk ${args.join(" ")} exited ${r.code ?? r.signal}:\n${r.stdout}${r.stderr}`
       })
     }
     const sample = r.stdout.split("\n").find((l) => l.startsWith("herald-wrk-sample "))?.slice(18).trim() ?? ""
     return yield* Effect.try({
       try: (): WrkResult => ({
         connections: options.connections,
-        threads,
+        threads: wrkArgs(options).threads,
         requests: field(line, "requests"),
         created: field(line, "created"),
         non201: field(line, "non201"),
@@ -159,3 +166,55 @@ export const runWrk = (options: {
       catch: (e) => new BenchError({ message: `${e instanceof Error ? e.message : String(e)}\n${r.stdout}` })
     })
   })
+
+/** `wrk -t<t> -c<n> -d<seconds>s --latency -s script url` to its end; fails if wrk does, not on non-201s. */
+export const runWrk = (options: WrkOptions) =>
+  Effect.gen(function*() {
+    const { args } = wrkArgs(options)
+    const r = yield* attempt(
+      "wrk",
+      () => runProcess("wrk", args, {}, { timeoutMs: (options.seconds + 30) * 1000 }).finished
+    )
+    return yield* parseWrk(options, args, r)
+  })
+
+export interface BackgroundWrk {
+  readonly pid: number
+  /** Whether wrk is still running (it ends by itself after `seconds`). */
+  readonly running: () => boolean
+  /**
+   * SIGINT, on which wrk stops its connections, prints its summary and runs the script's `done()`;
+   * then its result, over the time it ran. Fails if it had already ended (the load stopped early).
+   */
+  readonly stop: Effect.Effect<WrkResult, BenchError>
+}
+
+/**
+ * wrk as a background load for as long as the caller needs it (at most `seconds`): it runs while
+ * the caller measures something else, and `stop` ends it. Killed with the scope if still running.
+ */
+export const startWrk = (options: WrkOptions) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const { args } = wrkArgs(options)
+      const run = runProcess("wrk", args, {}, { timeoutMs: (options.seconds + 30) * 1000 })
+      let ended = false
+      // A failure shows in `stop`; until then it must not be an unhandled rejection.
+      run.finished.then(() => (ended = true), () => (ended = true))
+      const stop = Effect.gen(function*() {
+        if (ended) {
+          const r = yield* attempt("wrk", () => run.finished)
+          return yield* new BenchError({
+            message: `wrk ${args.join(" ")} ended before it was stopped (exit ${r.code ?? r.signal}):\n` +
+              `${r.stdout}${r.stderr}`
+          })
+        }
+        run.spawned.child.kill("SIGINT")
+        const r = yield* attempt("wrk", () => run.finished)
+        return yield* parseWrk(options, args, r)
+      })
+      const handle: BackgroundWrk = { pid: run.spawned.child.pid!, running: () => !ended, stop }
+      return { handle, kill: () => run.spawned.stop(5_000) }
+    }),
+    ({ kill }) => Effect.promise(kill)
+  ).pipe(Effect.map(({ handle }) => handle))
