@@ -3,7 +3,7 @@ import { Events, Ids } from "@herald/domain"
 import { BackgroundSqlLive, clientLayer } from "@herald/server/db/Database"
 import { Analytics } from "@herald/server/eventlog/Analytics"
 import { EventLogStore } from "@herald/server/eventlog/EventLogStore"
-import { materializeOnce } from "@herald/server/eventlog/Materializer"
+import { MATERIALIZE_BATCH, materializeOnce } from "@herald/server/eventlog/Materializer"
 import { Config, Console, DateTime, Duration, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
 import { createHash, randomBytes, randomUUID } from "node:crypto"
 import * as http from "node:http"
@@ -54,7 +54,6 @@ const WORKSPACE_SHARE = 0.1
 const WORKSPACES_PER_PROJECT = 3
 const USERS = 1_000
 const WARMUP_ROUNDS = 10
-const MATERIALIZE_BATCH = 1_000
 const REQUEST_TIMEOUT_MS = 10_000
 /** Any one statement of the set-up; the whole bench has its own budget below. */
 const STATEMENT_TIMEOUT_MS = 180_000
