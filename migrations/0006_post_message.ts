@@ -9,14 +9,16 @@ import { Effect } from "effect"
  * each statement of a plpgsql function takes a fresh snapshot, so it sees a removal committed
  * while the bump waited for the lock; then the `message.created` outbox row. A non-member raises
  * `HN404`, which rolls the whole statement back: the seq is not consumed. The statements' plans
- * are cached per connection, so PostgreSQL parses and plans only the one-line call.
+ * are cached per connection, so PostgreSQL parses and plans only the one-line call. The outbox row
+ * is due for claims `p_due_in_ms` after the commit: the event is handed to this process's publisher
+ * (Wakeup), which publishes it without a claim meanwhile.
  */
 export default Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   yield* sql`
     CREATE FUNCTION herald_post_message(
       p_stream text, p_event_id uuid, p_message_id uuid, p_project_id uuid, p_author_id uuid,
-      p_scope text, p_role text, p_body text, p_client_message_id text, p_data jsonb
+      p_scope text, p_role text, p_body text, p_client_message_id text, p_data jsonb, p_due_in_ms integer
     ) RETURNS messages LANGUAGE plpgsql VOLATILE AS $$
     DECLARE
       v_seq bigint;
@@ -37,8 +39,9 @@ export default Effect.gen(function*() {
         RAISE EXCEPTION 'not a member of the project' USING ERRCODE = 'HN404';
       END IF;
 
-      INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
-      VALUES (p_event_id, p_stream, v_seq, 'message.created', p_project_id, p_author_id, v_at, p_data);
+      INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data, next_attempt_at)
+      VALUES (p_event_id, p_stream, v_seq, 'message.created', p_project_id, p_author_id, v_at, p_data,
+              v_at + p_due_in_ms * interval '1 millisecond');
       RETURN v_message;
     END $$`
 })

@@ -6,6 +6,7 @@ import { ChatService } from "../src/chat/ChatService.js"
 import { asUser } from "../src/chat/Policy.js"
 import { OutboxStore } from "../src/outbox/OutboxStore.js"
 import { PublisherStatus } from "../src/outbox/PublisherStatus.js"
+import { HAND_OFF_GRACE_MS } from "../src/outbox/Wakeup.js"
 import { failingAfter } from "./support/ChatHarness.js"
 import {
   deliveryRows,
@@ -250,6 +251,32 @@ describe("outbox publisher", () => {
         "5 seconds"
       )
     }).pipe(Effect.provide(publisherServerLayer({ publishers: ["P"], config: { pollIntervalMs: 20 } })), withoutLogs))
+
+  it.live("a committed post is handed to the publisher: published once at once, with a 30 s poll and no claim", () =>
+    Effect.gen(function*() {
+      const chat = yield* ChatService
+      const broker = yield* RecordingBroker
+      const sql = yield* SqlClient.SqlClient
+      const alice = yield* userWithToken("alice")
+      const project = yield* chat.createProject("hand-off").pipe(asUser(alice.user))
+      const posted = yield* Effect.forEach(
+        ["one", "two", "three"],
+        (body) => chat.postMessage(project.id, { body }).pipe(asUser(alice.user))
+      )
+      yield* eventually(
+        "every event is published once, long before the 30 s poll",
+        Effect.map(broker.timesPublished, (t) => posted.every((p) => t.get(p.event.id) === 1)),
+        "2 seconds"
+      )
+      // A claim would have moved next_attempt_at to the end of its lease: these rows stayed as written.
+      const rows = yield* sql<{ status: string; dueAfterMs: number }>`
+        SELECT status, (extract(epoch FROM next_attempt_at - occurred_at) * 1000)::int AS due_after_ms
+        FROM event_outbox WHERE id = ANY(${posted.map((p) => p.event.id)}::uuid[])`
+      expect(rows).toEqual(posted.map(() => ({ status: "published", dueAfterMs: HAND_OFF_GRACE_MS })))
+    }).pipe(
+      Effect.provide(publisherServerLayer({ publishers: ["P"], config: { pollIntervalMs: 30_000 } })),
+      withoutLogs
+    ))
 
   it.live("a write rolled back after its outbox insert never reaches the broker; a refused one neither; the committed one does", () =>
     Effect.gen(function*() {

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Api, Chat, Errors, Events, Ids } from "@herald/domain"
-import { type DateTime, Effect, Option } from "effect"
+import { DateTime, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import { OutboxWriter } from "../outbox/OutboxWriter.js"
 import { Wakeup } from "../outbox/Wakeup.js"
@@ -17,6 +17,26 @@ export interface MessageWrite {
 }
 
 const notFound = (what: string) => new Errors.NotFound({ message: `${what} not found` })
+
+/** A committed event's wire envelope, as `toWire` makes it from its outbox row: what the publisher is handed. */
+const envelope = (
+  ref: Events.EventRef,
+  at: DateTime.Utc,
+  projectId: Ids.ProjectId,
+  actorId: Ids.UserId,
+  type: string,
+  data: unknown
+): Events.EventWire =>
+  ({
+    id: ref.id,
+    stream: ref.stream,
+    seq: ref.seq,
+    type,
+    projectId,
+    actorId,
+    occurredAt: DateTime.formatIso(at),
+    data
+  }) as Events.EventWire
 
 /**
  * The request path's reads and writes, for the caller (`CurrentUser`; `asUser` from Policy.ts
@@ -49,17 +69,18 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         R
       >
     ) =>
-      sql.withTransaction(Effect.gen(function*() {
-        const { at, seq } = yield* outbox.reserve(stream)
-        const ref: Events.EventRef = { id: Ids.EventId.make(randomUUID()), stream, seq }
-        const { event, result } = yield* apply({ at, event: ref })
-        yield* outbox.insert({ ref, at, projectId, actorId: caller.id, payload: event })
-        return result
-      })).pipe(
-        Effect.tap(() => wakeup.signal),
-        // BEGIN or COMMIT failed: the repositories already turn their own database failures into defects.
-        Effect.catchTag("SqlError", Effect.die)
-      )
+      Effect.flatMap(wakeup.handOffGraceMs, (dueInMs) =>
+        sql.withTransaction(Effect.gen(function*() {
+          const { at, seq } = yield* outbox.reserve(stream)
+          const ref: Events.EventRef = { id: Ids.EventId.make(randomUUID()), stream, seq }
+          const { event, result } = yield* apply({ at, event: ref })
+          yield* outbox.insert({ ref, at, projectId, actorId: caller.id, payload: event, dueInMs })
+          return { result, envelope: envelope(ref, at, projectId, caller.id, event.type, event.data) }
+        }))).pipe(
+          Effect.flatMap(({ envelope, result }) => Effect.as(wakeup.handOff(envelope), result)),
+          // BEGIN or COMMIT failed: the repositories already turn their own database failures into defects.
+          Effect.catchTag("SqlError", Effect.die)
+        )
 
     const createProject = (name: string) =>
       Effect.flatMap(Api.CurrentUser, (caller) => {
@@ -146,7 +167,16 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         const messageId = Ids.MessageId.make(randomUUID())
         const eventId = Ids.EventId.make(randomUUID())
         // One statement, one transaction (MessagesRepo.post): the hot path has no BEGIN/COMMIT.
+        const data = {
+          messageId,
+          authorId: caller.id,
+          role: input.role,
+          body: input.body,
+          ...(input.clientMessageId === undefined ? {} : { clientMessageId: input.clientMessageId })
+        }
+        const dueInMs = yield* wakeup.handOffGraceMs
         const created = messages.post({
+          dueInMs,
           id: messageId,
           projectId,
           authorId: caller.id,
@@ -154,26 +184,17 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           role: input.role,
           body: input.body,
           clientMessageId: input.clientMessageId,
-          event: {
-            id: eventId,
-            stream,
-            data: {
-              messageId,
-              authorId: caller.id,
-              role: input.role,
-              body: input.body,
-              ...(input.clientMessageId === undefined ? {} : { clientMessageId: input.clientMessageId })
-            }
-          }
+          event: { id: eventId, stream, data }
         }).pipe(
           Effect.flatMap(Option.match({
             onNone: () => Effect.fail(notFound("project")),
-            onSome: (stored): Effect.Effect<MessageWrite> =>
-              Effect.as(wakeup.signal, {
-                outcome: "created",
-                message: stored.message,
-                event: { id: eventId, stream, seq: stored.createdEvent.seq }
-              })
+            onSome: (stored): Effect.Effect<MessageWrite> => {
+              const ref = { id: eventId, stream, seq: stored.createdEvent.seq }
+              return Effect.as(
+                wakeup.handOff(envelope(ref, stored.message.createdAt, projectId, caller.id, "message.created", data)),
+                { outcome: "created", message: stored.message, event: ref }
+              )
+            }
           }))
         )
         // A concurrent post with the same clientMessageId committed first: answer with its result.

@@ -1,4 +1,5 @@
 import type { SqlError } from "@effect/sql"
+import type { Events } from "@herald/domain"
 import { Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
@@ -100,15 +101,22 @@ export const OutboxPublisherLive = Layer.scopedDiscard(
     const config = yield* AppConfig
     const wakeup = yield* Wakeup
     const status = yield* PublisherStatus
+    const store = yield* OutboxStore
+    const broker = yield* BrokerPublisher
+    const metrics = yield* Metrics
     const publisherId = makePublisherId()
     const signals = yield* wakeup.subscribe
+    const handOffs = yield* wakeup.takeHandOffs
 
     // Sleeps until a local commit, this publisher's own earliest retry, or the fallback poll
-    // (which also finds other processes' rows, their retries and expired leases).
+    // (which also finds other processes' rows, their retries and expired leases). True when it
+    // was the clock that woke it: then it claims.
     const idle = (retryAt: number | undefined) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         const wait = Math.min(config.pollIntervalMs, retryAt === undefined ? Infinity : retryAt - Date.now())
-        if (wait > 0) yield* Effect.race(signals.take, Effect.sleep(Duration.millis(wait)))
+        return wait > 0
+          ? Effect.race(Effect.as(signals.take, false), Effect.as(Effect.sleep(Duration.millis(wait)), true))
+          : Effect.succeed(true)
       })
 
     // The confirmation of the batch published last, running while the loop claims and publishes
@@ -121,19 +129,57 @@ export const OutboxPublisherLive = Layer.scopedDiscard(
       confirming = undefined
       return fiber === undefined ? Effect.void : Fiber.join(fiber)
     })
+    const confirmLater = (confirm: Effect.Effect<void, SqlError.SqlError>) =>
+      Effect.flatMap(Effect.forkDaemon(Effect.uninterruptible(confirm)), (fiber) =>
+        Effect.sync(() => {
+          confirming = fiber
+        }))
+
+    /**
+     * Events this process committed, handed over after their commit (Wakeup): published at once,
+     * in stream and seq order within the batch, without a claim — their rows are not due for
+     * claims meanwhile — then confirmed. A failed publish makes the rows due now, for the claims.
+     */
+    const publishHandedOff = (events: ReadonlyArray<Events.EventWire>) =>
+      Effect.gen(function*() {
+        const batch = [...events].sort((a, b) => a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.seq - b.seq)
+        const ids = batch.map((e) => e.id)
+        const published = yield* Effect.either(broker.publish(batch))
+        yield* settle
+        if (published._tag === "Right") {
+          yield* confirmLater(Effect.map(store.markHandedOff(ids), (latencies) => {
+            metrics.published.inc(latencies.length)
+            for (const ms of latencies) metrics.commitToPublish.observe(ms / 1000)
+          }))
+          return true
+        }
+        metrics.publishFailures.inc(batch.length)
+        yield* Effect.logWarning(`publish of ${batch.length} events failed: ${published.left.message}`)
+        yield* store.releaseHandedOff(ids)
+        return false
+      })
 
     const loop = Effect.gen(function*() {
       yield* status.set({ _tag: "Running" })
       let retryAt: number | undefined
+      let claimNow = true
       while (true) {
         yield* signals.drain
-        const { claimed, confirm, retryInMs } = yield* claimAndPublish(publisherId)
-        yield* settle
-        if (confirm !== undefined) confirming = yield* Effect.forkDaemon(Effect.uninterruptible(confirm))
-        if (retryInMs !== undefined) retryAt = Math.min(retryAt ?? Infinity, Date.now() + retryInMs)
+        const handed = handOffs.events()
+        if (handed.length > 0 && !(yield* publishHandedOff(handed))) claimNow = true
+        if (handOffs.claimWanted()) claimNow = true
+        let full = false
+        if (claimNow) {
+          const { claimed, confirm, retryInMs } = yield* claimAndPublish(publisherId)
+          yield* settle
+          if (confirm !== undefined) yield* confirmLater(confirm)
+          if (retryInMs !== undefined) retryAt = Math.min(retryAt ?? Infinity, Date.now() + retryInMs)
+          full = claimed >= config.publishBatchSize
+        }
         if (retryAt !== undefined && retryAt <= Date.now()) retryAt = undefined
-        // A full batch means there may be more: claim again at once. Otherwise wait for news.
-        if (claimed < config.publishBatchSize) yield* idle(retryAt)
+        // A full batch means there may be more: claim again at once. Otherwise wait for news:
+        // hand-offs are published as they come; the clock (poll, retry) and unhanded commits claim.
+        claimNow = full || (yield* idle(retryAt))
       }
     }).pipe(Effect.onExit(() => Effect.ignore(settle)))
 

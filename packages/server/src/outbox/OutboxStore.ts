@@ -75,6 +75,26 @@ export class OutboxStore extends Effect.Service<OutboxStore>()("Herald/OutboxSto
         (rows) => rows.map((r) => r.publishedAt.getTime() - r.occurredAt.getTime())
       )
 
+    /**
+     * Confirms events published from the hand-off (never claimed): rows still pending and not
+     * claimed by anyone — a row some publisher claimed meanwhile is that publisher's to confirm.
+     */
+    const markHandedOff = (ids: ReadonlyArray<string>) =>
+      Effect.map(
+        sql<{ occurredAt: Date; publishedAt: Date }>`
+          UPDATE event_outbox
+          SET status = 'published', published_at = now(), attempts = attempts + 1, last_error = NULL
+          WHERE id = ANY(${ids}::uuid[]) AND status = 'pending' AND claimed_by IS NULL
+          RETURNING occurred_at, published_at`,
+        (rows) => rows.map((r) => r.publishedAt.getTime() - r.occurredAt.getTime())
+      )
+
+    /** Events the hand-off failed to publish: due now, for the claims (and their retry policy). */
+    const releaseHandedOff = (ids: ReadonlyArray<string>) =>
+      Effect.asVoid(sql`
+        UPDATE event_outbox SET next_attempt_at = now()
+        WHERE id = ANY(${ids}::uuid[]) AND status = 'pending' AND claimed_by IS NULL`)
+
     const markFailed = (publisherId: string, decisions: ReadonlyArray<RetryDecision>, error: string) =>
       decisions.length === 0 ? Effect.succeed(0) : Effect.map(
         sql`
@@ -163,6 +183,18 @@ export class OutboxStore extends Effect.Service<OutboxStore>()("Herald/OutboxSto
       ([row]) => row!.n
     )
 
-    return { claim, markPublished, markFailed, release, retryDead, stats, list, show, resetMaterialized } as const
+    return {
+      claim,
+      markPublished,
+      markHandedOff,
+      releaseHandedOff,
+      markFailed,
+      release,
+      retryDead,
+      stats,
+      list,
+      show,
+      resetMaterialized
+    } as const
   })
 }) {}

@@ -30,11 +30,14 @@ export class OutboxWriter extends Effect.Service<OutboxWriter>()("Herald/OutboxW
       readonly projectId: Ids.ProjectId
       readonly actorId: Ids.UserId
       readonly payload: Events.EventPayload
+      /** How long the row is not due for claims (its event is handed to the publisher, Wakeup). */
+      readonly dueInMs: number
     }) =>
       Effect.asVoid(sql`
-        INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
+        INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data, next_attempt_at)
         VALUES (${event.ref.id}, ${event.ref.stream}, ${event.ref.seq}, ${event.payload.type}, ${event.projectId},
-                ${event.actorId}, ${DateTime.toDateUtc(event.at)}, ${JSON.stringify(event.payload.data)}::jsonb)`)
+                ${event.actorId}, ${DateTime.toDateUtc(event.at)}, ${JSON.stringify(event.payload.data)}::jsonb,
+                ${DateTime.toDateUtc(event.at)}::timestamptz + ${event.dueInMs}::int * interval '1 millisecond')`)
 
     return { reserve, insert } as const
   })

@@ -78,6 +78,8 @@ export const inFlightEvent = (
         at,
         projectId,
         actorId,
+        // Not handed off: the claims take it (due at once).
+        dueInMs: 0,
         payload: {
           type: "message.created",
           data: { messageId: randomUUID() as Ids.MessageId, authorId: actorId, role: "worker", body }
