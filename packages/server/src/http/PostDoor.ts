@@ -1,10 +1,11 @@
-import * as HttpApiError from "@effect/platform/HttpApiError"
+import type * as HttpApiError from "@effect/platform/HttpApiError"
 import { Api, type Errors } from "@herald/domain"
 import { Effect, FiberSet, Layer, Option, type ParseResult, Redacted, Schema } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { ChatService, type MessageWrite } from "../chat/ChatService.js"
 import { asUser } from "../chat/Policy.js"
 import { Tokens } from "./Auth.js"
+import { answer, decode, decodeErrorBody, finished } from "./Doors.js"
 import { MAX_BODY_BYTES } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
 
@@ -45,11 +46,6 @@ const takes = (req: IncomingMessage): { readonly scope: Scope; readonly projectI
   }
 }
 
-const decode = <A, I>(schema: Schema.Schema<A, I>, input: unknown) =>
-  Schema.decodeUnknown(schema)(input).pipe(
-    Effect.catchTag("ParseError", (error) => Effect.flip(HttpApiError.HttpApiDecodeError.fromParseError(error)))
-  )
-
 class InvalidJson {
   readonly _tag = "InvalidJson"
 }
@@ -62,13 +58,6 @@ const encodeWrite = (w: MessageWrite): Effect.Effect<readonly [number, unknown],
   w.outcome === "created"
     ? Effect.map(encodePosted(new Api.MessagePosted({ message: w.message, event: w.event })), (body) => [201, body])
     : Effect.map(encodeReplayed(new Api.MessageReplayed({ message: w.message, event: w.event })), (body) => [200, body])
-
-const answer = (res: ServerResponse, code: number, body: unknown) => {
-  if (res.headersSent || res.destroyed) return
-  const json = JSON.stringify(body)
-  res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(json) })
-  res.end(json)
-}
 
 export const PostDoorLive = Layer.scopedDiscard(
   Effect.gen(function*() {
@@ -108,35 +97,12 @@ export const PostDoorLive = Layer.scopedDiscard(
               answer(
                 res,
                 code,
-                e._tag === "HttpApiDecodeError"
-                  ? { issues: e.issues, message: e.message, _tag: e._tag }
-                  : { message: e.message, _tag: e._tag }
+                e._tag === "HttpApiDecodeError" ? decodeErrorBody(e) : { message: e.message, _tag: e._tag }
               )
               return code
             })
           ),
-          Effect.catchAllDefect((defect) =>
-            Effect.as(
-              Effect.zipRight(
-                Effect.logError("unexpected failure", defect),
-                Effect.sync(() =>
-                  answer(res, 500, {
-                    _tag: "InternalServerError",
-                    message: "internal error; the server log has the details"
-                  })
-                )
-              ),
-              500
-            )
-          ),
-          Effect.tap((code) =>
-            Effect.annotateLogs(Effect.logInfo("Sent HTTP response"), {
-              "http.method": "POST",
-              "http.url": req.url ?? "",
-              "http.status": code
-            })
-          ),
-          Effect.withLogSpan("http")
+          finished(res, "POST", req.url ?? "")
         )
 
     const door = (req: IncomingMessage, res: ServerResponse) => {

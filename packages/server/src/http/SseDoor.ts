@@ -1,9 +1,10 @@
-import * as HttpApiError from "@effect/platform/HttpApiError"
+import type * as HttpApiError from "@effect/platform/HttpApiError"
 import { Api, Errors } from "@herald/domain"
-import { Effect, FiberSet, Layer, Option, Redacted, Schema } from "effect"
+import { Effect, FiberSet, Layer, Option, Redacted } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { SSE_HEADERS } from "../stream/SseStream.js"
 import { Tokens } from "./Auth.js"
+import { answer, decode, decodeErrorBody, finished } from "./Doors.js"
 import { redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
 import { position, StreamOpen } from "./Streams.js"
@@ -46,23 +47,11 @@ const queryRecord = (params: URLSearchParams) => {
   return record
 }
 
-const decode = <A, I>(schema: Schema.Schema<A, I>, input: unknown) =>
-  Schema.decodeUnknown(schema)(input).pipe(
-    Effect.catchTag("ParseError", (error) => Effect.flip(HttpApiError.HttpApiDecodeError.fromParseError(error)))
-  )
-
 const unauthorized = (message: string) => new Errors.Unauthorized({ message })
 
 type Failure = Errors.Unauthorized | Errors.NotFound | Errors.BadRequest | HttpApiError.HttpApiDecodeError
 
 const status = (e: Failure) => e._tag === "Unauthorized" ? 401 : e._tag === "NotFound" ? 404 : 400
-
-const answer = (res: ServerResponse, code: number, body: unknown) => {
-  if (res.headersSent || res.destroyed) return
-  const json = JSON.stringify(body)
-  res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(json) })
-  res.end(json)
-}
 
 export const SseDoorLive = Layer.scopedDiscard(
   Effect.gen(function*() {
@@ -121,7 +110,7 @@ export const SseDoorLive = Layer.scopedDiscard(
             answer(
               res,
               code,
-              e._tag === "HttpApiDecodeError" ? { issues: e.issues, message: e.message, _tag: e._tag } : {
+              e._tag === "HttpApiDecodeError" ? decodeErrorBody(e) : {
                 _tag: e._tag,
                 message: e.message,
                 ...("field" in e && e.field !== undefined ? { field: e.field } : {})
@@ -130,27 +119,7 @@ export const SseDoorLive = Layer.scopedDiscard(
             return code
           })
         ),
-        Effect.catchAllDefect((defect) =>
-          Effect.as(
-            Effect.zipRight(
-              Effect.logError("unexpected failure", defect),
-              Effect.sync(() =>
-                answer(res, 500, {
-                  _tag: "InternalServerError",
-                  message: "internal error; the server log has the details"
-                })
-              )
-            ),
-            500
-          )
-        ),
-        Effect.tap((code) =>
-          Effect.annotateLogs(Effect.logInfo("Sent HTTP response"), {
-            "http.method": "GET",
-            "http.url": redactUrl(req.url ?? ""),
-            "http.status": code
-          })
-        )
+        finished(res, "GET", redactUrl(req.url ?? ""))
       )
 
     const door = (req: IncomingMessage, res: ServerResponse) => {
