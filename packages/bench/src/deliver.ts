@@ -1,7 +1,6 @@
 import { AppConfig } from "@herald/server/config/AppConfig"
 import { clientLayer } from "@herald/server/db/Database"
 import { Config, Console, Context, Duration, Effect, Layer, Logger, LogLevel, Option, type Redacted } from "effect"
-import * as http from "node:http"
 import { type Target, type Verdict, verdictLine } from "./deliver/common.js"
 import {
   cpuPerThousand,
@@ -29,10 +28,9 @@ import {
   readStat,
   ticksToMs
 } from "./proc.js"
-import { buildServer, compiledServer, type HeraldProcess } from "./serverProcess.js"
+import { buildServer, compiledServer, type HeraldProcess, userWithProjects } from "./serverProcess.js"
 import {
   ascending,
-  attempt,
   BenchError,
   connect,
   embeddedCluster,
@@ -42,7 +40,6 @@ import {
   percentile,
   ranged,
   ratio,
-  requestJson,
   table,
   tempDir,
   withinBudget
@@ -189,34 +186,10 @@ interface LatencyResult {
 
 /** A user, the project it posts to and subscribes to, and the other projects of the background load. */
 const setUp = (server: HeraldProcess) =>
-  attempt("creating the user and its projects over HTTP", async () => {
-    const { token } = await requestJson<{ token: string }>({
-      port: server.port,
-      method: "POST",
-      path: "/api/admin/users",
-      token: server.adminToken,
-      body: { name: "bench deliver" }
-    }, 201)
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-    try {
-      const ids: Array<string> = []
-      for (let i = 0; i <= BACKGROUND.projects; i++) {
-        const project = await requestJson<{ id: string }>({
-          port: server.port,
-          method: "POST",
-          path: "/api/projects",
-          token,
-          body: { name: i === 0 ? "bench deliver" : `bench background ${i}` },
-          agent
-        }, 201)
-        ids.push(project.id)
-      }
-      const target: Target = { port: server.port, token, projectId: ids[0]! }
-      return { target, others: ids.slice(1) }
-    } finally {
-      agent.destroy()
-    }
-  })
+  Effect.map(userWithProjects(server, "bench deliver", BACKGROUND.projects + 1), ({ projectIds, token }) => ({
+    target: { port: server.port, token, projectId: projectIds[0]! } satisfies Target,
+    others: projectIds.slice(1)
+  }))
 
 const latencyPart = (db: Cluster, settings: Settings) =>
   Effect.gen(function*() {

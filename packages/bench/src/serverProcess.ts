@@ -1,7 +1,8 @@
 import { Effect, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
+import * as http from "node:http"
 import { freePort, runProcess, SERVER, type Spawned, spawnProcess } from "../../../test-support/Process.js"
-import { attempt } from "./support.js"
+import { attempt, requestJson } from "./support.js"
 
 /**
  * The server as its own OS process on a database the bench started, for the benches that read it
@@ -82,3 +83,33 @@ export const buildServer = attempt("node scripts/build.mjs", async () => {
   }).finished
   if (code !== 0) throw new Error(`exit ${code}:\n${stdout}${stderr}`)
 })
+
+/** A user (through the admin API) and `projects` projects it owns, named `${name} 1…n`, over one keep-alive socket. */
+export const userWithProjects = (server: HeraldProcess, name: string, projects: number) =>
+  attempt("creating the user and its projects over HTTP", async () => {
+    const { token } = await requestJson<{ token: string }>({
+      port: server.port,
+      method: "POST",
+      path: "/api/admin/users",
+      token: server.adminToken,
+      body: { name }
+    }, 201)
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    try {
+      const projectIds: Array<string> = []
+      for (let i = 1; i <= projects; i++) {
+        const project = await requestJson<{ id: string }>({
+          port: server.port,
+          method: "POST",
+          path: "/api/projects",
+          token,
+          body: { name: `${name} ${i}` },
+          agent
+        }, 201)
+        projectIds.push(project.id)
+      }
+      return { token, projectIds }
+    } finally {
+      agent.destroy()
+    }
+  })

@@ -14,7 +14,7 @@ import {
   readStat,
   ticksToMs
 } from "./proc.js"
-import { buildServer, compiledServer, type HeraldProcess } from "./serverProcess.js"
+import { buildServer, compiledServer, type HeraldProcess, userWithProjects } from "./serverProcess.js"
 import {
   attempt,
   BenchError,
@@ -26,7 +26,6 @@ import {
   query,
   ratio,
   request,
-  requestJson,
   secondsSetting,
   sleep,
   table,
@@ -257,35 +256,6 @@ const measureLevel = (env: Env, connections: number) =>
 // ---------------------------------------------------------------------------------------------
 // Set-up over the HTTP API
 
-const setUpUsers = (server: HeraldProcess) =>
-  attempt("creating the user and its projects over HTTP", async () => {
-    const { token } = await requestJson<{ token: string }>({
-      port: server.port,
-      method: "POST",
-      path: "/api/admin/users",
-      token: server.adminToken,
-      body: { name: "bench" }
-    }, 201)
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-    try {
-      const projectIds: Array<string> = []
-      for (let i = 1; i <= STREAMS; i++) {
-        const project = await requestJson<{ id: string }>({
-          port: server.port,
-          method: "POST",
-          path: "/api/projects",
-          token,
-          body: { name: `bench ${i}` },
-          agent
-        }, 201)
-        projectIds.push(project.id)
-      }
-      return { token, projectIds }
-    } finally {
-      agent.destroy()
-    }
-  })
-
 // ---------------------------------------------------------------------------------------------
 // Output
 
@@ -501,7 +471,7 @@ const bench = Effect.gen(function*() {
     }
 
     yield* Console.error(`write: a user and ${STREAMS} projects over HTTP, one SSE subscriber on /api/stream…`)
-    const { projectIds, token } = yield* setUpUsers(server)
+    const { projectIds, token } = yield* userWithProjects(server, "bench", STREAMS)
     const sub = yield* subscriber(server.port, token)
     if (!(yield* Effect.promise(() => sub.waitFor("heads", 1, 10_000)))) {
       return yield* new BenchError({ message: "the SSE subscriber got no `heads` frame within 10 s" })
