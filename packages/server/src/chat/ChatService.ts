@@ -41,8 +41,9 @@ const envelope = (
 /**
  * The request path's reads and writes, for the caller (`CurrentUser`; `asUser` from Policy.ts
  * runs them for a user held in hand). Each write is one transaction that bumps the stream's seq,
- * writes the chat row and the outbox row together (G1), then — after commit — wakes the local
- * publisher. Nothing here can reach a broker (G2): this layer is never given one.
+ * writes the chat row and the outbox row together (G1) — a message post does it in one statement —
+ * then, after commit, hands the event to the local publisher (Wakeup). Nothing here can reach a
+ * broker (G2): this layer is never given one.
  */
 export class ChatService extends Effect.Service<ChatService>()("Herald/ChatService", {
   effect: Effect.gen(function*() {
@@ -56,8 +57,8 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
 
     /**
      * Every chat change has one shape, in one transaction: take the stream's next seq (and with it
-     * the stream's lock), make the change, append its event. The publisher is woken only after
-     * the commit; a database failure is a defect (a 500), domain refusals roll back and fail.
+     * the stream's lock), make the change, append its event. The event is handed to the publisher
+     * only after the commit; a database failure is a defect (a 500), domain refusals roll back and fail.
      */
     const change = <A, E, R>(
       caller: Chat.User,

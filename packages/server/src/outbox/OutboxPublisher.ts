@@ -91,10 +91,11 @@ export const publishOnce = (publisherId: string) =>
   })
 
 /**
- * The outbox publisher: a supervised fiber in the server's scope. It drains the outbox while
- * batches come back full, confirming each batch while it claims and publishes the next; otherwise it sleeps until the in-process wake-up (a local commit), its
- * own next due retry, or the fallback poll (other processes' rows, expired leases).
- * A database outage pauses it with backoff; it resumes by itself.
+ * The outbox publisher: a supervised fiber in the server's scope. It publishes what this
+ * process's commits hand it (Wakeup) as they come, and claims — draining the outbox while batches
+ * come back full, confirming each batch while it claims and publishes the next — when the clock
+ * says so: its own next due retry, or the fallback poll (other processes' rows, expired leases,
+ * anything not handed off). A database outage pauses it with backoff; it resumes by itself.
  */
 export const OutboxPublisherLive = Layer.scopedDiscard(
   Effect.gen(function*() {
