@@ -26,6 +26,8 @@ const POST_PATH = /^\/api\/projects\/([^/?]*)\/(messages|workspace\/messages)$/
 const JSON_TYPE = /^application\/json\s*(;\s*charset=utf-8\s*)?$/i
 const BEARER = /^Bearer [^\s]/i
 
+const utf8 = new TextDecoder()
+
 type Scope = "project" | "workspace"
 
 /** The request, if the door takes it: its scope and the raw project id from the path. */
@@ -71,7 +73,7 @@ export const PostDoorLive = Layer.scopedDiscard(
       Effect.flatMap(tokens.user(Redacted.make(req.headers.authorization!.slice(7))), (me) =>
         Effect.gen(function*() {
           const { projectId } = yield* decode(Api.ProjectPath, { projectId: target.projectId })
-          const text = new TextDecoder().decode(body)
+          const text = utf8.decode(body)
           const json = yield* Effect.try({
             try: (): unknown => text === "" ? null : JSON.parse(text),
             catch: () => new InvalidJson()
