@@ -145,7 +145,10 @@ export const OutboxPublisherLive = Layer.scopedDiscard(
       Effect.gen(function*() {
         const batch = [...events].sort((a, b) => a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.seq - b.seq)
         const ids = batch.map((e) => e.id)
-        const published = yield* Effect.either(broker.publish(batch))
+        // Interrupted (shutdown) before the publish returned: the rows are due at once, as a claim's would be.
+        const published = yield* Effect.either(broker.publish(batch)).pipe(
+          Effect.onInterrupt(() => Effect.ignore(store.releaseHandedOff(ids)))
+        )
         yield* settle
         if (published._tag === "Right") {
           yield* confirmLater(Effect.map(store.markHandedOff(ids), (latencies) => {
@@ -182,7 +185,19 @@ export const OutboxPublisherLive = Layer.scopedDiscard(
         // hand-offs are published as they come; the clock (poll, retry) and unhanded commits claim.
         claimNow = full || (yield* idle(retryAt))
       }
-    }).pipe(Effect.onExit(() => Effect.ignore(settle)))
+    }).pipe(
+      // Stopping (or failing, to be restarted): the confirmation in flight is waited for, and what is
+      // still waiting in the hand-off goes back to the claims, due at once (G8: released, not left).
+      Effect.onExit(() =>
+        Effect.ignore(Effect.zipRight(
+          settle,
+          Effect.suspend(() => {
+            const rest = handOffs.rest()
+            return rest.length === 0 ? Effect.void : store.releaseHandedOff(rest.map((e) => e.id))
+          })
+        ))
+      )
+    )
 
     yield* loop.pipe(
       supervised({

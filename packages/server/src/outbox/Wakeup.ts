@@ -78,6 +78,8 @@ export class Wakeup extends Effect.Service<Wakeup>()("Herald/Wakeup", {
           const fresh = Date.now() - HAND_OFF_GRACE_MS / 2
           return handedOff.splice(0).flatMap((h) => h.at >= fresh ? [h.event] : [])
         },
+        /** Every event still waiting, stale or not (the publisher is stopping: they go back to the claims). */
+        rest: () => handedOff.splice(0).map((h) => h.event),
         /** Whether a commit that was not handed off arrived since the last call. */
         claimWanted: () => {
           const wanted = claimWanted
