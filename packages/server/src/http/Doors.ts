@@ -17,6 +17,10 @@ export const decodeErrorBody = (e: HttpApiError.HttpApiDecodeError) => ({
   _tag: e._tag
 })
 
+/** The status the API answers each of the doors' failures with. */
+export const failureStatus = (e: { readonly _tag: string }) =>
+  e._tag === "Unauthorized" ? 401 : e._tag === "NotFound" ? 404 : 400
+
 /** A JSON answer, unless the response is already under way or gone. */
 export const answer = (res: ServerResponse, code: number, body: unknown) => {
   if (res.headersSent || res.destroyed) return

@@ -13,6 +13,13 @@ export type Door = (req: IncomingMessage, res: ServerResponse) => boolean
 export class HeraldServer extends Server {
   readonly doors: Array<Door> = []
 
+  /** Hangs `door` in front of the app while the scope lasts. */
+  readonly hang = (door: Door) =>
+    Effect.acquireRelease(
+      Effect.sync(() => this.doors.push(door)),
+      () => Effect.sync(() => this.doors.splice(this.doors.indexOf(door), 1))
+    ).pipe(Effect.asVoid)
+
   override emit(event: string | symbol, ...args: Array<unknown>): boolean {
     if (event === "request") {
       for (const door of this.doors) if (door(args[0] as IncomingMessage, args[1] as ServerResponse)) return true

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { ChatService, type MessageWrite } from "../chat/ChatService.js"
 import { asUser } from "../chat/Policy.js"
 import { Tokens } from "./Auth.js"
-import { answer, decode, decodeErrorBody, finished } from "./Doors.js"
+import { answer, decode, decodeErrorBody, failureStatus, finished } from "./Doors.js"
 import { MAX_BODY_BYTES } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
 
@@ -95,7 +95,7 @@ export const PostDoorLive = Layer.scopedDiscard(
                 })
                 return 400
               }
-              const code = e._tag === "Unauthorized" ? 401 : e._tag === "NotFound" ? 404 : 400
+              const code = failureStatus(e)
               answer(
                 res,
                 code,
@@ -116,7 +116,6 @@ export const PostDoorLive = Layer.scopedDiscard(
       return true
     }
 
-    node.value.doors.push(door)
-    yield* Effect.addFinalizer(() => Effect.sync(() => node.value.doors.splice(node.value.doors.indexOf(door), 1)))
+    yield* node.value.hang(door)
   })
 )

@@ -4,7 +4,7 @@ import { Effect, FiberSet, Layer, Option, Redacted } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { SSE_HEADERS } from "../stream/SseStream.js"
 import { Tokens } from "./Auth.js"
-import { answer, decode, decodeErrorBody, finished } from "./Doors.js"
+import { answer, decode, decodeErrorBody, failureStatus, finished } from "./Doors.js"
 import { redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
 import { position, StreamOpen } from "./Streams.js"
@@ -50,8 +50,6 @@ const queryRecord = (params: URLSearchParams) => {
 const unauthorized = (message: string) => new Errors.Unauthorized({ message })
 
 type Failure = Errors.Unauthorized | Errors.NotFound | Errors.BadRequest | HttpApiError.HttpApiDecodeError
-
-const status = (e: Failure) => e._tag === "Unauthorized" ? 401 : e._tag === "NotFound" ? 404 : 400
 
 export const SseDoorLive = Layer.scopedDiscard(
   Effect.gen(function*() {
@@ -106,7 +104,7 @@ export const SseDoorLive = Layer.scopedDiscard(
       }).pipe(
         Effect.catchAll((e: Failure) =>
           Effect.sync(() => {
-            const code = status(e)
+            const code = failureStatus(e)
             answer(
               res,
               code,
@@ -131,7 +129,6 @@ export const SseDoorLive = Layer.scopedDiscard(
       return true
     }
 
-    node.value.doors.push(door)
-    yield* Effect.addFinalizer(() => Effect.sync(() => node.value.doors.splice(node.value.doors.indexOf(door), 1)))
+    yield* node.value.hang(door)
   })
 )
