@@ -9,14 +9,45 @@ export interface Range {
 }
 
 const TOP_AUTHORS = 10
+const HOUR_MS = 3_600_000
 
 const decodeTopAuthors = Schema.decodeUnknown(
   Schema.Array(Schema.Struct({ userId: Ids.UserId, messages: Schema.Number }))
 )
 
 /**
+ * `[from, to)` cut at whole UTC hours: `[hours.from, hours.to)` is answered from the hourly
+ * rollups, the edges `[from, hours.from)` and `[hours.to, to)` from event_log. A range that holds no
+ * whole hour is one edge (the other and the hours empty).
+ */
+export interface Split {
+  readonly hours: { readonly from: Date; readonly to: Date }
+  readonly edges: readonly [{ readonly from: Date; readonly to: Date }, { readonly from: Date; readonly to: Date }]
+}
+
+export const splitRange = (range: Range): Split => {
+  const from = DateTime.toEpochMillis(range.from)
+  const to = DateTime.toEpochMillis(range.to)
+  const first = Math.ceil(from / HOUR_MS) * HOUR_MS
+  const last = Math.floor(to / HOUR_MS) * HOUR_MS
+  const at = (ms: number) => new Date(ms)
+  return first < last
+    ? {
+      hours: { from: at(first), to: at(last) },
+      edges: [{ from: at(from), to: at(first) }, { from: at(last), to: at(to) }]
+    }
+    : {
+      hours: { from: at(first), to: at(first) },
+      edges: [{ from: at(from), to: at(to) }, { from: at(to), to: at(to) }]
+    }
+}
+
+/**
  * Analytics over event_log, `[from, to)` by `occurred_at`, for one project's stream (and the
- * caller's own workspace stream, for the workspace figure). Every answer carries `asOf`.
+ * caller's own workspace stream, for the workspace figure). Whole hours come from the hourly
+ * rollups the materializer keeps in the same statement that copies the rows (so they are exactly
+ * as fresh as `asOf`), the partial edges from event_log; minute buckets from event_log alone.
+ * Every answer carries `asOf`.
  */
 export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
   effect: Effect.gen(function*() {
@@ -24,33 +55,50 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
     const log = yield* EventLogStore
     const asOf = Effect.map(log.asOf, Option.getOrNull)
 
+    /**
+     * One stream's events in the split range as `(at, type, actor_id, n)`: rollup rows (`at` = the
+     * hour, `n` events) and edge events (`n` = 1). Any sum, or set of actors, over them equals the
+     * same over the range's events.
+     */
+    const parts = (
+      projectId: Ids.ProjectId,
+      stream: Events.StreamId,
+      split: Split,
+      type: Events.EventType | undefined
+    ) => {
+      const ofType = type === undefined ? sql`` : sql`AND type = ${type}`
+      const edge = (e: Split["edges"][number]) =>
+        sql`
+          SELECT occurred_at AS at, type, actor_id, 1::bigint AS n FROM event_log
+          WHERE project_id = ${projectId} AND stream_id = ${stream} ${ofType}
+            AND occurred_at >= ${e.from} AND occurred_at < ${e.to}`
+      return sql`
+          SELECT hour AS at, type, actor_id, n FROM event_log_hourly
+          WHERE project_id = ${projectId} AND stream_id = ${stream} ${ofType}
+            AND hour >= ${split.hours.from} AND hour < ${split.hours.to}
+          UNION ALL ${edge(split.edges[0])}
+          UNION ALL ${edge(split.edges[1])}`
+    }
+
     const summary = (projectId: Ids.ProjectId, workspaceStream: Events.StreamId, range: Range) =>
       Effect.gen(function*() {
         const stream = Events.projectStream(projectId)
-        const from = DateTime.toDateUtc(range.from)
-        const to = DateTime.toDateUtc(range.to)
+        const split = splitRange(range)
         const watermark = yield* asOf
         const [byType, [people], authors, [workspace]] = yield* Effect.all([
           sql<{ type: string; n: number }>`
-            SELECT type, count(*)::int AS n FROM event_log
-            WHERE project_id = ${projectId} AND stream_id = ${stream}
-              AND occurred_at >= ${from} AND occurred_at < ${to}
+            SELECT type, sum(n)::int AS n FROM (${parts(projectId, stream, split, undefined)}) p
             GROUP BY type`,
           sql<{ n: number }>`
-            SELECT count(DISTINCT actor_id)::int AS n FROM event_log
-            WHERE project_id = ${projectId} AND stream_id = ${stream}
-              AND occurred_at >= ${from} AND occurred_at < ${to}`,
+            SELECT count(DISTINCT actor_id)::int AS n FROM (${parts(projectId, stream, split, undefined)}) p`,
           sql`
-            SELECT actor_id AS user_id, count(*)::int AS messages FROM event_log
-            WHERE project_id = ${projectId} AND type = 'message.created' AND stream_id = ${stream}
-              AND occurred_at >= ${from} AND occurred_at < ${to}
+            SELECT actor_id AS user_id, sum(n)::int AS messages
+            FROM (${parts(projectId, stream, split, "message.created")}) p
             GROUP BY actor_id ORDER BY messages DESC, actor_id LIMIT ${TOP_AUTHORS}`.pipe(
             Effect.flatMap(decodeTopAuthors)
           ),
           sql<{ n: number }>`
-            SELECT count(*)::int AS n FROM event_log
-            WHERE project_id = ${projectId} AND stream_id = ${workspaceStream}
-              AND occurred_at >= ${from} AND occurred_at < ${to}`
+            SELECT coalesce(sum(n), 0)::int AS n FROM (${parts(projectId, workspaceStream, split, undefined)}) p`
         ], { concurrency: "unbounded" })
         const counts = Object.fromEntries(byType.map((r) => [r.type, r.n])) as Record<string, number>
         return {
@@ -81,19 +129,28 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
         const watermark = yield* asOf
         const step = sql.literal(`interval '1 ${bucket}'`)
         const unit = sql.literal(`'${bucket}'`)
+        const stream = Events.projectStream(projectId)
+        const from = DateTime.toDateUtc(range.from)
+        const to = DateTime.toDateUtc(range.to)
+        // A minute is finer than a rollup: minute buckets count event_log rows; hours and days
+        // add up whole-hour rollups and the edges' events.
+        const events = bucket === "minute"
+          ? sql`
+            SELECT occurred_at AS at, 1::bigint AS n FROM event_log
+            WHERE project_id = ${projectId} AND stream_id = ${stream}
+              ${type === undefined ? sql`` : sql`AND type = ${type}`}
+              AND occurred_at >= ${from} AND occurred_at < ${to}`
+          : parts(projectId, stream, splitRange(range), type)
         // Bucketing on naive UTC timestamps: no session time zone or DST can shift a bucket.
         const points = yield* sql<{ t: Date; count: number }>`
           WITH counts AS (
-            SELECT date_trunc(${unit}, occurred_at AT TIME ZONE 'UTC') AS t, count(*)::int AS n FROM event_log
-            WHERE project_id = ${projectId} AND stream_id = ${Events.projectStream(projectId)}
-              ${type === undefined ? sql`` : sql`AND type = ${type}`}
-              AND occurred_at >= ${DateTime.toDateUtc(range.from)} AND occurred_at < ${DateTime.toDateUtc(range.to)}
+            SELECT date_trunc(${unit}, at AT TIME ZONE 'UTC') AS t, sum(n)::int AS n FROM (${events}) e
             GROUP BY 1
           )
           SELECT s.t AT TIME ZONE 'UTC' AS t, coalesce(c.n, 0)::int AS count
           FROM generate_series(
-            date_trunc(${unit}, ${DateTime.toDateUtc(range.from)}::timestamptz AT TIME ZONE 'UTC'),
-            (${DateTime.toDateUtc(range.to)}::timestamptz AT TIME ZONE 'UTC') - interval '1 microsecond',
+            date_trunc(${unit}, ${from}::timestamptz AT TIME ZONE 'UTC'),
+            (${to}::timestamptz AT TIME ZONE 'UTC') - interval '1 microsecond',
             ${step}
           ) AS s(t)
           LEFT JOIN counts c ON c.t = s.t

@@ -2,8 +2,9 @@ import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option } from "effect"
 
 /**
- * Writes and reads of `event_log` and its watermark. The log is append-only: rows are only ever
- * inserted (`ON CONFLICT DO NOTHING`, so copying twice is harmless), never updated.
+ * Writes and reads of `event_log`, its hourly rollups and its watermark. The log is append-only:
+ * rows are only ever inserted (`ON CONFLICT DO NOTHING`, so copying twice is harmless), never
+ * updated; a rollup row only ever grows by the events copied in its hour.
  */
 export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/EventLogStore", {
   effect: Effect.gen(function*() {
@@ -21,8 +22,11 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
     )
 
     /**
-     * Copies up to `batchSize` unmaterialized outbox rows (positions ≤ `upTo`) into event_log and
-     * stamps them, in one statement. Rows another materializer holds are skipped, not waited for.
+     * Copies up to `batchSize` unmaterialized outbox rows (positions ≤ `upTo`) into event_log,
+     * adds them to the hourly rollups and stamps them, in one statement. Rows another materializer
+     * holds are skipped, not waited for. Only rows actually inserted are counted in the rollups (the
+     * INSERT's RETURNING), so copying twice or `--rebuild` never counts an event twice; the rollup
+     * rows are upserted in key order, so concurrent materializers wait on each other, never deadlock.
      */
     const materializeBatch = (upTo: number, batchSize: number) =>
       Effect.map(
@@ -37,6 +41,14 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
             INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
             SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data FROM batch
             ON CONFLICT DO NOTHING
+            RETURNING stream_id, project_id, type, actor_id, occurred_at
+          ), rolled AS (
+            INSERT INTO event_log_hourly AS h (stream_id, hour, project_id, type, actor_id, n)
+            SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, actor_id, count(*)
+            FROM copied
+            GROUP BY 1, 2, 3, 4, 5
+            ORDER BY 1, 2, 3, 4, 5
+            ON CONFLICT (stream_id, hour, project_id, type, actor_id) DO UPDATE SET n = h.n + EXCLUDED.n
           ), stamped AS (
             UPDATE event_outbox o SET materialized_at = now() FROM batch WHERE o.ctid = batch.ctid RETURNING 1
           )
@@ -84,6 +96,18 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
         ([row]) => row!.n
       )
 
-    return { passStart, materializeBatch, remaining, advance, asOf, prune } as const
+    /**
+     * Deletes the hourly rollups of the hours starting before `cutoff`, for retention once it has
+     * dropped the events before `cutoff` (a month boundary, so whole hours). Returns the rows deleted.
+     */
+    const dropRollupsBefore = (cutoff: Date) =>
+      Effect.map(
+        sql<{ n: number }>`
+          WITH gone AS (DELETE FROM event_log_hourly WHERE hour < ${cutoff} RETURNING 1)
+          SELECT count(*)::int AS n FROM gone`,
+        ([row]) => row!.n
+      )
+
+    return { passStart, materializeBatch, remaining, advance, asOf, prune, dropRollupsBefore } as const
   })
 }) {}
