@@ -46,7 +46,7 @@ export const TestDatabaseLive = Layer.unwrapScoped(
 /** Empties every table between tests that need a clean slate. */
 export const truncateAll = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  yield* sql`TRUNCATE users, api_tokens, projects, project_members, messages, event_streams, event_outbox, event_log, event_log_hourly CASCADE`
+  yield* sql`TRUNCATE users, api_tokens, projects, project_members, messages, event_streams, event_outbox, event_log, event_log_hourly, event_log_hourly_actors CASCADE`
 })
 
 declare module "vitest" {

@@ -25,8 +25,9 @@ const benches: Record<string, Bench> = {
     load: () => import("./deliver.js")
   },
   analytics: {
-    about: "analytics p50/p99 over HTTP on 1M events (floor: /health/live); materializer rows/s vs raw SQL " +
-      "(also BENCH_EVENTS, BENCH_REQUESTS, BENCH_OUTBOX_ROWS)",
+    about:
+      "analytics p50/p99 over HTTP on 10M events (hourly rollups) (floor: /health/live); materializer rows/s vs raw SQL " +
+      "(also BENCH_EVENTS, BENCH_REQUESTS, BENCH_OUTBOX_ROWS, BENCH_PARTS=analytics,materializer)",
     load: () => import("./analytics.js")
   },
   startup: {

@@ -281,7 +281,11 @@ export const keepOutbox = (client: pg.Client) =>
 /** The kept rows, same positions, nothing materialized, empty log, fresh statistics, a checkpoint. */
 export const resetOutbox = (client: pg.Client) =>
   Effect.gen(function*() {
-    yield* query(client, "reset", `TRUNCATE event_log, event_outbox, event_log_watermark`)
+    yield* query(
+      client,
+      "reset",
+      `TRUNCATE event_log, event_log_hourly, event_log_hourly_actors, event_outbox, event_log_watermark`
+    )
     yield* query(
       client,
       "reset",

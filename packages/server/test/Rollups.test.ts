@@ -138,29 +138,33 @@ const writeOutbox = (events: ReadonlyArray<SeedEvent>) =>
 
 const clearLog = Effect.flatMap(
   SqlClient.SqlClient,
-  (sql) => sql`TRUNCATE event_outbox, event_log, event_log_hourly, event_log_watermark`
+  (sql) => sql`TRUNCATE event_outbox, event_log, event_log_hourly, event_log_hourly_actors, event_log_watermark`
 )
 
-interface RollupRow {
-  readonly streamId: string
-  readonly hour: Date
-  readonly projectId: string
-  readonly type: string
-  readonly actorId: string
-  readonly n: number
-}
-
+/** Both rollup tables, in key order. */
 const rollups = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-  sql<RollupRow>`
-    SELECT stream_id, hour, project_id, type, actor_id, n::int AS n FROM event_log_hourly
-    ORDER BY stream_id, hour, project_id, type, actor_id`)
+  Effect.all({
+    types: sql<{ streamId: string; hour: Date; projectId: string; type: string; n: number }>`
+      SELECT stream_id, hour, project_id, type, n::int AS n FROM event_log_hourly
+      ORDER BY stream_id, hour, project_id, type`,
+    actors: sql<{ streamId: string; hour: Date; projectId: string; actorId: string; messages: number }>`
+      SELECT stream_id, hour, project_id, actor_id, messages::int AS messages FROM event_log_hourly_actors
+      ORDER BY stream_id, hour, project_id, actor_id`
+  }))
 
 /** The rollups as they should be: a recount of everything event_log holds. */
 const recount = Effect.flatMap(SqlClient.SqlClient, (sql) =>
-  sql<RollupRow>`
-    SELECT stream_id, date_trunc('hour', occurred_at, 'UTC') AS hour, project_id, type, actor_id, count(*)::int AS n
-    FROM event_log GROUP BY 1, 2, 3, 4, 5
-    ORDER BY 1, 2, 3, 4, 5`)
+  Effect.all({
+    types: sql<{ streamId: string; hour: Date; projectId: string; type: string; n: number }>`
+      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC') AS hour, project_id, type, count(*)::int AS n
+      FROM event_log GROUP BY 1, 2, 3, 4
+      ORDER BY 1, 2, 3, 4`,
+    actors: sql<{ streamId: string; hour: Date; projectId: string; actorId: string; messages: number }>`
+      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC') AS hour, project_id, actor_id,
+        count(*) FILTER (WHERE type = 'message.created')::int AS messages
+      FROM event_log GROUP BY 1, 2, 3, 4
+      ORDER BY 1, 2, 3, 4`
+  }))
 
 const logged = Effect.flatMap(
   SqlClient.SqlClient,
@@ -334,7 +338,7 @@ layer(RollupsTestLive, live)("analytics from rollups", (it) => {
       expect(yield* outbox.resetMaterialized).toBe(seed.events.length)
       expect(yield* materializeOnce(250)).toBe(seed.events.length)
       expect(yield* rollups).toEqual(before)
-      expect(before.reduce((n, r) => n + r.n, 0)).toBe(seed.events.length)
+      expect(before.types.reduce((n, r) => n + r.n, 0)).toBe(seed.events.length)
     }))
 
   it.effect(
@@ -369,11 +373,16 @@ layer(RollupsTestLive, live)("analytics from rollups", (it) => {
       yield* materializeOnce(1_000)
       const cutoff = new Date(BASE + 20 * HOUR)
       const all = yield* rollups
-      const kept = all.filter((r) => r.hour.getTime() >= cutoff.getTime())
-      expect(kept.length).toBeGreaterThan(0)
-      expect(kept.length).toBeLessThan(all.length)
+      const after = <A extends { readonly hour: Date }>(rows: ReadonlyArray<A>) =>
+        rows.filter((r) => r.hour.getTime() >= cutoff.getTime())
+      const kept = { types: after(all.types), actors: after(all.actors) }
+      const size = (r: typeof all) => r.types.length + r.actors.length
+      expect(kept.types.length).toBeGreaterThan(0)
+      expect(kept.actors.length).toBeGreaterThan(0)
+      expect(kept.types.length).toBeLessThan(all.types.length)
+      expect(kept.actors.length).toBeLessThan(all.actors.length)
       const store = yield* EventLogStore
-      expect(yield* store.dropRollupsBefore(cutoff)).toBe(all.length - kept.length)
+      expect(yield* store.dropRollupsBefore(cutoff)).toBe(size(all) - size(kept))
       expect(yield* rollups).toEqual(kept)
       // From the cutoff on, analytics still answer as before.
       const analytics = yield* Analytics
@@ -412,7 +421,7 @@ describe("rollups migration", () => {
             AS r(id uuid, stream_id text, seq bigint, type text, project_id uuid, actor_id uuid, us bigint)`
         yield* runMigrations
         const built = yield* rollups
-        expect(built.reduce((n, r) => n + r.n, 0)).toBe(seed.events.length)
+        expect(built.types.reduce((n, r) => n + r.n, 0)).toBe(seed.events.length)
         expect(built).toEqual(yield* recount)
       }).pipe(Effect.provide(client))
     }).pipe(Effect.scoped, Effect.provide(NodeContext.layer)), 60_000)

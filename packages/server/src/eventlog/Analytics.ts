@@ -55,29 +55,56 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
     const log = yield* EventLogStore
     const asOf = Effect.map(log.asOf, Option.getOrNull)
 
+    const edge = (
+      projectId: Ids.ProjectId,
+      stream: Events.StreamId,
+      e: Split["edges"][number],
+      columns: string,
+      type: Events.EventType | undefined
+    ) =>
+      sql`
+          SELECT ${sql.literal(columns)} FROM event_log
+          WHERE project_id = ${projectId} AND stream_id = ${stream} ${
+        type === undefined ? sql`` : sql`AND type = ${type}`
+      }
+            AND occurred_at >= ${e.from} AND occurred_at < ${e.to}`
+
     /**
-     * One stream's events in the split range as `(at, type, actor_id, n)`: rollup rows (`at` = the
-     * hour, `n` events) and edge events (`n` = 1). Any sum, or set of actors, over them equals the
-     * same over the range's events.
+     * One stream's events in the split range as `(at, type, n)`: hourly rows (`at` = the hour, `n`
+     * events) and edge events (`n` = 1). Any sum over them equals the same over the range's events.
      */
-    const parts = (
+    const byType = (
       projectId: Ids.ProjectId,
       stream: Events.StreamId,
       split: Split,
       type: Events.EventType | undefined
     ) => {
-      const ofType = type === undefined ? sql`` : sql`AND type = ${type}`
-      const edge = (e: Split["edges"][number]) =>
-        sql`
-          SELECT occurred_at AS at, type, actor_id, 1::bigint AS n FROM event_log
-          WHERE project_id = ${projectId} AND stream_id = ${stream} ${ofType}
-            AND occurred_at >= ${e.from} AND occurred_at < ${e.to}`
+      const columns = "occurred_at AS at, type, 1::bigint AS n"
       return sql`
-          SELECT hour AS at, type, actor_id, n FROM event_log_hourly
-          WHERE project_id = ${projectId} AND stream_id = ${stream} ${ofType}
+          SELECT hour AS at, type, n FROM event_log_hourly
+          WHERE project_id = ${projectId} AND stream_id = ${stream} ${
+        type === undefined ? sql`` : sql`AND type = ${type}`
+      }
             AND hour >= ${split.hours.from} AND hour < ${split.hours.to}
-          UNION ALL ${edge(split.edges[0])}
-          UNION ALL ${edge(split.edges[1])}`
+          UNION ALL ${edge(projectId, stream, split.edges[0], columns, type)}
+          UNION ALL ${edge(projectId, stream, split.edges[1], columns, type)}`
+    }
+
+    /**
+     * The project stream's actors in the split range as `(actor_id, n)`: one row per actor and whole
+     * hour they acted in (`n` = their `message.created` events then), one per edge event (`n` = 1 if
+     * it is a `message.created`). With `messagesOnly`, only rows that count messages.
+     */
+    const byActor = (projectId: Ids.ProjectId, split: Split, messagesOnly: boolean) => {
+      const stream = Events.projectStream(projectId)
+      const created = messagesOnly ? "message.created" : undefined
+      const columns = "actor_id, (type = 'message.created')::int::bigint AS n"
+      return sql`
+          SELECT actor_id, messages AS n FROM event_log_hourly_actors
+          WHERE project_id = ${projectId} AND stream_id = ${stream} ${messagesOnly ? sql`AND messages > 0` : sql``}
+            AND hour >= ${split.hours.from} AND hour < ${split.hours.to}
+          UNION ALL ${edge(projectId, stream, split.edges[0], columns, created)}
+          UNION ALL ${edge(projectId, stream, split.edges[1], columns, created)}`
     }
 
     const summary = (projectId: Ids.ProjectId, workspaceStream: Events.StreamId, range: Range) =>
@@ -85,28 +112,28 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
         const stream = Events.projectStream(projectId)
         const split = splitRange(range)
         const watermark = yield* asOf
-        const [byType, [people], authors, [workspace]] = yield* Effect.all([
+        const [types, [people], authors, [workspace]] = yield* Effect.all([
           sql<{ type: string; n: number }>`
-            SELECT type, sum(n)::int AS n FROM (${parts(projectId, stream, split, undefined)}) p
+            SELECT type, sum(n)::int AS n FROM (${byType(projectId, stream, split, undefined)}) p
             GROUP BY type`,
+          // DISTINCT in a subquery is hashed; count(DISTINCT …) would sort every row.
           sql<{ n: number }>`
-            SELECT count(DISTINCT actor_id)::int AS n FROM (${parts(projectId, stream, split, undefined)}) p`,
+            SELECT count(*)::int AS n FROM (SELECT DISTINCT actor_id FROM (${byActor(projectId, split, false)}) p) d`,
           sql`
-            SELECT actor_id AS user_id, sum(n)::int AS messages
-            FROM (${parts(projectId, stream, split, "message.created")}) p
+            SELECT actor_id AS user_id, sum(n)::int AS messages FROM (${byActor(projectId, split, true)}) p
             GROUP BY actor_id ORDER BY messages DESC, actor_id LIMIT ${TOP_AUTHORS}`.pipe(
             Effect.flatMap(decodeTopAuthors)
           ),
           sql<{ n: number }>`
-            SELECT coalesce(sum(n), 0)::int AS n FROM (${parts(projectId, workspaceStream, split, undefined)}) p`
+            SELECT coalesce(sum(n), 0)::int AS n FROM (${byType(projectId, workspaceStream, split, undefined)}) p`
         ], { concurrency: "unbounded" })
-        const counts = Object.fromEntries(byType.map((r) => [r.type, r.n])) as Record<string, number>
+        const counts = Object.fromEntries(types.map((r) => [r.type, r.n])) as Record<string, number>
         return {
           projectId,
           from: range.from,
           to: range.to,
           asOf: watermark,
-          events: { total: byType.reduce((sum, r) => sum + r.n, 0), byType: counts },
+          events: { total: types.reduce((sum, r) => sum + r.n, 0), byType: counts },
           messages: {
             created: counts["message.created"] ?? 0,
             edited: counts["message.edited"] ?? 0,
@@ -140,7 +167,7 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
             WHERE project_id = ${projectId} AND stream_id = ${stream}
               ${type === undefined ? sql`` : sql`AND type = ${type}`}
               AND occurred_at >= ${from} AND occurred_at < ${to}`
-          : parts(projectId, stream, splitRange(range), type)
+          : byType(projectId, stream, splitRange(range), type)
         // Bucketing on naive UTC timestamps: no session time zone or DST can shift a bucket.
         const points = yield* sql<{ t: Date; count: number }>`
           WITH counts AS (

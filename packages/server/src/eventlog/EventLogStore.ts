@@ -26,7 +26,8 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
      * adds them to the hourly rollups and stamps them, in one statement. Rows another materializer
      * holds are skipped, not waited for. Only rows actually inserted are counted in the rollups (the
      * INSERT's RETURNING), so copying twice or `--rebuild` never counts an event twice; the rollup
-     * rows are upserted in key order, so concurrent materializers wait on each other, never deadlock.
+     * rows are upserted table by table in key order, so concurrent materializers wait on each other,
+     * never deadlock.
      */
     const materializeBatch = (upTo: number, batchSize: number) =>
       Effect.map(
@@ -42,13 +43,22 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
             SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data FROM batch
             ON CONFLICT DO NOTHING
             RETURNING stream_id, project_id, type, actor_id, occurred_at
-          ), rolled AS (
-            INSERT INTO event_log_hourly AS h (stream_id, hour, project_id, type, actor_id, n)
-            SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, actor_id, count(*)
+          ), by_type AS (
+            INSERT INTO event_log_hourly AS h (stream_id, hour, project_id, type, n)
+            SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
             FROM copied
-            GROUP BY 1, 2, 3, 4, 5
-            ORDER BY 1, 2, 3, 4, 5
-            ON CONFLICT (stream_id, hour, project_id, type, actor_id) DO UPDATE SET n = h.n + EXCLUDED.n
+            GROUP BY 1, 2, 3, 4
+            ORDER BY 1, 2, 3, 4
+            ON CONFLICT (stream_id, hour, project_id, type) DO UPDATE SET n = h.n + EXCLUDED.n
+          ), by_actor AS (
+            INSERT INTO event_log_hourly_actors AS a (stream_id, hour, project_id, actor_id, messages)
+            SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
+              count(*) FILTER (WHERE type = 'message.created')
+            FROM copied
+            GROUP BY 1, 2, 3, 4
+            ORDER BY 1, 2, 3, 4
+            ON CONFLICT (stream_id, hour, project_id, actor_id) DO UPDATE SET messages = a.messages + EXCLUDED.messages
+              WHERE EXCLUDED.messages > 0
           ), stamped AS (
             UPDATE event_outbox o SET materialized_at = now() FROM batch WHERE o.ctid = batch.ctid RETURNING 1
           )
@@ -103,8 +113,9 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
     const dropRollupsBefore = (cutoff: Date) =>
       Effect.map(
         sql<{ n: number }>`
-          WITH gone AS (DELETE FROM event_log_hourly WHERE hour < ${cutoff} RETURNING 1)
-          SELECT count(*)::int AS n FROM gone`,
+          WITH types AS (DELETE FROM event_log_hourly WHERE hour < ${cutoff} RETURNING 1),
+            actors AS (DELETE FROM event_log_hourly_actors WHERE hour < ${cutoff} RETURNING 1)
+          SELECT (SELECT count(*) FROM types)::int + (SELECT count(*) FROM actors)::int AS n`,
         ([row]) => row!.n
       )
 
