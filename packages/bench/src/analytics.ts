@@ -54,6 +54,8 @@ const TARGET = { p99Ms: 50, materializerRatio: 0.8 } as const
 const PROJECTS = 100
 const DAYS = 60
 const RANGE_DAYS = 30
+/** The measured range ends this many minutes before an hour. */
+const OFF_THE_HOUR_MINUTES = 17
 /** Share of all events written to workspace streams (the rest go to project streams). */
 const WORKSPACE_SHARE = 0.1
 /** Workspace streams per project (its first members'). */
@@ -581,7 +583,9 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
     )).rows[0] as Record<string, string>
     yield* Console.error(`analytics: measuring ${settings.requests} rounds…`)
 
-    const to = end
+    // Off the hour at both ends, as a range ending "now" is: the whole hours come from the
+    // rollups, the partial first and last hours (17 and 43 minutes of them) from event_log.
+    const to = new Date(end.getTime() - OFF_THE_HOUR_MINUTES * 60_000)
     const from = new Date(to.getTime() - RANGE_DAYS * 86_400_000)
     const projects = subjects.map((subject) => {
       const project = world.projects[subject.rank]!
