@@ -7,8 +7,9 @@ import { EventLogStore } from "./EventLogStore.js"
 /**
  * One materializer pass: copy every outbox row waiting at the start of the pass into event_log
  * (and its hourly rollups, in the same statement), then — if nothing at or below that point is
- * left — move the `asOf` watermark to the pass's start. An in-flight transaction's row that commits later sits above the pass (or is caught by
- * the `remaining` check), so the watermark never runs ahead of a slow or in-flight transaction.
+ * left — move the `asOf` watermark to the pass's start. An in-flight transaction's row that
+ * commits later sits above the pass (or is caught by the `remaining` check), so the watermark
+ * never runs ahead of a slow or in-flight transaction.
  */
 export const materializeOnce = (
   batchSize: number,
