@@ -8,7 +8,7 @@ import { Effect } from "effect"
  * rows, so exactly as fresh as `asOf`. Two grains, because distinct actors do not add up:
  * - `event_log_hourly`: events per stream, UTC hour and type (totals, byType, timeseries);
  * - `event_log_hourly_actors`: who acted per stream and hour, with their `message.created` count
- *   (activeUsers, topAuthors).
+ *   (activeUsers, topAuthors) — not for workspace streams: one actor, and no analytics asks.
  * Both keys lead with the stream and the hour: every read is one stream over an hour range.
  * project_id follows from the stream; it is in the keys so that the reads filter on it exactly as
  * the event_log statements do.
@@ -47,5 +47,6 @@ export default Effect.gen(function*() {
     SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
       count(*) FILTER (WHERE type = 'message.created')
     FROM event_log
+    WHERE stream_id NOT LIKE 'workspace:%'
     GROUP BY 1, 2, 3, 4`
 })

@@ -554,6 +554,7 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
       SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
         count(*) FILTER (WHERE type = 'message.created')
       FROM event_log
+      WHERE stream_id NOT LIKE 'workspace:%'
       GROUP BY 1, 2, 3, 4`
     )
     const rollupSeconds = (performance.now() - t1) / 1000
@@ -728,7 +729,7 @@ const rawWithRollups = (client: pg.Client) =>
       INSERT INTO event_log_hourly_actors (stream_id, hour, project_id, actor_id, messages)
       SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
         count(*) FILTER (WHERE type = 'message.created')
-      FROM event_outbox WHERE materialized_at IS NULL GROUP BY 1, 2, 3, 4`
+      FROM event_outbox WHERE materialized_at IS NULL AND stream_id NOT LIKE 'workspace:%' GROUP BY 1, 2, 3, 4`
     )
     yield* query(client, "raw update", `UPDATE event_outbox SET materialized_at = now() WHERE materialized_at IS NULL`)
     yield* query(client, "commit", "COMMIT")
@@ -750,7 +751,7 @@ const checkRollups = (client: pg.Client, rows: number) =>
              + (SELECT count(*) FROM (
                 SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
                   count(*) FILTER (WHERE type = 'message.created')
-                FROM event_log GROUP BY 1, 2, 3, 4
+                FROM event_log WHERE stream_id NOT LIKE 'workspace:%' GROUP BY 1, 2, 3, 4
                 EXCEPT SELECT stream_id, hour, project_id, actor_id, messages FROM event_log_hourly_actors
               ) d)::int AS differing`
     )

@@ -162,7 +162,7 @@ const recount = Effect.flatMap(SqlClient.SqlClient, (sql) =>
     actors: sql<{ streamId: string; hour: Date; projectId: string; actorId: string; messages: number }>`
       SELECT stream_id, date_trunc('hour', occurred_at, 'UTC') AS hour, project_id, actor_id,
         count(*) FILTER (WHERE type = 'message.created')::int AS messages
-      FROM event_log GROUP BY 1, 2, 3, 4
+      FROM event_log WHERE stream_id NOT LIKE 'workspace:%' GROUP BY 1, 2, 3, 4
       ORDER BY 1, 2, 3, 4`
   }))
 

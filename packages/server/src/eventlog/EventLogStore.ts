@@ -27,7 +27,7 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
      * holds are skipped, not waited for. Only rows actually inserted are counted in the rollups (the
      * INSERT's RETURNING), so copying twice or `--rebuild` never counts an event twice; the rollup
      * rows are upserted table by table in key order, so concurrent materializers wait on each other,
-     * never deadlock.
+     * never deadlock. Actors are not rolled up for workspace streams (one actor; analytics never asks).
      */
     const materializeBatch = (upTo: number, batchSize: number) =>
       Effect.map(
@@ -55,6 +55,7 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
             SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
               count(*) FILTER (WHERE type = 'message.created')
             FROM copied
+            WHERE stream_id NOT LIKE 'workspace:%'
             GROUP BY 1, 2, 3, 4
             ORDER BY 1, 2, 3, 4
             ON CONFLICT (stream_id, hour, project_id, actor_id) DO UPDATE SET messages = a.messages + EXCLUDED.messages
