@@ -15,7 +15,7 @@ const benches: Record<string, Bench> = {
   write: {
     about: "posts/s of the compiled server as its own process under wrk at 1, 8, 32 connections (one SSE " +
       "subscriber on), each next to pgbench's bare post transaction on the same PostgreSQL; CPU/post of the " +
-      "server and of PostgreSQL from /proc (also BENCH_PROFILE=1: the server under --cpu-prof, top functions)",
+      "server and of PostgreSQL from /proc (also BENCH_STREAMS=1 for one hot stream, BENCH_PROFILE=1: the server under --cpu-prof, top functions)",
     load: () => import("./write.js")
   },
   deliver: {
