@@ -57,10 +57,13 @@ const startNode = async (databaseUrl: string, env: Record<string, string>): Prom
   return { proc, url: `http://127.0.0.1:${port}` }
 }
 
+/** SIGTERM to every node: each exits 0 within 10 s (G8), its Redis connections closed. */
 const stopAll = async (nodes: ReadonlyArray<Node>) => {
   await Promise.all(nodes.map(async (n) => {
+    const started = Date.now()
     await n.proc.stop()
     expect((await n.proc.exited).code, n.proc.output()).toBe(0)
+    expect(Date.now() - started).toBeLessThan(10_000)
   }))
 }
 
@@ -262,6 +265,67 @@ describe("HERALD_BROKER=redis", () => {
           onA.close()
           onB.close()
         } finally {
+          await stopAll(nodes)
+        }
+      }),
+    90_000
+  )
+
+  it(
+    "a node frozen for longer than the trim window catches up from the database without waiting for another event",
+    () =>
+      withDatabase(async (databaseUrl) => {
+        const env = { REDIS_URL: redisUrl() }
+        const nodes = [await startNode(databaseUrl, env), await startNode(databaseUrl, env)]
+        const [a, b] = nodes as [Node, Node]
+        const redisClient = new Redis(env.REDIS_URL, { lazyConnect: true })
+        await redisClient.connect()
+        try {
+          const { projectId, token } = await setUp(a, "trimmed away")
+          const path = `/api/projects/${projectId}/stream`
+          const onA = await connectSse(a.url, path, { token, after: "0" })
+          const onB = await connectSse(b.url, path, { token, after: "0" })
+          await Promise.all([onA.waitForEvents(1), onB.waitForEvents(1)])
+          b.proc.child.kill("SIGSTOP")
+          try {
+            for (let i = 0; i < 5; i++) {
+              expect((await api(a.url, "POST", `/api/projects/${projectId}/messages`, token, { body: `m${i}` })).status)
+                .toBe(201)
+            }
+            await onA.waitForEvents(6)
+            // While B is away, 2 000 events of other streams go by and the trim window (made 1 500 entries
+            // here) passes over this stream's 5: B comes back to a stream that no longer holds them.
+            const other = crypto.randomUUID()
+            const tx = redisClient.multi()
+            for (let seq = 1; seq <= 2_000; seq++) {
+              tx.xadd(
+                STREAM_KEY,
+                "*",
+                "e",
+                JSON.stringify({
+                  id: crypto.randomUUID(),
+                  stream: `project:${other}`,
+                  seq,
+                  type: "message.deleted",
+                  projectId: other,
+                  actorId: crypto.randomUUID(),
+                  occurredAt: new Date().toISOString(),
+                  data: { messageId: crypto.randomUUID() }
+                })
+              )
+            }
+            await tx.exec()
+            await redisClient.xtrim(STREAM_KEY, "MAXLEN", 1_500)
+            const held = await redisClient.xrange(STREAM_KEY, "-", "+")
+            expect(held.some(([, f]) => f[1]!.includes(projectId))).toBe(false)
+          } finally {
+            b.proc.child.kill("SIGCONT")
+          }
+          await expectExactly(onB, 6, "the node that was away", 15_000)
+          onA.close()
+          onB.close()
+        } finally {
+          redisClient.disconnect()
           await stopAll(nodes)
         }
       }),

@@ -157,8 +157,8 @@ type Entries = ReadonlyArray<readonly [id: string, fields: ReadonlyArray<string>
  * resumes after it, and a `Resync` goes first — the server may have restarted empty or trimmed
  * entries meanwhile, so every live stream checks the database. If the stream now ends before that
  * id (Redis restarted empty, or was flushed), reading starts from its beginning. A read that comes
- * back full means this node is behind: if the stream's oldest entry is already past the last id
- * read, entries may have been trimmed unread, and a `Resync` follows too.
+ * back full means this node is behind: if the stream's oldest entry is by then past the id the
+ * read started after, entries may have been trimmed unread, and a `Resync` follows its entries.
  */
 export const RedisBrokerSubscriberLive = Layer.scoped(
   BrokerSubscriber,
@@ -203,22 +203,22 @@ export const RedisBrokerSubscriberLive = Layer.scoped(
         (found) => Chunk.filterMap(Chunk.fromIterable(found), (d) => d)
       )
 
-    let checkTrim = false
     const read = Effect.gen(function*() {
-      let resync = false
-      if (checkTrim) {
-        checkTrim = false
-        const first = yield* oldest
-        resync = first !== undefined && isAfter(first, lastId)
-      }
+      const from = lastId
       const reply = yield* Effect.tryPromise({
-        try: () => client.xread("COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", STREAM_KEY, lastId),
+        try: () => client.xread("COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", STREAM_KEY, from),
         catch: redisError("XREAD")
       })
       const entries: Entries = reply?.[0]?.[1] ?? []
-      checkTrim = entries.length === READ_COUNT
       const found = yield* deliveries(entries)
-      return resync ? Chunk.prepend(found, BrokerDelivery.Resync()) : found
+      if (entries.length < READ_COUNT || from === "0-0") return found
+      // A full read: this node is behind. If the stream's oldest entry is past where the read
+      // started, entries in between may have been trimmed unread (a failed look counts as such).
+      const trimmed = yield* oldest.pipe(
+        Effect.map((first) => first !== undefined && isAfter(first, from)),
+        Effect.orElseSucceed(() => true)
+      )
+      return trimmed ? Chunk.append(found, BrokerDelivery.Resync()) : found
     })
 
     const resume = Effect.gen(function*() {
