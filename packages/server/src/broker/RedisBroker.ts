@@ -62,6 +62,7 @@ const connection = (role: "publisher" | "subscriber", commandTimeout: number) =>
     let lastError: unknown
     let ready = false
     let down = false
+    let closing = false
     const client = yield* Effect.acquireRelease(
       Effect.sync(() =>
         new Redis(url, {
@@ -77,17 +78,22 @@ const connection = (role: "publisher" | "subscriber", commandTimeout: number) =>
           retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times - 1, 5), 2_000)
         })
       ),
-      (client) => Effect.sync(() => client.disconnect())
+      (client) =>
+        Effect.sync(() => {
+          closing = true
+          client.disconnect()
+        })
     )
-    client.on("error", (error) => {
-      lastError = error
-      if (ready && !down) {
-        down = true
-        log(Effect.logWarning(`redis broker (${role}): connection to ${where} lost: ${reasonOf(error)}; reconnecting`))
-      }
+    client.on("error", (error) => lastError = error)
+    client.on("close", () => {
+      if (!ready || down || closing) return
+      down = true
+      const reason = lastError === undefined ? "connection closed" : reasonOf(lastError)
+      log(Effect.logWarning(`redis broker (${role}): connection to ${where} lost (${reason}); reconnecting`))
     })
     client.on("ready", () => {
       ready = true
+      lastError = undefined
       if (down) {
         down = false
         log(Effect.logInfo(`redis broker (${role}): reconnected to ${where}`))
