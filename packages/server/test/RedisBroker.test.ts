@@ -21,9 +21,10 @@ let nextDb = 1
 /** A REDIS_URL on this file's server, a database no other test uses. */
 const redisUrl = () => `${redis.url}/${nextDb++}`
 
+// Up to 10 minutes: on a machine without redis-server, this installs it with apt-get first.
 beforeAll(async () => {
   redis = await startRedis()
-}, 120_000)
+}, 600_000)
 
 afterAll(async () => {
   await redis?.stop()
