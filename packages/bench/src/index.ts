@@ -40,6 +40,13 @@ const benches: Record<string, Bench> = {
       "BENCH_SSE_QUICK; see sse.ts)",
     load: () => import("./sse.js")
   },
+  fleet: {
+    about:
+      "events/s delivered end to end to SSE clients on every node by 1, 2, 3 compiled servers on one PostgreSQL, " +
+      "redis broker next to postgres broker, under wrk (also BENCH_FLEET_NODES, BENCH_FLEET_BROKERS, " +
+      "BENCH_FLEET_CLIENTS, BENCH_FLEET_CONNECTIONS, BENCH_FLEET_PROJECTS)",
+    load: () => import("./fleet.js")
+  },
   cli: {
     about: "herald materialize / replay events/s on 100k events, each next to raw SQL (also BENCH_EVENTS)",
     load: () => import("./cli.js")

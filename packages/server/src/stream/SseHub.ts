@@ -401,6 +401,42 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       return s
     }
 
+    /** The database's head of the stream of `s` is `head`: if that is past what it sent, it must read up to there. */
+    const catchUpTo = (s: Sub, head: number) => {
+      if (gone(s) || head <= s.lastSent) return
+      const state = s.state
+      if (state._tag === "Live") startFilling(s, head, false)
+      else if (state._tag === "Filling") s.state = Filling({ ...state, behindTo: Math.max(state.behindTo, head) })
+    }
+
+    /**
+     * The broker may have lost deliveries it cannot name (a Resync, e.g. after Redis restarted
+     * empty): the head of every stream with live-capable subscriptions is read again, a thousand
+     * streams a statement, and whoever is behind is filled — so a stream whose last events were lost
+     * catches up now rather than at its next event.
+     */
+    const resyncAll = () => {
+      const ids = [...streams.keys()]
+      const pages = Array.from(
+        { length: Math.ceil(ids.length / 1_000) },
+        (_, i) => ids.slice(i * 1_000, i * 1_000 + 1_000)
+      )
+      run(
+        Effect.forEach(pages, (page) =>
+          Effect.flatMap(reader.heads(page), (heads) =>
+            Effect.sync(() => {
+              for (const [stream, head] of heads) for (const s of streams.get(stream) ?? []) catchUpTo(s, head)
+            })), { discard: true }).pipe(
+            Effect.catchAllCause((cause) =>
+              Effect.logWarning(
+                "SSE: re-reading stream heads after a broker resync failed; streams catch up at their next event",
+                cause
+              )
+            )
+          )
+      )
+    }
+
     /**
      * Subscriptions that started live at the head read before they were registered: one read of
      * those heads now, and any that moved meanwhile (an event the hub may have dispatched before
@@ -412,15 +448,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       run(
         Effect.flatMap(reader.heads(subs.map((s) => s.stream)), (heads) =>
           Effect.sync(() => {
-            for (const s of subs) {
-              const head = heads.get(s.stream) ?? 0
-              if (gone(s) || head <= s.lastSent) continue
-              const state = s.state
-              if (state._tag === "Live") startFilling(s, head, false)
-              else if (state._tag === "Filling") {
-                s.state = Filling({ ...state, behindTo: Math.max(state.behindTo, head) })
-              }
-            }
+            for (const s of subs) catchUpTo(s, heads.get(s.stream) ?? 0)
           })).pipe(
             Effect.catchAllCause((cause) =>
               Effect.zipRight(
@@ -487,6 +515,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const corked = new Set<Connection>()
 
     const dispatch = (delivery: BrokerDelivery) => {
+      if (delivery._tag === "Resync") return resyncAll()
       const { seq, stream } = delivery._tag === "Envelope" ? delivery.event : delivery
       const event = delivery._tag === "Envelope" ? delivery.event : undefined
       if (event !== undefined && joinable.size > 0) joinsFor(event)
