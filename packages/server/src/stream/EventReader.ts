@@ -2,6 +2,12 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { eventColumns, type EventRow, toWire } from "../events/EventRow.js"
 
+/** What the database holds of a stream: its head, and its oldest seq still held (none: undefined). */
+export interface Held {
+  readonly head: number
+  readonly oldest: number | undefined
+}
+
 /**
  * Reads committed events of a stream from the database, for SSE replay and gap filling: the
  * outbox holds everything not yet pruned, `event_log` everything materialized, so the union
@@ -48,6 +54,40 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         }
       )
 
+    /**
+     * Per stream: its head (0 when it has none) and the oldest seq `event_outbox ∪ event_log` still
+     * holds (undefined when they hold none of it) — one statement, so both come from one snapshot.
+     * Each `min(seq)` is an index lookup on the table's unique `(stream_id, seq…)` index.
+     */
+    const held = (ids: ReadonlyArray<string>) =>
+      ids.length === 0 ? Effect.succeed(new Map<string, Held>()) : Effect.map(
+        sql<{ streamId: string; head: number | null; oldest: number | null }>`
+          SELECT c.stream_id,
+            (SELECT last_seq FROM event_streams s WHERE s.stream_id = c.stream_id) AS head,
+            LEAST(
+              (SELECT min(seq) FROM event_outbox o WHERE o.stream_id = c.stream_id),
+              (SELECT min(seq) FROM event_log l WHERE l.stream_id = c.stream_id)
+            ) AS oldest
+          FROM unnest(${ids}::text[]) AS c(stream_id)`,
+        (rows) =>
+          new Map(rows.map((r) => [r.streamId, {
+            head: r.head === null ? 0 : Number(r.head),
+            oldest: r.oldest === null ? undefined : Number(r.oldest)
+          }]))
+      )
+
+    /**
+     * The stream's head once the writes in flight on it are over: `FOR SHARE` waits for the row
+     * lock a writer's seq bump (`INSERT … ON CONFLICT DO UPDATE`, FOR NO KEY UPDATE — which FOR KEY
+     * SHARE would not wait for) holds until its commit, then reads the row as committed. The lock is
+     * the statement's own and is released with it.
+     */
+    const settledHead = (stream: string) =>
+      Effect.map(
+        sql<{ lastSeq: number }>`SELECT last_seq FROM event_streams WHERE stream_id = ${stream} FOR SHARE`,
+        (rows) => rows[0] === undefined ? 0 : Number(rows[0].lastSeq)
+      )
+
     /** Membership events of `userId` in project streams, as `SELECT seq FROM …` over outbox and log alike. */
     const memberEvents = (type: "joined" | "removed", userId: string) =>
       type === "joined"
@@ -81,6 +121,6 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         (rows) => new Map(rows.map((r) => [r.streamId, Number(r.seq)]))
       )
 
-    return { range, head, heads, latestMemberEvent } as const
+    return { range, head, heads, held, settledHead, latestMemberEvent } as const
   })
 }) {}

@@ -8,6 +8,7 @@ import { supervised } from "../Supervised.js"
 import * as Cursor from "./Cursor.js"
 import { CursorStore } from "./CursorStore.js"
 import { EventReader } from "./EventReader.js"
+import { resetFrame } from "./Reset.js"
 
 const encoder = new TextEncoder()
 
@@ -121,6 +122,11 @@ export interface SubRequest {
   readonly start: number
   readonly until?: number | undefined
   readonly rejoinAt?: number | undefined
+  /**
+   * `start` (the client's position) cannot be served (stream/Reset.ts): the connection writes a
+   * reset frame for the stream, and the subscription starts after `resetFrom - 1` instead.
+   */
+  readonly resetFrom?: number | undefined
   /** `start` is the stream's head as read just before: the subscription starts live (see recheckHeads). */
   readonly atHead?: boolean | undefined
   readonly mayEnd?: ((event: Events.EventWire) => boolean) | undefined
@@ -630,8 +636,21 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           }
           write(c, r.first(cursor))
         }
-        const atHead: Array<Sub> = []
+        // One reset frame per stream that cannot go on from its position, each with the cursor of
+        // the resets so far: a reconnect after one goes on from its `from`, and still resets the rest.
         for (const s of r.subs) {
+          if (s.resetFrom === undefined) continue
+          moved(s.stream, s.resetFrom - 1)
+          const cursor = cursorOf(c, mux)
+          if (cursor === undefined) {
+            overflow(c)
+            return noJoins
+          }
+          write(c, resetFrame(cursor, s.stream, s.resetFrom))
+        }
+        const atHead: Array<Sub> = []
+        for (const request of r.subs) {
+          const s = request.resetFrom === undefined ? request : { ...request, start: request.resetFrom - 1 }
           const projectId = projectOf(s.stream)
           const sub = subscribe(c, projectId === undefined ? s : { ...s, ...projectSub(mux, projectId, s.start) })
           if (s.atHead) atHead.push(sub)
