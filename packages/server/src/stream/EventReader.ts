@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { eventColumns, type EventRow, toWire } from "../events/EventRow.js"
 
-/** What the database holds of a stream: its head, and its oldest seq still held (none: undefined). */
+/** A stream's head, and the oldest seq a table still holds of it (none: undefined). */
 export interface Held {
   readonly head: number
   readonly oldest: number | undefined
@@ -55,25 +55,31 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
       )
 
     /**
-     * Per stream: its head (0 when it has none) and the oldest seq `event_outbox ∪ event_log` still
-     * holds (undefined when they hold none of it) — one statement, so both come from one snapshot.
-     * Each `min(seq)` is an index lookup on the table's unique `(stream_id, seq…)` index.
+     * Per stream: its head (0 when it has none) and the oldest seq the outbox still holds of it
+     * (undefined: none), from one snapshot. Each `min(seq)` is an index lookup on the unique
+     * `(stream_id, seq)` index.
      */
-    const held = (ids: ReadonlyArray<string>) =>
+    const outboxHeld = (ids: ReadonlyArray<string>) =>
       ids.length === 0 ? Effect.succeed(new Map<string, Held>()) : Effect.map(
         sql<{ streamId: string; head: number | null; oldest: number | null }>`
           SELECT c.stream_id,
             (SELECT last_seq FROM event_streams s WHERE s.stream_id = c.stream_id) AS head,
-            LEAST(
-              (SELECT min(seq) FROM event_outbox o WHERE o.stream_id = c.stream_id),
-              (SELECT min(seq) FROM event_log l WHERE l.stream_id = c.stream_id)
-            ) AS oldest
+            (SELECT min(seq) FROM event_outbox o WHERE o.stream_id = c.stream_id) AS oldest
           FROM unnest(${ids}::text[]) AS c(stream_id)`,
         (rows) =>
           new Map(rows.map((r) => [r.streamId, {
             head: r.head === null ? 0 : Number(r.head),
             oldest: r.oldest === null ? undefined : Number(r.oldest)
           }]))
+      )
+
+    /** Per stream, the oldest seq `event_log` still holds of it (absent: none). */
+    const logOldest = (ids: ReadonlyArray<string>) =>
+      ids.length === 0 ? Effect.succeed(new Map<string, number>()) : Effect.map(
+        sql<{ streamId: string; oldest: number | null }>`
+          SELECT c.stream_id, (SELECT min(seq) FROM event_log l WHERE l.stream_id = c.stream_id) AS oldest
+          FROM unnest(${ids}::text[]) AS c(stream_id)`,
+        (rows) => new Map(rows.flatMap((r) => r.oldest === null ? [] : [[r.streamId, Number(r.oldest)] as const]))
       )
 
     /**
@@ -121,6 +127,6 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         (rows) => new Map(rows.map((r) => [r.streamId, Number(r.seq)]))
       )
 
-    return { range, head, heads, held, settledHead, latestMemberEvent } as const
+    return { range, head, heads, outboxHeld, logOldest, settledHead, latestMemberEvent } as const
   })
 }) {}

@@ -13,34 +13,41 @@ export const resetFrame = (id: string, stream: string, from: number) =>
   `id: ${id}\nevent: reset\ndata: ${JSON.stringify({ stream, from })}\n\n`
 
 /**
- * Where a stream whose resume position cannot be served goes on from: the oldest seq still held,
- * or — nothing held at all — the next seq to come (head + 1).
- */
-const fromOf = (held: Held) => held.oldest ?? held.head + 1
-
-/**
  * The resets of these resume positions (stream → the last seq the client has): stream → `from`
- * for each that cannot be served, none for the others. One statement reads every stream's head
- * and oldest held seq; a position ahead of the head is only judged once the writes in flight on
- * that stream have committed (EventReader.settledHead), so a seq the client got from a commit this
- * snapshot does not show yet is not taken for one from before a restore. One stream per wait,
- * each its own statement: no lock is held while waiting for another (no deadlock with a writer).
+ * for each that cannot be served, none for the others. `from` is the oldest seq `event_outbox ∪
+ * event_log` still holds, or — nothing held at all — the next seq to come (head + 1).
+ *
+ * One statement reads every stream's head and the outbox's oldest seq; `event_log` is only asked
+ * about a stream the outbox cannot answer for (it no longer holds the event after the position),
+ * so an ordinary resume does not touch the log at all. A position ahead of the head is only judged
+ * once the writes in flight on that stream have committed (EventReader.settledHead): a seq whose
+ * commit this snapshot did not see yet is not taken for one from before a restore. One stream per
+ * wait, each its own statement, so no lock is held while waiting for another.
  */
 export const resets = (reader: EventReader, positions: ReadonlyArray<readonly [string, number]>) =>
   Effect.gen(function*() {
     const found = new Map<string, number>()
     if (positions.length === 0) return found
-    const held = yield* reader.held([...new Set(positions.map(([stream]) => stream))])
+    const outbox = yield* reader.outboxHeld([...new Set(positions.map(([stream]) => stream))])
+    const candidates: Array<readonly [string, number, Held]> = []
     for (const [stream, position] of positions) {
-      const h = held.get(stream) ?? { head: 0, oldest: undefined }
-      if (position > h.head) {
+      let held = outbox.get(stream) ?? { head: 0, oldest: undefined }
+      if (position > held.head) {
         const head = yield* reader.settledHead(stream)
-        // Still ahead: what was held before the wait is held still (a commit meanwhile only adds after it).
-        if (position > head) found.set(stream, fromOf(h))
-      } else if (position + 1 < fromOf(h)) {
-        // Past retention: the events just after the position are no longer held.
-        found.set(stream, fromOf(h))
+        if (position <= head) continue
+        held = { head, oldest: held.oldest }
+      } else if (position === held.head || (held.oldest !== undefined && held.oldest <= position + 1)) {
+        continue // the next event is held (or there is none yet): an ordinary resume
       }
+      candidates.push([stream, position, held])
+    }
+    const log = yield* reader.logOldest(candidates.map(([stream]) => stream))
+    for (const [stream, position, { head, oldest }] of candidates) {
+      const inLog = log.get(stream)
+      const held = oldest === undefined ? inLog : inLog === undefined ? oldest : Math.min(oldest, inLog)
+      const from = held ?? head + 1
+      // Ahead of the head, or past retention: the events just after the position are not held.
+      if (position > head || position + 1 < from) found.set(stream, from)
     }
     return found
   })
