@@ -413,6 +413,30 @@ describe("after a database restore (pg_dump, more posts, pg_restore)", () => {
               ? `reset:${data.stream}:${data.from}@${f.id}`
               : `${data.stream}#${data.seq}@${f.id}`
           }))
+        // And Herald's web client, signed in: one multiplexed EventSource, its chat loaded over HTTP.
+        const app = yield* Effect.promise(() => browser.newPage())
+        yield* Effect.promise(async () => {
+          await app.goto(`${base}/`)
+          await app.getByLabel("Token").fill(token)
+          await app.getByRole("button", { name: "Sign in" }).click()
+        })
+        const shown = Effect.promise(() =>
+          app.locator("#project-chat li.message .body").evaluateAll((els) => els.map((el) => el.textContent))
+        )
+        const until = (label: string, bodies: ReadonlyArray<string>) =>
+          eventually(
+            label,
+            Effect.map(shown, (got) =>
+              JSON.stringify(got) === JSON.stringify(bodies) ? Option.some(true) : Option.none()),
+            20_000
+          ).pipe(Effect.catchAllDefect(() =>
+            Effect.flatMap(shown, (got) =>
+              Effect.sync(() =>
+                expect(got, label).toEqual(bodies)
+              ))
+          ))
+        const before = [2, 3, 4].map((i) => `before the backup ${i}`)
+        yield* until("the web client shows the chat", before)
         yield* awaitEvents(perStream, 4)
         yield* awaitEvents(mux, 1) // heads
         yield* eventually(
@@ -433,6 +457,8 @@ describe("after a database restore (pg_dump, more posts, pg_restore)", () => {
           "Chromium has the stream up to 10",
           Effect.map(browserSeen, (seen) => seen.frames.length >= 10 ? Option.some(true) : Option.none())
         )
+        const after = range(5, 10).map((i) => `after the backup ${i}`)
+        yield* until("the web client shows the posts after the backup", [...before, ...after])
         expect(perStream.events.at(-1)!.id).toBe("10")
         const cursor = mux.events.at(-1)!.id!
 
@@ -481,6 +507,8 @@ describe("after a database restore (pg_dump, more posts, pg_restore)", () => {
           ...range(1, 5).map((seq) => `${stream}#${seq}@${seq}`)
         ])
         expect((yield* browserSeen).opened).toBe(2)
+        // The web client took its resets and reloaded the chat over HTTP: what the database holds now.
+        yield* until("the web client shows the restored chat, then the new post", [...before, "after the restore"])
       }),
     { timeout: 180_000 }
   )
