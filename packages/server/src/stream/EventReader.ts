@@ -55,17 +55,20 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
       )
 
     /**
-     * Per stream: its head (0 when it has none) and the oldest seq the outbox still holds of it
-     * (undefined: none), from one snapshot. Each `min(seq)` is an index lookup on the unique
-     * `(stream_id, seq)` index.
+     * For resume positions (stream → the client's last seq): each stream's head (0 when it has
+     * none) and, for a position behind the head, the oldest seq the outbox still holds of it
+     * (undefined: none, or not asked) — one statement, one snapshot. Each `min(seq)` is an index
+     * lookup on the unique `(stream_id, seq)` index, made only where the CASE reaches it.
      */
-    const outboxHeld = (ids: ReadonlyArray<string>) =>
-      ids.length === 0 ? Effect.succeed(new Map<string, Held>()) : Effect.map(
+    const outboxHeld = (positions: ReadonlyArray<readonly [string, number]>) =>
+      positions.length === 0 ? Effect.succeed(new Map<string, Held>()) : Effect.map(
         sql<{ streamId: string; head: number | null; oldest: number | null }>`
-          SELECT c.stream_id,
-            (SELECT last_seq FROM event_streams s WHERE s.stream_id = c.stream_id) AS head,
-            (SELECT min(seq) FROM event_outbox o WHERE o.stream_id = c.stream_id) AS oldest
-          FROM unnest(${ids}::text[]) AS c(stream_id)`,
+          SELECT c.stream_id, s.last_seq AS head,
+            CASE WHEN c.pos < s.last_seq
+              THEN (SELECT min(seq) FROM event_outbox o WHERE o.stream_id = c.stream_id) END AS oldest
+          FROM unnest(${positions.map(([stream]) => stream)}::text[], ${positions.map(([, p]) => p)}::bigint[])
+            AS c(stream_id, pos)
+          LEFT JOIN event_streams s ON s.stream_id = c.stream_id`,
         (rows) =>
           new Map(rows.map((r) => [r.streamId, {
             head: r.head === null ? 0 : Number(r.head),
@@ -73,11 +76,14 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
           }]))
       )
 
-    /** Per stream, the oldest seq `event_log` still holds of it (absent: none). */
-    const logOldest = (ids: ReadonlyArray<string>) =>
+    /** Per stream, the oldest seq `event_outbox ∪ event_log` still holds of it (absent: none). */
+    const oldestHeld = (ids: ReadonlyArray<string>) =>
       ids.length === 0 ? Effect.succeed(new Map<string, number>()) : Effect.map(
         sql<{ streamId: string; oldest: number | null }>`
-          SELECT c.stream_id, (SELECT min(seq) FROM event_log l WHERE l.stream_id = c.stream_id) AS oldest
+          SELECT c.stream_id, LEAST(
+            (SELECT min(seq) FROM event_outbox o WHERE o.stream_id = c.stream_id),
+            (SELECT min(seq) FROM event_log l WHERE l.stream_id = c.stream_id)
+          ) AS oldest
           FROM unnest(${ids}::text[]) AS c(stream_id)`,
         (rows) => new Map(rows.flatMap((r) => r.oldest === null ? [] : [[r.streamId, Number(r.oldest)] as const]))
       )
@@ -127,6 +133,6 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         (rows) => new Map(rows.map((r) => [r.streamId, Number(r.seq)]))
       )
 
-    return { range, head, heads, outboxHeld, logOldest, settledHead, latestMemberEvent } as const
+    return { range, head, heads, outboxHeld, oldestHeld, settledHead, latestMemberEvent } as const
   })
 }) {}
