@@ -77,80 +77,14 @@ const tool = (name: string, args: ReadonlyArray<string>, password: string) =>
  * with a database `herald`; stopped and deleted when the scope closes.
  */
 export const debianCluster = Effect.acquireRelease(
-  Effect.promise(async () => {
+  Effect.promise(() => {
     ensurePostgres15()
-    const ids = postgresIds()
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "herald-pg15-"))
-    fs.chmodSync(dir, 0o755)
-    const pgdata = path.join(dir, "data")
-    const password = randomBytes(12).toString("hex")
-    const pwfile = path.join(dir, "pw")
-    fs.mkdirSync(pgdata, { mode: 0o700 })
-    fs.writeFileSync(pwfile, password + "\n", { mode: 0o600 })
-    if (ids !== undefined) { for (const p of [pgdata, pwfile]) fs.chownSync(p, ids.uid, ids.gid) }
-    const init = runProcess(
-      bin("initdb"),
-      [
-        `--pgdata=${pgdata}`,
-        "--auth=scram-sha-256",
-        `--username=${USER}`,
-        `--pwfile=${pwfile}`,
-        "--encoding=UTF8",
-        "--no-sync"
-      ],
-      { LC_ALL: "C" },
-      { ...ids, timeoutMs: 120_000, cwd: dir }
-    )
-    const initialized = await init.finished
-    if (initialized.code !== 0) throw new Error(`initdb exited with ${initialized.code}:\n${initialized.stderr}`)
-    fs.rmSync(pwfile)
-
-    const port = await freePort()
-    const log = fs.openSync(path.join(dir, "postgres.log"), "a")
-    const child = spawn(bin("postgres"), [
-      "-D",
-      pgdata,
-      "-p",
-      String(port),
-      "-c",
-      "listen_addresses=127.0.0.1",
-      "-c",
-      "unix_socket_directories=", // TCP only: no socket in a folder the postgres user cannot write
-      "-c",
-      "fsync=off",
-      "-c",
-      "max_connections=100"
-    ], { ...ids, cwd: dir, stdio: ["ignore", log, log], env: { ...process.env, LC_ALL: "C" } })
-    fs.closeSync(log)
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-    const url = (database: string) => `postgres://${USER}:${password}@127.0.0.1:${port}/${database}`
-    const deadline = Date.now() + 30_000
-    for (;;) {
-      const client = new pg.Client({ connectionString: url("postgres") })
-      try {
-        await client.connect()
-        await client.query("CREATE DATABASE herald")
-        await client.end()
-        break
-      } catch (error) {
-        await client.end().catch(() => undefined)
-        if (Date.now() > deadline || child.exitCode !== null) {
-          child.kill("SIGQUIT")
-          throw new Error(
-            `PostgreSQL 15 did not start: ${String(error)}\n${fs.readFileSync(path.join(dir, "postgres.log"), "utf8")}`
-          )
-        }
-        await new Promise((r) => setTimeout(r, 100))
-      }
-    }
-    const target = url("herald")
-    const cluster: DebianCluster = {
-      url: target,
-      dir,
-      dump: (file) => tool("pg_dump", ["-Fc", "-f", file, "-d", target], password),
-      restore: (file) => tool("pg_restore", ["--clean", "--if-exists", "--exit-on-error", "-d", target, file], password)
-    }
-    return { cluster, child, exited, dir }
+    // A start that fails leaves nothing behind (the release only runs after a successful start).
+    return start(dir).catch((error) => {
+      fs.rmSync(dir, { recursive: true, force: true })
+      throw error
+    })
   }),
   ({ child, dir, exited }) =>
     Effect.promise(async () => {
@@ -162,3 +96,78 @@ export const debianCluster = Effect.acquireRelease(
       fs.rmSync(dir, { recursive: true, force: true })
     })
 ).pipe(Effect.map(({ cluster }) => cluster))
+
+/** initdb in `dir`, the postmaster on a free port, the database `herald` created. */
+const start = async (dir: string) => {
+  const ids = postgresIds()
+  fs.chmodSync(dir, 0o755)
+  const pgdata = path.join(dir, "data")
+  const password = randomBytes(12).toString("hex")
+  const pwfile = path.join(dir, "pw")
+  fs.mkdirSync(pgdata, { mode: 0o700 })
+  fs.writeFileSync(pwfile, password + "\n", { mode: 0o600 })
+  if (ids !== undefined) { for (const p of [pgdata, pwfile]) fs.chownSync(p, ids.uid, ids.gid) }
+  const init = runProcess(
+    bin("initdb"),
+    [
+      `--pgdata=${pgdata}`,
+      "--auth=scram-sha-256",
+      `--username=${USER}`,
+      `--pwfile=${pwfile}`,
+      "--encoding=UTF8",
+      "--no-sync"
+    ],
+    { LC_ALL: "C" },
+    { ...ids, timeoutMs: 120_000, cwd: dir }
+  )
+  const initialized = await init.finished
+  if (initialized.code !== 0) throw new Error(`initdb exited with ${initialized.code}:\n${initialized.stderr}`)
+  fs.rmSync(pwfile)
+
+  const port = await freePort()
+  const log = fs.openSync(path.join(dir, "postgres.log"), "a")
+  const child = spawn(bin("postgres"), [
+    "-D",
+    pgdata,
+    "-p",
+    String(port),
+    "-c",
+    "listen_addresses=127.0.0.1",
+    "-c",
+    "unix_socket_directories=", // TCP only: no socket in a folder the postgres user cannot write
+    "-c",
+    "fsync=off",
+    "-c",
+    "max_connections=100"
+  ], { ...ids, cwd: dir, stdio: ["ignore", log, log], env: { ...process.env, LC_ALL: "C" } })
+  fs.closeSync(log)
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  const url = (database: string) => `postgres://${USER}:${password}@127.0.0.1:${port}/${database}`
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const client = new pg.Client({ connectionString: url("postgres") })
+    try {
+      await client.connect()
+      await client.query("CREATE DATABASE herald")
+      await client.end()
+      break
+    } catch (error) {
+      await client.end().catch(() => undefined)
+      if (Date.now() > deadline || child.exitCode !== null) {
+        child.kill("SIGQUIT")
+        throw new Error(
+          `PostgreSQL 15 did not start: ${String(error)}\n${fs.readFileSync(path.join(dir, "postgres.log"), "utf8")}`
+        )
+      }
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  const target = url("herald")
+  const cluster: DebianCluster = {
+    url: target,
+    dir,
+    dump: (file) => tool("pg_dump", ["-Fc", "-f", file, "-d", target], password),
+    restore: (file) => tool("pg_restore", ["--clean", "--if-exists", "--exit-on-error", "-d", target, file], password)
+  }
+  return { cluster, child, exited, dir }
+}
