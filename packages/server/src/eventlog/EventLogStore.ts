@@ -1,5 +1,5 @@
 import { SqlClient, type SqlError } from "@effect/sql"
-import { DateTime, Effect, Option } from "effect"
+import { Array as Arr, DateTime, Effect, Option } from "effect"
 
 /** One of event_log's partitions: `[from, to)` by `occurred_at` (null for an unbounded side or a default partition). */
 export interface EventLogPartition {
@@ -20,6 +20,8 @@ export interface DropResult {
 
 /** "no partition of relation … found for row": a row whose month has no partition yet. */
 const isNoPartition = (error: SqlError.SqlError) => (error.cause as { code?: unknown } | undefined)?.code === "23514"
+
+const isUndefinedTable = (error: SqlError.SqlError) => (error.cause as { code?: unknown } | undefined)?.code === "42P01"
 
 /** Ages beyond this (~950 years) mean "before anything": keeps `now() - age` inside timestamptz's range. */
 const MAX_AGE_MS = 3e13
@@ -168,12 +170,16 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
       ) p
       ORDER BY m[1]::timestamptz NULLS FIRST, name`
 
+    /** Each partition with its exact row count; one dropped meanwhile (retention elsewhere) is left out. */
     const withRows = (bounds: ReadonlyArray<Omit<EventLogPartition, "rows">>) =>
-      Effect.forEach(bounds, (p) =>
-        Effect.map(
-          sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(p.name)}`,
-          ([row]): EventLogPartition => ({ ...p, rows: row!.n })
-        ))
+      Effect.map(
+        Effect.forEach(bounds, (p) =>
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(p.name)}`.pipe(
+            Effect.map(([row]) => Option.some<EventLogPartition>({ ...p, rows: row!.n })),
+            Effect.catchIf(isUndefinedTable, () => Effect.succeed(Option.none()))
+          )),
+        (found) => Arr.getSomes(found)
+      )
 
     /** Every partition of event_log, oldest first, with its exact row count and size. */
     const partitions = Effect.flatMap(partitionBounds, withRows)
@@ -195,6 +201,9 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
           (yield* partitionBounds).filter((p) => p.to !== null && p.to.getTime() <= cutoff.getTime())
         )
         if (!options.dryRun && doomed.length > 0) {
+          // Detaching locks event_log exclusively: behind a long read it would hold every new
+          // read up in the lock queue. Give up instead (the next round tries again).
+          yield* sql`SET LOCAL lock_timeout = '10s'`
           for (const p of doomed) {
             yield* sql`ALTER TABLE event_log DETACH PARTITION ${sql(p.name)}`
             yield* sql`DROP TABLE ${sql(p.name)}`
