@@ -434,7 +434,8 @@ layer(MigratedLive, live)("partitions ahead, plans, materializer", (it) => {
           ...(yield* capture(analytics.timeseries(pid, "hour", range, undefined))),
           ...(yield* capture(analytics.timeseries(pid, "day", range, "message.created")))
         ]
-        expect(statements.length).toBeGreaterThanOrEqual(3)
+        // Whatever statements Analytics sends on event_log (it may change them), each prunes.
+        expect(statements.length).toBeGreaterThan(0)
         for (const [text, params] of statements) {
           expect(yield* scanned(text, params), text).toEqual(months.map((m) => partitionOf(month(m))).sort())
         }
