@@ -1,4 +1,17 @@
-import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer, LogLevel, Option, Redacted } from "effect"
+import {
+  Config,
+  ConfigError,
+  ConfigProvider,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  Layer,
+  LogLevel,
+  Option,
+  Redacted
+} from "effect"
+import { parseDurationText } from "./DurationText.js"
 
 const positiveInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
@@ -61,6 +74,22 @@ const redisUrl = (name: string) =>
     name
   ).pipe(Config.map(Option.filter((url) => Redacted.value(url).trim() !== "")))
 
+/**
+ * How long event_log keeps events (`90d`), read as the CLI reads `--older-than`; unset or empty =
+ * forever. Zero would drop every past month at once: refused.
+ */
+const retention = (name: string): Config.Config<Option.Option<Duration.Duration>> =>
+  Config.mapOrFail(Config.option(Config.string(name)), (value) => {
+    if (Option.isNone(value) || value.value.trim() === "") return Either.right(Option.none())
+    const parsed = parseDurationText(value.value)
+    return Either.isRight(parsed) && Duration.greaterThan(parsed.right, Duration.zero)
+      ? Either.right(Option.some(parsed.right))
+      : Either.left(ConfigError.InvalidData(
+        [name],
+        `Expected a duration greater than 0 such as 90d, 12h or "30 days", but received "${value.value}"`
+      ))
+  })
+
 const config = Config.all({
   // An empty DATABASE_URL (e.g. `DATABASE_URL= npm start`) means unset: the embedded cluster.
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
@@ -72,6 +101,7 @@ const config = Config.all({
   broker: Config.literal("memory", "postgres", "redis")("HERALD_BROKER").pipe(Config.withDefault("memory" as const)),
   redisUrl: redisUrl("REDIS_URL"),
   adminToken: Config.option(Config.redacted("HERALD_ADMIN_TOKEN")),
+  eventLogRetention: retention("HERALD_EVENT_LOG_RETENTION"),
   publishBatchSize: positiveInt("HERALD_PUBLISH_BATCH_SIZE", 500),
   publishMaxAttempts: positiveInt("HERALD_PUBLISH_MAX_ATTEMPTS", 25),
   publishBackoffBaseMs: positiveInt("HERALD_PUBLISH_BACKOFF_BASE_MS", 100),
