@@ -56,7 +56,7 @@ export interface DebianCluster {
   readonly url: string
   /** `pg_dump -Fc` of that database into `file`. */
   readonly dump: (file: string) => Effect.Effect<void>
-  /** `pg_restore --clean --if-exists` of `file` into that database (nothing may be connected). */
+  /** `file` restored as that database, dropped and re-created (nothing may be connected). */
   readonly restore: (file: string) => Effect.Effect<void>
   /** A folder for dumps, removed with the cluster. */
   readonly dir: string
@@ -167,7 +167,11 @@ const start = async (dir: string) => {
     url: target,
     dir,
     dump: (file) => tool("pg_dump", ["-Fc", "-f", file, "-d", target], password),
-    restore: (file) => tool("pg_restore", ["--clean", "--if-exists", "--exit-on-error", "-d", target, file], password)
+    // The whole database is dropped and re-created from the dump (`--clean --create`, connected to
+    // `postgres`): an object-by-object `--clean` cannot drop the constraints a partitioned
+    // table's partitions inherit, so it fails on event_log.
+    restore: (file) =>
+      tool("pg_restore", ["--clean", "--create", "--if-exists", "--exit-on-error", "-d", url("postgres"), file], password)
   }
   return { cluster, child, exited, dir }
 }
