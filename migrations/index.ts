@@ -4,6 +4,7 @@ import m0003 from "./0003_event_log_watermark.js"
 import m0004 from "./0004_event_log_covering_index.js"
 import m0005 from "./0005_stream_cursors.js"
 import m0006 from "./0006_post_message.js"
+import m0007 from "./0007_event_log_partitions.js"
 import m0008 from "./0008_event_log_rollups.js"
 
 /** Every migration by `NNNN_name`, applied in order by the server at start-up and by `herald migrate`. */
@@ -14,5 +15,6 @@ export const migrations = {
   "0004_event_log_covering_index": m0004,
   "0005_stream_cursors": m0005,
   "0006_post_message": m0006,
+  "0007_event_log_partitions": m0007,
   "0008_event_log_rollups": m0008
 }

@@ -527,6 +527,8 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
     const world = makeWorld(subjects.map((s) => s.rank))
     const streams = planStreams(world, settings.events)
     yield* insertWorld(client, world, start)
+    // The history reaches back before the months the server created: their partitions first.
+    yield* query(client, "partitions", `SELECT herald_event_log_ensure_partitions($1, $2)`, [start, end])
     yield* Console.error(`analytics: generating ${count(settings.events)} events in ${count(streams.length)} streams…`)
     const t0 = performance.now()
     const generated = yield* generateEvents(client, "event_log", streams, start, DAYS * 86_400)
@@ -573,8 +575,8 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
       client,
       "sizes",
       `
-      SELECT pg_size_pretty(pg_table_size('event_log')) AS heap,
-             pg_size_pretty(pg_indexes_size('event_log')) AS indexes,
+      SELECT pg_size_pretty((SELECT sum(pg_table_size(relid)) FROM pg_partition_tree('event_log'))) AS heap,
+             pg_size_pretty((SELECT sum(pg_indexes_size(relid)) FROM pg_partition_tree('event_log'))) AS indexes,
              pg_size_pretty(pg_total_relation_size('event_log_hourly')) AS rollups,
              (SELECT count(*) FROM event_log_hourly)::text AS rollup_rows,
              pg_size_pretty(pg_total_relation_size('event_log_hourly_actors')) AS actor_rollups,
@@ -776,6 +778,7 @@ const materializerPart = (url: Redacted.Redacted, rows: number) =>
     // Recent activity of the same 100 projects over the last hour, as a backlog would hold it.
     const world = makeWorld([])
     yield* insertWorld(client, world, new Date(Date.now() - 86_400_000))
+    yield* query(client, "partitions", `SELECT herald_event_log_ensure_partitions(now() - interval '1 hour', now())`)
     const generated = yield* generateEvents(
       client,
       "event_outbox",

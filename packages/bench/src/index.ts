@@ -15,7 +15,7 @@ const benches: Record<string, Bench> = {
   write: {
     about: "posts/s of the compiled server as its own process under wrk at 1, 8, 32 connections (one SSE " +
       "subscriber on), each next to pgbench's bare post transaction on the same PostgreSQL; CPU/post of the " +
-      "server and of PostgreSQL from /proc (also BENCH_PROFILE=1: the server under --cpu-prof, top functions)",
+      "server and of PostgreSQL from /proc (also BENCH_STREAMS=1 for one hot stream, BENCH_PROFILE=1: the server under --cpu-prof, top functions)",
     load: () => import("./write.js")
   },
   deliver: {
@@ -40,6 +40,13 @@ const benches: Record<string, Bench> = {
       "each next to a plain node:http floor (also BENCH_SSE_COUNTS, BENCH_SSE_ENDPOINTS, BENCH_SSE_CLIENTS, " +
       "BENCH_SSE_QUICK; see sse.ts)",
     load: () => import("./sse.js")
+  },
+  fleet: {
+    about:
+      "events/s delivered end to end to SSE clients on every node by 1, 2, 3 compiled servers on one PostgreSQL, " +
+      "redis broker next to postgres broker, under wrk (also BENCH_FLEET_NODES, BENCH_FLEET_BROKERS, " +
+      "BENCH_FLEET_CLIENTS, BENCH_FLEET_CONNECTIONS, BENCH_FLEET_PROJECTS)",
+    load: () => import("./fleet.js")
   },
   cli: {
     about: "herald materialize / replay events/s on 100k events, each next to raw SQL (also BENCH_EVENTS)",

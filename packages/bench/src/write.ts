@@ -43,8 +43,9 @@ import { MESSAGE_BODY, runWrk, writeWrkScript, type WrkResult } from "./wrk.js"
  * Write throughput, measured the honest way: the compiled server (`node
  * packages/server/dist/main.js`, as `npm start` runs it) as its own OS process, its publisher and
  * materializer inside it and one SSE subscriber on `GET /api/stream` all along, loaded by `wrk`
- * (POST /api/projects/:id/messages round-robin over 100 projects) — next to `pgbench` running the
- * bare message-post transaction on the same embedded PostgreSQL, in the same run. CPU per post is
+ * (POST /api/projects/:id/messages round-robin over 100 projects, or BENCH_STREAMS) — next to
+ * `pgbench` running the bare message-post transaction on the same embedded PostgreSQL (over as many
+ * streams), in the same run. CPU per post is
  * read from /proc for the server and for every process of the cluster.
  *
  * BENCH_PROFILE=1: the server runs under `node --cpu-prof`; after the runs, where its CPU went.

@@ -1,4 +1,5 @@
 import { Args, Command, Options } from "@effect/cli"
+import { eventlog } from "./commands/EventLog.js"
 import { eventCommands } from "./commands/Events.js"
 import { lazy } from "./commands/Lazy.js"
 import { outbox } from "./commands/Outbox.js"
@@ -29,5 +30,5 @@ const users = Command.make("users").pipe(
 
 export const herald = Command.make("herald").pipe(
   Command.withDescription("Herald operator CLI: works directly against the database"),
-  Command.withSubcommands([migrate, users, outbox, ...eventCommands])
+  Command.withSubcommands([migrate, users, outbox, ...eventCommands, eventlog])
 )

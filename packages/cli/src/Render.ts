@@ -1,6 +1,8 @@
 import cliProgress from "cli-progress"
 import Table from "cli-table3"
-import { Console, Data, Duration, Effect, Option } from "effect"
+// A deep import: the package entry would bring the database client into every command.
+import { parseDurationText } from "@herald/server/config/DurationText"
+import { Console, Data, Duration, Effect, Either } from "effect"
 
 /** A failure the CLI reports as one line on stderr, exit code 1. */
 export class CliError extends Data.TaggedError("CliError")<{ readonly message: string }> {}
@@ -59,26 +61,9 @@ export const progress = (label: string, total: number) =>
     (p) => Effect.sync(() => p.stop())
   )
 
-/** `7d`, `12h`, `30m`, `90s`, `500ms`, `2w`, or anything Effect's Duration reads (`7 days`). */
-export const parseDuration = (text: string): Effect.Effect<Duration.Duration, CliError> => {
-  if (text.includes("-")) return Effect.fail(new CliError({ message: `a duration cannot be negative: "${text}"` }))
-  const m = /^(\d+)\s*(ms|s|m|h|d|w)$/.exec(text.trim())
-  if (m) {
-    const n = Number(m[1])
-    const unit = {
-      ms: Duration.millis,
-      s: Duration.seconds,
-      m: Duration.minutes,
-      h: Duration.hours,
-      d: Duration.days,
-      w: Duration.weeks
-    }[
-      m[2] as "ms"
-    ]
-    return Effect.succeed(unit(n))
-  }
-  return Option.match(Duration.decodeUnknown(text), {
-    onNone: () => Effect.fail(new CliError({ message: `not a duration: "${text}" (try 7d, 12h, 30m)` })),
-    onSome: Effect.succeed
+/** `7d`, `12h`, `30m`, `90s`, `500ms`, `2w`, or anything Effect's Duration reads (`7 days`): the server's one reader. */
+export const parseDuration = (text: string): Effect.Effect<Duration.Duration, CliError> =>
+  Either.match(parseDurationText(text), {
+    onLeft: (message) => Effect.fail(new CliError({ message })),
+    onRight: Effect.succeed
   })
-}

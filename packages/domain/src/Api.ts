@@ -307,6 +307,21 @@ export class StreamsApi extends HttpApiGroup.make("streams")
 // ---------------------------------------------------------------------------------------------
 // History and analytics (served from event_log)
 
+/** An instant as ISO-8601 with an explicit zone (`Z` or `±hh:mm`). */
+export const Instant = Schema.DateTimeUtc.pipe(
+  Schema.annotations({ description: "ISO-8601 date-time with a zone, e.g. 2026-11-27T10:00:00Z" })
+)
+
+/**
+ * Where event_log's history starts: retention dropped every month before it (ISO-8601); null while
+ * nothing was ever dropped. History and analytics answer for what is held from there on.
+ */
+export const HeldFrom = Schema.NullOr(Instant).pipe(
+  Schema.annotations({
+    description: "Where event_log's history starts (retention dropped every month before it); null: nothing dropped"
+  })
+)
+
 export const HistoryParams = Schema.Struct({
   after: Schema.optional(StreamPosition),
   limit: Schema.optional(PositiveIntFromString("limit", 1000)),
@@ -314,13 +329,10 @@ export const HistoryParams = Schema.Struct({
 })
 export class EventPage extends Schema.Class<EventPage>("EventPage")({
   items: Schema.Array(Event),
-  nextAfter: Schema.NullOr(Schema.Int)
+  nextAfter: Schema.NullOr(Schema.Int),
+  heldFrom: HeldFrom
 }) {}
 
-/** An instant as ISO-8601 with an explicit zone (`Z` or `±hh:mm`). */
-export const Instant = Schema.DateTimeUtc.pipe(
-  Schema.annotations({ description: "ISO-8601 date-time with a zone, e.g. 2026-11-27T10:00:00Z" })
-)
 /** A real calendar date (JS `Date` would roll 2026-02-30 over into March). */
 const isCalendarDate = (text: string) => {
   const [y, m, d] = text.slice(0, 10).split("-").map(Number) as [number, number, number]
@@ -352,6 +364,7 @@ export class AnalyticsSummary extends Schema.Class<AnalyticsSummary>("AnalyticsS
   to: Instant,
   /** Every event committed before this instant is counted. */
   asOf: Schema.NullOr(Instant),
+  heldFrom: HeldFrom,
   events: Schema.Struct({ total: Schema.Int, byType: Schema.Record({ key: Schema.String, value: Schema.Int }) }),
   messages: Schema.Struct({ created: Schema.Int, edited: Schema.Int, deleted: Schema.Int }),
   activeUsers: Schema.Int,
@@ -362,6 +375,7 @@ export class AnalyticsSummary extends Schema.Class<AnalyticsSummary>("AnalyticsS
 export class Timeseries extends Schema.Class<Timeseries>("Timeseries")({
   bucket: Bucket,
   asOf: Schema.NullOr(Instant),
+  heldFrom: HeldFrom,
   points: Schema.Array(Schema.Struct({ t: Instant, count: Schema.Int }))
 }) {}
 

@@ -6,6 +6,7 @@ import { Analytics } from "./eventlog/Analytics.js"
 import { EventHistory } from "./eventlog/EventHistory.js"
 import { EventLogStore } from "./eventlog/EventLogStore.js"
 import { MaterializerLive } from "./eventlog/Materializer.js"
+import { PartitionMaintainerLive } from "./eventlog/PartitionMaintainer.js"
 import { serveOn } from "./http/HttpApp.js"
 import { Metrics } from "./observability/Metrics.js"
 import { OutboxPublisherLive } from "./outbox/OutboxPublisher.js"
@@ -40,6 +41,12 @@ export const BackgroundMaterializerLive = MaterializerLive.pipe(
   Layer.provide(BackgroundSqlLive)
 )
 
+/** event_log's partitions ahead of need and its retention: its own EventLogStore, on the background pool. */
+export const BackgroundPartitionsLive = PartitionMaintainerLive.pipe(
+  Layer.provide(Layer.fresh(EventLogStore.Default)),
+  Layer.provide(BackgroundSqlLive)
+)
+
 /**
  * Everything after commit: the outbox publisher (the only holder of the broker's publishing side),
  * the SSE hub (its subscribing side) and the materializer; the publisher's and the materializer's
@@ -48,7 +55,8 @@ export const BackgroundMaterializerLive = MaterializerLive.pipe(
  */
 export const RealtimeLive = Layer.mergeAll(
   Layer.mergeAll(SseHub.Default, BackgroundPublisherLive).pipe(Layer.provide(BrokerLive)),
-  BackgroundMaterializerLive
+  BackgroundMaterializerLive,
+  BackgroundPartitionsLive
 ).pipe(Layer.provideMerge(SharedLive))
 
 /** The whole server on the given HTTP server: API, SSE, publisher. Needs the database and config. */

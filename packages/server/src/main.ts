@@ -68,6 +68,7 @@ const program = Layer.launch(ServerLive.pipe(Layer.provide(LoggingLive), Layer.p
       fatal(
         `Cannot use the database: ${error.message}${error.cause instanceof Error ? `: ${error.cause.message}` : ""}`
       ),
+    RedisUnavailable: (error) => fatal(error.message),
     ServeError: (error) =>
       fatal(`Cannot serve HTTP: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`)
   })

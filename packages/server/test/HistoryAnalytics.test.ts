@@ -99,7 +99,7 @@ const readHistory = (as: TestUser, path: string, limit: number, type?: Events.Ev
         // The last page: asking again after its last seq gives nothing more.
         const last = seqs.length === 0 ? after : seqs[seqs.length - 1]!
         const beyond = yield* get(as, `${path}${query({ after: last, limit, type })}`)
-        expect(beyond).toEqual({ items: [], nextAfter: null })
+        expect(beyond).toEqual({ items: [], nextAfter: null, heldFrom: null })
         return items
       }
       expect(seqs.length, "a page with a next page is full").toBe(limit)
@@ -495,7 +495,11 @@ layer(ServerLive, live)("history", (it) => {
       // Any member reads the same project history.
       expect(yield* readHistory(bob, projectHistory(projectId), 3)).toEqual(committed)
       // Defaults (no after, no limit): everything in one page.
-      expect(yield* get(alice, projectHistory(projectId))).toEqual({ items: committed, nextAfter: null })
+      expect(yield* get(alice, projectHistory(projectId))).toEqual({
+        items: committed,
+        nextAfter: null,
+        heldFrom: null
+      })
     }))
 
   it.effect("limit 3: nextAfter is the last seq returned, and null on the last page", () =>
@@ -520,8 +524,16 @@ layer(ServerLive, live)("history", (it) => {
         [8, 9, 10]
       )
       expect(yield* get(alice, `${projectHistory(projectId)}?after=8&limit=3`)).toMatchObject({ nextAfter: null })
-      expect(yield* get(alice, `${projectHistory(projectId)}?after=11`)).toEqual({ items: [], nextAfter: null })
-      expect(yield* get(alice, `${projectHistory(projectId)}?after=500`)).toEqual({ items: [], nextAfter: null })
+      expect(yield* get(alice, `${projectHistory(projectId)}?after=11`)).toEqual({
+        items: [],
+        nextAfter: null,
+        heldFrom: null
+      })
+      expect(yield* get(alice, `${projectHistory(projectId)}?after=500`)).toEqual({
+        items: [],
+        nextAfter: null,
+        heldFrom: null
+      })
     }))
 
   it.effect("type returns only events of that type, paged the same way", () =>

@@ -15,7 +15,19 @@ import { MESSAGE_BODY } from "../wrk.js"
  * `RETURNING` of the message row, the token lookup, and everything after commit.
  */
 
-export const STREAMS = 100
+/**
+ * Streams the posts go to, round-robin (wrk) or at random (pgbench): 100 by default;
+ * `BENCH_STREAMS=1` measures one hot stream, whose posts queue on its seq row's lock and commit one
+ * at a time (docs/deploy.md, "What limits each part").
+ */
+export const STREAMS = (() => {
+  const raw = process.env.BENCH_STREAMS ?? "100"
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < 1 || n > 1000) {
+    throw new Error(`BENCH_STREAMS: expected an integer from 1 to 1000, got ${JSON.stringify(raw)}`)
+  }
+  return n
+})()
 
 /** The tables `bench.*` copies, referenced ones first. */
 const TABLES = ["users", "projects", "event_streams", "messages", "event_outbox"] as const

@@ -18,7 +18,7 @@ const PAGE = 1_000
 
 /**
  * Re-publishes a stream's range to the broker, page by page, from the database (outbox ∪
- * event_log). SSE clients drop what they already have by seq. Only the `postgres` broker reaches
+ * event_log). SSE clients drop what they already have by seq. Only the `postgres` and `redis` brokers reach
  * running servers; with `memory` the publishes stay inside this process.
  */
 export const replay = (o: {
@@ -48,7 +48,7 @@ export const replay = (o: {
     const { broker: kind } = yield* AppConfig
     if (kind === "memory" && !o.dryRun) {
       yield* Console.error(
-        "note: HERALD_BROKER=memory reaches no running server; use HERALD_BROKER=postgres to replay to them"
+        "note: HERALD_BROKER=memory reaches no running server; use the servers' broker (postgres or redis) to replay to them"
       )
     }
     const broker = yield* BrokerPublisher

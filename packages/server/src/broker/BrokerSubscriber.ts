@@ -5,11 +5,15 @@ import type { BrokerError } from "./BrokerError.js"
 /**
  * What the broker delivers: an envelope, or a reference `{stream, seq}` to a committed event
  * that travelled without its body (too large for the channel) — the subscriber reads that one
- * from the database, as it reads any gap.
+ * from the database, as it reads any gap. `Resync` says the broker may have lost deliveries it
+ * cannot name (it reconnected to a server that may have lost or trimmed them): every live stream
+ * is checked against the database's heads, so a stream whose last events were lost catches up
+ * without waiting for its next event to show the gap.
  */
 export type BrokerDelivery = Data.TaggedEnum<{
   Envelope: { readonly event: Events.EventWire }
   Reference: { readonly stream: string; readonly seq: number }
+  Resync: {}
 }>
 export const BrokerDelivery = Data.taggedEnum<BrokerDelivery>()
 

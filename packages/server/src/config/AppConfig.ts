@@ -1,4 +1,17 @@
-import { Config, ConfigError, ConfigProvider, Context, Effect, Either, Layer, LogLevel, Option, Redacted } from "effect"
+import {
+  Config,
+  ConfigError,
+  ConfigProvider,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  Layer,
+  LogLevel,
+  Option,
+  Redacted
+} from "effect"
+import { parseDurationText } from "./DurationText.js"
 
 const positiveInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
@@ -40,6 +53,43 @@ export const logLevel = (name: string): Config.Config<LogLevel.LogLevel> =>
     name
   )
 
+/**
+ * A Redis URL (`redis://` or `rediss://`), kept redacted: it may carry a password. Unset or empty
+ * is none; anything else that is not such a URL is refused, naming the variable.
+ */
+const redisUrl = (name: string) =>
+  Config.nested(
+    Config.option(Config.mapOrFail(Config.redacted(), (url) => {
+      const text = Redacted.value(url).trim()
+      let protocol: string | undefined
+      try {
+        protocol = new URL(text).protocol
+      } catch {
+        protocol = undefined
+      }
+      return text === "" || protocol === "redis:" || protocol === "rediss:"
+        ? Either.right(url)
+        : Either.left(ConfigError.InvalidData([], "Expected a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379"))
+    })),
+    name
+  ).pipe(Config.map(Option.filter((url) => Redacted.value(url).trim() !== "")))
+
+/**
+ * How long event_log keeps events (`90d`), read as the CLI reads `--older-than`; unset or empty =
+ * forever. Zero would drop every past month at once: refused.
+ */
+const retention = (name: string): Config.Config<Option.Option<Duration.Duration>> =>
+  Config.mapOrFail(Config.option(Config.string(name)), (value) => {
+    if (Option.isNone(value) || value.value.trim() === "") return Either.right(Option.none())
+    const parsed = parseDurationText(value.value)
+    return Either.isRight(parsed) && Duration.greaterThan(parsed.right, Duration.zero)
+      ? Either.right(Option.some(parsed.right))
+      : Either.left(ConfigError.InvalidData(
+        [name],
+        `Expected a duration greater than 0 such as 90d, 12h or "30 days", but received "${value.value}"`
+      ))
+  })
+
 const config = Config.all({
   // An empty DATABASE_URL (e.g. `DATABASE_URL= npm start`) means unset: the embedded cluster.
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
@@ -48,8 +98,10 @@ const config = Config.all({
   dataDir: Config.string("HERALD_DATA_DIR").pipe(Config.withDefault("./.herald")),
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
   port: Config.port("PORT").pipe(Config.withDefault(3000)),
-  broker: Config.literal("memory", "postgres")("HERALD_BROKER").pipe(Config.withDefault("memory" as const)),
+  broker: Config.literal("memory", "postgres", "redis")("HERALD_BROKER").pipe(Config.withDefault("memory" as const)),
+  redisUrl: redisUrl("REDIS_URL"),
   adminToken: Config.option(Config.redacted("HERALD_ADMIN_TOKEN")),
+  eventLogRetention: retention("HERALD_EVENT_LOG_RETENTION"),
   publishBatchSize: positiveInt("HERALD_PUBLISH_BATCH_SIZE", 500),
   publishMaxAttempts: positiveInt("HERALD_PUBLISH_MAX_ATTEMPTS", 25),
   publishBackoffBaseMs: positiveInt("HERALD_PUBLISH_BACKOFF_BASE_MS", 100),
@@ -68,6 +120,10 @@ const config = Config.all({
   Config.validate({
     message: "HERALD_PUBLISH_BACKOFF_MAX_MS must not be below HERALD_PUBLISH_BACKOFF_BASE_MS",
     validation: (c) => c.publishBackoffMaxMs >= c.publishBackoffBaseMs
+  }),
+  Config.validate({
+    message: "REDIS_URL: required with HERALD_BROKER=redis (e.g. redis://127.0.0.1:6379)",
+    validation: (c) => c.broker !== "redis" || Option.isSome(c.redisUrl)
   })
 )
 

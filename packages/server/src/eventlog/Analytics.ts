@@ -133,6 +133,7 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
           from: range.from,
           to: range.to,
           asOf: watermark,
+          heldFrom: Option.getOrNull(yield* log.heldFrom),
           events: { total: types.reduce((sum, r) => sum + r.n, 0), byType: counts },
           messages: {
             created: counts["message.created"] ?? 0,
@@ -185,6 +186,7 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
         return {
           bucket,
           asOf: watermark,
+          heldFrom: Option.getOrNull(yield* log.heldFrom),
           points: points.map((p) => ({ t: DateTime.unsafeFromDate(p.t), count: p.count }))
         }
       }).pipe(Effect.orDie)

@@ -1,12 +1,17 @@
 import { SqlClient } from "@effect/sql"
 import { Events } from "@herald/domain"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { eventColumns, type EventRow, toWire } from "../events/EventRow.js"
+import { EventLogStore } from "./EventLogStore.js"
 
-/** Stream history pages from event_log, ascending seq, cursor = the last seq returned. */
+/**
+ * Stream history pages from event_log, ascending seq, cursor = the last seq returned, and
+ * `heldFrom`: where the log starts when retention has dropped older months.
+ */
 export class EventHistory extends Effect.Service<EventHistory>()("Herald/EventHistory", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const log = yield* EventLogStore
     const cols = sql.literal(eventColumns)
 
     const page = (request: {
@@ -16,6 +21,8 @@ export class EventHistory extends Effect.Service<EventHistory>()("Herald/EventHi
       readonly type: Events.EventType | undefined
     }) =>
       Effect.gen(function*() {
+        // The floor is read first: a drop committed between the two reads only makes it older than the page.
+        const heldFrom = Option.getOrNull(yield* log.heldFrom)
         const rows = yield* sql<EventRow>`
           SELECT ${cols} FROM event_log
           WHERE stream_id = ${request.stream} AND seq > ${request.after}
@@ -26,10 +33,12 @@ export class EventHistory extends Effect.Service<EventHistory>()("Herald/EventHi
         return {
           items,
           // One row more than asked for tells whether another page exists.
-          nextAfter: rows.length > request.limit ? items[items.length - 1]!.seq : null
+          nextAfter: rows.length > request.limit ? items[items.length - 1]!.seq : null,
+          heldFrom
         }
       }).pipe(Effect.orDie)
 
     return { page } as const
-  })
+  }),
+  dependencies: [EventLogStore.Default]
 }) {}

@@ -1,10 +1,39 @@
-import { SqlClient } from "@effect/sql"
-import { DateTime, Effect, Option } from "effect"
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Array as Arr, DateTime, Effect, Option } from "effect"
+
+/** One of event_log's partitions: `[from, to)` by `occurred_at` (null for an unbounded side or a default partition). */
+export interface EventLogPartition {
+  readonly name: string
+  readonly from: Date | null
+  readonly to: Date | null
+  readonly rows: number
+  /** Heap, indexes and TOAST. */
+  readonly bytes: number
+}
+
+/** What a retention drop removed (or, dry, would remove), and where the log is held from afterwards. */
+export interface DropResult {
+  readonly cutoff: Date
+  readonly dropped: ReadonlyArray<EventLogPartition>
+  readonly heldFrom: Option.Option<DateTime.Utc>
+}
+
+/** "no partition of relation … found for row": a row whose month has no partition yet. */
+const isNoPartition = (error: SqlError.SqlError) => (error.cause as { code?: unknown } | undefined)?.code === "23514"
+
+const isUndefinedTable = (error: SqlError.SqlError) => (error.cause as { code?: unknown } | undefined)?.code === "42P01"
+
+/** Ages beyond this (~950 years) mean "before anything": keeps `now() - age` inside timestamptz's range. */
+const MAX_AGE_MS = 3e13
+
+/** Attempts of one batch that keep finding a month without a partition (each ensures the batch's months first). */
+const PARTITION_ATTEMPTS = 4
 
 /**
- * Writes and reads of `event_log`, its hourly rollups and its watermark. The log is append-only:
- * rows are only ever inserted (`ON CONFLICT DO NOTHING`, so copying twice is harmless), never
- * updated; a rollup row only ever grows by the events copied in its hour.
+ * Writes and reads of `event_log`, its hourly rollups, its watermark, its monthly partitions and
+ * its retention floor. The log is append-only: rows are only ever inserted (`ON CONFLICT DO
+ * NOTHING`, so copying twice is harmless), never updated; a rollup row only ever grows by the
+ * events copied in its hour; retention drops whole partitions (and the rollups of their hours).
  */
 export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/EventLogStore", {
   effect: Effect.gen(function*() {
@@ -28,8 +57,10 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
      * INSERT's RETURNING), so copying twice or `--rebuild` never counts an event twice; the rollup
      * rows are upserted table by table in key order, so concurrent materializers wait on each other,
      * never deadlock. Actors are not rolled up for workspace streams (one actor; analytics never asks).
+     * A row older than the retention floor is stamped without being copied (nor rolled up): its
+     * month was dropped and is not created again (the outbox keeps the row until it is pruned).
      */
-    const materializeBatch = (upTo: number, batchSize: number) =>
+    const copyBatch = (upTo: number, batchSize: number) =>
       Effect.map(
         sql<{ n: number }>`
           WITH batch AS (
@@ -41,6 +72,7 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
           ), copied AS (
             INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
             SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data FROM batch
+            WHERE occurred_at >= coalesce((SELECT held_from FROM event_log_retention), '-infinity')
             ON CONFLICT DO NOTHING
             RETURNING stream_id, project_id, type, actor_id, occurred_at
           ), by_type AS (
@@ -65,6 +97,29 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
           )
           SELECT count(*)::int AS n FROM stamped`,
         ([row]) => row!.n
+      )
+
+    /** Partitions for every month the next batch's rows fall in (what `copyBatch` would take). */
+    const ensureForBatch = (upTo: number, batchSize: number) =>
+      sql`
+        SELECT herald_event_log_ensure_partitions(min(occurred_at), max(occurred_at))
+        FROM (
+          SELECT occurred_at FROM event_outbox
+          WHERE materialized_at IS NULL AND position <= ${upTo}
+          ORDER BY position
+          LIMIT ${batchSize}
+        ) b
+        HAVING count(*) > 0`.pipe(Effect.asVoid)
+
+    /**
+     * `copyBatch`, never failing for a missing partition: the server creates this month's and
+     * the next ahead of time, but a row can still find none (an old event, a server that slept
+     * through a month boundary) — then its months are created and the batch runs again.
+     */
+    const materializeBatch = (upTo: number, batchSize: number) =>
+      copyBatch(upTo, batchSize).pipe(
+        Effect.tapError((error) => isNoPartition(error) ? ensureForBatch(upTo, batchSize) : Effect.void),
+        Effect.retry({ while: isNoPartition, times: PARTITION_ATTEMPTS - 1 })
       )
 
     /** Whether anything at or below `upTo` is still waiting (locked rows included). */
@@ -120,6 +175,96 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
         ([row]) => row!.n
       )
 
-    return { passStart, materializeBatch, remaining, advance, asOf, prune, dropRollupsBefore } as const
+    /**
+     * Creates every missing monthly partition covering `[from, to]` (none wholly below the
+     * retention floor); idempotent, safe from several processes at once. Returns how many it made.
+     */
+    const ensurePartitions = (from: Date, to: Date) =>
+      Effect.map(
+        sql<{ created: number }>`SELECT herald_event_log_ensure_partitions(${from}, ${to}) AS created`,
+        ([row]) => row!.created
+      )
+
+    /** This month's and next month's partitions, by the database clock (start-up, then hourly). */
+    const ensureAhead = sql`
+      SELECT herald_event_log_ensure_partitions(now(), now() + interval '1 month')`.pipe(Effect.asVoid)
+
+    /** Where what event_log holds starts; none while nothing was ever dropped. */
+    const heldFrom = Effect.map(
+      sql<{ heldFrom: Date }>`SELECT held_from FROM event_log_retention`,
+      (rows) => Option.map(Option.fromNullable(rows[0]), (r) => DateTime.unsafeFromDate(r.heldFrom))
+    )
+
+    /** The partitions and their bounds, oldest first, without counting rows. */
+    const partitionBounds = sql<{ name: string; from: Date | null; to: Date | null; bytes: number }>`
+      SELECT name, m[1]::timestamptz AS from, m[2]::timestamptz AS to, bytes FROM (
+        SELECT c.relname AS name,
+               pg_total_relation_size(c.oid) AS bytes,
+               regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES FROM \\(''([^'']*)''\\) TO \\(''([^'']*)''\\)') AS m
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'event_log'::regclass
+      ) p
+      ORDER BY m[1]::timestamptz NULLS FIRST, name`
+
+    /** Each partition with its exact row count; one dropped meanwhile (retention elsewhere) is left out. */
+    const withRows = (bounds: ReadonlyArray<Omit<EventLogPartition, "rows">>) =>
+      Effect.map(
+        Effect.forEach(bounds, (p) =>
+          sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql(p.name)}`.pipe(
+            Effect.map(([row]) => Option.some<EventLogPartition>({ ...p, rows: row!.n })),
+            Effect.catchIf(isUndefinedTable, () => Effect.succeed(Option.none()))
+          )),
+        (found) => Arr.getSomes(found)
+      )
+
+    /** Every partition of event_log, oldest first, with its exact row count and size. */
+    const partitions = Effect.flatMap(partitionBounds, withRows)
+
+    /**
+     * Drops the partitions wholly older than `olderThanMs` (upper bound ≤ now − age) — detached,
+     * then dropped — and moves the retention floor to the newest dropped bound, all in one
+     * transaction under the partition lock. A partition without an upper bound is never dropped.
+     * Only event_log loses rows: the outbox keeps every event that is pending, dead or not yet
+     * materialized (its prune never deletes those), and the materializer never copies below the floor.
+     */
+    const dropOlderThan = (olderThanMs: number, options: { readonly dryRun: boolean }) =>
+      sql.withTransaction(Effect.gen(function*() {
+        yield* sql`SELECT pg_advisory_xact_lock(herald_event_log_partition_lock())`
+        const [row] = yield* sql<{ cutoff: Date }>`
+          SELECT now() - ${Math.min(olderThanMs, MAX_AGE_MS)} * interval '1 millisecond' AS cutoff`
+        const cutoff = row!.cutoff
+        const doomed = yield* withRows(
+          (yield* partitionBounds).filter((p) => p.to !== null && p.to.getTime() <= cutoff.getTime())
+        )
+        if (!options.dryRun && doomed.length > 0) {
+          // Detaching locks event_log exclusively: behind a long read it would hold every new
+          // read up in the lock queue. Give up instead (the next round tries again).
+          yield* sql`SET LOCAL lock_timeout = '10s'`
+          for (const p of doomed) {
+            yield* sql`ALTER TABLE event_log DETACH PARTITION ${sql(p.name)}`
+            yield* sql`DROP TABLE ${sql(p.name)}`
+          }
+          const floor = new Date(Math.max(...doomed.map((p) => p.to!.getTime())))
+          yield* sql`
+            INSERT INTO event_log_retention (id, held_from) VALUES (true, ${floor})
+            ON CONFLICT (id) DO UPDATE SET held_from = GREATEST(event_log_retention.held_from, EXCLUDED.held_from)`
+        }
+        return { cutoff, dropped: doomed, heldFrom: yield* heldFrom } satisfies DropResult
+      }))
+
+    return {
+      passStart,
+      materializeBatch,
+      remaining,
+      advance,
+      asOf,
+      prune,
+      ensurePartitions,
+      ensureAhead,
+      heldFrom,
+      partitions,
+      dropOlderThan,
+      dropRollupsBefore
+    } as const
   })
 }) {}

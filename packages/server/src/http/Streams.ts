@@ -10,6 +10,7 @@ import { ProjectsRepo } from "../chat/ProjectsRepo.js"
 import * as Cursor from "../stream/Cursor.js"
 import { CursorStore } from "../stream/CursorStore.js"
 import { EventReader } from "../stream/EventReader.js"
+import { resets } from "../stream/Reset.js"
 import { removalOf, SseHub, type SubRequest } from "../stream/SseHub.js"
 import { type Opened, openStream, RETRY, SSE_HEADERS } from "../stream/SseStream.js"
 
@@ -129,17 +130,24 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
             if (wsHead > wsAt) subs.push({ stream: ws, start: wsAt, until: wsHead })
           }
         }
+        // Positions the database cannot continue from (past retention, ahead of the head): reset, per stream.
+        const resetFrom = yield* Effect.orDie(resets(reader, subs.map((s) => [s.stream, s.start] as const)))
+        const served = subs.map((s): SubRequest => {
+          const from = resetFrom.get(s.stream)
+          return from === undefined ? s : { ...s, resetFrom: from }
+        })
+        const startOf = (s: SubRequest) => s.resetFrom === undefined ? s.start : s.resetFrom - 1
         // A cursor that would start out past its budget gets a new base now, not a response ended at its first frame.
         const moved = new Map<string, number>()
-        for (const s of subs) {
+        for (const s of served) {
           const i = base.index.get(s.stream)
-          if (i === undefined || base.seqs[i] !== s.start) moved.set(s.stream, s.start)
+          if (i === undefined || base.seqs[i] !== startOf(s)) moved.set(s.stream, startOf(s))
         }
         const encoded = Cursor.encode(base, moved)
         const fresh = encoded === undefined || encoded.entryBytes > Cursor.SOFT_ENTRY_BYTES
-          ? yield* cursors.create(me.id, [...new Map([...at, ...subs.map((s) => [s.stream, s.start] as const)])])
+          ? yield* cursors.create(me.id, [...new Map([...at, ...served.map((s) => [s.stream, startOf(s)] as const)])])
           : base
-        return attachMultiplexed(me, narrowed, fresh, at, subs, undefined)
+        return attachMultiplexed(me, narrowed, fresh, at, served, undefined)
       })
 
     // Its own scope, so the connection that keeps it keeps nothing else of the opening (V8 shares closure contexts).

@@ -2,6 +2,12 @@ import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { eventColumns, type EventRow, toWire } from "../events/EventRow.js"
 
+/** A stream's head, and the oldest seq a table still holds of it (none: undefined). */
+export interface Held {
+  readonly head: number
+  readonly oldest: number | undefined
+}
+
 /**
  * Reads committed events of a stream from the database, for SSE replay and gap filling: the
  * outbox holds everything not yet pruned, `event_log` everything materialized, so the union
@@ -48,6 +54,52 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         }
       )
 
+    /**
+     * For resume positions (stream → the client's last seq): each stream's head (0 when it has
+     * none) and, for a position behind the head, the oldest seq the outbox still holds of it
+     * (undefined: none, or not asked) — one statement, one snapshot. Each `min(seq)` is an index
+     * lookup on the unique `(stream_id, seq)` index, made only where the CASE reaches it.
+     */
+    const outboxHeld = (positions: ReadonlyArray<readonly [string, number]>) =>
+      positions.length === 0 ? Effect.succeed(new Map<string, Held>()) : Effect.map(
+        sql<{ streamId: string; head: number | null; oldest: number | null }>`
+          SELECT c.stream_id, s.last_seq AS head,
+            CASE WHEN c.pos < s.last_seq
+              THEN (SELECT min(seq) FROM event_outbox o WHERE o.stream_id = c.stream_id) END AS oldest
+          FROM unnest(${positions.map(([stream]) => stream)}::text[], ${positions.map(([, p]) => p)}::bigint[])
+            AS c(stream_id, pos)
+          LEFT JOIN event_streams s ON s.stream_id = c.stream_id`,
+        (rows) =>
+          new Map(rows.map((r) => [r.streamId, {
+            head: r.head === null ? 0 : Number(r.head),
+            oldest: r.oldest === null ? undefined : Number(r.oldest)
+          }]))
+      )
+
+    /** Per stream, the oldest seq `event_outbox ∪ event_log` still holds of it (absent: none). */
+    const oldestHeld = (ids: ReadonlyArray<string>) =>
+      ids.length === 0 ? Effect.succeed(new Map<string, number>()) : Effect.map(
+        sql<{ streamId: string; oldest: number | null }>`
+          SELECT c.stream_id, LEAST(
+            (SELECT min(seq) FROM event_outbox o WHERE o.stream_id = c.stream_id),
+            (SELECT min(seq) FROM event_log l WHERE l.stream_id = c.stream_id)
+          ) AS oldest
+          FROM unnest(${ids}::text[]) AS c(stream_id)`,
+        (rows) => new Map(rows.flatMap((r) => r.oldest === null ? [] : [[r.streamId, Number(r.oldest)] as const]))
+      )
+
+    /**
+     * The stream's head once the writes in flight on it are over: `FOR SHARE` waits for the row
+     * lock a writer's seq bump (`INSERT … ON CONFLICT DO UPDATE`, FOR NO KEY UPDATE — which FOR KEY
+     * SHARE would not wait for) holds until its commit, then reads the row as committed. The lock is
+     * the statement's own and is released with it.
+     */
+    const settledHead = (stream: string) =>
+      Effect.map(
+        sql<{ lastSeq: number }>`SELECT last_seq FROM event_streams WHERE stream_id = ${stream} FOR SHARE`,
+        (rows) => rows[0] === undefined ? 0 : Number(rows[0].lastSeq)
+      )
+
     /** Membership events of `userId` in project streams, as `SELECT seq FROM …` over outbox and log alike. */
     const memberEvents = (type: "joined" | "removed", userId: string) =>
       type === "joined"
@@ -81,6 +133,6 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         (rows) => new Map(rows.map((r) => [r.streamId, Number(r.seq)]))
       )
 
-    return { range, head, heads, latestMemberEvent } as const
+    return { range, head, heads, outboxHeld, oldestHeld, settledHead, latestMemberEvent } as const
   })
 }) {}

@@ -8,6 +8,7 @@ import { supervised } from "../Supervised.js"
 import * as Cursor from "./Cursor.js"
 import { CursorStore } from "./CursorStore.js"
 import { EventReader } from "./EventReader.js"
+import { resetFrame } from "./Reset.js"
 
 const encoder = new TextEncoder()
 
@@ -121,6 +122,11 @@ export interface SubRequest {
   readonly start: number
   readonly until?: number | undefined
   readonly rejoinAt?: number | undefined
+  /**
+   * `start` (the client's position) cannot be served (stream/Reset.ts): the connection writes a
+   * reset frame for the stream, and the subscription starts after `resetFrom - 1` instead.
+   */
+  readonly resetFrom?: number | undefined
   /** `start` is the stream's head as read just before: the subscription starts live (see recheckHeads). */
   readonly atHead?: boolean | undefined
   readonly mayEnd?: ((event: Events.EventWire) => boolean) | undefined
@@ -401,6 +407,42 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       return s
     }
 
+    /** The database's head of the stream of `s` is `head`: if that is past what it sent, it must read up to there. */
+    const catchUpTo = (s: Sub, head: number) => {
+      if (gone(s) || head <= s.lastSent) return
+      const state = s.state
+      if (state._tag === "Live") startFilling(s, head, false)
+      else if (state._tag === "Filling") s.state = Filling({ ...state, behindTo: Math.max(state.behindTo, head) })
+    }
+
+    /**
+     * The broker may have lost deliveries it cannot name (a Resync, e.g. after Redis restarted
+     * empty): the head of every stream with live-capable subscriptions is read again, a thousand
+     * streams a statement, and whoever is behind is filled — so a stream whose last events were lost
+     * catches up now rather than at its next event.
+     */
+    const resyncAll = () => {
+      const ids = [...streams.keys()]
+      const pages = Array.from(
+        { length: Math.ceil(ids.length / 1_000) },
+        (_, i) => ids.slice(i * 1_000, i * 1_000 + 1_000)
+      )
+      run(
+        Effect.forEach(pages, (page) =>
+          Effect.flatMap(reader.heads(page), (heads) =>
+            Effect.sync(() => {
+              for (const [stream, head] of heads) for (const s of streams.get(stream) ?? []) catchUpTo(s, head)
+            })), { discard: true }).pipe(
+            Effect.catchAllCause((cause) =>
+              Effect.logWarning(
+                "SSE: re-reading stream heads after a broker resync failed; streams catch up at their next event",
+                cause
+              )
+            )
+          )
+      )
+    }
+
     /**
      * Subscriptions that started live at the head read before they were registered: one read of
      * those heads now, and any that moved meanwhile (an event the hub may have dispatched before
@@ -412,15 +454,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       run(
         Effect.flatMap(reader.heads(subs.map((s) => s.stream)), (heads) =>
           Effect.sync(() => {
-            for (const s of subs) {
-              const head = heads.get(s.stream) ?? 0
-              if (gone(s) || head <= s.lastSent) continue
-              const state = s.state
-              if (state._tag === "Live") startFilling(s, head, false)
-              else if (state._tag === "Filling") {
-                s.state = Filling({ ...state, behindTo: Math.max(state.behindTo, head) })
-              }
-            }
+            for (const s of subs) catchUpTo(s, heads.get(s.stream) ?? 0)
           })).pipe(
             Effect.catchAllCause((cause) =>
               Effect.zipRight(
@@ -487,6 +521,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const corked = new Set<Connection>()
 
     const dispatch = (delivery: BrokerDelivery) => {
+      if (delivery._tag === "Resync") return resyncAll()
       const { seq, stream } = delivery._tag === "Envelope" ? delivery.event : delivery
       const event = delivery._tag === "Envelope" ? delivery.event : undefined
       if (event !== undefined && joinable.size > 0) joinsFor(event)
@@ -601,8 +636,21 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           }
           write(c, r.first(cursor))
         }
-        const atHead: Array<Sub> = []
+        // One reset frame per stream that cannot go on from its position, each with the cursor of
+        // the resets so far: a reconnect after one goes on from its `from`, and still resets the rest.
         for (const s of r.subs) {
+          if (s.resetFrom === undefined) continue
+          moved(s.stream, s.resetFrom - 1)
+          const cursor = cursorOf(c, mux)
+          if (cursor === undefined) {
+            overflow(c)
+            return noJoins
+          }
+          write(c, resetFrame(cursor, s.stream, s.resetFrom))
+        }
+        const atHead: Array<Sub> = []
+        for (const request of r.subs) {
+          const s = request.resetFrom === undefined ? request : { ...request, start: request.resetFrom - 1 }
           const projectId = projectOf(s.stream)
           const sub = subscribe(c, projectId === undefined ? s : { ...s, ...projectSub(mux, projectId, s.start) })
           if (s.atHead) atHead.push(sub)

@@ -2,6 +2,7 @@ import type { Events } from "@herald/domain"
 import { Effect, Option } from "effect"
 import type { Writable } from "node:stream"
 import { EventReader } from "./EventReader.js"
+import { resetFrame, resets } from "./Reset.js"
 import { SseHub } from "./SseHub.js"
 
 /** The first bytes of every SSE response: how long a browser waits before it reconnects. */
@@ -34,17 +35,28 @@ export interface StreamRequest {
 
 /**
  * One stream's SSE response: every event of the stream after the client's position, exactly
- * once, in seq order, with no gap — then live (see SseHub).
+ * once, in seq order, with no gap — then live (see SseHub). A position it cannot continue from
+ * (Reset.ts) is answered with `event: reset` first (`id: from − 1`), then every event from `from`.
  */
 export const openStream = (request: StreamRequest) =>
   Effect.gen(function*() {
     const hub = yield* SseHub
     const reader = yield* EventReader
-    const start = Option.isSome(request.after) ? request.after.value : yield* Effect.orDie(reader.head(request.stream))
+    const after = request.after
+    // A position the database cannot continue from: a reset frame, then the stream from `from` on.
+    const from = Option.isSome(after)
+      ? (yield* Effect.orDie(resets(reader, [[request.stream, after.value]]))).get(request.stream)
+      : undefined
+    const start = from !== undefined
+      ? from - 1
+      : Option.isSome(after)
+      ? after.value
+      : yield* Effect.orDie(reader.head(request.stream))
     const opened: Opened = {
       attach: (out) =>
         Effect.suspend(() => {
           out.write(RETRY)
+          if (from !== undefined) out.write(resetFrame(String(start), request.stream, from))
           return hub.register(out, {
             stream: request.stream,
             start,
