@@ -160,6 +160,24 @@ const insertLog = (events: ReadonlyArray<Gen>) =>
       })))
     }`.pipe(Effect.asVoid)))
 
+/**
+ * The hourly rollups of everything event_log holds, as the materializer would have kept them for
+ * rows `insertLog` wrote straight into the log (migration 0008's backfill).
+ */
+const rollUp = Effect.flatMap(sqlClient, (sql) =>
+  Effect.orDie(Effect.gen(function*() {
+    yield* sql`TRUNCATE event_log_hourly, event_log_hourly_actors`
+    yield* sql`
+      INSERT INTO event_log_hourly (stream_id, hour, project_id, type, n)
+      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
+      FROM event_log GROUP BY 1, 2, 3, 4`
+    yield* sql`
+      INSERT INTO event_log_hourly_actors (stream_id, hour, project_id, actor_id, messages)
+      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
+        count(*) FILTER (WHERE type = 'message.created')
+      FROM event_log WHERE stream_id NOT LIKE 'workspace:%' GROUP BY 1, 2, 3, 4`
+  })))
+
 /** What the summary counts for a project over `[from, to)`, computed from generated events. */
 const expectedSummary = (events: ReadonlyArray<Gen>, projectId: string, from: Date, to: Date) => {
   const inRange = events.filter((e) =>
@@ -244,7 +262,7 @@ layer(UnpartitionedLive, live)("migration 0007", (it) => {
         expect(before).toHaveLength(103)
 
         const applied = yield* Effect.orDie(runMigrations)
-        expect(applied.map(([, name]) => name)).toEqual(["event_log_partitions"])
+        expect(applied.map(([, name]) => name)).toEqual(["event_log_partitions", "event_log_rollups"])
 
         // Every row, every column, unchanged; the old table is gone.
         expect(yield* logSnapshot).toEqual(before)
@@ -421,13 +439,22 @@ layer(MigratedLive, live)("partitions ahead, plans, materializer", (it) => {
         )
 
       const pid = Ids.ProjectId.make(project)
+      const MIN = 60_000
+      const at = (m: number, days: number, minutes: number) => new Date(month(m).getTime() + days * DAY + minutes * MIN)
+      // [from, to), the months a full read of it overlaps (a minute series), and the months of its
+      // partial first and last hours: the rest of summary and hour/day series comes from the hourly
+      // rollups, so only those edges are read from event_log.
       const cases = [
-        // Inside one month, across two, and the default 30 days.
-        [new Date(month(-5).getTime() + 3 * DAY), new Date(month(-5).getTime() + 20 * DAY), [-5]],
-        [new Date(month(-3).getTime() + 20 * DAY), new Date(month(-2).getTime() + 3 * DAY), [-3, -2]],
-        [month(-7), month(-4), [-7, -6, -5]]
+        // Inside one month, across two, across four — off the hour at both ends.
+        [at(-5, 3, 17), at(-5, 20, 5), [-5], [-5]],
+        [at(-3, 20, 17), at(-2, 3, 5), [-3, -2], [-3, -2]],
+        [at(-7, 0, 17), at(-4, 0, 5), [-7, -6, -5, -4], [-7, -4]],
+        // On the hour at both ends: no edges.
+        [month(-7), month(-4), [-7, -6, -5], []]
       ] as const
-      for (const [from, to, months] of cases) {
+      const rollups = ["event_log_hourly", "event_log_hourly_actors"]
+      const partitionsOf = (months: ReadonlyArray<number>) => months.map((m) => partitionOf(month(m))).sort()
+      for (const [from, to, overlapped, edges] of cases) {
         const range = { from: utc(from), to: utc(to) }
         const statements = [
           ...(yield* capture(analytics.summary(pid, Events.workspaceStream(pid, Ids.UserId.make(alice)), range))),
@@ -437,7 +464,13 @@ layer(MigratedLive, live)("partitions ahead, plans, materializer", (it) => {
         // Whatever statements Analytics sends on event_log (it may change them), each prunes.
         expect(statements.length).toBeGreaterThan(0)
         for (const [text, params] of statements) {
-          expect(yield* scanned(text, params), text).toEqual(months.map((m) => partitionOf(month(m))).sort())
+          const relations = yield* scanned(text, params)
+          expect(relations.filter((r) => !rollups.includes(r)), text).toEqual(partitionsOf(edges))
+        }
+        const minutes = yield* capture(analytics.timeseries(pid, "minute", range, undefined))
+        expect(minutes.length).toBeGreaterThan(0)
+        for (const [text, params] of minutes) {
+          expect(yield* scanned(text, params), text).toEqual(partitionsOf(overlapped))
         }
       }
     }))
@@ -515,6 +548,7 @@ layer(MigratedLive, live)("retention", (it) => {
         const recent = events.filter((e) => e.occurredAt >= month(-3))
         yield* insertOutbox(recent, { status: "published", materialized: true })
         yield* insertLog(recent)
+        yield* rollUp
         const outboxBefore = yield* Effect.orDie(sql`SELECT * FROM event_outbox ORDER BY seq`)
 
         // The cutoff falls inside month -3: months -5 and -4 are wholly older, -3 is not.

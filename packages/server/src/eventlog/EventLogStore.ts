@@ -224,8 +224,9 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
      * Drops the partitions wholly older than `olderThanMs` (upper bound ≤ now − age) — detached,
      * then dropped — and moves the retention floor to the newest dropped bound, all in one
      * transaction under the partition lock. A partition without an upper bound is never dropped.
-     * Only event_log loses rows: the outbox keeps every event that is pending, dead or not yet
-     * materialized (its prune never deletes those), and the materializer never copies below the floor.
+     * The rollups of the dropped hours go too. Only event_log (and its rollups) lose rows: the outbox
+     * keeps every event that is pending, dead or not yet materialized (its prune never deletes
+     * those), and the materializer never copies below the floor.
      */
     const dropOlderThan = (olderThanMs: number, options: { readonly dryRun: boolean }) =>
       sql.withTransaction(Effect.gen(function*() {
@@ -248,6 +249,9 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
           yield* sql`
             INSERT INTO event_log_retention (id, held_from) VALUES (true, ${floor})
             ON CONFLICT (id) DO UPDATE SET held_from = GREATEST(event_log_retention.held_from, EXCLUDED.held_from)`
+          // The dropped months' hours go with them, in the same transaction: analytics never count
+          // a rollup whose events are gone.
+          yield* dropRollupsBefore(floor)
         }
         return { cutoff, dropped: doomed, heldFrom: yield* heldFrom } satisfies DropResult
       }))
