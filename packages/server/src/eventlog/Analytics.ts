@@ -55,6 +55,9 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
     const log = yield* EventLogStore
     const asOf = Effect.map(log.asOf, Option.getOrNull)
 
+    const ofType = (type: Events.EventType | undefined) => type === undefined ? sql`` : sql`AND type = ${type}`
+
+    /** One stream's events of `[e.from, e.to)` in event_log, as `columns` (an edge of a split range). */
     const edge = (
       projectId: Ids.ProjectId,
       stream: Events.StreamId,
@@ -64,9 +67,7 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
     ) =>
       sql`
           SELECT ${sql.literal(columns)} FROM event_log
-          WHERE project_id = ${projectId} AND stream_id = ${stream} ${
-        type === undefined ? sql`` : sql`AND type = ${type}`
-      }
+          WHERE project_id = ${projectId} AND stream_id = ${stream} ${ofType(type)}
             AND occurred_at >= ${e.from} AND occurred_at < ${e.to}`
 
     /**
@@ -82,9 +83,7 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
       const columns = "occurred_at AS at, type, 1::bigint AS n"
       return sql`
           SELECT hour AS at, type, n FROM event_log_hourly
-          WHERE project_id = ${projectId} AND stream_id = ${stream} ${
-        type === undefined ? sql`` : sql`AND type = ${type}`
-      }
+          WHERE project_id = ${projectId} AND stream_id = ${stream} ${ofType(type)}
             AND hour >= ${split.hours.from} AND hour < ${split.hours.to}
           UNION ALL ${edge(projectId, stream, split.edges[0], columns, type)}
           UNION ALL ${edge(projectId, stream, split.edges[1], columns, type)}`
@@ -166,7 +165,7 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
           ? sql`
             SELECT occurred_at AS at, 1::bigint AS n FROM event_log
             WHERE project_id = ${projectId} AND stream_id = ${stream}
-              ${type === undefined ? sql`` : sql`AND type = ${type}`}
+              ${ofType(type)}
               AND occurred_at >= ${from} AND occurred_at < ${to}`
           : byType(projectId, stream, splitRange(range), type)
         // Bucketing on naive UTC timestamps: no session time zone or DST can shift a bucket.
