@@ -171,7 +171,11 @@ const start = async (dir: string) => {
     // `postgres`): an object-by-object `--clean` cannot drop the constraints a partitioned
     // table's partitions inherit, so it fails on event_log.
     restore: (file) =>
-      tool("pg_restore", ["--clean", "--create", "--if-exists", "--exit-on-error", "-d", url("postgres"), file], password)
+      tool(
+        "pg_restore",
+        ["--clean", "--create", "--if-exists", "--exit-on-error", "-d", url("postgres"), file],
+        password
+      )
   }
   return { cluster, child, exited, dir }
 }
