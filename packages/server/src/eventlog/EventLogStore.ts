@@ -51,8 +51,10 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
     )
 
     /**
-     * Copies up to `batchSize` unmaterialized outbox rows (positions ≤ `upTo`) into event_log,
-     * adds them to the hourly rollups and stamps them, in one statement. Rows another materializer
+     * Copies up to `batchSize` unmaterialized outbox rows (`after` < position ≤ `upTo`) into
+     * event_log, adds them to the hourly rollups and stamps them, in one statement, and says how many
+     * and the last position it took (the next batch starts after it, so a pass's batches never scan
+     * again the index entries of the rows it has just stamped). Rows another materializer
      * holds are skipped, not waited for. Only rows actually inserted are counted in the rollups (the
      * INSERT's RETURNING), so copying twice or `--rebuild` never counts an event twice; the rollup
      * rows are upserted table by table in key order, so concurrent materializers wait on each other,
@@ -60,12 +62,12 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
      * A row older than the retention floor is stamped without being copied (nor rolled up): its
      * month was dropped and is not created again (the outbox keeps the row until it is pruned).
      */
-    const copyBatch = (upTo: number, batchSize: number) =>
+    const copyBatch = (after: number, upTo: number, batchSize: number) =>
       Effect.map(
-        sql<{ n: number }>`
+        sql<{ n: number; last: number | null }>`
           WITH batch AS (
-            SELECT ctid, id, stream_id, seq, type, project_id, actor_id, occurred_at, data FROM event_outbox
-            WHERE materialized_at IS NULL AND position <= ${upTo}
+            SELECT ctid, position, id, stream_id, seq, type, project_id, actor_id, occurred_at, data FROM event_outbox
+            WHERE materialized_at IS NULL AND position > ${after} AND position <= ${upTo}
             ORDER BY position
             LIMIT ${batchSize}
             FOR UPDATE SKIP LOCKED
@@ -95,17 +97,17 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
           ), stamped AS (
             UPDATE event_outbox o SET materialized_at = now() FROM batch WHERE o.ctid = batch.ctid RETURNING 1
           )
-          SELECT count(*)::int AS n FROM stamped`,
-        ([row]) => row!.n
+          SELECT (SELECT count(*) FROM stamped)::int AS n, (SELECT max(position) FROM batch) AS last`,
+        ([row]) => ({ copied: row!.n, last: row!.last === null ? null : Number(row!.last) })
       )
 
     /** Partitions for every month the next batch's rows fall in (what `copyBatch` would take). */
-    const ensureForBatch = (upTo: number, batchSize: number) =>
+    const ensureForBatch = (after: number, upTo: number, batchSize: number) =>
       sql`
         SELECT herald_event_log_ensure_partitions(min(occurred_at), max(occurred_at))
         FROM (
           SELECT occurred_at FROM event_outbox
-          WHERE materialized_at IS NULL AND position <= ${upTo}
+          WHERE materialized_at IS NULL AND position > ${after} AND position <= ${upTo}
           ORDER BY position
           LIMIT ${batchSize}
         ) b
@@ -116,9 +118,9 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
      * the next ahead of time, but a row can still find none (an old event, a server that slept
      * through a month boundary) — then its months are created and the batch runs again.
      */
-    const materializeBatch = (upTo: number, batchSize: number) =>
-      copyBatch(upTo, batchSize).pipe(
-        Effect.tapError((error) => isNoPartition(error) ? ensureForBatch(upTo, batchSize) : Effect.void),
+    const materializeBatch = (after: number, upTo: number, batchSize: number) =>
+      copyBatch(after, upTo, batchSize).pipe(
+        Effect.tapError((error) => isNoPartition(error) ? ensureForBatch(after, upTo, batchSize) : Effect.void),
         Effect.retry({ while: isNoPartition, times: PARTITION_ATTEMPTS - 1 })
       )
 

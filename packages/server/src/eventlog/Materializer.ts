@@ -23,11 +23,15 @@ export const materializeOnce = (
       return 0
     }
     let copied = 0
+    let after = 0
     while (true) {
-      const n = yield* store.materializeBatch(upTo, batchSize)
-      copied += n
-      yield* onBatch(n)
-      if (n < batchSize) break
+      const batch = yield* store.materializeBatch(after, upTo, batchSize)
+      copied += batch.copied
+      yield* onBatch(batch.copied)
+      // A short batch, or none: the rest up to `upTo` is taken (or held by another materializer,
+      // which `remaining` below sees).
+      if (batch.last === null || batch.copied < batchSize) break
+      after = batch.last
     }
     if (!(yield* store.remaining(upTo))) yield* store.advance(at)
     return copied
