@@ -182,3 +182,13 @@ export const SERVER = ["packages/server/dist/main.js"] as const
 /** The compiled server (`node packages/server/dist/main.js`), as the production command runs it. */
 export const spawnServer = (env: Record<string, string | undefined>): Spawned =>
   spawnProcess(process.execPath, SERVER, env)
+
+/** One JSON request to a server process with a bearer token: its status and parsed body. */
+export const api = async (url: string, method: string, path: string, token: string, body?: unknown) => {
+  const res = await fetch(url + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) })
+  })
+  return { status: res.status, body: await res.json() as any }
+}

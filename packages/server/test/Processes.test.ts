@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import pg from "pg"
-import { freePort, type Spawned, spawnServer } from "../../../test-support/Process.js"
+import { api, freePort, type Spawned, spawnServer } from "../../../test-support/Process.js"
 import { connectSse } from "../../../test-support/SseClient.js"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
 
@@ -102,15 +102,6 @@ const outboxObserver = async (databaseUrl: string) => {
       )).rows,
     end: () => client.end()
   }
-}
-
-const api = async (url: string, method: string, path: string, token: string, body?: unknown) => {
-  const res = await fetch(url + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  return { status: res.status, body: await res.json() as any }
 }
 
 describe("server processes", () => {

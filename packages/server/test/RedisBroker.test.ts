@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either, Exit, Scope } from "effect"
 import { Redis } from "ioredis"
-import { freePort, runProcess, type Spawned, spawnServer } from "../../../test-support/Process.js"
+import { api, freePort, runProcess, type Spawned, spawnServer } from "../../../test-support/Process.js"
 import { type RedisServer, startRedis } from "../../../test-support/Redis.js"
 import { connectSse, type SseConnection } from "../../../test-support/SseClient.js"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
@@ -66,15 +66,6 @@ const stopAll = async (nodes: ReadonlyArray<Node>) => {
     expect((await n.proc.exited).code, n.proc.output()).toBe(0)
     expect(Date.now() - started).toBeLessThan(10_000)
   }))
-}
-
-const api = async (url: string, method: string, path: string, token: string, body?: unknown) => {
-  const res = await fetch(url + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  return { status: res.status, body: await res.json() as any }
 }
 
 const setUp = async (node: Node, name: string) => {
