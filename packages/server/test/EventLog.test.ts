@@ -157,6 +157,24 @@ layer(EventLogTestLive, live)("materializer", (it) => {
       expect(yield* logMismatches(project.id)).toEqual([])
     }))
 
+  it.effect("an event already in event_log (copied by hand, a rebuild) is neither copied again nor in the way of the rest", () =>
+    Effect.gen(function*() {
+      const { project } = yield* busyProject("already copied")
+      const sql = yield* sqlClient
+      // The 5th event of the project, copied by hand: batches are copied with a plain INSERT, so
+      // the batch holding it is refused by event_log's unique key and runs again tolerating copies.
+      yield* Effect.orDie(sql`
+        INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
+        SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data FROM event_outbox
+        WHERE project_id = ${project.id} ORDER BY position OFFSET 4 LIMIT 1`)
+      expect(yield* countWhere("event_log", project.id)).toBe(1)
+      // Every row is stamped (the hand-copied one too); the log holds each event once.
+      expect(yield* pass(3)).toBe(10)
+      expect(yield* envelopes("event_log", project.id)).toEqual(yield* envelopes("event_outbox", project.id))
+      expect(yield* logMismatches(project.id)).toEqual([])
+      expect(yield* unmaterialized).toBe(0)
+    }))
+
   it.effect("two passes at once copy every event exactly once", () =>
     Effect.gen(function*() {
       yield* pass()

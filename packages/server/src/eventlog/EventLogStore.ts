@@ -21,6 +21,17 @@ export interface DropResult {
 /** "no partition of relation … found for row": a row whose month has no partition yet. */
 const isNoPartition = (error: SqlError.SqlError) => (error.cause as { code?: unknown } | undefined)?.code === "23514"
 
+/** One batch of a materializer pass: rows copied, the last position taken, whether copies were tolerated. */
+export interface Batch {
+  readonly copied: number
+  readonly last: number | null
+  readonly tolerated: boolean
+}
+
+/** A unique index refused a row: here, an event already in event_log. */
+const isUniqueViolation = (error: SqlError.SqlError) =>
+  (error.cause as { code?: unknown } | undefined)?.code === "23505"
+
 const isUndefinedTable = (error: SqlError.SqlError) => (error.cause as { code?: unknown } | undefined)?.code === "42P01"
 
 /** Ages beyond this (~950 years) mean "before anything": keeps `now() - age` inside timestamptz's range. */
@@ -62,7 +73,7 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
      * A row older than the retention floor is stamped without being copied (nor rolled up): its
      * month was dropped and is not created again (the outbox keeps the row until it is pruned).
      */
-    const copyBatch = (after: number, upTo: number, batchSize: number) =>
+    const copyBatch = (after: number, upTo: number, batchSize: number, tolerateCopies: boolean) =>
       Effect.map(
         sql<{ n: number; last: number | null }>`
           WITH batch AS (
@@ -75,7 +86,7 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
             INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
             SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data FROM batch
             WHERE occurred_at >= coalesce((SELECT held_from FROM event_log_retention), '-infinity')
-            ON CONFLICT DO NOTHING
+            ${tolerateCopies ? sql`ON CONFLICT DO NOTHING` : sql``}
             RETURNING stream_id, project_id, type, actor_id, occurred_at
           ), by_type AS (
             INSERT INTO event_log_hourly AS h (stream_id, hour, project_id, type, n)
@@ -113,15 +124,32 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
         ) b
         HAVING count(*) > 0`.pipe(Effect.asVoid)
 
-    /**
-     * `copyBatch`, never failing for a missing partition: the server creates this month's and
-     * the next ahead of time, but a row can still find none (an old event, a server that slept
-     * through a month boundary) — then its months are created and the batch runs again.
-     */
-    const materializeBatch = (after: number, upTo: number, batchSize: number) =>
-      copyBatch(after, upTo, batchSize).pipe(
+    /** `copyBatch`, never failing for a missing partition: its months are created and it runs again. */
+    const copyIntoPartitions = (after: number, upTo: number, batchSize: number, tolerateCopies: boolean) =>
+      copyBatch(after, upTo, batchSize, tolerateCopies).pipe(
         Effect.tapError((error) => isNoPartition(error) ? ensureForBatch(after, upTo, batchSize) : Effect.void),
         Effect.retry({ while: isNoPartition, times: PARTITION_ATTEMPTS - 1 })
+      )
+
+    /**
+     * One batch (`copyBatch`), never failing for a missing partition — the server creates this
+     * month's and the next ahead of time, but a row can still find none (an old event, a server
+     * that slept through a month boundary): then its months are created and the batch runs again.
+     *
+     * Copying is idempotent, but a plain INSERT is not: `ON CONFLICT DO NOTHING` costs a
+     * speculative insertion per row (~0.1x of the materializer's rate, docs/benchmarks.md), and an
+     * outbox row is already in event_log only after `herald materialize --rebuild`, a stamp that
+     * missed its row (updated meanwhile) or a copy by hand. So a batch is first copied plainly; a
+     * unique violation (the whole statement rolled back) runs it again with `ON CONFLICT DO
+     * NOTHING`, and `tolerated` tells the caller to keep doing so for the rest of its pass.
+     */
+    const materializeBatch = (after: number, upTo: number, batchSize: number, tolerateCopies = false) =>
+      copyIntoPartitions(after, upTo, batchSize, tolerateCopies).pipe(
+        Effect.map((batch) => ({ ...batch, tolerated: tolerateCopies })),
+        Effect.catchIf(
+          (error) => !tolerateCopies && isUniqueViolation(error),
+          () => Effect.map(copyIntoPartitions(after, upTo, batchSize, true), (batch) => ({ ...batch, tolerated: true }))
+        )
       )
 
     /** Whether anything at or below `upTo` is still waiting (locked rows included). */

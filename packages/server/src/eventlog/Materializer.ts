@@ -2,7 +2,7 @@ import { Duration, Effect, Layer } from "effect"
 import { AppConfig } from "../config/AppConfig.js"
 import { Wakeup } from "../outbox/Wakeup.js"
 import { supervised } from "../Supervised.js"
-import { EventLogStore } from "./EventLogStore.js"
+import { type Batch, EventLogStore } from "./EventLogStore.js"
 
 /**
  * One materializer pass: copy every outbox row waiting at the start of the pass into event_log
@@ -24,8 +24,10 @@ export const materializeOnce = (
     }
     let copied = 0
     let after = 0
+    let tolerateCopies = false
     while (true) {
-      const batch = yield* store.materializeBatch(after, upTo, batchSize)
+      const batch: Batch = yield* store.materializeBatch(after, upTo, batchSize, tolerateCopies)
+      tolerateCopies = batch.tolerated
       copied += batch.copied
       yield* onBatch(batch.copied)
       // A short batch, or none: the rest up to `upTo` is taken (or held by another materializer,
