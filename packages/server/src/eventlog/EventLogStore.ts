@@ -42,8 +42,8 @@ const PARTITION_ATTEMPTS = 4
 
 /**
  * Writes and reads of `event_log`, its hourly rollups, its watermark, its monthly partitions and
- * its retention floor. The log is append-only: rows are only ever inserted (`ON CONFLICT DO
- * NOTHING`, so copying twice is harmless), never updated; a rollup row only ever grows by the
+ * its retention floor. The log is append-only: rows are only ever inserted (a copy of an event
+ * already there is refused by its key and tolerated, so copying twice is harmless), never updated; a rollup row only ever grows by the
  * events copied in its hour; retention drops whole partitions (and the rollups of their hours).
  */
 export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/EventLogStore", {
@@ -65,7 +65,8 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
      * Copies up to `batchSize` unmaterialized outbox rows (`after` < position ≤ `upTo`) into
      * event_log, adds them to the hourly rollups and stamps them, in one statement, and says how many
      * and the last position it took (the next batch starts after it, so a pass's batches never scan
-     * again the index entries of the rows it has just stamped). Rows another materializer
+     * again the index entries of the rows it has just stamped). With `tolerateCopies`, rows already in
+     * event_log are left out (`ON CONFLICT DO NOTHING`); without, they fail the statement. Rows another materializer
      * holds are skipped, not waited for. Only rows actually inserted are counted in the rollups (the
      * INSERT's RETURNING), so copying twice or `--rebuild` never counts an event twice; the rollup
      * rows are upserted table by table in key order, so concurrent materializers wait on each other,
