@@ -41,14 +41,7 @@ const HOUR = 60 * MINUTE
 /** The seeded log starts on an hour and spans SPAN_HOURS hours. */
 const BASE = Date.UTC(2026, 10, 20, 0, 0, 0)
 const SPAN_HOURS = 50
-const TYPES: ReadonlyArray<Events.EventType> = [
-  "project.created",
-  "member.added",
-  "member.removed",
-  "message.created",
-  "message.edited",
-  "message.deleted"
-]
+const TYPES: ReadonlyArray<Events.EventType> = Events.EventType.literals
 
 // ---------------------------------------------------------------------------------------------
 // A seeded log
