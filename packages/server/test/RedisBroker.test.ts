@@ -74,6 +74,46 @@ const setUp = async (node: Node, name: string) => {
   return { token: alice.token as string, projectId: project.id as string }
 }
 
+/**
+ * Two nodes on the Redis at `brokerUrl` with a client each on one project stream from seq 0; node B is frozen (SIGSTOP)
+ * while A takes 5 posts, which only A's client reads, and `meanwhile` happens; then B goes on
+ * and its client must get all 6 events exactly once, in order, without another event.
+ */
+const whileAway = async (
+  databaseUrl: string,
+  brokerUrl: string,
+  name: string,
+  who: string,
+  meanwhile: (projectId: string) => Promise<unknown>
+) => {
+  const env = { REDIS_URL: brokerUrl }
+  const nodes = [await startNode(databaseUrl, env), await startNode(databaseUrl, env)]
+  const [a, b] = nodes as [Node, Node]
+  try {
+    const { projectId, token } = await setUp(a, name)
+    const path = `/api/projects/${projectId}/stream`
+    const onA = await connectSse(a.url, path, { token, after: "0" })
+    const onB = await connectSse(b.url, path, { token, after: "0" })
+    await Promise.all([onA.waitForEvents(1), onB.waitForEvents(1)])
+    b.proc.child.kill("SIGSTOP")
+    try {
+      for (let i = 0; i < 5; i++) {
+        expect((await api(a.url, "POST", `/api/projects/${projectId}/messages`, token, { body: `m${i}` })).status)
+          .toBe(201)
+      }
+      await onA.waitForEvents(6)
+      await meanwhile(projectId)
+    } finally {
+      b.proc.child.kill("SIGCONT")
+    }
+    await expectExactly(onB, 6, who, 15_000)
+    onA.close()
+    onB.close()
+  } finally {
+    await stopAll(nodes)
+  }
+}
+
 const seqs = (n: number) => Array.from({ length: n }, (_, i) => i + 1)
 
 /** Waits for `n` events, then a little longer: exactly `n`, with seq 1…n in order (nothing twice, nothing missing). */
@@ -229,37 +269,11 @@ describe("HERALD_BROKER=redis", () => {
   it(
     "a node that was frozen while Redis lost its entries catches up from the database without waiting for another event",
     () =>
-      withDatabase(async (databaseUrl) => {
-        const env = { REDIS_URL: redisUrl() }
-        const nodes = [await startNode(databaseUrl, env), await startNode(databaseUrl, env)]
-        const [a, b] = nodes as [Node, Node]
-        try {
-          const { projectId, token } = await setUp(a, "frozen node")
-          const path = `/api/projects/${projectId}/stream`
-          const onA = await connectSse(a.url, path, { token, after: "0" })
-          const onB = await connectSse(b.url, path, { token, after: "0" })
-          await Promise.all([onA.waitForEvents(1), onB.waitForEvents(1)])
-          // B reads nothing while frozen; A publishes 5 events, which only A's subscriber reads …
-          b.proc.child.kill("SIGSTOP")
-          try {
-            for (let i = 0; i < 5; i++) {
-              expect((await api(a.url, "POST", `/api/projects/${projectId}/messages`, token, { body: `m${i}` })).status)
-                .toBe(201)
-            }
-            await onA.waitForEvents(6)
-            // … then Redis dies with them and comes back empty.
-            await redis.restart()
-          } finally {
-            b.proc.child.kill("SIGCONT")
-          }
-          // No later event will show B's clients a gap: B learns on reconnecting that it may have missed some.
-          await expectExactly(onB, 6, "the frozen node's client", 15_000)
-          onA.close()
-          onB.close()
-        } finally {
-          await stopAll(nodes)
-        }
-      }),
+      withDatabase((databaseUrl) =>
+        // … then Redis dies with them and comes back empty. No later event will show B's clients a
+        // gap: B learns on reconnecting that it may have missed some.
+        whileAway(databaseUrl, redisUrl(), "frozen node", "the frozen node's client", () => redis.restart())
+      ),
     90_000
   )
 
@@ -267,26 +281,16 @@ describe("HERALD_BROKER=redis", () => {
     "a node frozen for longer than the trim window catches up from the database without waiting for another event",
     () =>
       withDatabase(async (databaseUrl) => {
-        const env = { REDIS_URL: redisUrl() }
-        const nodes = [await startNode(databaseUrl, env), await startNode(databaseUrl, env)]
-        const [a, b] = nodes as [Node, Node]
-        const redisClient = new Redis(env.REDIS_URL, { lazyConnect: true })
+        const url = redisUrl()
+        const redisClient = new Redis(url, { lazyConnect: true })
         await redisClient.connect()
         try {
-          const { projectId, token } = await setUp(a, "trimmed away")
-          const path = `/api/projects/${projectId}/stream`
-          const onA = await connectSse(a.url, path, { token, after: "0" })
-          const onB = await connectSse(b.url, path, { token, after: "0" })
-          await Promise.all([onA.waitForEvents(1), onB.waitForEvents(1)])
-          b.proc.child.kill("SIGSTOP")
-          try {
-            for (let i = 0; i < 5; i++) {
-              expect((await api(a.url, "POST", `/api/projects/${projectId}/messages`, token, { body: `m${i}` })).status)
-                .toBe(201)
-            }
-            await onA.waitForEvents(6)
+          await whileAway(databaseUrl, url, "trimmed away", "the node that was away", async (projectId) => {
             // While B is away, 2 000 events of other streams go by and the trim window (made 1 500 entries
             // here) passes over this stream's 5: B comes back to a stream that no longer holds them.
+            const holds = async () =>
+              (await redisClient.xrange(STREAM_KEY, "-", "+")).some(([, f]) => f[1]!.includes(projectId))
+            expect(await holds(), "the Redis stream holds this stream's events before the trim").toBe(true)
             const other = crypto.randomUUID()
             const tx = redisClient.multi()
             for (let seq = 1; seq <= 2_000; seq++) {
@@ -308,17 +312,10 @@ describe("HERALD_BROKER=redis", () => {
             }
             await tx.exec()
             await redisClient.xtrim(STREAM_KEY, "MAXLEN", 1_500)
-            const held = await redisClient.xrange(STREAM_KEY, "-", "+")
-            expect(held.some(([, f]) => f[1]!.includes(projectId))).toBe(false)
-          } finally {
-            b.proc.child.kill("SIGCONT")
-          }
-          await expectExactly(onB, 6, "the node that was away", 15_000)
-          onA.close()
-          onB.close()
+            expect(await holds()).toBe(false)
+          })
         } finally {
           redisClient.disconnect()
-          await stopAll(nodes)
         }
       }),
     90_000
