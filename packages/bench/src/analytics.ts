@@ -706,36 +706,23 @@ interface Drain {
  * GROUP BY` each over the same rows, in the same transaction.
  */
 const rawWithRollups = (client: pg.Client) =>
-  Effect.gen(function*() {
-    yield* query(client, "begin", "BEGIN")
-    yield* query(
-      client,
-      "raw insert",
-      `
-      INSERT INTO event_log (id, stream_id, seq, type, project_id, actor_id, occurred_at, data)
-      SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data
-      FROM event_outbox WHERE materialized_at IS NULL ORDER BY position`
-    )
-    yield* query(
-      client,
-      "raw rollups by type",
-      `
+  rawMaterialize(client, [
+    {
+      what: "raw rollups by type",
+      sql: `
       INSERT INTO event_log_hourly (stream_id, hour, project_id, type, n)
       SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
       FROM event_outbox WHERE materialized_at IS NULL GROUP BY 1, 2, 3, 4`
-    )
-    yield* query(
-      client,
-      "raw rollups by actor",
-      `
+    },
+    {
+      what: "raw rollups by actor",
+      sql: `
       INSERT INTO event_log_hourly_actors (stream_id, hour, project_id, actor_id, messages)
       SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
         count(*) FILTER (WHERE type = 'message.created')
       FROM event_outbox WHERE materialized_at IS NULL AND stream_id NOT LIKE 'workspace:%' GROUP BY 1, 2, 3, 4`
-    )
-    yield* query(client, "raw update", `UPDATE event_outbox SET materialized_at = now() WHERE materialized_at IS NULL`)
-    yield* query(client, "commit", "COMMIT")
-  })
+    }
+  ])
 
 /** Fails unless the hourly rollups count every event once: equal to a recount of event_log. */
 const checkRollups = (client: pg.Client, rows: number) =>

@@ -295,8 +295,14 @@ export const resetOutbox = (client: pg.Client) =>
     yield* query(client, "reset", `CHECKPOINT`)
   })
 
-/** The baseline: one plain `INSERT … SELECT` + `UPDATE` of every unmaterialized row, one transaction. */
-export const rawMaterialize = (client: pg.Client) =>
+/**
+ * The baseline: one plain `INSERT … SELECT` + `UPDATE` of every unmaterialized row, one transaction;
+ * `alsoBeforeStamping` runs in it between the two (a baseline with rollups).
+ */
+export const rawMaterialize = (
+  client: pg.Client,
+  alsoBeforeStamping: ReadonlyArray<{ readonly what: string; readonly sql: string }> = []
+) =>
   Effect.gen(function*() {
     yield* query(client, "begin", "BEGIN")
     yield* query(
@@ -307,6 +313,7 @@ export const rawMaterialize = (client: pg.Client) =>
       SELECT id, stream_id, seq, type, project_id, actor_id, occurred_at, data
       FROM event_outbox WHERE materialized_at IS NULL ORDER BY position`
     )
+    for (const statement of alsoBeforeStamping) yield* query(client, statement.what, statement.sql)
     yield* query(client, "raw update", `UPDATE event_outbox SET materialized_at = now() WHERE materialized_at IS NULL`)
     yield* query(client, "commit", "COMMIT")
   })
