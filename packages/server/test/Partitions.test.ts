@@ -121,20 +121,25 @@ const wire = (e: Gen): Events.EventWire => ({
 
 type Delivery = "published" | "pending" | "dead"
 
+/** The envelope columns of `e`, as both tables hold them. */
+const envelopeRow = (e: Gen) => ({
+  id: e.id,
+  streamId: e.streamId,
+  seq: e.seq,
+  type: e.type,
+  projectId: e.projectId,
+  actorId: e.actorId,
+  occurredAt: e.occurredAt,
+  data: JSON.stringify(e.data)
+})
+
 /** Outbox rows for `events` in a delivery state, materialized or not. */
 const insertOutbox = (events: ReadonlyArray<Gen>, state: { status: Delivery; materialized: boolean }) =>
   Effect.flatMap(sqlClient, (sql) =>
     events.length === 0 ? Effect.void : Effect.orDie(sql`
       INSERT INTO event_outbox ${
       sql.insert(events.map((e) => ({
-        id: e.id,
-        streamId: e.streamId,
-        seq: e.seq,
-        type: e.type,
-        projectId: e.projectId,
-        actorId: e.actorId,
-        occurredAt: e.occurredAt,
-        data: JSON.stringify(e.data),
+        ...envelopeRow(e),
         status: state.status,
         attempts: state.status === "pending" ? 0 : 3,
         publishedAt: state.status === "published" ? e.occurredAt : null,
@@ -147,18 +152,7 @@ const insertOutbox = (events: ReadonlyArray<Gen>, state: { status: Delivery; mat
 const insertLog = (events: ReadonlyArray<Gen>) =>
   Effect.flatMap(sqlClient, (sql) =>
     events.length === 0 ? Effect.void : Effect.orDie(sql`
-      INSERT INTO event_log ${
-      sql.insert(events.map((e) => ({
-        id: e.id,
-        streamId: e.streamId,
-        seq: e.seq,
-        type: e.type,
-        projectId: e.projectId,
-        actorId: e.actorId,
-        occurredAt: e.occurredAt,
-        data: JSON.stringify(e.data)
-      })))
-    }`.pipe(Effect.asVoid)))
+      INSERT INTO event_log ${sql.insert(events.map(envelopeRow))}`.pipe(Effect.asVoid)))
 
 /**
  * The hourly rollups of everything event_log holds, as the materializer would have kept them for
