@@ -294,6 +294,13 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       )
     }
 
+    /** The connection's position in `stream` is now `seq`. */
+    const moveTo = (mux: Mux, stream: string, seq: number) => {
+      const i = mux.base.index.get(stream)
+      if (i !== undefined && mux.base.seqs[i] === seq) mux.moved.delete(stream)
+      else mux.moved.set(stream, seq)
+    }
+
     /** Appends an event (seq lastSent + 1) to a subscription, from its frames shared by every connection. */
     const send = (s: Sub, frames: Frames) => {
       const c = s.conn
@@ -302,9 +309,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       metrics.sseEventsSent.inc()
       const mux = c.mux
       if (mux === undefined) return write(c, frames.single())
-      const i = mux.base.index.get(s.stream)
-      if (i !== undefined && mux.base.seqs[i] === event.seq) mux.moved.delete(s.stream)
-      else mux.moved.set(s.stream, event.seq)
+      moveTo(mux, s.stream, event.seq)
       const cursor = cursorOf(c, mux)
       // A cursor past 1 KB (a new base is being written): end here; the client resumes by its last id.
       if (cursor === undefined) {
@@ -312,6 +317,24 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         return false
       }
       return write(c, withId(cursor, frames.tail()))
+    }
+
+    /**
+     * The events before `from` are not held (G9): a reset frame for the stream (its id: the position
+     * before `from`, a cursor on a multiplexed connection), after which it goes on from `from`.
+     */
+    const resetAt = (s: Sub, from: number) => {
+      const c = s.conn
+      s.lastSent = from - 1
+      const mux = c.mux
+      if (mux === undefined) return write(c, resetFrame(String(from - 1), s.stream, from))
+      moveTo(mux, s.stream, from - 1)
+      const cursor = cursorOf(c, mux)
+      if (cursor === undefined) {
+        overflow(c)
+        return false
+      }
+      return write(c, resetFrame(cursor, s.stream, from))
     }
 
     /** Reads what the subscription misses until it has caught up, then makes it live (or ends it). */
@@ -327,21 +350,36 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
             if (!rejoin(s)) return endSub(s)
             continue
           }
+          const announcedBefore = s.state.behindTo
           const events = yield* reader.range(s.stream, s.lastSent, s.until, PAGE)
           for (const event of events) {
-            if (event.seq !== s.lastSent + 1 || gone(s)) break
+            if (gone(s)) break
+            if (event.seq <= s.lastSent) continue
+            // A hole inside what is held (G9): one statement's snapshot shows every committed seq of a
+            // stream below a visible one, so the missing ones are gone for good — reset past them.
+            if (event.seq > s.lastSent + 1 && !resetAt(s, event.seq)) yield* drained(s.conn)
+            if (gone(s)) break
             const more = send(s, framesOf(event))
-            if (s.mayEnd(event) && s.state._tag === "Filling") s.state = Filling({ ...s.state, endCheck: true })
+            const mayEnd = s.mayEnd(event)
+            if (mayEnd && s.state._tag === "Filling") s.state = Filling({ ...s.state, endCheck: true })
             if (!more) yield* drained(s.conn)
+            // Nothing more goes out before the decision (G5): the rest of the page may follow a removal.
+            if (mayEnd) break
           }
           if (s.until !== undefined) {
             // A bounded replay is over once it reached its end, or once the database has nothing more of it.
             if (events.length < PAGE && s.state._tag === "Filling" && !s.state.endCheck && !rejoin(s)) return endSub(s)
             continue
           }
-          // Caught up with the database and with every announced event: live, in the same step.
+          // Caught up with the database and with every announced event: live, in the same step. An
+          // announcement the read did not find, and none newer since it began, names an event the
+          // database does not hold (a stale or forged reference, a hole at the end): live too — the
+          // next event shows any gap — rather than reading the same range again and again.
           const state = s.state
-          if (state._tag === "Filling" && events.length < PAGE && state.behindTo <= s.lastSent && !state.endCheck) {
+          if (
+            state._tag === "Filling" && events.length < PAGE && !state.endCheck &&
+            (state.behindTo <= s.lastSent || state.behindTo === announcedBefore)
+          ) {
             if (!gone(s)) s.state = Live()
           }
         }
