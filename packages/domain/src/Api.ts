@@ -5,7 +5,7 @@ import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
-import { Context, Schema } from "effect"
+import { Context, ParseResult, Schema } from "effect"
 import { AuthorRole, ClientMessageId, Member, MemberRole, Message, MessageBody, Name, Project, User } from "./Chat.js"
 import { BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized } from "./Errors.js"
 import { Event, EventRef, EventType } from "./Events.js"
@@ -115,8 +115,32 @@ export const StreamPosition = DigitsFromString("a stream position").pipe(
   Schema.nonNegative({ message: () => "a stream position must not be negative" }),
   Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER)
 )
+/**
+ * A per-stream `Last-Event-ID`: the `id:` of a frame, `<seq>.<tag>` (`<tag>`: 8 characters derived
+ * from the event's id, G9), or a bare `<seq>` (which cannot tell a restored stream's new event at
+ * that seq from the one the client saw).
+ */
+export const StreamEventId = Schema.String.pipe(
+  Schema.pattern(/^[0-9]{1,16}(\.[0-9a-f]{8})?$/, {
+    message: () => "Last-Event-ID must be the id of a frame of this stream: <seq>.<tag>, or a bare <seq>"
+  }),
+  Schema.transformOrFail(
+    Schema.Struct({ seq: Schema.Number, tag: Schema.optional(Schema.String) }),
+    {
+      strict: true,
+      decode: (text, _, ast) => {
+        const dot = text.indexOf(".")
+        const seq = Number(dot < 0 ? text : text.slice(0, dot))
+        return seq > Number.MAX_SAFE_INTEGER
+          ? ParseResult.fail(new ParseResult.Type(ast, text, "a stream position must be at most 2^53 - 1"))
+          : ParseResult.succeed(dot < 0 ? { seq } : { seq, tag: text.slice(dot + 1) })
+      },
+      encode: ({ seq, tag }) => ParseResult.succeed(tag === undefined ? String(seq) : `${seq}.${tag}`)
+    }
+  )
+)
 export const StreamParams = Schema.Struct({ after: Schema.optional(StreamPosition) })
-export const StreamHeaders = Schema.Struct({ "last-event-id": Schema.optional(StreamPosition) })
+export const StreamHeaders = Schema.Struct({ "last-event-id": Schema.optional(StreamEventId) })
 
 /**
  * A multiplexed stream's position: the opaque cursor sent as each frame's `id:` (URL-safe
@@ -300,7 +324,7 @@ export class StreamsApi extends HttpApiGroup.make("streams")
   .middleware(StreamAuthentication)
   .annotate(
     OpenApi.Description,
-    "Server-sent events: `id: <seq>`, `event: <type>`, `data: <envelope>`. Resume with `Last-Event-ID` or `?after=`."
+    "Server-sent events: `id: <seq>.<tag>` (opaque: read the seq from the envelope), `event: <type>`, `data: <envelope>`. Resume with `Last-Event-ID` (`<seq>.<tag>` or `<seq>`) or `?after=<seq>`; a position whose event is no longer the one at its seq, ahead of the head or past retention is answered with `event: reset`."
   )
 {}
 

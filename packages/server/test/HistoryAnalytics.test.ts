@@ -724,9 +724,9 @@ layer(ServerLive, live)("prune", (it) => {
       expect((yield* awaitEvents(ownSpace, 3)).map((e) => e.data)).toEqual(workspace)
       const next = yield* post(alice, projectId, { body: "after the prune" })
       const caughtUp = yield* awaitEvents(fromStart, 7)
-      expect(caughtUp.map((e) => Number(e.id))).toEqual([1, 2, 3, 4, 5, 6, 7])
+      expect(caughtUp.map((e) => Number(e.data.seq))).toEqual([1, 2, 3, 4, 5, 6, 7])
       expect(caughtUp[6]!.data.id).toBe(next.event.id)
-      expect((yield* awaitEvents(fromThree, 4)).map((e) => Number(e.id))).toEqual([4, 5, 6, 7])
+      expect((yield* awaitEvents(fromThree, 4)).map((e) => Number(e.data.seq))).toEqual([4, 5, 6, 7])
     }))
 })
 

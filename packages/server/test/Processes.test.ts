@@ -126,7 +126,7 @@ describe("server processes", () => {
           }
           for (const client of [onA, onB]) {
             const events = await client.waitForEvents(31)
-            expect(events.map((e) => Number(e.id))).toEqual(Array.from({ length: 31 }, (_, i) => i + 1))
+            expect(events.map((e) => Number(e.data.seq))).toEqual(Array.from({ length: 31 }, (_, i) => i + 1))
             expect(events[8]!.data.data.body).toHaveLength(9_000)
             client.close()
           }
@@ -170,7 +170,7 @@ describe("server processes", () => {
           expect(slow).toEqual([])
           for (const client of [onA, onB]) {
             const events = await client.waitForEvents(POSTS + 1)
-            expect(events.map((e) => Number(e.id))).toEqual(Array.from({ length: POSTS + 1 }, (_, i) => i + 1))
+            expect(events.map((e) => Number(e.data.seq))).toEqual(Array.from({ length: POSTS + 1 }, (_, i) => i + 1))
             client.close()
           }
         } finally {
@@ -244,7 +244,7 @@ describe("server processes", () => {
               after: "0"
             })
             const events = await client.waitForEvents(11)
-            expect(events.map((e) => Number(e.id))).toEqual(Array.from({ length: 11 }, (_, i) => i + 1))
+            expect(events.map((e) => Number(e.data.seq))).toEqual(Array.from({ length: 11 }, (_, i) => i + 1))
             client.close()
             // The outbox drains: everything ends published …
             const pending = await db.until("herald_outbox_pending to reach 0", async () => {

@@ -25,7 +25,7 @@ import { TestServer, testServerLayer } from "./support/TestServer.js"
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1)
 
 /** The seqs an SSE client received, in arrival order. */
-const seqsOf = (client: SseConnection) => client.events.map((e) => Number(e.id))
+const seqsOf = (client: SseConnection) => client.events.map((e) => Number(e.data.seq))
 
 /** After `n` events, waits a little longer: anything more would be a duplicate. */
 const receivedExactly = (client: SseConnection, n: number) =>

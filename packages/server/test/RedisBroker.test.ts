@@ -120,7 +120,7 @@ const seqs = (n: number) => Array.from({ length: n }, (_, i) => i + 1)
 const expectExactly = async (client: SseConnection, n: number, what: string, timeoutMs = 30_000) => {
   await client.waitForEvents(n, timeoutMs)
   await new Promise((r) => setTimeout(r, 300))
-  expect(client.events.map((e) => Number(e.id)), what).toEqual(seqs(n))
+  expect(client.events.map((e) => Number(e.data.seq)), what).toEqual(seqs(n))
 }
 
 const metric = async (node: Node, name: string) => {
@@ -172,7 +172,7 @@ describe("HERALD_BROKER=redis", () => {
           for (const [i, client] of live.entries()) {
             await client.waitForEvents(POSTS)
             await new Promise((r) => setTimeout(r, 300))
-            expect(client.events.map((e) => Number(e.id)), `node ${i} live`).toEqual(seqs(POSTS + 1).slice(1))
+            expect(client.events.map((e) => Number(e.data.seq)), `node ${i} live`).toEqual(seqs(POSTS + 1).slice(1))
           }
           // Every event went through the Redis stream, whole, once per publish.
           const entries = await entriesIn(env.REDIS_URL)
@@ -349,7 +349,7 @@ describe("HERALD_BROKER=redis", () => {
           }
           await expectExactly(whole, 41, "whole stream")
           await resumed.waitForEvents(21)
-          expect(resumed.events.map((e) => Number(e.id))).toEqual(seqs(41).slice(20))
+          expect(resumed.events.map((e) => Number(e.data.seq))).toEqual(seqs(41).slice(20))
           whole.close()
           resumed.close()
         } finally {
@@ -398,7 +398,7 @@ describe("HERALD_BROKER=redis", () => {
           )
           // The server's clients already had them: they drop the replayed copies by seq.
           await new Promise((r) => setTimeout(r, 500))
-          expect(client.events.map((e) => Number(e.id))).toEqual(seqs(6))
+          expect(client.events.map((e) => Number(e.data.seq))).toEqual(seqs(6))
           client.close()
 
           const unreachable = await runProcess(

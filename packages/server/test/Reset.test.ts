@@ -55,7 +55,10 @@ const projectWith = (posts: number) =>
 /** A cursor of `GET /api/stream` standing for these positions, as the server issues them (its own base row). */
 const cursorAt = (user: TestUser, positions: ReadonlyArray<readonly [string, number]>) =>
   Effect.map(
-    Effect.flatMap(CursorStore, (cursors) => cursors.create(user.id, positions)),
+    Effect.flatMap(
+      CursorStore,
+      (cursors) => cursors.create(user.id, positions.map(([stream, seq]) => [stream, { seq, tag: undefined }]))
+    ),
     (base) => Cursor.encode(base, new Map())!.text
   )
 
@@ -80,6 +83,21 @@ const dropUpTo = (stream: string, seq: number) =>
       sql`DELETE FROM event_outbox WHERE stream_id = ${stream} AND seq <= ${seq}`
     )))
   })
+
+/**
+ * What a restore from a backup taken at `seq` leaves of a stream: its events after `seq` gone from
+ * both tables, with their messages, and its counter back at `seq`, so new posts take those seqs again.
+ */
+const restoreTo = (stream: string, seq: number) =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    Effect.orDie(sql.withTransaction(Effect.all([
+      sql`DELETE FROM messages WHERE id IN (
+        SELECT (data->>'messageId')::uuid FROM event_outbox
+        WHERE stream_id = ${stream} AND seq > ${seq} AND type = 'message.created')`,
+      sql`DELETE FROM event_log WHERE stream_id = ${stream} AND seq > ${seq}`,
+      sql`DELETE FROM event_outbox WHERE stream_id = ${stream} AND seq > ${seq}`,
+      sql`UPDATE event_streams SET last_seq = ${seq} WHERE stream_id = ${stream}`
+    ], { discard: true }))))
 
 /**
  * A message post through the real post function (migrations/0006) in a transaction held open
@@ -120,11 +138,13 @@ layer(testServerLayer({ sseHeartbeatMs: 200, pollIntervalMs: 100 }), live)("even
         // The raw bytes: `retry:`, then the reset frame (its id is from − 1), then seq 5.
         const raw = yield* fetchSse(server.url, projectPath(projectId), {
           headers: { authorization: `Bearer ${owner.token}`, "last-event-id": "2" },
-          until: (text) => text.includes("id: 5\n")
+          until: (text) => text.includes("id: 5.")
         })
         expect(raw.status).toBe(200)
         expect(raw.text).toMatch(
-          new RegExp(`^retry: \\d+\\n\\nid: 4\\nevent: reset\\ndata: \\{"stream":"${stream}","from":5\\}\\n\\nid: 5\\n`)
+          new RegExp(
+            `^retry: \\d+\\n\\nid: 4\\nevent: reset\\ndata: \\{"stream":"${stream}","from":5\\}\\n\\nid: 5\\.[0-9a-f]{8}\\n`
+          )
         )
 
         for (const position of [{ lastEventId: "2" }, { after: "0" }, { lastEventId: "3" }]) {
@@ -191,6 +211,81 @@ layer(testServerLayer({ sseHeartbeatMs: 200, pollIntervalMs: 100 }), live)("even
         expect(frames(again.events).filter((f) => f.startsWith(stream))).toEqual(seqsOf(stream, 5, 8))
         expect(frames(again.events).filter((f) => f.startsWith(workspace))).toEqual([`${workspace}#1`])
         expect(again.events.some((e) => e.event === "reset")).toBe(false)
+      }))
+  })
+
+  describe("diverged: the event at the client's position is no longer the one it saw (G9)", () => {
+    it.scoped("per stream: resuming with <seq>.<tag> after new events took the lost seqs is a reset from the oldest held; a bare <seq> cannot tell", () =>
+      Effect.gen(function*() {
+        const { owner, projectId, stream } = yield* projectWith(7) // 1..8
+        const seen = yield* openSse(projectPath(projectId), { token: owner.token, after: "0" })
+        yield* awaitEvents(seen, 8)
+        const lastId = seen.events[7]!.id!
+        expect(lastId).toMatch(/^8\.[0-9a-f]{8}$/)
+        expect(lastId).toBe(`8.${seen.events[7]!.data.id.slice(0, 8)}`)
+        seen.close()
+        yield* restoreTo(stream, 4)
+        yield* postMany(owner, projectId, 4, { concurrency: 1 }) // new 5..8: the head is the client's seq again
+
+        const resumed = yield* openSse(projectPath(projectId), { token: owner.token, lastEventId: lastId })
+        yield* awaitEvents(resumed, 9)
+        expect(resumed.events[0]).toEqual({ id: "0", event: "reset", data: { stream, from: 1 } })
+        expect(frames(resumed.events)).toEqual([`reset:${stream}:1`, ...seqsOf(stream, 1, 8)])
+        yield* postMany(owner, projectId, 2, { concurrency: 1 }) // 9, 10: past the client's seq
+        yield* awaitEvents(resumed, 11)
+        // The same client one step earlier (at 7), and after the head moved past it (at 8): a reset either way.
+        for (const at of [6, 7]) {
+          const again = yield* openSse(projectPath(projectId), {
+            token: owner.token,
+            lastEventId: seen.events[at]!.id!
+          })
+          yield* awaitEvents(again, 11)
+          expect(frames(again.events)).toEqual([`reset:${stream}:1`, ...seqsOf(stream, 1, 10)])
+        }
+        // A position it still shares with the database (seq 4, from before the restore) resumes as ever.
+        const shared = yield* openSse(projectPath(projectId), { token: owner.token, lastEventId: seen.events[3]!.id! })
+        yield* awaitEvents(shared, 6)
+        expect(frames(shared.events)).toEqual(seqsOf(stream, 5, 10))
+        // A bare seq (or ?after=) carries nothing to check: it goes on past the lost events (docs/http.md).
+        const bare = yield* openSse(projectPath(projectId), { token: owner.token, lastEventId: "8" })
+        yield* awaitEvents(bare, 2)
+        expect(frames(bare.events)).toEqual(seqsOf(stream, 9, 10))
+      }))
+
+    it.scoped("multiplexed: the cursor's tag for that stream no longer matches: a reset for it, the other stream goes on", () =>
+      Effect.gen(function*() {
+        const { owner, projectId, stream } = yield* projectWith(3) // 1..4
+        const workspace = workspaceStream(projectId, owner.id)
+        const mux = yield* openSse("/api/stream", { token: owner.token })
+        yield* awaitEvents(mux, 1) // heads: project 4, workspace 0
+        yield* postMany(owner, projectId, 2, { concurrency: 1 }) // 5, 6
+        yield* post(owner, projectId, { workspace: true }) // workspace 1
+        yield* awaitEvents(mux, 4)
+        const cursor = mux.events.at(-1)!.id!
+        mux.close()
+        yield* restoreTo(stream, 4)
+        yield* postMany(owner, projectId, 3, { concurrency: 1 }) // new 5, 6, 7
+        const resumed = yield* openSse("/api/stream", { token: owner.token, lastEventId: cursor })
+        yield* awaitEvents(resumed, 8)
+        expect(frames(resumed.events)).toEqual([`reset:${stream}:1`, ...seqsOf(stream, 1, 7)])
+        // The reset's id goes on from there; the workspace stream stays where it was (nothing new).
+        yield* post(owner, projectId, { workspace: true })
+        yield* awaitEvents(resumed, 9)
+        expect(frames(resumed.events).at(-1)).toBe(`${workspace}#2`)
+      }))
+
+    it.scoped("multiplexed: a page loaded before the restore (heads, nothing since) resets a stream whose head event changed", () =>
+      Effect.gen(function*() {
+        const { owner, projectId, stream } = yield* projectWith(3) // 1..4
+        const mux = yield* openSse("/api/stream", { token: owner.token })
+        yield* awaitEvents(mux, 1)
+        const cursor = mux.events[0]!.id!
+        mux.close()
+        yield* restoreTo(stream, 3)
+        yield* post(owner, projectId, { body: "a new 4" })
+        const resumed = yield* openSse("/api/stream", { token: owner.token, lastEventId: cursor })
+        yield* awaitEvents(resumed, 5)
+        expect(frames(resumed.events)).toEqual([`reset:${stream}:1`, ...seqsOf(stream, 1, 4)])
       }))
   })
 
@@ -409,9 +504,11 @@ describe("after a database restore (pg_dump, more posts, pg_restore)", () => {
         const browserFrames = Effect.map(browserSeen, (seen) =>
           seen.frames.map((f) => {
             const data = JSON.parse(f.data)
+            // The seq part of the id (`<seq>.<tag>`; a reset's is a bare seq).
+            const at = f.id.split(".")[0]
             return f.event === "reset"
-              ? `reset:${data.stream}:${data.from}@${f.id}`
-              : `${data.stream}#${data.seq}@${f.id}`
+              ? `reset:${data.stream}:${data.from}@${at}`
+              : `${data.stream}#${data.seq}@${at}`
           }))
         // And Herald's web client, signed in: one multiplexed EventSource, its chat loaded over HTTP.
         const webClient = (name: string) =>
@@ -467,7 +564,8 @@ describe("after a database restore (pg_dump, more posts, pg_restore)", () => {
         const after = range(5, 10).map((i) => `after the backup ${i}`)
         yield* until("the web client shows the posts after the backup", [...before, ...after])
         yield* untilLate("the web client shows the posts after the backup", [...before, ...after])
-        expect(perStream.events.at(-1)!.id).toBe("10")
+        expect(perStream.events.at(-1)!.data.seq).toBe(10)
+        const lastId = perStream.events.at(-1)!.id!
         const cursor = mux.events.at(-1)!.id!
 
         // The server goes, the database is restored from the backup, the server comes back on the same port.
@@ -476,7 +574,7 @@ describe("after a database restore (pg_dump, more posts, pg_restore)", () => {
         yield* herald(cluster.url, port)
 
         // Per stream, resuming at 10 on a stream whose head is 4 again: reset from 1, then 1..4.
-        const resumed = yield* sseUntil(base, projectPath(projectId), { token, lastEventId: "10" })
+        const resumed = yield* sseUntil(base, projectPath(projectId), { token, lastEventId: lastId })
         expect(resumed.status).toBe(200)
         yield* awaitEvents(resumed, 5)
         expect(resumed.events[0]).toEqual({ id: "0", event: "reset", data: { stream, from: 1 } })
@@ -522,5 +620,55 @@ describe("after a database restore (pg_dump, more posts, pg_restore)", () => {
         yield* untilLate("the web client shows the restored chat, then the new post", [...before, "after the restore"])
       }),
     { timeout: 180_000 }
+  )
+})
+
+describe("diverged after a real restore (pg_dump at 4, posts to 8 seen, pg_restore, new posts take 5..10)", () => {
+  it.scoped(
+    "a client resuming with its last id or cursor gets reset from 1 and the events the database holds now, per stream and on /api/stream",
+    () =>
+      Effect.gen(function*() {
+        const cluster = yield* debianCluster
+        const port = yield* Effect.promise(() => freePort())
+        const base = `http://127.0.0.1:${port}`
+        const first = yield* herald(cluster.url, port)
+        const user = yield* call(base, "POST", "/api/admin/users", ADMIN, { name: "diverged" })
+        const token = user.token as string
+        const project = yield* call(base, "POST", "/api/projects", token, { name: "diverged" })
+        const projectId = project.id as string
+        const stream = projectStream(projectId)
+        const postTo = (body: string) => call(base, "POST", `/api/projects/${projectId}/messages`, token, { body })
+        for (const i of [2, 3, 4]) yield* postTo(`kept ${i}`)
+        const perStream = yield* sseUntil(base, projectPath(projectId), { token, after: "0" })
+        const mux = yield* sseUntil(base, "/api/stream", { token })
+        yield* awaitEvents(perStream, 4)
+        yield* awaitEvents(mux, 1)
+        const dump = path.join(cluster.dir, "diverged.dump")
+        yield* cluster.dump(dump)
+        for (const i of range(5, 8)) yield* postTo(`lost ${i}`)
+        yield* awaitEvents(perStream, 8)
+        yield* awaitEvents(mux, 1 + 4)
+        const lastId = perStream.events.at(-1)!.id!
+        const cursor = mux.events.at(-1)!.id!
+        perStream.close()
+        mux.close()
+
+        yield* Effect.promise(() => first.stop())
+        yield* cluster.restore(dump)
+        yield* herald(cluster.url, port)
+        // New events take the lost seqs and go past the client's position: only the tag tells.
+        for (const i of range(5, 10)) yield* postTo(`new ${i}`)
+
+        const resumed = yield* sseUntil(base, projectPath(projectId), { token, lastEventId: lastId })
+        expect(resumed.status).toBe(200)
+        yield* awaitEvents(resumed, 11)
+        expect(frames(resumed.events)).toEqual([`reset:${stream}:1`, ...seqsOf(stream, 1, 10)])
+        expect(resumed.events.slice(5).map((e) => e.data.data.body)).toEqual(range(5, 10).map((i) => `new ${i}`))
+        const muxResumed = yield* sseUntil(base, "/api/stream", { token, lastEventId: cursor })
+        expect(muxResumed.status).toBe(200)
+        yield* awaitEvents(muxResumed, 11)
+        expect(frames(muxResumed.events)).toEqual([`reset:${stream}:1`, ...seqsOf(stream, 1, 10)])
+      }),
+    { timeout: 120_000 }
   )
 })

@@ -95,7 +95,8 @@ const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}
 /** The `id:` and `event:` lines agree with an envelope that has exactly the envelope's fields (domain Events). */
 const expectWellFormed = (event: SseEvent) => {
   expect(Object.keys(event.data).sort()).toEqual(ENVELOPE_KEYS)
-  expect(event.id).toBe(String(event.data.seq))
+  // `<seq>.<tag>`: the tag is the first 8 hex digits of the event's id (G9).
+  expect(event.id).toBe(`${event.data.seq}.${event.data.id.slice(0, 8)}`)
   expect(event.event).toBe(event.data.type)
   expect(event.data.occurredAt).toMatch(ISO_8601)
   expect(Number.isNaN(Date.parse(event.data.occurredAt))).toBe(false)
@@ -139,7 +140,7 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
           .toEqual({ keepAlive: null, close: null })
       }))
 
-    it.scoped("every event is `id: <seq>`, `event: <type>`, `data: <envelope>` and the envelope has exactly its fields", () =>
+    it.scoped("every event is `id: <seq>.<tag>`, `event: <type>`, `data: <envelope>` and the envelope has exactly its fields", () =>
       Effect.gen(function*() {
         const { owner, projectId, server } = yield* ownedProject()
         const bob = yield* newMember(owner, projectId, "bob")
@@ -163,7 +164,9 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
         const frames = raw.text.split("\n\n").filter((f) => f !== "" && !f.startsWith(":"))
         expect(frames[0]).toMatch(/^retry: \d+$/)
         expect(frames.slice(1)).toHaveLength(6)
-        for (const frame of frames.slice(1)) expect(frame).toMatch(/^id: \d+\nevent: [a-z.]+\ndata: \{[^\n]*\}$/)
+        for (const frame of frames.slice(1)) {
+          expect(frame).toMatch(/^id: \d+\.[0-9a-f]{8}\nevent: [a-z.]+\ndata: \{[^\n]*\}$/)
+        }
 
         const sse = yield* openSse(projectStream(projectId), { token: owner.token, after: "0" })
         const events = yield* awaitEvents(sse, 6)
@@ -470,11 +473,11 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
         ).toBe(204)
         expect(yield* settlesWithin(bobs.ended, 2_000)).toBe(true)
         yield* post(owner, projectId)
-        expect(bobs.events.map((e) => [e.id, e.event, e.data.data.userId])).toEqual([
+        expect(bobs.events.map((e) => [String(e.data.seq), e.event, e.data.data.userId])).toEqual([
           ["4", "member.removed", carol.id],
           ["5", "member.removed", bob.id]
         ])
-        expect(carols.events.map((e) => [e.id, e.event, e.data.data.userId])).toEqual([[
+        expect(carols.events.map((e) => [String(e.data.seq), e.event, e.data.data.userId])).toEqual([[
           "4",
           "member.removed",
           carol.id

@@ -7,7 +7,7 @@ import { Tokens } from "./Auth.js"
 import { answer, decode, decodeErrorBody, failureStatus, finished } from "./Doors.js"
 import { redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
-import { position, StreamOpen } from "./Streams.js"
+import { position, StreamOpen, streamPosition } from "./Streams.js"
 
 /**
  * The SSE door: Herald's Node server hands the SSE requests (GET on the three stream paths) to this
@@ -91,7 +91,7 @@ export const SseDoorLive = Layer.scopedDiscard(
             const { projectId } = yield* decode(Api.ProjectPath, { projectId: target.projectId })
             const params = yield* decode(Api.StreamParams, query)
             const headers = yield* decode(Api.StreamHeaders, req.headers)
-            const after = position(headers["last-event-id"], params.after)
+            const after = streamPosition(headers["last-event-id"], params.after)
             return yield* (target._tag === "project" ? open.project : open.workspace)(me, projectId, after)
           })
         const opened = yield* opening

@@ -10,6 +10,7 @@ import { ProjectsRepo } from "../chat/ProjectsRepo.js"
 import * as Cursor from "../stream/Cursor.js"
 import { CursorStore } from "../stream/CursorStore.js"
 import { EventReader } from "../stream/EventReader.js"
+import { type Position, same, untagged } from "../stream/Position.js"
 import { resets } from "../stream/Reset.js"
 import { removalOf, SseHub, type SubRequest } from "../stream/SseHub.js"
 import { type Opened, openStream, RETRY, SSE_HEADERS } from "../stream/SseStream.js"
@@ -19,6 +20,16 @@ const badCursor = (message: string) => new Errors.BadRequest({ message, field: "
 /** Last-Event-ID (sent by a reconnecting EventSource) wins over the URL's position. */
 export const position = <A>(fromHeader: A | undefined, fromUrl: A | undefined) =>
   Option.orElse(Option.fromNullable(fromHeader), () => Option.fromNullable(fromUrl))
+
+/** A per-stream position: `Last-Event-ID` (`<seq>.<tag>` or `<seq>`) over `?after=<seq>` (never tagged). */
+export const streamPosition = (
+  fromHeader: { readonly seq: number; readonly tag?: string | undefined } | undefined,
+  after: number | undefined
+): Option.Option<Position> =>
+  position(
+    fromHeader === undefined ? undefined : { seq: fromHeader.seq, tag: fromHeader.tag },
+    after === undefined ? undefined : untagged(after)
+  )
 
 /**
  * Authorises and positions an SSE request — for the API's handlers and for the SSE door, which
@@ -37,7 +48,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
     const leftCheck = (projectId: Ids.ProjectId, userId: Ids.UserId) => () =>
       Effect.map(projects.isMember(projectId, userId), (member) => !member)
 
-    const project = (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<number>) =>
+    const project = (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
       openStream({
         stream: Events.projectStream(projectId),
         after,
@@ -47,7 +58,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         ends: leftCheck(projectId, me.id)
       }).pipe(Effect.provide(services), withPolicy(policy.requireMember(projectId)), asUser(me))
 
-    const workspace = (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<number>) =>
+    const workspace = (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
       openStream({ stream: Events.workspaceStream(projectId, me.id), after }).pipe(
         Effect.provide(services),
         withPolicy(policy.requireMember(projectId)),
@@ -80,10 +91,12 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         }
 
         if (Option.isNone(cursor)) {
-          const heads = yield* Effect.orDie(reader.heads(carried))
-          const base = yield* cursors.create(me.id, [...heads])
-          const data = JSON.stringify({ streams: Object.fromEntries(heads) })
-          const subs = [...heads].map(([stream, start]) => ({ stream, start, atHead: true }))
+          const heads = yield* Effect.orDie(reader.headPositions(carried))
+          const base = yield* cursors.create(me.id, heads)
+          const data = JSON.stringify({
+            streams: Object.fromEntries([...heads].map(([stream, at]) => [stream, at.seq]))
+          })
+          const subs = [...heads].map(([stream, at]) => ({ stream, start: at.seq, tag: at.tag, atHead: true }))
           return attachMultiplexed(me, narrowed, base, heads, subs, data)
         }
 
@@ -96,7 +109,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
           me.id,
           [...at].filter(([stream]) =>
             isProject(stream) && (carriedSet.has(stream) || !narrowed && !visible.has(stream))
-          )
+          ).map(([stream, p]) => [stream, p.seq] as const)
         ))
         // Where the caller (re)joined, for project streams new to the cursor or left and rejoined.
         const joins = yield* Effect.orDie(reader.latestMemberEvent(
@@ -110,11 +123,12 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         for (const stream of carried) {
           const known = at.get(stream)
           const removal = removals.get(stream)
-          if (!isProject(stream)) subs.push({ stream, start: known ?? 0 })
-          else if (known === undefined) subs.push({ stream, start: (joins.get(stream) ?? 1) - 1 })
-          else if (removal === undefined) subs.push({ stream, start: known })
+          const from = known === undefined ? undefined : { start: known.seq, tag: known.tag }
+          if (!isProject(stream)) subs.push({ stream, start: 0, ...from })
+          else if (from === undefined) subs.push({ stream, start: (joins.get(stream) ?? 1) - 1 })
+          else if (removal === undefined) subs.push({ stream, ...from })
           // Removed and added back while away: up to the removal, then from the add.
-          else subs.push({ stream, start: known, until: removal, rejoinAt: (joins.get(stream) ?? removal + 1) - 1 })
+          else subs.push({ stream, ...from, until: removal, rejoinAt: (joins.get(stream) ?? removal + 1) - 1 })
         }
         if (!narrowed) {
           // Left while away: the project's events up to and including the removal, the workspace's up to its end.
@@ -122,30 +136,33 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
           const workspaces = left.map(([stream]) => Events.workspaceStream(stream.slice(8) as Ids.ProjectId, me.id))
           // One read of those workspaces' heads, however many projects were left.
           const wsHeads = yield* Effect.orDie(reader.heads(workspaces))
-          for (const [i, [stream, seq]] of left.entries()) {
-            subs.push({ stream, start: seq, until: removals.get(stream)! })
+          for (const [i, [stream, known]] of left.entries()) {
+            subs.push({ stream, start: known.seq, tag: known.tag, until: removals.get(stream)! })
             const ws = workspaces[i]!
-            const wsAt = at.get(ws) ?? 0
+            const wsAt = at.get(ws) ?? untagged(0)
             const wsHead = wsHeads.get(ws) ?? 0
-            if (wsHead > wsAt) subs.push({ stream: ws, start: wsAt, until: wsHead })
+            if (wsHead > wsAt.seq) subs.push({ stream: ws, start: wsAt.seq, tag: wsAt.tag, until: wsHead })
           }
         }
-        // Positions the database cannot continue from (past retention, ahead of the head): reset, per stream.
-        const resetFrom = yield* Effect.orDie(resets(reader, subs.map((s) => [s.stream, s.start] as const)))
+        // Positions the database cannot continue from (past retention, ahead of the head, diverged): reset, per stream.
+        const resetFrom = yield* Effect.orDie(
+          resets(reader, subs.map((s) => [s.stream, { seq: s.start, tag: s.tag }] as const))
+        )
         const served = subs.map((s): SubRequest => {
           const from = resetFrom.get(s.stream)
           return from === undefined ? s : { ...s, resetFrom: from }
         })
-        const startOf = (s: SubRequest) => s.resetFrom === undefined ? s.start : s.resetFrom - 1
+        const startOf = (s: SubRequest): Position =>
+          s.resetFrom === undefined ? { seq: s.start, tag: s.tag } : untagged(s.resetFrom - 1)
         // A cursor that would start out past its budget gets a new base now, not a response ended at its first frame.
-        const moved = new Map<string, number>()
+        const moved = new Map<string, Position>()
         for (const s of served) {
-          const i = base.index.get(s.stream)
-          if (i === undefined || base.seqs[i] !== startOf(s)) moved.set(s.stream, startOf(s))
+          const based = Cursor.basePosition(base, s.stream)
+          if (based === undefined || !same(based, startOf(s))) moved.set(s.stream, startOf(s))
         }
         const encoded = Cursor.encode(base, moved)
         const fresh = encoded === undefined || encoded.entryBytes > Cursor.SOFT_ENTRY_BYTES
-          ? yield* cursors.create(me.id, [...new Map([...at, ...served.map((s) => [s.stream, startOf(s)] as const)])])
+          ? yield* cursors.create(me.id, new Map([...at, ...served.map((s) => [s.stream, startOf(s)] as const)]))
           : base
         return attachMultiplexed(me, narrowed, fresh, at, served, undefined)
       })
@@ -179,7 +196,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
       me: Chat.User,
       narrowed: boolean,
       base: Cursor.Base,
-      known: ReadonlyMap<string, number>,
+      known: ReadonlyMap<string, Position>,
       subs: ReadonlyArray<SubRequest>,
       heads: string | undefined
     ): Opened => ({
@@ -225,12 +242,12 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
       .handle("project", ({ headers, path, urlParams }) =>
         Effect.flatMap(
           Api.CurrentUser,
-          (me) => respond(open.project(me, path.projectId, position(headers["last-event-id"], urlParams.after)))
+          (me) => respond(open.project(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after)))
         ))
       .handle("workspace", ({ headers, path, urlParams }) =>
         Effect.flatMap(
           Api.CurrentUser,
-          (me) => respond(open.workspace(me, path.projectId, position(headers["last-event-id"], urlParams.after)))
+          (me) => respond(open.workspace(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after)))
         ))
       .handle("multiplexed", ({ headers, urlParams }) =>
         Effect.flatMap(Api.CurrentUser, (me) =>

@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto"
+import type { Position } from "./Position.js"
 
 /**
  * The cursor of `GET /api/stream`: "every event up to here, per stream", in at most 1 KB however
@@ -13,13 +14,19 @@ import { createHmac } from "node:crypto"
  * writes a new base (one row, once in a while — never a write per frame), so the cursor shrinks
  * back to about 40 characters.
  *
- * Layout (then URL-safe base64): version 1 · base id (16 bytes) · entries · signature (12 bytes).
- * An entry is a varint header, then a varint seq: header 2i = the base's stream i; header 1 = the
- * project stream of the 16-byte project id that follows; header 3 = the caller's workspace stream
- * in that project.
+ * Every position carries the tag of the event the client saw there (Position.ts, G9), so a resume
+ * after a restore that gave its seq to another event is a reset, as on the per-stream endpoints.
+ *
+ * Layout (then URL-safe base64): version 2 · base id (16 bytes) · entries · signature (12 bytes).
+ * An entry is a varint header, a varint seq, then — when the header's low bit is set — the tag's 4
+ * bytes. Header >> 1: 2i = the base's stream i; 1 = the project stream of the 16-byte project id
+ * that follows the header; 3 = the caller's workspace stream in that project. Version 1 (no low
+ * bit, no tags; before G9) is still read.
  */
 
-const VERSION = 1
+const VERSION = 2
+const UNTAGGED_VERSION = 1
+const TAG_BYTES = 4
 const ID_BYTES = 16
 const SIGNATURE_BYTES = 12
 /** 1 KB of base64 is 768 bytes. */
@@ -34,6 +41,8 @@ export interface Base {
   readonly key: string
   readonly streams: ReadonlyArray<string>
   readonly seqs: ReadonlyArray<number>
+  /** The tag at each position (undefined: none known). */
+  readonly tags: ReadonlyArray<string | undefined>
   /** Stream → its index in `streams`. */
   readonly index: ReadonlyMap<string, number>
   /** The id as 32 hex digits, as it goes into every cursor. */
@@ -43,6 +52,14 @@ export interface Base {
 export const makeBase = (
   fields: Omit<Base, "index" | "idHex">
 ): Base => ({ ...fields, index: new Map(fields.streams.map((s, i) => [s, i])), idHex: fields.id.replace(/-/g, "") })
+
+/** The base's position in `stream`, if it has one. */
+export const basePosition = (base: Base, stream: string): Position | undefined => {
+  const i = base.index.get(stream)
+  return i === undefined ? undefined : { seq: base.seqs[i]!, tag: base.tags[i] }
+}
+
+const TAG = /^[0-9a-f]{8}$/
 
 const uuidText = (bytes: Uint8Array, at: number) => {
   const hex = Buffer.from(bytes.subarray(at, at + 16)).toString("hex")
@@ -71,35 +88,38 @@ const putVarint = (n: number, at: number) => {
   return at
 }
 
-const putHex = (hex: string, at: number) => {
-  if (at + 16 > MAX_BYTES) return MAX_BYTES + 1
-  scratch.write(hex, at, 16, "hex")
-  return at + 16
+const putHex = (hex: string, at: number, bytes = 16) => {
+  if (at + bytes > MAX_BYTES) return MAX_BYTES + 1
+  scratch.write(hex, at, bytes, "hex")
+  return at + bytes
 }
 const putUuid = (uuid: string, at: number) => putHex(uuid.replace(/-/g, ""), at)
 
 /**
- * The cursor for the base and the streams that moved since (`moved`: stream → seq), with how many
- * bytes its entries take (the budget that decides a new base); undefined past 1 KB, or for a
+ * The cursor for the base and the streams that moved since (`moved`: stream → position), with how
+ * many bytes its entries take (the budget that decides a new base); undefined past 1 KB, or for a
  * stream no cursor can name.
  */
 export const encode = (
   base: Base,
-  moved: ReadonlyMap<string, number>
+  moved: ReadonlyMap<string, Position>
 ): { readonly text: string; readonly entryBytes: number } | undefined => {
   scratch[0] = VERSION
   let at = putHex(base.idHex, 1)
-  for (const [stream, seq] of moved) {
+  for (const [stream, { seq, tag }] of moved) {
+    const tagged = tag !== undefined && TAG.test(tag) ? 1 : 0
     const i = base.index.get(stream)
-    if (i !== undefined) at = putVarint(2 * i, at)
+    if (i !== undefined) at = putVarint(4 * i + tagged, at)
     else {
       const project = PROJECT.exec(stream)
       const workspace = project === null ? WORKSPACE.exec(stream) : null
-      if (project !== null) at = putUuid(project[1]!, putVarint(1, at))
-      else if (workspace !== null && workspace[2] === base.userId) at = putUuid(workspace[1]!, putVarint(3, at))
-      else return undefined
+      if (project !== null) at = putUuid(project[1]!, putVarint(2 + tagged, at))
+      else if (workspace !== null && workspace[2] === base.userId) {
+        at = putUuid(workspace[1]!, putVarint(6 + tagged, at))
+      } else return undefined
     }
     at = putVarint(seq, at)
+    if (tagged === 1) at = putHex(tag!, at, TAG_BYTES)
     if (at > MAX_BYTES - SIGNATURE_BYTES) return undefined
   }
   sign(base.key, scratch.subarray(0, at)).copy(scratch, at)
@@ -118,7 +138,8 @@ export const parse = (text: string): Parsed | undefined => {
   const bytes = Buffer.from(text, "base64url")
   // base64url decoding skips what it does not understand: insist it round-trips.
   if (bytes.toString("base64url") !== text) return undefined
-  if (bytes.length < 1 + ID_BYTES + SIGNATURE_BYTES || bytes[0] !== VERSION) return undefined
+  if (bytes.length < 1 + ID_BYTES + SIGNATURE_BYTES) return undefined
+  if (bytes[0] !== VERSION && bytes[0] !== UNTAGGED_VERSION) return undefined
   return {
     baseId: uuidText(bytes, 1),
     body: bytes.subarray(0, bytes.length - SIGNATURE_BYTES),
@@ -127,11 +148,12 @@ export const parse = (text: string): Parsed | undefined => {
 }
 
 /** The positions a signed cursor stands for (base overlaid with its entries), or undefined when forged. */
-export const positions = (base: Base, parsed: Parsed): Map<string, number> | undefined => {
+export const positions = (base: Base, parsed: Parsed): Map<string, Position> | undefined => {
   const expected = sign(base.key, parsed.body)
   if (!Buffer.from(expected).equals(Buffer.from(parsed.signature))) return undefined
-  const result = new Map<string, number>(base.streams.map((s, i) => [s, base.seqs[i]!]))
+  const result = new Map<string, Position>(base.streams.map((s, i) => [s, { seq: base.seqs[i]!, tag: base.tags[i] }]))
   const body = parsed.body
+  const tags = body[0] === VERSION
   let at = 1 + ID_BYTES
   const readVarint = () => {
     let n = 0
@@ -145,8 +167,10 @@ export const positions = (base: Base, parsed: Parsed): Map<string, number> | und
     }
   }
   while (at < body.length) {
-    const header = readVarint()
-    if (header === undefined) return undefined
+    const read = readVarint()
+    if (read === undefined) return undefined
+    const tagged = tags && read % 2 === 1
+    const header = tags ? Math.floor(read / 2) : read
     let stream: string | undefined
     if (header % 2 === 0) stream = base.streams[header / 2]
     else if (header === 1 || header === 3) {
@@ -157,7 +181,10 @@ export const positions = (base: Base, parsed: Parsed): Map<string, number> | und
     }
     const seq = readVarint()
     if (stream === undefined || seq === undefined || seq > Number.MAX_SAFE_INTEGER) return undefined
-    result.set(stream, seq)
+    if (tagged && at + TAG_BYTES > body.length) return undefined
+    const tag = tagged ? Buffer.from(body.subarray(at, at + TAG_BYTES)).toString("hex") : undefined
+    if (tagged) at += TAG_BYTES
+    result.set(stream, { seq, tag })
   }
   return result
 }

@@ -2,12 +2,14 @@ import { SqlClient } from "@effect/sql"
 import { Cache, Duration, Effect, Option } from "effect"
 import { randomBytes, randomUUID } from "node:crypto"
 import { type Base, makeBase } from "./Cursor.js"
+import type { Position } from "./Position.js"
 
 interface BaseRow {
   readonly id: string
   readonly userId: string
   readonly key: string
-  readonly positions: ReadonlyArray<readonly [string, number]>
+  /** `[stream, seq, tag]`; rows written before tags (G9) have `[stream, seq]`. */
+  readonly positions: ReadonlyArray<readonly [string, number, (string | null)?]>
 }
 
 const toBase = (row: BaseRow): Base =>
@@ -16,7 +18,8 @@ const toBase = (row: BaseRow): Base =>
     userId: row.userId,
     key: row.key,
     streams: row.positions.map(([stream]) => stream),
-    seqs: row.positions.map(([, seq]) => seq)
+    seqs: row.positions.map(([, seq]) => seq),
+    tags: row.positions.map(([, , tag]) => tag ?? undefined)
   })
 
 /**
@@ -39,8 +42,9 @@ export class CursorStore extends Effect.Service<CursorStore>()("Herald/CursorSto
     })
 
     /** A new base for `userId` at these positions. */
-    const create = (userId: string, positions: ReadonlyArray<readonly [string, number]>) =>
+    const create = (userId: string, at: Iterable<readonly [string, Position]>) =>
       Effect.gen(function*() {
+        const positions = Array.from(at, ([stream, { seq, tag }]) => [stream, seq, tag ?? null] as const)
         const row: BaseRow = { id: randomUUID(), userId, key: randomBytes(32).toString("hex"), positions }
         yield* sql`
           INSERT INTO stream_cursors (id, user_id, key, positions)

@@ -1,11 +1,14 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { eventColumns, type EventRow, toWire } from "../events/EventRow.js"
+import { type Position, tagOf, untagged } from "./Position.js"
 
-/** A stream's head, and the oldest seq a table still holds of it (none: undefined). */
+/** A stream's head, the oldest seq a table still holds of it (none: undefined), and the id at a position. */
 export interface Held {
   readonly head: number
   readonly oldest: number | undefined
+  /** The id of the event the outbox holds at the asked position (asked only for a tagged one within the head). */
+  readonly idAt: string | undefined
 }
 
 /**
@@ -54,27 +57,81 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         }
       )
 
+    /** The id of the event at `seq` in the outbox, else in the log (COALESCE stops at the first found). */
+    const idAtSql = (stream: unknown, seq: unknown) =>
+      sql`COALESCE(
+        (SELECT id::text FROM event_outbox o WHERE o.stream_id = ${stream} AND o.seq = ${seq}),
+        (SELECT id::text FROM event_log l WHERE l.stream_id = ${stream} AND l.seq = ${seq}))`
+
     /**
-     * For resume positions (stream → the client's last seq): each stream's head (0 when it has
-     * none) and, for a position behind the head, the oldest seq the outbox still holds of it
-     * (undefined: none, or not asked) — one statement, one snapshot. Each `min(seq)` is an index
-     * lookup on the unique `(stream_id, seq)` index, made only where the CASE reaches it.
+     * For resume positions: each stream's head (0 when it has none); for a position behind the
+     * head, the oldest seq the outbox still holds of it (undefined: none, or not asked); and for a
+     * tagged position within the head, the id of the event the outbox holds at it (G9) — one
+     * statement, one snapshot, on the outbox alone (an ordinary resume is near the head, whose
+     * events the outbox still has; `logIdsAt` asks `event_log` for the others). Each look-up is an
+     * index probe on `(stream_id, seq)`, made only where its CASE reaches it.
      */
-    const outboxHeld = (positions: ReadonlyArray<readonly [string, number]>) =>
+    const outboxHeld = (positions: ReadonlyArray<readonly [string, Position]>) =>
       positions.length === 0 ? Effect.succeed(new Map<string, Held>()) : Effect.map(
-        sql<{ streamId: string; head: number | null; oldest: number | null }>`
+        sql<{ streamId: string; head: number | null; oldest: number | null; idAt: string | null }>`
           SELECT c.stream_id, s.last_seq AS head,
             CASE WHEN c.pos < s.last_seq
-              THEN (SELECT min(seq) FROM event_outbox o WHERE o.stream_id = c.stream_id) END AS oldest
-          FROM unnest(${positions.map(([stream]) => stream)}::text[], ${positions.map(([, p]) => p)}::bigint[])
-            AS c(stream_id, pos)
+              THEN (SELECT min(seq) FROM event_outbox o WHERE o.stream_id = c.stream_id) END AS oldest,
+            CASE WHEN c.tagged AND c.pos > 0 AND c.pos <= s.last_seq
+              THEN (SELECT id::text FROM event_outbox o WHERE o.stream_id = c.stream_id AND o.seq = c.pos) END AS id_at
+          FROM unnest(
+            ${positions.map(([stream]) => stream)}::text[],
+            ${positions.map(([, p]) => p.seq)}::bigint[],
+            ${positions.map(([, p]) => p.tag !== undefined)}::bool[]
+          ) AS c(stream_id, pos, tagged)
           LEFT JOIN event_streams s ON s.stream_id = c.stream_id`,
         (rows) =>
           new Map(rows.map((r) => [r.streamId, {
             head: r.head === null ? 0 : Number(r.head),
-            oldest: r.oldest === null ? undefined : Number(r.oldest)
+            oldest: r.oldest === null ? undefined : Number(r.oldest),
+            idAt: r.idAt ?? undefined
           }]))
       )
+
+    /** Per position, the id of the event `event_log` holds there (absent: none). */
+    const logIdsAt = (positions: ReadonlyArray<readonly [string, number]>) =>
+      positions.length === 0 ? Effect.succeed(new Map<string, string>()) : Effect.map(
+        sql<{ streamId: string; id: string }>`
+          SELECT l.stream_id, l.id::text AS id
+          FROM unnest(${positions.map(([stream]) => stream)}::text[], ${positions.map(([, seq]) => seq)}::bigint[])
+            AS c(stream_id, pos)
+          JOIN event_log l ON l.stream_id = c.stream_id AND l.seq = c.pos`,
+        (rows) => new Map(rows.map((r) => [r.streamId, r.id]))
+      )
+
+    /** The id of the event `event_outbox ∪ event_log` holds at `seq` (undefined: none). */
+    const idAt = (stream: string, seq: number) =>
+      Effect.map(sql<{ id: string | null }>`SELECT ${idAtSql(stream, seq)} AS id`, (rows) => rows[0]?.id ?? undefined)
+
+    /**
+     * Each stream's head as a position: its last seq (0 for one with no events yet) and the tag of
+     * the event there (none when no table holds it any more) — where a new connection starts. The
+     * outbox has the head event of any stream written to lately; `event_log` is asked for the rest.
+     */
+    const headPositions = (ids: ReadonlyArray<string>) =>
+      ids.length === 0 ? Effect.succeed(new Map<string, Position>()) : Effect.gen(function*() {
+        const rows = yield* sql<{ streamId: string; lastSeq: number | null; id: string | null }>`
+          SELECT c.stream_id, s.last_seq,
+            (SELECT id::text FROM event_outbox o WHERE o.stream_id = c.stream_id AND o.seq = s.last_seq) AS id
+          FROM unnest(${ids}::text[]) AS c(stream_id)
+          LEFT JOIN event_streams s ON s.stream_id = c.stream_id`
+        const at = new Map(ids.map((id) => [id, untagged(0)]))
+        const unknown: Array<readonly [string, number]> = []
+        for (const row of rows) {
+          const seq = row.lastSeq === null ? 0 : Number(row.lastSeq)
+          at.set(row.streamId, { seq, tag: row.id === null ? undefined : tagOf(row.id) })
+          if (row.id === null && seq > 0) unknown.push([row.streamId, seq])
+        }
+        for (const [stream, id] of yield* logIdsAt(unknown)) {
+          at.set(stream, { seq: at.get(stream)!.seq, tag: tagOf(id) })
+        }
+        return at
+      })
 
     /** Per stream, the oldest seq `event_outbox ∪ event_log` still holds of it (absent: none). */
     const oldestHeld = (ids: ReadonlyArray<string>) =>
@@ -133,6 +190,17 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         (rows) => new Map(rows.map((r) => [r.streamId, Number(r.seq)]))
       )
 
-    return { range, head, heads, outboxHeld, oldestHeld, settledHead, latestMemberEvent } as const
+    return {
+      range,
+      head,
+      heads,
+      headPositions,
+      outboxHeld,
+      logIdsAt,
+      idAt,
+      oldestHeld,
+      settledHead,
+      latestMemberEvent
+    } as const
   })
 }) {}

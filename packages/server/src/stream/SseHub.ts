@@ -8,6 +8,7 @@ import { supervised } from "../Supervised.js"
 import * as Cursor from "./Cursor.js"
 import { CursorStore } from "./CursorStore.js"
 import { EventReader } from "./EventReader.js"
+import * as Position from "./Position.js"
 import { resetFrame } from "./Reset.js"
 
 const encoder = new TextEncoder()
@@ -15,12 +16,14 @@ const encoder = new TextEncoder()
 /** The part of an event's frame every connection shares: `event:` and `data:`. */
 const frameTail = (event: Events.EventWire) => `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`
 
-/** One event as a per-stream SSE frame (`id:` is its seq), encoded once however many connections it goes to. */
-const encodeFrame = (event: Events.EventWire) => encoder.encode(`id: ${event.seq}\n${frameTail(event)}`)
+/** One event as a per-stream SSE frame (`id: <seq>.<tag>`), encoded once however many connections it goes to. */
+const encodeFrame = (event: Events.EventWire) => encoder.encode(`id: ${Position.frameId(event)}\n${frameTail(event)}`)
 
 /** An event's frames, each made at most once however many connections it goes to. */
 interface Frames {
   readonly event: Events.EventWire
+  /** Where a connection that received it stands in its stream. */
+  readonly position: Position.Position
   /** The per-stream frame. */
   readonly single: () => Uint8Array
   /** What a multiplexed frame has after its own `id:` line. */
@@ -32,6 +35,7 @@ const framesOf = (event: Events.EventWire): Frames => {
   let tail: Uint8Array | undefined
   return {
     event,
+    position: Position.after(event),
     single: () => single ??= encodeFrame(event),
     tail: () => tail ??= encoder.encode(frameTail(event))
   }
@@ -84,8 +88,8 @@ interface Mux {
   /** Narrowed by `?streams=`: it carries those streams only, and nobody joins it. */
   readonly narrowed: boolean
   base: Cursor.Base
-  /** Streams whose position differs from the base's: stream → last seq sent. */
-  readonly moved: Map<string, number>
+  /** Streams whose position differs from the base's: stream → the position after the last event sent. */
+  readonly moved: Map<string, Position.Position>
   rebasing: boolean
   /** Is the caller a member of this project now? (Streams join on that answer.) */
   readonly isMember: (projectId: string) => Effect.Effect<boolean>
@@ -120,6 +124,8 @@ interface Sub {
 export interface SubRequest {
   readonly stream: string
   readonly start: number
+  /** The tag of the event at `start`, when the client's position has one (it goes into the cursor). */
+  readonly tag?: string | undefined
   readonly until?: number | undefined
   readonly rejoinAt?: number | undefined
   /**
@@ -139,7 +145,7 @@ export interface MuxRequest {
   readonly narrowed: boolean
   readonly base: Cursor.Base
   /** Every position the client's cursor stood for, carried or not (a stream that joins later continues from it). */
-  readonly known: ReadonlyMap<string, number>
+  readonly known: ReadonlyMap<string, Position.Position>
   readonly subs: ReadonlyArray<SubRequest>
   /** Written before anything else (the `heads` frame), given the cursor of the starting positions. */
   readonly first?: (cursor: string) => string
@@ -266,10 +272,12 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     /** Every position the cursor stands for (streams that left included: a later join continues from there). */
     const positionsOf = (c: Connection, mux: Mux) => {
-      const at = new Map<string, number>(mux.base.streams.map((stream, i) => [stream, mux.base.seqs[i]!]))
-      for (const [stream, seq] of mux.moved) at.set(stream, seq)
+      const at = new Map<string, Position.Position>(
+        mux.base.streams.map((stream, i) => [stream, { seq: mux.base.seqs[i]!, tag: mux.base.tags[i] }])
+      )
+      for (const [stream, position] of mux.moved) at.set(stream, position)
       // A joined stream whose first frame has not gone out yet still has its start position.
-      for (const s of c.subs.values()) if (!at.has(s.stream)) at.set(s.stream, s.lastSent)
+      for (const s of c.subs.values()) if (!at.has(s.stream)) at.set(s.stream, Position.untagged(s.lastSent))
       return at
     }
 
@@ -277,12 +285,12 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       mux.rebasing = true
       const at = positionsOf(c, mux)
       run(
-        Effect.map(cursors.create(mux.userId, [...at]), (base) => {
+        Effect.map(cursors.create(mux.userId, at), (base) => {
           mux.base = base
           // What moved while the row was written stays in the cursor.
-          for (const [stream, seq] of [...mux.moved]) {
-            const i = base.index.get(stream)
-            if (i !== undefined && base.seqs[i] === seq) mux.moved.delete(stream)
+          for (const [stream, position] of [...mux.moved]) {
+            const based = Cursor.basePosition(base, stream)
+            if (based !== undefined && Position.same(based, position)) mux.moved.delete(stream)
           }
           mux.rebasing = false
         }).pipe(Effect.catchAllCause((cause) =>
@@ -294,11 +302,11 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       )
     }
 
-    /** The connection's position in `stream` is now `seq`. */
-    const moveTo = (mux: Mux, stream: string, seq: number) => {
-      const i = mux.base.index.get(stream)
-      if (i !== undefined && mux.base.seqs[i] === seq) mux.moved.delete(stream)
-      else mux.moved.set(stream, seq)
+    /** The connection's position in `stream` is now `position`. */
+    const moveTo = (mux: Mux, stream: string, position: Position.Position) => {
+      const based = Cursor.basePosition(mux.base, stream)
+      if (based !== undefined && Position.same(based, position)) mux.moved.delete(stream)
+      else mux.moved.set(stream, position)
     }
 
     /** Appends an event (seq lastSent + 1) to a subscription, from its frames shared by every connection. */
@@ -309,7 +317,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       metrics.sseEventsSent.inc()
       const mux = c.mux
       if (mux === undefined) return write(c, frames.single())
-      moveTo(mux, s.stream, event.seq)
+      moveTo(mux, s.stream, frames.position)
       const cursor = cursorOf(c, mux)
       // A cursor past 1 KB (a new base is being written): end here; the client resumes by its last id.
       if (cursor === undefined) {
@@ -328,7 +336,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       s.lastSent = from - 1
       const mux = c.mux
       if (mux === undefined) return write(c, resetFrame(String(from - 1), s.stream, from))
-      moveTo(mux, s.stream, from - 1)
+      moveTo(mux, s.stream, Position.untagged(from - 1))
       const cursor = cursorOf(c, mux)
       if (cursor === undefined) {
         overflow(c)
@@ -391,7 +399,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       s.lastSent = s.rejoinAt
       s.until = undefined
       s.rejoinAt = undefined
-      s.conn.mux.moved.set(s.stream, s.lastSent)
+      s.conn.mux.moved.set(s.stream, Position.untagged(s.lastSent))
       index(s)
       return true
     }
@@ -519,11 +527,8 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       subscribe(c, projectSub(mux, projectId, addedSeq - 1))
       const workspace = `workspace:${projectId}:${mux.userId}`
       if (!c.subs.has(workspace)) {
-        const i = mux.base.index.get(workspace)
-        subscribe(c, {
-          stream: workspace,
-          start: mux.moved.get(workspace) ?? (i === undefined ? 0 : mux.base.seqs[i]!)
-        })
+        const known = mux.moved.get(workspace) ?? Cursor.basePosition(mux.base, workspace)
+        subscribe(c, { stream: workspace, start: known?.seq ?? 0, tag: known?.tag })
       }
     }
 
@@ -657,13 +662,8 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           rebasing: false,
           isMember: r.isMember
         }
-        const moved = (stream: string, seq: number) => {
-          const i = r.base.index.get(stream)
-          if (i === undefined || r.base.seqs[i] !== seq) mux.moved.set(stream, seq)
-          else mux.moved.delete(stream)
-        }
-        for (const [stream, seq] of r.known) moved(stream, seq)
-        for (const s of r.subs) moved(s.stream, s.start)
+        for (const [stream, position] of r.known) moveTo(mux, stream, position)
+        for (const s of r.subs) moveTo(mux, s.stream, { seq: s.start, tag: s.tag })
         const c = open(out, mux)
         if (c.ended) return noJoins
         if (r.first !== undefined) {
@@ -678,7 +678,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         // the resets so far: a reconnect after one goes on from its `from`, and still resets the rest.
         for (const s of r.subs) {
           if (s.resetFrom === undefined) continue
-          moved(s.stream, s.resetFrom - 1)
+          moveTo(mux, s.stream, Position.untagged(s.resetFrom - 1))
           const cursor = cursorOf(c, mux)
           if (cursor === undefined) {
             overflow(c)

@@ -2,6 +2,7 @@ import type { Events } from "@herald/domain"
 import { Effect, Option } from "effect"
 import type { Writable } from "node:stream"
 import { EventReader } from "./EventReader.js"
+import type { Position } from "./Position.js"
 import { resetFrame, resets } from "./Reset.js"
 import { SseHub } from "./SseHub.js"
 
@@ -25,8 +26,8 @@ export interface Opened {
 
 export interface StreamRequest {
   readonly stream: string
-  /** The last seq the client has; None → start after the current head. */
-  readonly after: Option.Option<number>
+  /** Where the client is; None → start after the current head. */
+  readonly after: Option.Option<Position>
   /** Events that may end the response (e.g. a removal of the caller) … */
   readonly mayEnd?: (event: Events.EventWire) => boolean
   /** … and the decision, made once one has been sent: true → the response ends after it. */
@@ -45,12 +46,12 @@ export const openStream = (request: StreamRequest) =>
     const after = request.after
     // A position the database cannot continue from: a reset frame, then the stream from `from` on.
     const from = Option.isSome(after)
-      ? (yield* Effect.orDie(resets(reader, [[request.stream, after.value]]))).get(request.stream)
+      ? (yield* Effect.orDie(resets(reader, [[request.stream, after.value] as const]))).get(request.stream)
       : undefined
     const start = from !== undefined
       ? from - 1
       : Option.isSome(after)
-      ? after.value
+      ? after.value.seq
       : yield* Effect.orDie(reader.head(request.stream))
     const opened: Opened = {
       attach: (out) =>

@@ -33,8 +33,8 @@ export const awaitEvents = (
   timeoutMs = 10_000
 ) => Effect.promise(() => connection.waitForEvents(n, timeoutMs))
 
-/** The seqs of received events, as the client reads them from the `id:` lines. */
-export const ids = (events: ReadonlyArray<SseEvent>) => events.map((e) => Number(e.id))
+/** The seqs of received events, as a client reads them: from the envelope (`id:` is opaque, `<seq>.<tag>`). */
+export const ids = (events: ReadonlyArray<SseEvent>) => events.map((e) => Number(e.data.seq))
 
 /** [from, from + 1, …, to]; empty when to < from. */
 export const range = (from: number, to: number) =>
