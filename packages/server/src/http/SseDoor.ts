@@ -2,7 +2,7 @@ import type * as HttpApiError from "@effect/platform/HttpApiError"
 import { Api, Errors } from "@herald/domain"
 import { Effect, FiberSet, Layer, Option, Redacted } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { SSE_HEADERS } from "../stream/SseStream.js"
+import { type Opened, SSE_HEADERS } from "../stream/SseStream.js"
 import { Tokens } from "./Auth.js"
 import { answer, decode, decodeErrorBody, failureStatus, finished } from "./Doors.js"
 import { redactUrl } from "./Middleware.js"
@@ -10,13 +10,14 @@ import { NodeServer } from "./NodeServer.js"
 import { position, StreamOpen, streamPosition } from "./Streams.js"
 
 /**
- * The SSE door: Herald's Node server hands the SSE requests (GET on the three stream paths) to this
- * door instead of the HTTP app. The door authenticates, decodes and authorises them with the API's
- * own schemas and the same StreamOpen as the API's handlers, then gives the Node response itself
- * to the SSE hub and lets go: no request fiber, no platform body pipe and no context stays behind
- * for the connection's lifetime — what it costs is Node's socket and the hub's few objects per
- * connection (docs/benchmarks.md, "sse"). Everything else, and any other method on those paths,
- * goes to the HTTP app as before.
+ * The SSE door: Herald's Node server hands the SSE requests (GET and HEAD on the three stream
+ * paths) to this door instead of the HTTP app. The door authenticates, decodes and authorises them
+ * with the API's own schemas and the same StreamOpen as the API's handlers, then gives the Node
+ * response itself to the SSE hub and lets go: no request fiber, no platform body pipe and no
+ * context stays behind for the connection's lifetime — what it costs is Node's socket and the
+ * hub's few objects per connection (docs/benchmarks.md, "sse"). A HEAD is only checked
+ * (`StreamOpen.check`): the GET's status and headers, nothing opened, nothing written. Everything
+ * else, and any other method on those paths, goes to the HTTP app as before.
  */
 
 type Route =
@@ -77,11 +78,12 @@ export const SseDoorLive = Layer.scopedDiscard(
       Effect.gen(function*() {
         const me = yield* authenticate(req, url.searchParams)
         const query = queryRecord(url.searchParams)
-        const opening = target._tag === "multiplexed"
+        const streams = req.method === "HEAD" ? open.check : open
+        const opening: Effect.Effect<Opened | void, Failure> = target._tag === "multiplexed"
           ? Effect.gen(function*() {
             const params = yield* decode(Api.MultiplexParams, query)
             const headers = yield* decode(Api.MultiplexHeaders, req.headers)
-            return yield* open.multiplexed(
+            return yield* streams.multiplexed(
               me,
               Option.fromNullable(params.streams),
               position(headers["last-event-id"], params.cursor)
@@ -92,14 +94,16 @@ export const SseDoorLive = Layer.scopedDiscard(
             const params = yield* decode(Api.StreamParams, query)
             const headers = yield* decode(Api.StreamHeaders, req.headers)
             const after = streamPosition(headers["last-event-id"], params.after)
-            return yield* (target._tag === "project" ? open.project : open.workspace)(me, projectId, after)
+            return yield* (target._tag === "project" ? streams.project : streams.workspace)(me, projectId, after)
           })
         const opened = yield* opening
         // The client may have gone while we looked: then there is nothing to serve.
         if (res.destroyed || res.socket === null || res.socket.destroyed) return 499
         res.removeHeader("connection")
         res.writeHead(200, SSE_HEADERS)
-        yield* opened.attach(res)
+        // A HEAD: its head is the answer.
+        if (opened === undefined) res.end()
+        else yield* opened.attach(res)
         return 200
       }).pipe(
         Effect.catchAll((e: Failure) =>
@@ -117,11 +121,13 @@ export const SseDoorLive = Layer.scopedDiscard(
             return code
           })
         ),
-        finished(res, "GET", redactUrl(req.url ?? ""))
+        finished(res, req.method ?? "GET", redactUrl(req.url ?? ""))
       )
 
     const door = (req: IncomingMessage, res: ServerResponse) => {
-      if (req.method !== "GET" || req.url === undefined || !req.url.startsWith("/api/")) return false
+      if ((req.method !== "GET" && req.method !== "HEAD") || req.url === undefined || !req.url.startsWith("/api/")) {
+        return false
+      }
       const url = new URL(req.url, "http://herald")
       const target = route(url.pathname)
       if (target === undefined) return false

@@ -78,7 +78,8 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         return { base: base.value, at }
       })
 
-    const multiplexed = (me: Chat.User, streams: Option.Option<string>, cursor: Option.Option<string>) =>
+    /** The streams a multiplexed request carries: every one the caller may read, or those it names (one not visible: 404). */
+    const carriedBy = (me: Chat.User, streams: Option.Option<string>) =>
       Effect.gen(function*() {
         const mine = yield* projects.projectIdsOf(me.id)
         const visible = new Set<string>(
@@ -89,6 +90,12 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         for (const stream of carried) {
           if (!visible.has(stream)) return yield* new Errors.NotFound({ message: `stream ${stream} not found` })
         }
+        return { visible, narrowed, carried }
+      })
+
+    const multiplexed = (me: Chat.User, streams: Option.Option<string>, cursor: Option.Option<string>) =>
+      Effect.gen(function*() {
+        const { carried, narrowed, visible } = yield* carriedBy(me, streams)
 
         if (Option.isNone(cursor)) {
           const heads = yield* Effect.orDie(reader.headPositions(carried))
@@ -215,7 +222,23 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         })
     })
 
-    return { project, workspace, multiplexed } as const
+    /**
+     * For `HEAD`: each request authorised and positioned as its opening above would be — the same
+     * 401, 404 and 400 — but nothing opened (no hub connection) and nothing written (no cursor base).
+     */
+    const check = {
+      project: (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
+        Effect.asVoid(project(me, projectId, after)),
+      workspace: (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
+        Effect.asVoid(workspace(me, projectId, after)),
+      multiplexed: (me: Chat.User, streams: Option.Option<string>, cursor: Option.Option<string>) =>
+        Effect.zipRight(
+          carriedBy(me, streams),
+          Option.match(cursor, { onNone: () => Effect.void, onSome: (text) => Effect.asVoid(resume(me, text)) })
+        )
+    }
+
+    return { project, workspace, multiplexed, check } as const
   })
 }) {}
 
@@ -227,11 +250,15 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
   Effect.gen(function*() {
     const open = yield* StreamOpen
 
-    const respond = <E>(opening: Effect.Effect<Opened, E>) =>
+    /** A HEAD is checked, not opened: the GET's status and headers, no body, no connection. */
+    const opener = (request: HttpServerRequest.HttpServerRequest) => request.method === "HEAD" ? open.check : open
+
+    const respond = <E>(opening: Effect.Effect<Opened | void, E>) =>
       Effect.gen(function*() {
         const opened = yield* opening
         const node = NodeHttpServerRequest.toServerResponse(yield* HttpServerRequest.HttpServerRequest)
         node.removeHeader("connection")
+        if (opened === undefined) return HttpServerResponse.empty({ status: 200, headers: SSE_HEADERS })
         const body = new PassThrough({ objectMode: true })
         yield* opened.attach(body)
         const { "content-type": contentType, ...headers } = SSE_HEADERS
@@ -239,20 +266,22 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
       })
 
     return handlers
-      .handle("project", ({ headers, path, urlParams }) =>
+      .handle("project", ({ headers, path, request, urlParams }) =>
         Effect.flatMap(
           Api.CurrentUser,
-          (me) => respond(open.project(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after)))
+          (me) =>
+            respond(opener(request).project(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after)))
         ))
-      .handle("workspace", ({ headers, path, urlParams }) =>
+      .handle("workspace", ({ headers, path, request, urlParams }) =>
         Effect.flatMap(
           Api.CurrentUser,
-          (me) => respond(open.workspace(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after)))
+          (me) =>
+            respond(opener(request).workspace(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after)))
         ))
-      .handle("multiplexed", ({ headers, urlParams }) =>
+      .handle("multiplexed", ({ headers, request, urlParams }) =>
         Effect.flatMap(Api.CurrentUser, (me) =>
           respond(
-            open.multiplexed(
+            opener(request).multiplexed(
               me,
               Option.fromNullable(urlParams.streams),
               position(headers["last-event-id"], urlParams.cursor)
