@@ -270,13 +270,17 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
         Effect.flatMap(
           Api.CurrentUser,
           (me) =>
-            respond(opener(request).project(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after)))
+            respond(
+              opener(request).project(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after))
+            )
         ))
       .handle("workspace", ({ headers, path, request, urlParams }) =>
         Effect.flatMap(
           Api.CurrentUser,
           (me) =>
-            respond(opener(request).workspace(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after)))
+            respond(
+              opener(request).workspace(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after))
+            )
         ))
       .handle("multiplexed", ({ headers, request, urlParams }) =>
         Effect.flatMap(Api.CurrentUser, (me) =>
