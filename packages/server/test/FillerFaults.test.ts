@@ -16,6 +16,7 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import type { Ids } from "@herald/domain"
 import { Effect } from "effect"
+import type { SseConnection } from "../../../test-support/SseClient.js"
 import { addMember, createProject, post, postMany } from "./support/HttpTesting.js"
 import { awaitEvents, openSse, settlesWithin } from "./support/SseTesting.js"
 import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
@@ -146,6 +147,91 @@ layer(testServerLayer({ broker: "postgres", chaosPublishFailureRate: 1, pollInte
             "message.created",
             "member.removed"
           ])
+        }))
+    })
+
+    describe("a member removed and added back (G5: nothing from while they were out)", () => {
+      /** bob's stream open, then: bob removed, "secret" posted, bob added back, "after" posted. */
+      const outAndBack = (
+        bobStream: (bob: TestUser, projectId: Ids.ProjectId) => Effect.Effect<SseConnection, never, any>
+      ) =>
+        Effect.gen(function*() {
+          const { owner, projectId, server } = yield* ownedProject
+          const stream = `project:${projectId}`
+          const bob = yield* member(owner, projectId, "bob")
+          const sse = yield* bobStream(bob, projectId)
+          yield* remove(owner, projectId, bob)
+          yield* post(owner, projectId, { body: "secret" })
+          expect(
+            (yield* server.request("POST", `/api/projects/${projectId}/members`, {
+              token: owner.token,
+              json: { userId: bob.id }
+            })).status
+          ).toBe(201)
+          const after = yield* post(owner, projectId, { body: "after" })
+          // Announced at once, as a busy broker would: the filler reads all four in one page.
+          yield* announce(stream, [after.event.seq])
+          return { sse, stream, seq: after.event.seq }
+        })
+
+      it.scoped("per stream, live: the removal, then the add and what follows; not what was posted in between", () =>
+        Effect.gen(function*() {
+          const { seq, sse } = yield* outAndBack((bob, projectId) =>
+            openSse(projectPath(projectId), { token: bob.token })
+          )
+          yield* awaitEvents(sse, 3)
+          yield* Effect.sleep("300 millis")
+          expect(frames(sse.events)).toEqual([
+            `member.removed#${seq - 3}`,
+            `member.added#${seq - 1}`,
+            `message.created#${seq}`
+          ])
+        }))
+
+      it.scoped("multiplexed, live: the same on the project stream", () =>
+        Effect.gen(function*() {
+          const { seq, sse, stream } = yield* outAndBack((bob) =>
+            Effect.tap(openSse("/api/stream", { token: bob.token }), (c) => awaitEvents(c, 1))
+          )
+          yield* awaitEvents(sse, 4)
+          yield* Effect.sleep("300 millis")
+          expect(frames(sse.events.filter((e) => e.data.stream === stream))).toEqual([
+            `member.removed#${seq - 3}`,
+            `member.added#${seq - 1}`,
+            `message.created#${seq}`
+          ])
+        }))
+
+      it.scoped("resumed from the removal (its last frame), per stream and multiplexed: from the add on", () =>
+        Effect.gen(function*() {
+          const { owner, projectId, server } = yield* ownedProject
+          const stream = `project:${projectId}`
+          const bob = yield* member(owner, projectId, "bob")
+          const single = yield* openSse(projectPath(projectId), { token: bob.token })
+          const mux = yield* openSse("/api/stream", { token: bob.token })
+          yield* awaitEvents(mux, 1)
+          yield* remove(owner, projectId, bob)
+          const removal = (yield* post(owner, projectId, { body: "secret" })).event.seq - 1
+          yield* announce(stream, [removal])
+          yield* awaitEvents(single, 1)
+          yield* awaitEvents(mux, 2)
+          expect(yield* settlesWithin(single.ended, 3_000)).toBe(true)
+          const lastId = single.events[0]!.id!
+          const cursor = mux.events[1]!.id!
+          mux.close()
+          yield* server.request("POST", `/api/projects/${projectId}/members`, {
+            token: owner.token,
+            json: { userId: bob.id }
+          })
+          yield* post(owner, projectId, { body: "after" })
+          const again = yield* openSse(projectPath(projectId), { token: bob.token, lastEventId: lastId })
+          const muxAgain = yield* openSse("/api/stream", { token: bob.token, lastEventId: cursor })
+          yield* awaitEvents(again, 2)
+          yield* awaitEvents(muxAgain, 2)
+          yield* Effect.sleep("300 millis")
+          const expected = [`member.added#${removal + 2}`, `message.created#${removal + 3}`]
+          expect(frames(again.events)).toEqual(expected)
+          expect(frames(muxAgain.events.filter((e) => e.data.stream === stream))).toEqual(expected)
         }))
     })
 

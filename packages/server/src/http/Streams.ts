@@ -12,8 +12,8 @@ import { CursorStore } from "../stream/CursorStore.js"
 import { EventReader } from "../stream/EventReader.js"
 import { type Position, same, untagged } from "../stream/Position.js"
 import { resets } from "../stream/Reset.js"
-import { removalOf, SseHub, type SubRequest } from "../stream/SseHub.js"
-import { type Opened, openStream, RETRY, SSE_HEADERS } from "../stream/SseStream.js"
+import { SseHub, type SubRequest } from "../stream/SseHub.js"
+import { type Opened, openStream, removalRules, RETRY, SSE_HEADERS } from "../stream/SseStream.js"
 
 const badCursor = (message: string) => new Errors.BadRequest({ message, field: "cursor" })
 
@@ -45,17 +45,13 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
     const hub = yield* SseHub
     const services = yield* Effect.context<SseHub | EventReader>()
 
-    const leftCheck = (projectId: Ids.ProjectId, userId: Ids.UserId) => () =>
-      Effect.map(projects.isMember(projectId, userId), (member) => !member)
-
     const project = (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
       openStream({
         stream: Events.projectStream(projectId),
         after,
-        // Removed from the project: the member sees their removal, then the stream ends (G5). A
-        // removal replayed from before a re-add does not end it: membership decides, now.
-        mayEnd: removalOf(me.id),
-        ends: leftCheck(projectId, me.id)
+        // Removed from the project: the member sees their removal, then the stream ends — or, added
+        // back since, goes on from that add (G5).
+        reader: me.id
       }).pipe(Effect.provide(services), withPolicy(policy.requireMember(projectId)), asUser(me))
 
     const workspace = (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
@@ -110,32 +106,32 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         const { at, base } = yield* resume(me, cursor.value)
         const isProject = (stream: string) => stream.startsWith("project:")
         const carriedSet = new Set(carried)
-        // Removals of the caller after the cursor, in the project streams it goes on with or that it left.
-        const removals = yield* Effect.orDie(reader.latestMemberEvent(
+        const resumed = [...at].filter(([stream]) =>
+          isProject(stream) && (carriedSet.has(stream) || !narrowed && !visible.has(stream))
+        ).map(([stream, p]) => [stream, p.seq] as const)
+        // The caller's last removal after the cursor, in the project streams it left (where their replay ends).
+        const removals = narrowed ? new Map<string, number>() : yield* Effect.orDie(reader.latestMemberEvent(
           "removed",
           me.id,
-          [...at].filter(([stream]) =>
-            isProject(stream) && (carriedSet.has(stream) || !narrowed && !visible.has(stream))
-          ).map(([stream, p]) => [stream, p.seq] as const)
+          resumed.filter(([stream]) => !visible.has(stream))
         ))
-        // Where the caller (re)joined, for project streams new to the cursor or left and rejoined.
+        // Project streams whose last frame was the caller's removal: they go on from the add after it, if any.
+        const removedAtStart = yield* Effect.orDie(reader.removedAt(me.id, resumed))
+        // Where the caller joined, for project streams new to the cursor.
         const joins = yield* Effect.orDie(reader.latestMemberEvent(
           "joined",
           me.id,
-          carried.filter((stream) => isProject(stream) && (!at.has(stream) || removals.has(stream))).map((
-            stream
-          ) => [stream, 0] as const)
+          carried.filter((stream) => isProject(stream) && !at.has(stream)).map((stream) => [stream, 0] as const)
         ))
         const subs: Array<SubRequest> = []
         for (const stream of carried) {
           const known = at.get(stream)
-          const removal = removals.get(stream)
-          const from = known === undefined ? undefined : { start: known.seq, tag: known.tag }
-          if (!isProject(stream)) subs.push({ stream, start: 0, ...from })
-          else if (from === undefined) subs.push({ stream, start: (joins.get(stream) ?? 1) - 1 })
-          else if (removal === undefined) subs.push({ stream, ...from })
-          // Removed and added back while away: up to the removal, then from the add.
-          else subs.push({ stream, ...from, until: removal, rejoinAt: (joins.get(stream) ?? removal + 1) - 1 })
+          if (known === undefined) {
+            subs.push({ stream, start: isProject(stream) ? (joins.get(stream) ?? 1) - 1 : 0 })
+          } else {
+            // Removals and re-adds since (or at) the position: the hub skips from each removal to the next add (G5).
+            subs.push({ stream, start: known.seq, tag: known.tag, removedAtStart: removedAtStart.has(stream) })
+          }
         }
         if (!narrowed) {
           // Left while away: the project's events up to and including the removal, the workspace's up to its end.
@@ -144,7 +140,13 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
           // One read of those workspaces' heads, however many projects were left.
           const wsHeads = yield* Effect.orDie(reader.heads(workspaces))
           for (const [i, [stream, known]] of left.entries()) {
-            subs.push({ stream, start: known.seq, tag: known.tag, until: removals.get(stream)! })
+            subs.push({
+              stream,
+              start: known.seq,
+              tag: known.tag,
+              until: removals.get(stream)!,
+              removedAtStart: removedAtStart.has(stream)
+            })
             const ws = workspaces[i]!
             const wsAt = at.get(ws) ?? untagged(0)
             const wsHead = wsHeads.get(ws) ?? 0
@@ -177,6 +179,8 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
     // Its own scope, so the connection that keeps it keeps nothing else of the opening (V8 shares closure contexts).
     const memberCheck = (userId: Ids.UserId) => (projectId: string) =>
       projects.isMember(projectId as Ids.ProjectId, userId)
+    const rejoinCheck = (userId: Ids.UserId) => (projectId: string) =>
+      removalRules(reader, userId, Events.projectStream(projectId as Ids.ProjectId)).rejoinAfter
 
     /**
      * A project the caller was added to after their projects were read, whose add the hub saw before
@@ -217,7 +221,8 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
             known,
             subs,
             ...(heads === undefined ? {} : { first: (id: string) => `id: ${id}\nevent: heads\ndata: ${heads}\n\n` }),
-            isMember: memberCheck(me.id)
+            isMember: memberCheck(me.id),
+            rejoinAfter: rejoinCheck(me.id)
           }).pipe(Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join)))
         })
     })

@@ -190,7 +190,48 @@ export class EventReader extends Effect.Service<EventReader>()("Herald/EventRead
         (rows) => new Map(rows.map((r) => [r.streamId, Number(r.seq)]))
       )
 
+    /**
+     * The seq of the first event after `after` that (re)admitted `userId` to the project stream
+     * `stream` — its `member.added` (or its owner's `project.created`) — if one is committed. After
+     * a removal, the next event the user may read (G5).
+     */
+    const firstJoinAfter = (userId: string, stream: string, after: number) =>
+      Effect.map(
+        sql<{ seq: number | null }>`
+          SELECT LEAST(
+            (SELECT min(seq) FROM event_outbox o
+             WHERE o.stream_id = ${stream} AND o.seq > ${after} AND ${memberEvents("joined", userId)}),
+            (SELECT min(seq) FROM event_log l
+             WHERE l.stream_id = ${stream} AND l.seq > ${after} AND ${memberEvents("joined", userId)})
+          ) AS seq`,
+        (rows) => rows[0]?.seq === null || rows[0] === undefined ? undefined : Number(rows[0].seq)
+      )
+
+    /**
+     * Of these positions in project streams, those at which the event is the removal of `userId`:
+     * a client whose last frame was its own removal is not a member from there on (G5). The outbox
+     * is asked first (a resume is near the head); `event_log` only for positions it no longer holds.
+     */
+    const removedAt = (userId: string, positions: ReadonlyArray<readonly [string, number]>) =>
+      Effect.gen(function*() {
+        const removed = new Set<string>()
+        const at = (table: "event_outbox" | "event_log", of: ReadonlyArray<readonly [string, number]>) =>
+          of.length === 0 ? Effect.succeed([]) : sql<{ streamId: string; removal: boolean }>`
+            SELECT c.stream_id, ${memberEvents("removed", userId)} AS removal
+            FROM unnest(${of.map(([s]) => s)}::text[], ${of.map(([, p]) => p)}::bigint[]) AS c(stream_id, pos)
+            JOIN ${sql(table)} e ON e.stream_id = c.stream_id AND e.seq = c.pos`
+        const outbox = yield* at("event_outbox", positions.filter(([, p]) => p > 0))
+        for (const row of outbox) if (row.removal) removed.add(row.streamId)
+        const found = new Set(outbox.map((r) => r.streamId))
+        for (const row of yield* at("event_log", positions.filter(([s, p]) => p > 0 && !found.has(s)))) {
+          if (row.removal) removed.add(row.streamId)
+        }
+        return removed
+      })
+
     return {
+      firstJoinAfter,
+      removedAt,
       range,
       head,
       heads,

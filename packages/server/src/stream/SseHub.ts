@@ -72,7 +72,7 @@ type SubState = Data.TaggedEnum<{
     /** lastSent at the previous announcement, and how many arrived since with no progress. */
     readonly progressMark: number
     readonly stalledFor: number
-    /** An event that may end the subscription was sent: ask `ends` before going live. */
+    /** The caller's removal was sent: ask `rejoinAfter` before anything else goes out. */
     readonly endCheck: boolean
   }
   /** Caught up: the hub appends each next event itself. */
@@ -93,6 +93,8 @@ interface Mux {
   rebasing: boolean
   /** Is the caller a member of this project now? (Streams join on that answer.) */
   readonly isMember: (projectId: string) => Effect.Effect<boolean>
+  /** After the caller's removal from a project at `removal`, the seq of the event that admitted them again. */
+  readonly rejoinAfter: (projectId: string) => (removal: number) => Effect.Effect<number | undefined>
 }
 
 /** One SSE response: a per-stream connection has one subscription, a multiplexed one any number. */
@@ -115,9 +117,13 @@ interface Sub {
   until: number | undefined
   /** … after which the stream jumps to here and goes on (the caller was added back meanwhile). */
   rejoinAt: number | undefined
-  /** An event after which the subscription may end, and the decision (e.g. the caller's removal). */
+  /** The caller's removal from the project of this stream: nothing more goes out before `rejoinAfter`. */
   readonly mayEnd: (event: Events.EventWire) => boolean
-  readonly ends: () => Effect.Effect<boolean>
+  /**
+   * After the caller's removal at `removal`: the seq of the event that admitted them again, from
+   * which the stream goes on (what lies between is not theirs to read, G5) — or none: it ends.
+   */
+  readonly rejoinAfter: (removal: number) => Effect.Effect<number | undefined>
 }
 
 /** A stream to carry, positioned after `start`. */
@@ -137,7 +143,9 @@ export interface SubRequest {
   readonly atHead?: boolean | undefined
   readonly mayEnd?: ((event: Events.EventWire) => boolean) | undefined
   /** Made lazily: a connection holds no statement while it waits. */
-  readonly ends?: (() => Effect.Effect<boolean>) | undefined
+  readonly rejoinAfter?: ((removal: number) => Effect.Effect<number | undefined>) | undefined
+  /** The event at `start` is the caller's removal (the client's last frame): decide before anything goes out. */
+  readonly removedAtStart?: boolean | undefined
 }
 
 export interface MuxRequest {
@@ -150,9 +158,10 @@ export interface MuxRequest {
   /** Written before anything else (the `heads` frame), given the cursor of the starting positions. */
   readonly first?: (cursor: string) => string
   readonly isMember: (projectId: string) => Effect.Effect<boolean>
+  readonly rejoinAfter: (projectId: string) => (removal: number) => Effect.Effect<number | undefined>
 }
 
-const notEnding = () => Effect.succeed(false)
+const neverRemoved = () => Effect.succeed(undefined)
 
 const noJoins = { join: (_projectId: string, _addedSeq: number) => Effect.void }
 
@@ -351,7 +360,12 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         while (s.state._tag === "Filling" && !gone(s)) {
           if (s.state.endCheck) {
             s.state = Filling({ ...s.state, endCheck: false })
-            if (yield* s.ends()) return endSub(s)
+            const removal = s.lastSent
+            const next = yield* s.rejoinAfter(removal)
+            if (gone(s)) return
+            if (next === undefined) return leave(s, removal)
+            // Admitted again later: nothing in between goes out (a jump from the removal to the add).
+            if (next - 1 > s.lastSent) s.lastSent = next - 1
             continue
           }
           if (s.until !== undefined && s.lastSent >= s.until) {
@@ -392,6 +406,29 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           }
         }
       })
+
+    /**
+     * The caller was removed at `removal` and not admitted again: the subscription ends (a per-stream
+     * response with it). On a multiplexed connection an add committed meanwhile would have found the
+     * stream still there and not joined it: look once more now that it is gone.
+     */
+    const leave = (s: Sub, removal: number) => {
+      endSub(s)
+      const c = s.conn
+      const mux = c.mux
+      const projectId = projectOf(s.stream)
+      if (mux === undefined || mux.narrowed || projectId === undefined || c.ended) return
+      run(
+        Effect.flatMap(
+          s.rejoinAfter(removal),
+          (added) =>
+            added === undefined ? Effect.void : Effect.flatMap(mux.isMember(projectId), (member) =>
+              Effect.sync(() => {
+                if (member) joinProject(c, mux, projectId, added)
+              }))
+        ).pipe(Effect.catchAllCause(() => Effect.sync(() => end(c))))
+      )
+    }
 
     /** A bounded replay that is over jumps to where the caller rejoined, and becomes an ordinary subscription. */
     const rejoin = (s: Sub) => {
@@ -441,11 +478,16 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         conn: c,
         stream: r.stream,
         lastSent: r.start,
-        state: atHead ? Live() : Filling({ behindTo: r.start, progressMark: r.start, stalledFor: 0, endCheck: false }),
+        state: atHead ? Live() : Filling({
+          behindTo: r.start,
+          progressMark: r.start,
+          stalledFor: 0,
+          endCheck: r.removedAtStart === true
+        }),
         until: r.until,
         rejoinAt: r.rejoinAt,
         mayEnd: r.mayEnd ?? (() => false),
-        ends: r.ends ?? notEnding
+        rejoinAfter: r.rejoinAfter ?? neverRemoved
       }
       c.subs.set(r.stream, s)
       index(s)
@@ -517,7 +559,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       stream: `project:${projectId}`,
       start,
       mayEnd: removalOf(mux.userId),
-      ends: () => Effect.map(mux.isMember(projectId), (member) => !member)
+      rejoinAfter: mux.rejoinAfter(projectId)
     })
 
     /** A project's streams join the connection: the project's from `addedSeq` (the event that added the user) on. */
@@ -660,7 +702,8 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           base: r.base,
           moved: new Map(),
           rebasing: false,
-          isMember: r.isMember
+          isMember: r.isMember,
+          rejoinAfter: r.rejoinAfter
         }
         for (const [stream, position] of r.known) moveTo(mux, stream, position)
         for (const s of r.subs) moveTo(mux, s.stream, { seq: s.start, tag: s.tag })

@@ -4,7 +4,7 @@ import type { Writable } from "node:stream"
 import { EventReader } from "./EventReader.js"
 import type { Position } from "./Position.js"
 import { resetFrame, resets } from "./Reset.js"
-import { SseHub } from "./SseHub.js"
+import { removalOf, SseHub } from "./SseHub.js"
 
 /** The first bytes of every SSE response: how long a browser waits before it reconnects. */
 export const RETRY = "retry: 2000\n\n"
@@ -28,11 +28,18 @@ export interface StreamRequest {
   readonly stream: string
   /** Where the client is; None → start after the current head. */
   readonly after: Option.Option<Position>
-  /** Events that may end the response (e.g. a removal of the caller) … */
-  readonly mayEnd?: (event: Events.EventWire) => boolean
-  /** … and the decision, made once one has been sent: true → the response ends after it. */
-  readonly ends?: () => Effect.Effect<boolean>
+  /**
+   * A project stream read by this user: after their removal nothing goes out until the event that
+   * admitted them again (what lies between was not theirs to read, G5); with none, the response ends.
+   */
+  readonly reader?: string
 }
+
+/** The removal rules of a project stream read by `userId` (SseHub: `mayEnd`, `rejoinAfter`). */
+export const removalRules = (reader: EventReader, userId: string, stream: string) => ({
+  mayEnd: removalOf(userId),
+  rejoinAfter: (removal: number) => reader.firstJoinAfter(userId, stream, removal).pipe(Effect.orDie)
+})
 
 /**
  * One stream's SSE response: every event of the stream after the client's position, exactly
@@ -53,6 +60,9 @@ export const openStream = (request: StreamRequest) =>
       : Option.isSome(after)
       ? after.value.seq
       : yield* Effect.orDie(reader.head(request.stream))
+    // A client whose last frame was its own removal (it was added back since, or it could not open).
+    const removedAtStart = request.reader !== undefined && from === undefined && Option.isSome(after) &&
+      (yield* Effect.orDie(reader.removedAt(request.reader, [[request.stream, start]]))).has(request.stream)
     const opened: Opened = {
       attach: (out) =>
         Effect.suspend(() => {
@@ -62,8 +72,8 @@ export const openStream = (request: StreamRequest) =>
             stream: request.stream,
             start,
             atHead: Option.isNone(request.after),
-            mayEnd: request.mayEnd,
-            ends: request.ends
+            removedAtStart,
+            ...(request.reader === undefined ? {} : removalRules(reader, request.reader, request.stream))
           })
         })
     }
