@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either } from "effect"
 import { Redis } from "ioredis"
-import { api, freePort, runProcess, type Spawned, spawnServer } from "../../../test-support/Process.js"
+import {
+  api,
+  freePort,
+  readinessBecomes,
+  runProcess,
+  type Spawned,
+  spawnServer
+} from "../../../test-support/Process.js"
 import { type RedisServer, startRedis } from "../../../test-support/Redis.js"
 import { connectSse, type SseConnection } from "../../../test-support/SseClient.js"
 import { withFreshDatabase } from "../../../test-support/TestDatabase.js"
@@ -255,6 +262,34 @@ describe("HERALD_BROKER=redis", () => {
         }
       }),
     180_000
+  )
+
+  it(
+    "while Redis is down a node answers /health/ready 503 naming the broker, and 200 once it reads again — and hears again",
+    () =>
+      withFreshDatabase(async (databaseUrl) => {
+        const node = await startNode(databaseUrl, { REDIS_URL: redisUrl() })
+        try {
+          const { projectId, token } = await setUp(node, "readiness")
+          const client = await connectSse(node.url, `/api/projects/${projectId}/stream`, { token, after: "0" })
+          await client.waitForEvents(1)
+          await readinessBecomes(node.url, 200, 5_000, /^ok$/)
+          await redis.kill()
+          await readinessBecomes(node.url, 503, 15_000, /^not listening: /)
+          await redis.restart()
+          await readinessBecomes(node.url, 200, 15_000, /^ok$/)
+          // Ready again means hearing again: a post reaches the stream through the restarted Redis.
+          const started = Date.now()
+          expect((await api(node.url, "POST", `/api/projects/${projectId}/messages`, token, { body: "back" })).status)
+            .toBe(201)
+          await expectExactly(client, 2, "after Redis came back", 5_000)
+          expect(Date.now() - started).toBeLessThan(5_000)
+          client.close()
+        } finally {
+          await stopAll([node])
+        }
+      }),
+    90_000
   )
 
   it(

@@ -1,6 +1,7 @@
 import { PgClient } from "@effect/sql-pg"
 import { Events } from "@herald/domain"
 import { Effect, Layer, Option, Schema, Stream } from "effect"
+import { SubscriberStatus } from "../observability/SubscriberStatus.js"
 import { BrokerError } from "./BrokerError.js"
 import { BrokerPublisher } from "./BrokerPublisher.js"
 import { BrokerDelivery, BrokerSubscriber } from "./BrokerSubscriber.js"
@@ -46,11 +47,14 @@ const decode = (payload: string) =>
     return BrokerDelivery.Envelope({ event: yield* Events.validateWire(parsed) })
   })
 
+/** The subscribing side: live in SubscriberStatus from its start, down with the reason when it fails. */
 export const PostgresBrokerSubscriberLive = Layer.effect(
   BrokerSubscriber,
-  Effect.map(PgClient.PgClient, (sql) => ({
+  Effect.all([PgClient.PgClient, SubscriberStatus]).pipe(Effect.map(([sql, status]) => ({
     events: sql.listen(CHANNEL).pipe(
+      Stream.onStart(status.set({ _tag: "Live" })),
       Stream.mapError((cause) => new BrokerError({ message: `LISTEN failed: ${cause.message}`, cause })),
+      Stream.tapError((error) => status.set({ _tag: "Down", reason: error.message })),
       Stream.mapEffect((payload) =>
         decode(payload).pipe(
           Effect.map(Option.some),
@@ -60,5 +64,5 @@ export const PostgresBrokerSubscriberLive = Layer.effect(
       ),
       Stream.filterMap((delivery) => delivery)
     )
-  }))
+  })))
 )
