@@ -192,3 +192,39 @@ export const api = async (url: string, method: string, path: string, token: stri
   })
   return { status: res.status, body: await res.json() as any }
 }
+
+/** Polls `probe` every 50 ms until it answers `{ done }`; rejects after `timeoutMs`, saying what it last saw. */
+export const pollUntil = async <A>(
+  what: string,
+  probe: () => Promise<{ readonly done: A } | { readonly seen: unknown }>,
+  timeoutMs: number
+): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    const result = await probe()
+    if ("done" in result) return result.done
+    last = result.seen
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(last)}`)
+}
+
+/** `GET /health/ready` of a server: its status and its checks. */
+export const readiness = async (url: string) => {
+  const res = await fetch(`${url}/health/ready`)
+  return { status: res.status, checks: ((await res.json()) as { checks?: Record<string, string> }).checks ?? {} }
+}
+
+/** Waits until `GET /health/ready` answers `status`, with a broker check matching `broker` if given. */
+export const readinessBecomes = (url: string, status: number, timeoutMs: number, broker?: RegExp) =>
+  pollUntil(
+    `${url}/health/ready to answer ${status}${broker === undefined ? "" : ` with broker ${broker}`}`,
+    async () => {
+      const r = await readiness(url)
+      return r.status === status && (broker === undefined || broker.test(r.checks.broker ?? ""))
+        ? { done: r }
+        : { seen: r }
+    },
+    timeoutMs
+  )

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import pg from "pg"
 import { inject } from "vitest"
@@ -48,6 +48,16 @@ export const truncateAll = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   yield* sql`TRUNCATE users, api_tokens, projects, project_members, messages, event_streams, event_outbox, event_log, event_log_hourly, event_log_hourly_actors CASCADE`
 })
+
+/** Runs `f` with the URL of a fresh database on the test cluster (for tests that spawn server processes), dropped after. */
+export const withFreshDatabase = async <A>(f: (url: string) => Promise<A>): Promise<A> => {
+  const scope = Effect.runSync(Scope.make())
+  try {
+    return await f(await Effect.runPromise(Scope.extend(freshDatabaseUrl, scope)))
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
 
 declare module "vitest" {
   export interface ProvidedContext {

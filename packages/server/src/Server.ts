@@ -9,6 +9,7 @@ import { MaterializerLive } from "./eventlog/Materializer.js"
 import { PartitionMaintainerLive } from "./eventlog/PartitionMaintainer.js"
 import { serveOn } from "./http/HttpApp.js"
 import { Metrics } from "./observability/Metrics.js"
+import { SubscriberStatus } from "./observability/SubscriberStatus.js"
 import { OutboxPublisherLive } from "./outbox/OutboxPublisher.js"
 import { OutboxStore } from "./outbox/OutboxStore.js"
 import { PublisherStatus } from "./outbox/PublisherStatus.js"
@@ -21,6 +22,7 @@ import { SseHub } from "./stream/SseHub.js"
 export const SharedLive = Layer.mergeAll(
   Metrics.Default,
   PublisherStatus.Default,
+  SubscriberStatus.Default,
   OutboxStore.Default,
   EventReader.Default,
   CursorStore.Default,

@@ -1,20 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
 import pg from "pg"
 import { api, freePort, type Spawned, spawnServer } from "../../../test-support/Process.js"
 import { connectSse } from "../../../test-support/SseClient.js"
-import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
+import { withFreshDatabase } from "../../../test-support/TestDatabase.js"
 
 const ADMIN = "process-test-admin"
-
-const withDatabase = async <A>(f: (url: string) => Promise<A>): Promise<A> => {
-  const scope = Effect.runSync(Scope.make())
-  try {
-    return await f(await Effect.runPromise(Scope.extend(freshDatabaseUrl, scope)))
-  } finally {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-  }
-}
 
 const startServer = async (databaseUrl: string, env: Record<string, string> = {}) => {
   const port = await freePort()
@@ -108,7 +98,7 @@ describe("server processes", () => {
   it(
     "two servers with the postgres broker: a client on one receives, in order, what is posted on the other",
     () =>
-      withDatabase(async (databaseUrl) => {
+      withFreshDatabase(async (databaseUrl) => {
         const a = await startServer(databaseUrl, { HERALD_BROKER: "postgres" })
         const b = await startServer(databaseUrl, { HERALD_BROKER: "postgres" })
         try {
@@ -141,7 +131,7 @@ describe("server processes", () => {
   it(
     "two servers with the postgres broker and a 30 s poll: every post reaches the other server's client by its wake-up",
     () =>
-      withDatabase(async (databaseUrl) => {
+      withFreshDatabase(async (databaseUrl) => {
         // With the fallback poll 30 s away, an event that waits for it (a lost wake-up) shows as a 30 s delay.
         const env = { HERALD_BROKER: "postgres", HERALD_POLL_INTERVAL_MS: "30000" }
         const a = await startServer(databaseUrl, env)
@@ -184,7 +174,7 @@ describe("server processes", () => {
   it(
     "SIGTERM with open SSE streams: the streams end, the process exits 0 within 10 s",
     () =>
-      withDatabase(async (databaseUrl) => {
+      withFreshDatabase(async (databaseUrl) => {
         const server = await startServer(databaseUrl)
         const alice = (await api(server.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
         const project = (await api(server.url, "POST", "/api/projects", alice.token, { name: "shutdown" })).body
@@ -206,7 +196,7 @@ describe("server processes", () => {
   it(
     "kill -9 loses nothing: a claim the dead process held is taken again after its lease, and every event is delivered",
     () =>
-      withDatabase(async (databaseUrl) => {
+      withFreshDatabase(async (databaseUrl) => {
         const FIRST_LEASE_MS = 4_000
         // A broker that always fails keeps every event pending; the database refuses the first process
         // any update that would end one of its claims (see holdClaims), so when it is killed it holds
@@ -276,7 +266,7 @@ describe("server processes", () => {
   it(
     "GET /api/stream resumes exactly by its last cursor across a kill -9 and a restart, with the server's own publisher",
     () =>
-      withDatabase(async (databaseUrl) => {
+      withFreshDatabase(async (databaseUrl) => {
         const env = { HERALD_CLAIM_LEASE_MS: "2000" }
         let server = await startServer(databaseUrl, env)
         const alice = (await api(server.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body

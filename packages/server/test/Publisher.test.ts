@@ -79,7 +79,7 @@ describe("outbox publisher", () => {
         // Failing publishes are the broker's problem, not the publisher's: it stays ready.
         const ready = yield* server.request("GET", "/health/ready")
         expect(ready.status).toBe(200)
-        expect(ready.body.checks).toEqual({ database: "ok", publisher: "ok" })
+        expect(ready.body.checks).toEqual({ database: "ok", publisher: "ok", broker: "ok" })
         expect((yield* (yield* PublisherStatus).get)._tag).toBe("Running")
       }).pipe(
         Effect.scoped,
@@ -207,14 +207,14 @@ describe("outbox publisher", () => {
 
       const before = yield* ready
       expect(before.status).toBe(503)
-      expect(before.body.checks).toEqual({ database: "ok", publisher: "not running" })
+      expect(before.body.checks).toEqual({ database: "ok", publisher: "not running", broker: "ok" })
 
       const scope = yield* Scope.make()
       yield* Layer.buildWithScope(publisherAs("P"), scope)
       yield* eventually("the publisher reports Running", Effect.map(status.get, (s) => s._tag === "Running"))
       const running = yield* ready
       expect(running.status).toBe(200)
-      expect(running.body).toEqual({ status: "ok", checks: { database: "ok", publisher: "ok" } })
+      expect(running.body).toEqual({ status: "ok", checks: { database: "ok", publisher: "ok", broker: "ok" } })
 
       yield* Scope.close(scope, Exit.void)
       expect((yield* status.get)._tag).toBe("Stopped")

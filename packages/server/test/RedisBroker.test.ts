@@ -1,10 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, Exit, Scope } from "effect"
+import { ConfigProvider, Effect, Either } from "effect"
 import { Redis } from "ioredis"
-import { api, freePort, runProcess, type Spawned, spawnServer } from "../../../test-support/Process.js"
+import {
+  api,
+  freePort,
+  readinessBecomes,
+  runProcess,
+  type Spawned,
+  spawnServer
+} from "../../../test-support/Process.js"
 import { type RedisServer, startRedis } from "../../../test-support/Redis.js"
 import { connectSse, type SseConnection } from "../../../test-support/SseClient.js"
-import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
+import { withFreshDatabase } from "../../../test-support/TestDatabase.js"
 import { STREAM_KEY } from "../src/broker/RedisBroker.js"
 import { AppConfig, formatConfigError } from "../src/config/AppConfig.js"
 
@@ -29,15 +36,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await redis?.stop()
 })
-
-const withDatabase = async <A>(f: (url: string) => Promise<A>): Promise<A> => {
-  const scope = Effect.runSync(Scope.make())
-  try {
-    return await f(await Effect.runPromise(Scope.extend(freshDatabaseUrl, scope)))
-  } finally {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-  }
-}
 
 interface Node {
   readonly proc: Spawned
@@ -144,7 +142,7 @@ describe("HERALD_BROKER=redis", () => {
   it(
     "three servers on one PostgreSQL and one Redis: every node's clients get every event once, in order, whichever node took the write",
     () =>
-      withDatabase(async (databaseUrl) => {
+      withFreshDatabase(async (databaseUrl) => {
         const env = { REDIS_URL: redisUrl() }
         const nodes = [
           await startNode(databaseUrl, env),
@@ -199,7 +197,7 @@ describe("HERALD_BROKER=redis", () => {
   it(
     "Redis killed with SIGKILL mid-burst and restarted empty: writes go on, nothing is lost, every client stays in order",
     () =>
-      withDatabase(async (databaseUrl) => {
+      withFreshDatabase(async (databaseUrl) => {
         // Short retry delays: the outbox re-publishes soon after Redis is back.
         const env = { REDIS_URL: redisUrl(), HERALD_PUBLISH_BACKOFF_MAX_MS: "500" }
         const nodes = [
@@ -267,9 +265,37 @@ describe("HERALD_BROKER=redis", () => {
   )
 
   it(
+    "while Redis is down a node answers /health/ready 503 naming the broker, and 200 once it reads again — and hears again",
+    () =>
+      withFreshDatabase(async (databaseUrl) => {
+        const node = await startNode(databaseUrl, { REDIS_URL: redisUrl() })
+        try {
+          const { projectId, token } = await setUp(node, "readiness")
+          const client = await connectSse(node.url, `/api/projects/${projectId}/stream`, { token, after: "0" })
+          await client.waitForEvents(1)
+          await readinessBecomes(node.url, 200, 5_000, /^ok$/)
+          await redis.kill()
+          await readinessBecomes(node.url, 503, 15_000, /^not listening: /)
+          await redis.restart()
+          await readinessBecomes(node.url, 200, 15_000, /^ok$/)
+          // Ready again means hearing again: a post reaches the stream through the restarted Redis.
+          const started = Date.now()
+          expect((await api(node.url, "POST", `/api/projects/${projectId}/messages`, token, { body: "back" })).status)
+            .toBe(201)
+          await expectExactly(client, 2, "after Redis came back", 5_000)
+          expect(Date.now() - started).toBeLessThan(5_000)
+          client.close()
+        } finally {
+          await stopAll([node])
+        }
+      }),
+    90_000
+  )
+
+  it(
     "a node that was frozen while Redis lost its entries catches up from the database without waiting for another event",
     () =>
-      withDatabase((databaseUrl) =>
+      withFreshDatabase((databaseUrl) =>
         // … then Redis dies with them and comes back empty. No later event will show B's clients a
         // gap: B learns on reconnecting that it may have missed some.
         whileAway(databaseUrl, redisUrl(), "frozen node", "the frozen node's client", () => redis.restart())
@@ -280,7 +306,7 @@ describe("HERALD_BROKER=redis", () => {
   it(
     "a node frozen for longer than the trim window catches up from the database without waiting for another event",
     () =>
-      withDatabase(async (databaseUrl) => {
+      withFreshDatabase(async (databaseUrl) => {
         const url = redisUrl()
         const redisClient = new Redis(url, { lazyConnect: true })
         await redisClient.connect()
@@ -324,7 +350,7 @@ describe("HERALD_BROKER=redis", () => {
   it(
     "a node started later serves whole streams from the database, then live events from the others",
     () =>
-      withDatabase(async (databaseUrl) => {
+      withFreshDatabase(async (databaseUrl) => {
         const env = { REDIS_URL: redisUrl() }
         const nodes = [await startNode(databaseUrl, env), await startNode(databaseUrl, env)]
         try {
@@ -362,7 +388,7 @@ describe("HERALD_BROKER=redis", () => {
   it(
     "herald replay with HERALD_BROKER=redis appends the range to the Redis stream",
     () =>
-      withDatabase(async (databaseUrl) => {
+      withFreshDatabase(async (databaseUrl) => {
         const url = redisUrl()
         const node = await startNode(databaseUrl, { REDIS_URL: url })
         try {
@@ -453,7 +479,7 @@ describe("HERALD_BROKER=redis", () => {
     it(
       "HERALD_BROKER=redis without REDIS_URL, or with an unreachable one, stops the server with one line naming it",
       () =>
-        withDatabase(async (databaseUrl) => {
+        withFreshDatabase(async (databaseUrl) => {
           const missing = spawnServer({ DATABASE_URL: databaseUrl, HERALD_BROKER: "redis", REDIS_URL: undefined })
           expect((await missing.exited).code).toBe(1)
           expect(missing.output().trim().split("\n")).toEqual([

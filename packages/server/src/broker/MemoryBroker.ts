@@ -1,5 +1,6 @@
 import type { Events } from "@herald/domain"
 import { Context, Effect, Layer, PubSub, Stream } from "effect"
+import { SubscriberStatus } from "../observability/SubscriberStatus.js"
 import { BrokerPublisher } from "./BrokerPublisher.js"
 import { BrokerDelivery, BrokerSubscriber } from "./BrokerSubscriber.js"
 
@@ -16,12 +17,14 @@ const MemoryPublisher = Layer.effect(
   Effect.map(MemoryHub, (hub) => ({ publish: (events) => PubSub.publishAll(hub, events).pipe(Effect.asVoid) }))
 )
 
+/** In-process, so always live. */
 const MemorySubscriber = Layer.effect(
   BrokerSubscriber,
-  Effect.map(
-    MemoryHub,
-    (hub) => ({ events: Stream.map(Stream.fromPubSub(hub), (event) => BrokerDelivery.Envelope({ event })) })
-  )
+  Effect.gen(function*() {
+    const hub = yield* MemoryHub
+    yield* SubscriberStatus.pipe(Effect.flatMap((status) => status.set({ _tag: "Live" })))
+    return { events: Stream.map(Stream.fromPubSub(hub), (event) => BrokerDelivery.Envelope({ event })) }
+  })
 )
 
 /**

@@ -2,6 +2,7 @@ import { Events } from "@herald/domain"
 import { Chunk, Data, Effect, Layer, Option, Redacted, Runtime, Schema, Stream } from "effect"
 import { Redis } from "ioredis"
 import { AppConfig } from "../config/AppConfig.js"
+import { SubscriberStatus } from "../observability/SubscriberStatus.js"
 import { BrokerError } from "./BrokerError.js"
 import { BrokerPublisher } from "./BrokerPublisher.js"
 import { BrokerDelivery, BrokerSubscriber } from "./BrokerSubscriber.js"
@@ -170,6 +171,7 @@ export const RedisBrokerSubscriberLive = Layer.scoped(
   BrokerSubscriber,
   Effect.gen(function*() {
     const client = yield* connection("subscriber", READ_TIMEOUT_MS)
+    const status = yield* SubscriberStatus
     const redisError = (what: string) => (cause: unknown) => {
       // A read with no answer at all: drop the connection (ioredis makes a new one).
       if (reasonOf(cause) === "Command timed out") client.disconnect(true)
@@ -227,18 +229,23 @@ export const RedisBrokerSubscriberLive = Layer.scoped(
       return trimmed ? Chunk.append(found, BrokerDelivery.Resync()) : found
     })
 
+    const live = status.set({ _tag: "Live" })
+
     const resume = Effect.gen(function*() {
       const last = yield* newest
       if (last === undefined || isAfter(lastId, last)) lastId = "0-0"
+      yield* live
       return BrokerDelivery.Resync()
     })
 
+    // Live from the first run (start-up has just reached Redis) or a resume that Redis answered;
+    // down, with the reason, from a read that fails until one succeeds again.
     return {
       events: Stream.suspend(() =>
         runs++ === 0
-          ? Stream.repeatEffectChunk(read)
+          ? Stream.concat(Stream.execute(live), Stream.repeatEffectChunk(read))
           : Stream.concat(Stream.fromEffect(resume), Stream.repeatEffectChunk(read))
-      )
+      ).pipe(Stream.tapError((error) => status.set({ _tag: "Down", reason: error.message })))
     }
   })
 )
