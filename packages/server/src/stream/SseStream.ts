@@ -1,4 +1,3 @@
-import type { Events } from "@herald/domain"
 import { Effect, Option } from "effect"
 import type { Writable } from "node:stream"
 import { EventReader } from "./EventReader.js"
