@@ -2,9 +2,14 @@ import { Effect, Schedule } from "effect"
 
 /**
  * How a supervised loop waits before it restarts: exponential from 100 ms, each pause at most
- * 5 s (the union takes the shorter delay), forever.
+ * 5 s (the union takes the shorter delay), forever. A loop that then ran for 30 s without failing
+ * starts again from 100 ms at its next failure: one outage's backoff does not slow the recovery
+ * from every later one (a LISTEN connection cut twice a day re-listens at once each time).
  */
-const restartSchedule = Schedule.exponential("100 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))
+export const restartSchedule = Schedule.exponential("100 millis").pipe(
+  Schedule.union(Schedule.spaced("5 seconds")),
+  Schedule.resetAfter("30 seconds")
+)
 
 /**
  * A long-running loop (the publisher, the materializer, the SSE hub's subscription) that pauses

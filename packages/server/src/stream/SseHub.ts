@@ -646,8 +646,8 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         }
       })
 
-    // The one subscription; if the broker fails (e.g. the LISTEN connection drops) it is re-opened.
-    // Events missed meanwhile are read from the database at each subscription's next gap.
+    // The one subscription; if the broker fails (e.g. the LISTEN connection drops) it is re-opened,
+    // and the broker's Resync on re-subscribing makes every live stream catch up from the database.
     yield* broker.events.pipe(
       Stream.runForEachChunk(dispatchChunk),
       supervised({ message: (e) => `SSE hub: broker subscription failed; re-subscribing: ${e.message}` }),
