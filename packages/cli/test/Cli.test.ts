@@ -129,7 +129,7 @@ describe.concurrent("herald CLI", () => {
             after: "0"
           })
           try {
-            expect((await client.waitForEvents(4)).map((e) => Number(e.id))).toEqual([1, 2, 3, 4])
+            expect((await client.waitForEvents(4)).map((e) => Number(e.data.seq))).toEqual([1, 2, 3, 4])
             // Committed after the client caught up, never published: the client does not have them.
             for (const b of ["four", "five", "six"]) await post(b)
 
@@ -170,7 +170,7 @@ describe.concurrent("herald CLI", () => {
             await sleep(1_000)
             expect(broker.received.map((e) => e.seq)).toEqual([2, 3, 4, 5, 6])
             // De-duplicated by seq, nothing the client had comes again, and nothing beyond the range.
-            const seen = client.events.map((e) => Number(e.id))
+            const seen = client.events.map((e) => Number(e.data.seq))
             expect([...new Set(seen)]).toEqual([1, 2, 3, 4, 5, 6])
             expect(seen).toEqual([1, 2, 3, 4, 5, 6])
             expect(server.proc.child.exitCode).toBe(null)

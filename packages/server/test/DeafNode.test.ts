@@ -104,7 +104,7 @@ const seqs = (n: number) => Array.from({ length: n }, (_, i) => i + 1)
 const expectExactly = async (client: SseConnection, n: number, what: string, timeoutMs: number) => {
   await client.waitForEvents(n, timeoutMs)
   await new Promise((r) => setTimeout(r, 300))
-  expect(client.events.map((e) => Number(e.id)), what).toEqual(seqs(n))
+  expect(client.events.map((e) => Number(e.data.seq)), what).toEqual(seqs(n))
 }
 
 /** Two nodes on a fresh database, a project, and a client on each node reading its stream from the start. */
@@ -193,7 +193,7 @@ describe("a node on the postgres broker never goes deaf", () => {
           return n === 5 ? { done: n } : { seen: n }
         }, 10_000)
         await new Promise((r) => setTimeout(r, 500))
-        for (const client of clients) expect(client.events.map((e) => Number(e.id))).toEqual([1])
+        for (const client of clients) expect(client.events.map((e) => Number(e.data.seq))).toEqual([1])
         for (const node of nodes) expect((await readiness(node.url)).status).toBe(503)
 
         // The database accepts connections again: each node listens again and catches up by itself.

@@ -74,11 +74,13 @@ const open = (target: Target) =>
           resolve({ subscriber, close })
         }
         if (frame.event !== "message.created" || frame.id === undefined) return
-        const seq = Number(frame.id)
+        // `id:` is opaque (`<seq>.<tag>`): the seq is the envelope's.
+        const envelope = JSON.parse(frame.data.join("\n")) as { seq: number; data: { messageId: string } }
+        const seq = envelope.seq
         if (lastSeq !== undefined && seq !== lastSeq + 1) outOfOrder++
         lastSeq = seq
         received++
-        const messageId = (JSON.parse(frame.data.join("\n")) as { data: { messageId: string } }).data.messageId
+        const messageId = envelope.data.messageId
         const arrival: Arrival = { at, seq }
         arrivals.set(messageId, arrival)
         waiters.get(messageId)?.(arrival)
