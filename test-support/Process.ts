@@ -228,3 +228,25 @@ export const readinessBecomes = (url: string, status: number, timeoutMs: number,
     },
     timeoutMs
   )
+
+/** A compiled server process on a free port, with the URL it answers on. */
+export interface ServerNode {
+  readonly proc: Spawned
+  readonly url: string
+}
+
+/** Starts the compiled server on a free port with `env` (DATABASE_URL among it); resolves once it serves. */
+export const startServerNode = async (env: Record<string, string | undefined>): Promise<ServerNode> => {
+  const port = await freePort()
+  const proc = spawnServer({ PORT: String(port), ...env })
+  await proc.waitFor(/API docs at/)
+  return { proc, url: `http://127.0.0.1:${port}` }
+}
+
+/** SIGTERM to every node; resolves with how each ended and how long it took (G8: exit 0 within 10 s). */
+export const stopServerNodes = (nodes: ReadonlyArray<ServerNode>) =>
+  Promise.all(nodes.map(async (n) => {
+    const started = Date.now()
+    await n.proc.stop()
+    return { code: (await n.proc.exited).code, ms: Date.now() - started, output: n.proc.output() }
+  }))

@@ -4,12 +4,12 @@ import pg from "pg"
 import { inject } from "vitest"
 import {
   api,
-  freePort,
   pollUntil,
   readiness,
   readinessBecomes,
-  type Spawned,
-  spawnServer
+  type ServerNode,
+  startServerNode,
+  stopServerNodes
 } from "../../../test-support/Process.js"
 import { connectSse, type SseConnection } from "../../../test-support/SseClient.js"
 import { withFreshDatabase } from "../../../test-support/TestDatabase.js"
@@ -23,32 +23,21 @@ import { withFreshDatabase } from "../../../test-support/TestDatabase.js"
 
 const ADMIN = "deaf-node-admin"
 
-interface Node {
+interface Node extends ServerNode {
   readonly name: string
-  readonly proc: Spawned
-  readonly url: string
 }
 
-const startNode = async (databaseUrl: string, name: string): Promise<Node> => {
-  const port = await freePort()
-  const proc = spawnServer({
-    DATABASE_URL: databaseUrl,
-    PORT: String(port),
-    HERALD_ADMIN_TOKEN: ADMIN,
-    HERALD_BROKER: "postgres"
-  })
-  await proc.waitFor(/API docs at/)
-  return { name, proc, url: `http://127.0.0.1:${port}` }
-}
+const startNode = async (databaseUrl: string, name: string): Promise<Node> => ({
+  name,
+  ...await startServerNode({ DATABASE_URL: databaseUrl, HERALD_ADMIN_TOKEN: ADMIN, HERALD_BROKER: "postgres" })
+})
 
 /** SIGTERM to every node: each exits 0 within 10 s (G8), its LISTEN connection closed. */
-const stopAll = async (nodes: ReadonlyArray<Node>) => {
-  await Promise.all(nodes.map(async (n) => {
-    const started = Date.now()
-    await n.proc.stop()
-    expect((await n.proc.exited).code, n.proc.output()).toBe(0)
-    expect(Date.now() - started).toBeLessThan(10_000)
-  }))
+const stopAll = async (nodes: ReadonlyArray<ServerNode>) => {
+  for (const stopped of await stopServerNodes(nodes)) {
+    expect(stopped.code, stopped.output).toBe(0)
+    expect(stopped.ms).toBeLessThan(10_000)
+  }
 }
 
 /**

@@ -6,8 +6,10 @@ import {
   freePort,
   readinessBecomes,
   runProcess,
-  type Spawned,
-  spawnServer
+  type ServerNode,
+  spawnServer,
+  startServerNode,
+  stopServerNodes
 } from "../../../test-support/Process.js"
 import { type RedisServer, startRedis } from "../../../test-support/Redis.js"
 import { connectSse, type SseConnection } from "../../../test-support/SseClient.js"
@@ -37,33 +39,23 @@ afterAll(async () => {
   await redis?.stop()
 })
 
-interface Node {
-  readonly proc: Spawned
-  readonly url: string
-}
+type Node = ServerNode
 
-const startNode = async (databaseUrl: string, env: Record<string, string>): Promise<Node> => {
-  const port = await freePort()
-  const proc = spawnServer({
+const startNode = (databaseUrl: string, env: Record<string, string>): Promise<Node> =>
+  startServerNode({
     DATABASE_URL: databaseUrl,
-    PORT: String(port),
     HERALD_ADMIN_TOKEN: ADMIN,
     HERALD_BROKER: "redis",
     LOG_LEVEL: "warn",
     ...env
   })
-  await proc.waitFor(/API docs at/)
-  return { proc, url: `http://127.0.0.1:${port}` }
-}
 
 /** SIGTERM to every node: each exits 0 within 10 s (G8), its Redis connections closed. */
-const stopAll = async (nodes: ReadonlyArray<Node>) => {
-  await Promise.all(nodes.map(async (n) => {
-    const started = Date.now()
-    await n.proc.stop()
-    expect((await n.proc.exited).code, n.proc.output()).toBe(0)
-    expect(Date.now() - started).toBeLessThan(10_000)
-  }))
+const stopAll = async (nodes: ReadonlyArray<ServerNode>) => {
+  for (const stopped of await stopServerNodes(nodes)) {
+    expect(stopped.code, stopped.output).toBe(0)
+    expect(stopped.ms).toBeLessThan(10_000)
+  }
 }
 
 const setUp = async (node: Node, name: string) => {

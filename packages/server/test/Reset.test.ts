@@ -442,6 +442,20 @@ const sseUntil = (base: string, urlPath: string, options: Parameters<typeof conn
     (c: SseConnection) => Effect.sync(() => c.close())
   )
 
+/** The compiled server on a fresh Debian cluster, with one user and a project of theirs. */
+const heraldWithProject = (name: string) =>
+  Effect.gen(function*() {
+    const cluster = yield* debianCluster
+    const port = yield* Effect.promise(() => freePort())
+    const base = `http://127.0.0.1:${port}`
+    const first = yield* herald(cluster.url, port)
+    const user = yield* call(base, "POST", "/api/admin/users", ADMIN, { name })
+    const token = user.token as string
+    const project = yield* call(base, "POST", "/api/projects", token, { name })
+    const projectId = project.id as string
+    return { cluster, port, base, first, user, token, projectId, stream: projectStream(projectId) }
+  })
+
 /** The events Chromium's own EventSource received, as `frames` reads them. */
 interface BrowserSeen {
   readonly frames: Array<{ readonly id: string; readonly event: string; readonly data: string }>
@@ -453,15 +467,7 @@ describe("after a database restore (pg_dump, more posts, pg_restore)", () => {
     "clients at a head the restore took back get reset from 1, the stream from 1, then new posts live: our reader and Chromium's EventSource",
     () =>
       Effect.gen(function*() {
-        const cluster = yield* debianCluster
-        const port = yield* Effect.promise(() => freePort())
-        const base = `http://127.0.0.1:${port}`
-        const first = yield* herald(cluster.url, port)
-        const user = yield* call(base, "POST", "/api/admin/users", ADMIN, { name: "restored" })
-        const token = user.token as string
-        const project = yield* call(base, "POST", "/api/projects", token, { name: "restore" })
-        const projectId = project.id as string
-        const stream = projectStream(projectId)
+        const { base, cluster, first, port, projectId, stream, token, user } = yield* heraldWithProject("restored")
         const workspace = workspaceStream(projectId, user.id)
         const postTo = (body: string, where: "project" | "workspace" = "project") =>
           call(
@@ -628,15 +634,7 @@ describe("diverged after a real restore (pg_dump at 4, posts to 8 seen, pg_resto
     "a client resuming with its last id or cursor gets reset from 1 and the events the database holds now, per stream and on /api/stream",
     () =>
       Effect.gen(function*() {
-        const cluster = yield* debianCluster
-        const port = yield* Effect.promise(() => freePort())
-        const base = `http://127.0.0.1:${port}`
-        const first = yield* herald(cluster.url, port)
-        const user = yield* call(base, "POST", "/api/admin/users", ADMIN, { name: "diverged" })
-        const token = user.token as string
-        const project = yield* call(base, "POST", "/api/projects", token, { name: "diverged" })
-        const projectId = project.id as string
-        const stream = projectStream(projectId)
+        const { base, cluster, first, port, projectId, stream, token } = yield* heraldWithProject("diverged")
         const postTo = (body: string) => call(base, "POST", `/api/projects/${projectId}/messages`, token, { body })
         for (const i of [2, 3, 4]) yield* postTo(`kept ${i}`)
         const perStream = yield* sseUntil(base, projectPath(projectId), { token, after: "0" })
