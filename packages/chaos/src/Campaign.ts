@@ -37,6 +37,8 @@ export interface CampaignOptions {
   readonly quiescenceMs?: number
   /** Mean gap between two faults. */
   readonly meanFaultGapMs?: number
+  /** false: a control run — no scheduled faults and no node failing publishes (the workload and the clients as usual). */
+  readonly faults?: boolean
   readonly log?: (line: string) => void
 }
 
@@ -103,7 +105,8 @@ const runOne = (cluster: Cluster, broker: Broker, options: CampaignOptions) =>
     const db = yield* openDb(url)
     const redis: RedisServer | undefined = broker === "redis" ? yield* redisLayer : undefined
     const adminToken = randomBytes(16).toString("hex")
-    const rates = Array.from({ length: options.nodes }, (_, i) => i === 1 ? PUBLISH_FAILURE_RATE : 0)
+    const faults = options.faults ?? true
+    const rates = Array.from({ length: options.nodes }, (_, i) => i === 1 && faults ? PUBLISH_FAILURE_RATE : 0)
     log(`${broker}: starting ${options.nodes} nodes`)
     const fleet = yield* startFleet({
       databaseUrl: url,
@@ -167,11 +170,13 @@ const runOne = (cluster: Cluster, broker: Broker, options: CampaignOptions) =>
       yield* FiberSet.run(listeners, runHistoryReader(run, reader, rng.fork(`history:${reader.record.name}`)))
     }
 
-    const schedule = plan(rng.fork("nemesis"), broker, options.nodes, {
-      startMs: 1_500,
-      endMs: Math.max(2_000, options.durationMs - 1_000),
-      meanGapMs: options.meanFaultGapMs ?? 2_500
-    })
+    const schedule = faults
+      ? plan(rng.fork("nemesis"), broker, options.nodes, {
+        startMs: 1_500,
+        endMs: Math.max(2_000, options.durationMs - 1_000),
+        meanGapMs: options.meanFaultGapMs ?? 2_500
+      })
+      : []
     log(
       `${broker}: ${run.users.length} users, ${run.projects.length} projects, ${clients.length} SSE clients, ` +
         `${readers.length} history readers, ${schedule.length} faults planned over ${options.durationMs / 1000} s`
@@ -346,23 +351,28 @@ const waitLive = (run: Run, clients: ReadonlyArray<Client>, truth: Truth, deadli
       if (now(run) - conn.openedAt < JUDGED_AFTER_MS) continue
       const node = run.fleet.nodes.find((n) => n.name === conn.node)
       if (node?.state !== "up") continue
-      for (const [stream, end] of behind(client, truth)) {
+      // Opened without a position and given nothing: where it started is unknown, so is what it owes.
+      const owed = behind(client, truth).filter(([stream]) =>
+        client.progress.get(stream) !== undefined || conn.position._tag !== "none"
+      )
+      if (owed.length === 0) continue
+      const position = conn.position._tag === "after"
+        ? `?after=${conn.position.after}`
+        : conn.position._tag === "lastEventId"
+        ? "its last id"
+        : "no position"
+      const streams = owed.map(([stream, end]) => {
         const reached = client.progress.get(stream)
-        // Opened without a position and given nothing: where it started is unknown, so is what it owes.
-        if (reached === undefined && conn.position._tag === "none") continue
         const missing = (truth.streams.get(stream) ?? []).filter((e) => e.seq > (reached ?? 0))
-        const position = conn.position._tag === "after"
-          ? `?after=${conn.position.after}`
-          : conn.position._tag === "lastEventId"
-          ? `Last-Event-ID ${conn.position.id}`
-          : "no position"
-        const detail = `opened at ${conn.openedAt} ms with ${position}, ${conn.frames.length} frames, the last at ${
-          conn.frames[conn.frames.length - 1]?.at ?? "-"
-        } ms; the missing events committed at ${
-          missing.map((e) => `${e.seq}: ${e.occurredAt - run.t0} ms`).join(", ")
-        }; ${nodeHistory(run, conn.node)}`
-        run.observations.push(observation(run, client, "stalled", stream, end, conn.index, conn.node, detail))
-      }
+        return `${stream} at ${reached ?? "nothing"} of ${end} (missing ${
+          missing.map((e) => `${e.seq} committed at ${e.occurredAt - run.t0} ms`).join(", ")
+        })`
+      })
+      const detail = `opened at ${conn.openedAt} ms with ${position}, ${conn.frames.length} frames, the last at ${
+        conn.frames[conn.frames.length - 1]?.at ?? "-"
+      } ms; behind on ${streams.join("; ")}; ${nodeHistory(run, conn.node)}`
+      const [stream, end] = owed[0]!
+      run.observations.push(observation(run, client, "stalled", stream, end, conn.index, conn.node, detail))
     }
   })
 

@@ -1,4 +1,4 @@
-import { envelopeOf } from "./Clients.js"
+import { digestOf, type Envelope } from "./Envelope.js"
 import {
   type ClientRecord,
   type ConnectionRecord,
@@ -10,7 +10,7 @@ import {
   workspaceStream,
   type WriteRecord
 } from "./Records.js"
-import { canonical, type DbEvent, eventKey, head, type Truth } from "./Truth.js"
+import { type DbEvent, eventKey, head, type Truth } from "./Truth.js"
 
 /**
  * The checker: it knows only the database's final state (`event_outbox ∪ event_log`, `messages`,
@@ -180,8 +180,14 @@ export class Timeline {
 // ---------------------------------------------------------------------------------------------
 // Envelopes
 
-const describeMismatch = (data: unknown, event: string | undefined, db: DbEvent): string | undefined => {
-  const e = data as Record<string, unknown>
+const digests = new WeakMap<DbEvent, string>()
+const digestOfEvent = (e: DbEvent) => {
+  let d = digests.get(e)
+  if (d === undefined) digests.set(e, d = digestOf(e.data))
+  return d
+}
+
+const describeMismatch = (e: Envelope, event: string | undefined, db: DbEvent): string | undefined => {
   const problems: Array<string> = []
   if (e.id !== db.id) problems.push(`id ${String(e.id)} ≠ ${db.id}`)
   if (e.type !== db.type) problems.push(`type ${String(e.type)} ≠ ${db.type}`)
@@ -191,7 +197,7 @@ const describeMismatch = (data: unknown, event: string | undefined, db: DbEvent)
   if (typeof e.occurredAt !== "string" || Date.parse(e.occurredAt) !== db.occurredAt) {
     problems.push(`occurredAt ${String(e.occurredAt)} ≠ ${new Date(db.occurredAt).toISOString()}`)
   }
-  if (canonical(e.data) !== canonical(db.data)) problems.push("data differs")
+  if (e.digest !== digestOfEvent(db)) problems.push("data differs")
   return problems.length === 0 ? undefined : problems.join(", ")
 }
 
@@ -330,7 +336,7 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
           }
           continue
         }
-        const envelope = envelopeOf(frame.data)
+        const envelope = frame.envelope
         if (envelope === undefined) continue // a signal (presence, typing, draft): not an event
         const { seq, stream } = envelope
         const context = { at: frame.at, stream, seq, client: client.name, node: conn.node }
@@ -347,7 +353,7 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
           })
           continue
         }
-        const mismatch = describeMismatch(frame.data, frame.event, db)
+        const mismatch = describeMismatch(envelope, frame.event, db)
         if (mismatch !== undefined) {
           add({
             ...context,
@@ -491,9 +497,8 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
     add({
       kind: o.kind,
       message: o.kind === "stalled"
-        ? `${o.client}: a live connection (#${o.connection} on ${o.node}) stayed at ${o.stream} seq ${
-          o.reached ?? "none"
-        } while the head was ${o.expected}, with every node up and the outbox drained: ${o.detail}`
+        ? `${o.client}: a live connection (#${o.connection} on ${o.node}) did not deliver what was committed and ` +
+          `published while it was open, with every node up and the outbox drained: ${o.detail}`
         : `${o.client}: could not resume ${o.stream} after the run: ${o.detail}`,
       at: o.at,
       stream: o.stream,
@@ -514,9 +519,7 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
     for (const page of reader.pages) {
       if (page.status !== 200) continue
       let expected = page.after + 1
-      for (const item of page.items) {
-        const envelope = envelopeOf(item)
-        if (envelope === undefined) continue
+      for (const envelope of page.items) {
         const context = { at: page.at, stream, seq: envelope.seq, client: reader.name, node: page.node }
         if (envelope.stream !== stream) {
           add({
@@ -527,7 +530,7 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
           continue
         }
         const db = truth.byKey.get(eventKey(stream, envelope.seq))
-        const mismatch = db === undefined ? "not in the database" : describeMismatch(item, undefined, db)
+        const mismatch = db === undefined ? "not in the database" : describeMismatch(envelope, undefined, db)
         if (mismatch !== undefined) {
           add({
             ...context,

@@ -1,6 +1,7 @@
 import { Effect } from "effect"
 import * as http from "node:http"
 import { sseFrames } from "../../../test-support/SseClient.js"
+import { envelopeOf } from "./Envelope.js"
 import type { ServerNode } from "./Fleet.js"
 import {
   type ClientKind,
@@ -64,12 +65,6 @@ const parseData = (lines: ReadonlyArray<string>): unknown => {
   } catch {
     return text
   }
-}
-
-export const envelopeOf = (data: unknown): { stream: string; seq: number } | undefined => {
-  if (typeof data !== "object" || data === null) return undefined
-  const { seq, stream } = data as { stream?: unknown; seq?: unknown }
-  return typeof stream === "string" && typeof seq === "number" ? { stream, seq } : undefined
 }
 
 interface Ending {
@@ -207,8 +202,16 @@ export const runClient = (run: Run, client: Client, rng: Rng) =>
             if (status === 200 && position._tag === "after") client.progress.set(single!, position.after)
           },
           (raw) => {
-            const frame: Frame = { at: now(run), id: raw.id, event: raw.event, data: parseData(raw.data) }
             if (raw.data.length === 0 && raw.id === undefined) return // a comment or retry line only
+            const data = parseData(raw.data)
+            const envelope = envelopeOf(data)
+            const frame: Frame = {
+              at: now(run),
+              id: raw.id,
+              event: raw.event,
+              envelope,
+              data: envelope === undefined ? data : undefined
+            }
             connection.frames.push(frame)
             if (raw.id !== undefined) client.lastId = raw.id
             track(client, frame)
@@ -251,6 +254,5 @@ const track = (client: Client, frame: Frame) => {
     client.progress.set(data.stream, data.from - 1)
     return
   }
-  const envelope = envelopeOf(frame.data)
-  if (envelope !== undefined) client.progress.set(envelope.stream, envelope.seq)
+  if (frame.envelope !== undefined) client.progress.set(frame.envelope.stream, frame.envelope.seq)
 }

@@ -1,4 +1,5 @@
 import { Effect } from "effect"
+import { envelopeOf } from "./Envelope.js"
 import { field, num, request } from "./Http.js"
 import type { HistoryRecord, User } from "./Records.js"
 import type { Rng } from "./Rng.js"
@@ -48,7 +49,7 @@ export const runHistoryReader = (run: Run, reader: HistoryReader, rng: Rng) =>
         node: node.name,
         after,
         status: answer.status,
-        items: Array.isArray(items) ? items : [],
+        items: Array.isArray(items) ? items.flatMap((item) => envelopeOf(item) ?? []) : [],
         nextAfter: nextAfter === null ? null : num(nextAfter)
       })
       let more = false

@@ -136,14 +136,23 @@ const inject = async (run: Run, fault: PlannedFault): Promise<void> => {
     }
     case "listen-terminate": {
       const r = record(run, kind, "postgres")
-      try {
-        const n = await run.db.terminateListeners()
-        r.detail = `${n} LISTEN connection${n === 1 ? "" : "s"} terminated`
-      } catch (e) {
-        r.detail = `failed: ${e instanceof Error ? e.message : String(e)}`
-        r.skipped = true
+      // PostgreSQL may be restarting (another fault): try for a few seconds.
+      for (let attempt = 0;; attempt++) {
+        try {
+          const n = await run.db.terminateListeners()
+          r.detail = `${n} LISTEN connection${n === 1 ? "" : "s"} terminated`
+          break
+        } catch (e) {
+          if (attempt >= 20) {
+            r.detail = `failed: ${e instanceof Error ? e.message : String(e)}`
+            r.skipped = true
+            break
+          }
+          await sleep(250)
+        }
       }
       r.until = now(run)
+      run.log(`${run.broker}: listen-terminate: ${r.detail}`)
       return
     }
     case "redis-kill": {

@@ -1,3 +1,5 @@
+import type { Envelope } from "./Envelope.js"
+
 /**
  * What a run records as it goes — the faults injected, every write and its outcome, every SSE
  * connection with every frame it received, every history page — and what the checker reads
@@ -86,7 +88,9 @@ export interface Frame {
   readonly at: number
   readonly id: string | undefined
   readonly event: string | undefined
-  /** The data lines, parsed as JSON when they are. */
+  /** An event's envelope (digested) … */
+  readonly envelope: Envelope | undefined
+  /** … or the data of any other frame (heads, reset, a signal), parsed as JSON when it is. */
   readonly data: unknown
 }
 
@@ -125,7 +129,7 @@ export interface HistoryPage {
   readonly node: string
   readonly after: number
   readonly status: number
-  readonly items: ReadonlyArray<unknown>
+  readonly items: ReadonlyArray<Envelope>
   readonly nextAfter: number | null | undefined
 }
 

@@ -1,5 +1,6 @@
 import { Effect } from "effect"
 import pg from "pg"
+import { canonical } from "./Envelope.js"
 
 /**
  * The campaign's own view of the database: a small pool for what the harness needs while it runs
@@ -144,13 +145,6 @@ const toEvent = (r: EventRow): DbEvent => ({
   occurredAt: r.occurred_at.getTime(),
   data: r.data
 })
-
-/** Key order does not matter to jsonb; it does to JSON.stringify. */
-export const canonical = (value: unknown): string =>
-  JSON.stringify(value, (_key, v: unknown) =>
-    typeof v === "object" && v !== null && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
-      : v)
 
 const sameEvent = (a: DbEvent, b: DbEvent) =>
   a.id === b.id && a.type === b.type && a.projectId === b.projectId && a.actorId === b.actorId &&

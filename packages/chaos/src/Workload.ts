@@ -14,7 +14,7 @@ import { anyNode, now, type Run, upNode } from "./Run.js"
  */
 
 /** Bodies over PostgreSQL's 8 000-byte NOTIFY limit: the postgres broker sends them as references. */
-export const OVERSIZED = { min: 8_000, max: 10_000, chance: 0.05 }
+export const OVERSIZED = { min: 8_000, max: 10_000, chance: 0.08 }
 
 const WORDS = ["herald", "stream", "seq", "commit", "outbox", "replay", "member", "chaos", "resume", "cursor", "gap"]
 

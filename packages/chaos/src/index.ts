@@ -16,22 +16,29 @@ const USAGE = `usage: npm run chaos [-- --minutes N] [--broker postgres|redis|bo
   --minutes N   how long faults and workload run, per broker (default 1; decimals allowed)
   --broker B    postgres, redis or both (default both, one after the other)
   --nodes N     server processes, 2 or 3 (default 3)
+  --no-faults   a control run: the same workload and clients, no fault at all
   CHAOS_SEED=S  replay the schedule of seed S (printed at the start and the end)`
 
 interface Args {
   readonly minutes: number
   readonly brokers: ReadonlyArray<Broker>
   readonly nodes: number
+  readonly faults: boolean
 }
 
 const parseArgs = (argv: ReadonlyArray<string>): Args | string => {
   let minutes = 1
   let brokers: ReadonlyArray<Broker> = ["postgres", "redis"]
   let nodes = 3
+  let faults = true
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!
     const value = argv[i + 1]
     if (flag === "--help" || flag === "-h") return ""
+    if (flag === "--no-faults") {
+      faults = false
+      continue
+    }
     if (value === undefined) return `${flag} needs a value`
     i++
     switch (flag) {
@@ -52,7 +59,7 @@ const parseArgs = (argv: ReadonlyArray<string>): Args | string => {
         return `unknown option ${flag}`
     }
   }
-  return { minutes, brokers, nodes }
+  return { minutes, brokers, nodes, faults }
 }
 
 const args = parseArgs(process.argv.slice(2))
@@ -65,22 +72,25 @@ if (typeof args === "string") {
 const seedText = process.env.CHAOS_SEED
 const seed = seedText !== undefined && seedText.trim() !== "" ? parseSeed(seedText.trim()) : newSeed()
 const replay = (broker: string) =>
-  `CHAOS_SEED=${seed} npm run chaos -- --minutes ${args.minutes} --broker ${broker} --nodes ${args.nodes}`
+  `CHAOS_SEED=${seed} npm run chaos -- --minutes ${args.minutes} --broker ${broker} --nodes ${args.nodes}${
+    args.faults ? "" : " --no-faults"
+  }`
 
 let code = 1
 const startedAt = Date.now()
 
 const program = Effect.gen(function*() {
   console.log(
-    `chaos: seed ${seed} · ${
-      args.brokers.join(" then ")
-    } · ${args.nodes} nodes · ${args.minutes} min of faults per broker`
+    `chaos: seed ${seed} · ${args.brokers.join(" then ")} · ${args.nodes} nodes · ${args.minutes} min ${
+      args.faults ? "of faults" : "without faults (a control run)"
+    } per broker`
   )
   const report = yield* runCampaign({
     seed,
     brokers: args.brokers,
     nodes: args.nodes,
     durationMs: Math.round(args.minutes * 60_000),
+    faults: args.faults,
     log: (line) => console.log(`chaos: [${((Date.now() - startedAt) / 1000).toFixed(1)}] ${line}`)
   })
   console.log(formatCampaign(report, replay))
