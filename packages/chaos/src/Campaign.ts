@@ -40,6 +40,8 @@ export interface CampaignOptions {
   /** false: a control run — no scheduled faults and no node failing publishes (the workload and the clients as usual). */
   readonly faults?: boolean
   readonly log?: (line: string) => void
+  /** Called with each broker's report as soon as its run is over. */
+  readonly onRun?: (report: RunReport) => void
 }
 
 export interface RunReport {
@@ -87,7 +89,11 @@ export const runCampaign = (options: CampaignOptions) =>
   Effect.gen(function*() {
     const cluster = yield* startCluster
     const runs: Array<RunReport> = []
-    for (const broker of options.brokers) runs.push(yield* Effect.scoped(runOne(cluster, broker, options)))
+    for (const broker of options.brokers) {
+      const report = yield* Effect.scoped(runOne(cluster, broker, options))
+      options.onRun?.(report)
+      runs.push(report)
+    }
     return { seed: options.seed, runs } satisfies CampaignReport
   }).pipe(Effect.scoped)
 
@@ -154,10 +160,10 @@ const runOne = (cluster: Cluster, broker: Broker, options: CampaignOptions) =>
         if (layout.chance(0.35)) {
           clients.push(makeClient(run, `${user.name}/${project.name}/ws`, "workspace", user, project.id))
         }
-        if (layout.chance(0.25)) {
+        if (layout.chance(0.4)) {
           readers.push(makeHistoryReader(run, `${user.name}/${project.name}/history`, user, project.id, "project"))
         }
-        if (layout.chance(0.15)) {
+        if (layout.chance(0.25)) {
           readers.push(makeHistoryReader(run, `${user.name}/${project.name}/ws-history`, user, project.id, "workspace"))
         }
       }

@@ -363,6 +363,9 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
         }
         let seg = segments.get(stream)
         if (!readable(conn, stream, seq, seg)) {
+          // The client has it (its next resume goes on from here): the stream moves on, without a second verdict.
+          if (seg !== undefined) seg.last = Math.max(seg.last, seq)
+          seenHere.add(stream)
           // Consecutive leaks on one connection are one violation.
           if (leak !== undefined && leak.conn === conn && leak.stream === stream && leak.to === seq - 1) {
             leak.to = seq
@@ -449,7 +452,11 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
         kind: "isolation",
         message: `${l.where}, ${describePosition(l.conn)}, received ${l.stream} seq ${l.from}${
           n > 1 ? `…${l.to} (${n} events: ${[...new Set(l.types)].join(", ")})` : ` (${l.types[0]})`
-        }, committed from ${l.committed} ms, which ${user.name} could not read then (${user.name}'s membership there: ${l.membership})`
+        }, committed from ${l.committed} ms, which ${user.name} could not read then (${user.name}'s membership there: ${l.membership}); ${
+          l.conn.openedAt !== undefined && l.committed >= l.conn.openedAt
+            ? "sent live, after the connection opened"
+            : "replayed: committed before the connection opened"
+        }`
       })
     }
 

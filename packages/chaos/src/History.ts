@@ -59,6 +59,6 @@ export const runHistoryReader = (run: Run, reader: HistoryReader, rng: Rng) =>
         more = nextAfter !== null
       }
       const calm = run.phase !== "run"
-      yield* Effect.sleep(more ? (calm ? 20 : rng.int(50, 300)) : calm ? 200 : rng.int(300, 1_500))
+      yield* Effect.sleep(more ? (calm ? 20 : rng.int(50, 300)) : calm ? 200 : rng.int(50, 400))
     }
   })

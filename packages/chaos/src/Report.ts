@@ -6,8 +6,8 @@ import { FAULT_KINDS, type FaultRecord } from "./Records.js"
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`
 
-/** Violations of one kind printed in full; the rest counted. */
-const SHOWN_PER_KIND = 8
+/** Violations of one kind printed in full; the rest counted (and written to a file: see index.ts). */
+export const SHOWN_PER_KIND = 8
 
 /** The faults in effect around `at`: from 5 s before it to 1 s after. */
 const faultsAround = (faults: ReadonlyArray<FaultRecord>, at: number) =>
@@ -27,7 +27,7 @@ const describeViolation = (report: RunReport, v: Violation) => {
   return lines.join("\n")
 }
 
-export const formatRun = (report: RunReport, replay: string): string => {
+export const formatRun = (report: RunReport, replay: string, shownPerKind = SHOWN_PER_KIND): string => {
   const { run } = report
   const out: Array<string> = []
   out.push(
@@ -79,8 +79,8 @@ export const formatRun = (report: RunReport, replay: string): string => {
     for (const v of report.violations) byKind.set(v.kind, [...(byKind.get(v.kind) ?? []), v])
     for (const [kind, vs] of byKind) {
       out.push(`${kind} (${vs.length}):`)
-      for (const v of vs.slice(0, SHOWN_PER_KIND)) out.push(describeViolation(report, v))
-      if (vs.length > SHOWN_PER_KIND) out.push(`- … and ${vs.length - SHOWN_PER_KIND} more`)
+      for (const v of vs.slice(0, shownPerKind)) out.push(describeViolation(report, v))
+      if (vs.length > shownPerKind) out.push(`- … and ${vs.length - shownPerKind} more`)
     }
     out.push(`replay: ${replay}`)
   }

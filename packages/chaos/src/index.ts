@@ -1,7 +1,10 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { runCampaign } from "./Campaign.js"
-import { formatCampaign, summary } from "./Report.js"
+import { formatRun, SHOWN_PER_KIND, summary } from "./Report.js"
 import { newSeed, parseSeed } from "./Rng.js"
 import type { Broker } from "./Run.js"
 
@@ -91,9 +94,18 @@ const program = Effect.gen(function*() {
     nodes: args.nodes,
     durationMs: Math.round(args.minutes * 60_000),
     faults: args.faults,
-    log: (line) => console.log(`chaos: [${((Date.now() - startedAt) / 1000).toFixed(1)}] ${line}`)
+    log: (line) => console.log(`chaos: [${((Date.now() - startedAt) / 1000).toFixed(1)}] ${line}`),
+    onRun: (run) => {
+      console.log(formatRun(run, replay(run.broker)))
+      const counts = new Map<string, number>()
+      for (const v of run.violations) counts.set(v.kind, (counts.get(v.kind) ?? 0) + 1)
+      if ([...counts.values()].some((n) => n > SHOWN_PER_KIND)) {
+        const file = path.join(os.tmpdir(), `herald-chaos-${seed}-${run.broker}.txt`)
+        fs.writeFileSync(file, formatRun(run, replay(run.broker), Infinity) + "\n")
+        console.log(`every violation: ${file}`)
+      }
+    }
   })
-  console.log(formatCampaign(report, replay))
   const found = report.runs.reduce((n, r) => n + r.violations.length, 0)
   console.log(`\n${summary(report)}\nchaos: seed ${seed} · ${found} violation${found === 1 ? "" : "s"}`)
   code = found === 0 ? 0 : 1

@@ -175,6 +175,14 @@ describe("the checker", () => {
     expect(run(removed, { clients: [leak] })).toEqual(["isolation"])
     const ended = client("project", conn(after(2), frames(removed, 3, 4)))
     expect(run(removed, { clients: [ended] })).toEqual([])
+    // What leaked was received all the same: a resume after it goes on from there, with no gap to report.
+    const back = projectEvents(8, 4, 7)
+    const resumedAfterLeak = client(
+      "project",
+      conn(after(2), frames(back, 3, 6)),
+      conn(resumed, frames(back, 7, 8), { openedAt: 750, phase: "final" })
+    )
+    expect(run(back, { clients: [resumedAfterLeak] })).toEqual(["isolation"])
   })
 
   it("a per-stream resume after being added back replays history to a member: not a leak", () => {
