@@ -77,13 +77,23 @@ const migrate = (url: string) =>
     Effect.mapError((e) => new CampaignError({ message: `migrations: ${e.message}` }))
   )
 
+/** A redis-server of the run's own; killed with the campaign's process even if the scope never closes. */
 const redisLayer = Effect.acquireRelease(
   Effect.tryPromise({
-    try: () => startRedis(),
+    try: async () => {
+      const redis = await startRedis()
+      const lastResort = () => redis.process().child.kill("SIGKILL")
+      process.once("exit", lastResort)
+      return { redis, lastResort }
+    },
     catch: (e) => new CampaignError({ message: `redis-server: ${String(e)}` })
   }),
-  (redis) => Effect.promise(() => redis.stop())
-)
+  ({ lastResort, redis }) =>
+    Effect.promise(async () => {
+      await redis.stop()
+      process.off("exit", lastResort)
+    })
+).pipe(Effect.map(({ redis }) => redis))
 
 export const runCampaign = (options: CampaignOptions) =>
   Effect.gen(function*() {

@@ -131,6 +131,8 @@ interface Mine {
 export const actor = (run: Run, user: User) =>
   Effect.gen(function*() {
     const rng = run.rng.fork(`user:${user.index}`)
+    // Which node each try goes to: a generator of its own, so that retries (which depend on the faults) leave the user's choices alone.
+    const route = run.rng.fork(`route:${user.index}`)
     let n = 0
     const mine: Array<Mine> = []
     const memberOf = () => run.projects.filter((p) => run.believed.get(p.id)?.has(user.index))
@@ -150,7 +152,7 @@ export const actor = (run: Run, user: User) =>
         const payload = scope === "project"
           ? { body, clientMessageId }
           : { body, clientMessageId, role: rng.pick(["user", "worker"]) }
-        const answer = yield* settle(run, rng, record, "POST", () => path, user.token, payload)
+        const answer = yield* settle(run, route, record, "POST", () => path, user.token, payload)
         if (answer === undefined) return
         if (answer.status === 201 || answer.status === 200) {
           record.outcome = "confirmed"
@@ -176,7 +178,7 @@ export const actor = (run: Run, user: User) =>
       })
       const answer = yield* settle(
         run,
-        rng,
+        route,
         record,
         "POST",
         () => `/api/projects/${original.projectId}/messages`,
@@ -201,7 +203,7 @@ export const actor = (run: Run, user: User) =>
       const record = newRecord(run, "edit", user, projectId, { target: messageId, bodyLength: body.length })
       const answer = yield* settle(
         run,
-        rng,
+        route,
         record,
         "PATCH",
         () => `/api/projects/${projectId}/messages/${messageId}`,
@@ -223,7 +225,7 @@ export const actor = (run: Run, user: User) =>
       const record = newRecord(run, "delete", user, projectId, { target: messageId })
       const answer = yield* settle(
         run,
-        rng,
+        route,
         record,
         "DELETE",
         () => `/api/projects/${projectId}/messages/${messageId}`,
@@ -249,12 +251,12 @@ export const actor = (run: Run, user: User) =>
         member: target.index
       })
       const answer = adding
-        ? yield* settle(run, rng, record, "POST", () => `/api/projects/${project.id}/members`, user.token, {
+        ? yield* settle(run, route, record, "POST", () => `/api/projects/${project.id}/members`, user.token, {
           userId: target.id
         })
         : yield* settle(
           run,
-          rng,
+          route,
           record,
           "DELETE",
           () => `/api/projects/${project.id}/members/${target.id}`,
@@ -281,6 +283,8 @@ export const actor = (run: Run, user: User) =>
           ["edit", 12],
           ["delete", 6],
           ["repeat", 4],
+          // Several posts at once to one project through different nodes: concurrent writers, publishers and materializers on one stream.
+          ["burst", 5],
           ["membership", owned().length > 0 ? 14 : 0],
           // A post to a project the user is not in: a 404, and nothing written (G5).
           ["intrude", 3]
@@ -298,6 +302,15 @@ export const actor = (run: Run, user: User) =>
           break
         case "delete":
           yield* remove
+          break
+        case "burst":
+          if (projects.length > 0) {
+            const project = rng.pick(projects)
+            yield* Effect.all(Array.from({ length: rng.int(3, 6) }, () => post(project, "project")), {
+              concurrency: "unbounded",
+              discard: true
+            })
+          }
           break
         case "repeat":
           yield* repeat
