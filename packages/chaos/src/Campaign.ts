@@ -11,7 +11,7 @@ import { plan, type PlannedFault, runNemesis } from "./Nemesis.js"
 import { type Cluster, startCluster } from "./Postgres.js"
 import { FAULT_KINDS, type FaultKind, type Observation, projectStream, workspaceStream } from "./Records.js"
 import { Rng } from "./Rng.js"
-import { type Broker, now, type Run, sleep } from "./Run.js"
+import { type Broker, now, restartRedis, type Run, sleep } from "./Run.js"
 import { head, openDb, type Truth } from "./Truth.js"
 import { actor, OVERSIZED, probes, setup } from "./Workload.js"
 
@@ -287,7 +287,7 @@ const recover = (run: Run) =>
     const redis = run.redis
     if (redis !== undefined) {
       const child = redis.process().child
-      if (child.exitCode !== null || child.signalCode !== null) await redis.restart()
+      if (child.exitCode !== null || child.signalCode !== null) await restartRedis(redis)
     }
     await Promise.all(run.fleet.nodes.map(async (node) => {
       if (node.state === "paused") run.fleet.resume(node)

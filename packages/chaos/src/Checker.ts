@@ -75,6 +75,8 @@ export interface Shutdown {
   readonly node: string
   readonly code: number | null
   readonly ms: number
+  /** Its last lines of output. */
+  readonly tail: string
 }
 
 export interface CheckInput {
@@ -726,7 +728,7 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
     if (s.code !== 0 || s.ms > 10_000) {
       add({
         kind: "shutdown",
-        message: `${s.node}: SIGTERM → exit ${s.code} after ${s.ms} ms (G8: 0 within 10 s)`,
+        message: `${s.node}: SIGTERM → exit ${s.code} after ${s.ms} ms (G8: 0 within 10 s); its last lines: ${s.tail}`,
         node: s.node
       })
     }

@@ -23,8 +23,6 @@ export interface ServerNode {
   /** How many processes this node has had. */
   generation: number
   process: Spawned | undefined
-  /** The tail of every process's output, for the report. */
-  readonly logs: Array<string>
 }
 
 export interface FleetOptions {
@@ -39,7 +37,6 @@ export interface FleetOptions {
 }
 
 const START_TIMEOUT_MS = 90_000
-const LOG_TAIL = 20_000
 
 export interface Fleet {
   readonly nodes: ReadonlyArray<ServerNode>
@@ -48,8 +45,10 @@ export interface Fleet {
   readonly kill: (node: ServerNode) => Promise<void>
   readonly pause: (node: ServerNode) => void
   readonly resume: (node: ServerNode) => void
-  /** SIGTERM: resolves with its exit code and how long it took (G8). */
-  readonly stop: (node: ServerNode) => Promise<{ readonly code: number | null; readonly ms: number }>
+  /** SIGTERM: resolves with its exit code, how long it took (G8) and the last lines it wrote. */
+  readonly stop: (
+    node: ServerNode
+  ) => Promise<{ readonly code: number | null; readonly ms: number; readonly tail: string }>
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -72,8 +71,7 @@ const launchFleet = async (options: FleetOptions): Promise<Fleet> => {
       publishFailureRate: options.publishFailureRates[i] ?? 0,
       state: "down",
       generation: 0,
-      process: undefined,
-      logs: []
+      process: undefined
     })
   }
   const envOf = (node: ServerNode): Record<string, string | undefined> => ({
@@ -96,10 +94,6 @@ const launchFleet = async (options: FleetOptions): Promise<Fleet> => {
     // The server follows its launcher (main.ts): if the campaign dies, its nodes shut down.
     npm_lifecycle_event: "chaos"
   })
-  const keepLog = (node: ServerNode, spawned: Spawned, generation: number) => {
-    const out = spawned.output()
-    node.logs.push(`--- ${node.name} process ${generation} ---\n${out.slice(-LOG_TAIL)}`)
-  }
   const start = async (node: ServerNode) => {
     node.state = "starting"
     const deadline = Date.now() + START_TIMEOUT_MS
@@ -110,7 +104,6 @@ const launchFleet = async (options: FleetOptions): Promise<Fleet> => {
       node.process = spawned
       void spawned.exited.then(({ code, signal }) => {
         options.log(`${node.name}: process ${generation} exited (${code ?? signal})`)
-        keepLog(node, spawned, generation)
         if (node.process === spawned) node.state = "down"
       })
       try {
@@ -154,12 +147,13 @@ const launchFleet = async (options: FleetOptions): Promise<Fleet> => {
     },
     stop: async (node) => {
       const started = Date.now()
-      if (!alive(node)) return { code: null, ms: 0 }
+      if (!alive(node)) return { code: null, ms: 0, tail: "" }
       node.process!.child.kill("SIGCONT")
       await node.process!.stop(15_000)
       const { code } = await node.process!.exited
       node.state = "down"
-      return { code, ms: Date.now() - started }
+      const tail = node.process!.output().trim().split("\n").slice(-3).join(" | ")
+      return { code, ms: Date.now() - started, tail }
     }
   }
   try {

@@ -2,7 +2,7 @@ import { Effect, FiberSet } from "effect"
 import type { ServerNode } from "./Fleet.js"
 import type { FaultKind, FaultRecord } from "./Records.js"
 import type { Rng } from "./Rng.js"
-import { type Broker, now, type Run, sleep } from "./Run.js"
+import { type Broker, now, restartRedis, type Run, sleep } from "./Run.js"
 
 /**
  * The nemesis: faults at random moments, from a schedule drawn from the seed before the run
@@ -164,7 +164,7 @@ const inject = async (run: Run, fault: PlannedFault): Promise<void> => {
       try {
         await redis.kill()
         await sleep(fault.holdMs)
-        await redis.restart().then(
+        await restartRedis(redis).then(
           () => (r.until = now(run)),
           (e) => (r.detail += `; restart failed: ${String(e)}`)
         )

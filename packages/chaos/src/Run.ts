@@ -56,3 +56,19 @@ export const upNode = (run: Run, rng: Rng): ServerNode => {
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Redis again on its port (test-support/Redis.ts keeps the port it was first given, from the
+ * ephemeral range): while it was down, a client socket of this machine may have taken that port
+ * for a moment, so a failed start is tried again for a while.
+ */
+export const restartRedis = async (redis: RedisServer) => {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await redis.restart()
+    } catch (error) {
+      if (attempt >= 20) throw error
+      await sleep(500)
+    }
+  }
+}

@@ -14,7 +14,7 @@ import type { Broker } from "./Run.js"
  * 0 only if the checker found nothing; 1 if it did (or the campaign itself failed); 2 for bad usage.
  */
 
-const USAGE = `usage: npm run chaos [-- --minutes N] [--broker postgres|redis|both] [--nodes 2|3]
+const USAGE = `usage: npm run chaos [-- --minutes N] [--broker postgres|redis|both] [--nodes 2|3] [--no-faults]
 
   --minutes N   how long faults and workload run, per broker (default 1; decimals allowed)
   --broker B    postgres, redis or both (default both, one after the other)

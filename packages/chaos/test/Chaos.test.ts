@@ -23,7 +23,7 @@ describe("chaos campaign", () => {
           brokers: ["postgres", "redis"],
           nodes: 3,
           durationMs: MINUTES * 60_000,
-          quiescenceMs: 8_000
+          quiescenceMs: 12_000
         })
         const text = formatCampaign(
           report,
