@@ -146,6 +146,11 @@ export class Timeline {
     return undefined
   }
 
+  /** Is the event at `seq` the user's removal? */
+  removedAt(userId: string, seq: number): boolean {
+    return this.of(userId).some((c) => c.seq === seq && !c.joined)
+  }
+
   final(userId: string): boolean {
     const list = this.of(userId)
     return list.length > 0 && list[list.length - 1]!.joined
@@ -271,11 +276,20 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
     const leaks: Array<Leak> = []
     let leak: Leak | undefined
 
-    /** Where a frame of `stream` should be next, given the segment. */
-    const expectedNext = (stream: string, seg: Segment) => {
+    /**
+     * Where a frame of `stream` may be next, given the segment (the first is the one a gap is
+     * counted from). A multiplexed stream outside a replay is held to the timeline. Elsewhere the
+     * next seq — or, right after the user's own removal, the event that admitted them again: the
+     * server skips what they could not read, on both endpoints, live and replayed (G5); a
+     * per-stream replay of that window to a member is history (see 1), not a leak.
+     */
+    const expectedNext = (stream: string, seg: Segment): ReadonlyArray<number> => {
       const projectId = projectOf(stream)
-      if (client.kind !== "multiplexed" || seg.replay || projectId === undefined) return seg.last + 1
-      return timeline(projectId).nextVisible(user.id, seg.last, head(truth, stream)) ?? seg.last + 1
+      if (projectId === undefined) return [seg.last + 1]
+      const t = timeline(projectId)
+      const next = t.nextVisible(user.id, seg.last, head(truth, stream)) ?? seg.last + 1
+      if (client.kind === "multiplexed" && !seg.replay) return [next]
+      return t.removedAt(user.id, seg.last) ? [seg.last + 1, next] : [seg.last + 1]
     }
 
     /** Is this frame's event one the user could read (see 1)? */
@@ -416,10 +430,11 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
           seg = { last: seq - 1, replay: false }
           segments.set(stream, seg)
         }
-        const expected = expectedNext(stream, seg)
+        const allowed = expectedNext(stream, seg)
+        const expected = allowed[0]!
         const across = !seenHere.has(stream)
         seenHere.add(stream)
-        if (seq === expected) {
+        if (allowed.includes(seq)) {
           seg.last = seq
           continue
         }

@@ -196,6 +196,14 @@ describe("the checker", () => {
     expect(run(back, { clients: [c] })).toEqual([])
   })
 
+  it("per stream, on one connection: a jump from the user's own removal to the add that brought them back is no gap; any other jump is", () => {
+    const back = projectEvents(8, 4, 6)
+    const jumped = client("project", conn(after(2), [...frames(back, 3, 4), ...frames(back, 6, 8)]))
+    expect(run(back, { clients: [jumped] })).toEqual([])
+    const tooFar = client("project", conn(after(2), [...frames(back, 3, 4), ...frames(back, 7, 8)]))
+    expect(run(back, { clients: [tooFar] })).toEqual(["gap"])
+  })
+
   it("GET /api/stream: across a removal and a re-add it skips the window; sending the window is a leak", () => {
     const back = projectEvents(8, 4, 6)
     const heads = (seq: number) => control("heads", { streams: { [PS]: seq } })
