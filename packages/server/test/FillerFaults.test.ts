@@ -15,9 +15,9 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import type { Ids } from "@herald/domain"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import type { SseConnection } from "../../../test-support/SseClient.js"
-import { addMember, createProject, post, postMany } from "./support/HttpTesting.js"
+import { addMember, createProject, eventually, post, postMany } from "./support/HttpTesting.js"
 import { awaitEvents, openSse, settlesWithin } from "./support/SseTesting.js"
 import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
 
@@ -232,6 +232,38 @@ layer(testServerLayer({ broker: "postgres", chaosPublishFailureRate: 1, pollInte
           const expected = [`member.added#${removal + 2}`, `message.created#${removal + 3}`]
           expect(frames(again.events)).toEqual(expected)
           expect(frames(muxAgain.events.filter((e) => e.data.stream === stream))).toEqual(expected)
+        }))
+    })
+
+    describe("an add the broker lost (G4: joins survive a broker that lost deliveries)", () => {
+      it.scoped("multiplexed: a project the caller was added to while the broker lost the add joins at the broker's Resync", () =>
+        Effect.gen(function*() {
+          const { owner, projectId } = yield* ownedProject
+          const other = yield* createProject(owner, "other")
+          const bob = yield* member(owner, projectId, "bob")
+          const bobs = yield* openSse("/api/stream", { token: bob.token })
+          yield* awaitEvents(bobs, 1) // heads: projectId only
+          yield* Effect.sleep("500 millis") // the connection's own look for adds that raced its opening is over
+          // The add is committed, but its envelope never reaches the hub (every publish fails).
+          const added = yield* addMember(owner, other.id, bob)
+          expect(added.userId).toBe(bob.id)
+          yield* post(owner, other.id, { body: "welcome" })
+          // The LISTEN connection dies: the hub listens again, and the broker's Resync follows.
+          const sql = yield* SqlClient.SqlClient
+          yield* eventually(
+            "the LISTEN backend terminated",
+            Effect.map(
+              Effect.orDie(sql<{ n: number }>`
+                SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+                WHERE datname = current_database() AND query ILIKE 'LISTEN%'`),
+              (rows) => rows[0]!.n > 0 ? Option.some(true) : Option.none()
+            )
+          )
+          yield* awaitEvents(bobs, 3)
+          expect(frames(bobs.events.filter((e) => e.data.stream === `project:${other.id}`))).toEqual([
+            "member.added#2",
+            "message.created#3"
+          ])
         }))
     })
 

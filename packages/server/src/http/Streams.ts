@@ -192,15 +192,25 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
       join: (projectId: string, addedSeq: number) => Effect.Effect<void>
     ) =>
       Effect.gen(function*() {
-        const carried = new Set(subs.map((s) => s.stream))
-        const missing = (yield* projects.projectIdsOf(me.id))
+        const added = yield* missingJoins(me.id)(new Set(subs.map((s) => s.stream)))
+        for (const [projectId, seq] of added) yield* join(projectId, seq)
+      })
+
+    /**
+     * The projects the user is a member of now whose streams `carried` lacks, each with the seq of
+     * the add that made them a member: what a connection must join (opening, or at a broker's
+     * Resync, when the add's delivery may have been lost).
+     */
+    const missingJoins = (userId: Ids.UserId) => (carried: ReadonlySet<string>) =>
+      Effect.gen(function*() {
+        const missing = (yield* projects.projectIdsOf(userId))
           .map((p): string => Events.projectStream(p))
           .filter((stream) => !carried.has(stream))
-        if (missing.length === 0) return
+        if (missing.length === 0) return []
         const added = yield* Effect.orDie(
-          reader.latestMemberEvent("joined", me.id, missing.map((s) => [s, 0] as const))
+          reader.latestMemberEvent("joined", userId, missing.map((s) => [s, 0] as const))
         )
-        for (const [stream, seq] of added) yield* join(stream.slice(8), seq)
+        return [...added].map(([stream, seq]) => [stream.slice(8), seq] as const)
       })
 
     const attachMultiplexed = (
@@ -222,7 +232,8 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
             subs,
             ...(heads === undefined ? {} : { first: (id: string) => `id: ${id}\nevent: heads\ndata: ${heads}\n\n` }),
             isMember: memberCheck(me.id),
-            rejoinAfter: rejoinCheck(me.id)
+            rejoinAfter: rejoinCheck(me.id),
+            missingJoins: missingJoins(me.id)
           }).pipe(Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join)))
         })
     })

@@ -95,6 +95,8 @@ interface Mux {
   readonly isMember: (projectId: string) => Effect.Effect<boolean>
   /** After the caller's removal from a project at `removal`, the seq of the event that admitted them again. */
   readonly rejoinAfter: (projectId: string) => (removal: number) => Effect.Effect<number | undefined>
+  /** The projects the caller is a member of whose streams `carried` lacks, with the seq of their add. */
+  readonly missingJoins: (carried: ReadonlySet<string>) => Effect.Effect<ReadonlyArray<readonly [string, number]>>
 }
 
 /** One SSE response: a per-stream connection has one subscription, a multiplexed one any number. */
@@ -159,6 +161,7 @@ export interface MuxRequest {
   readonly first?: (cursor: string) => string
   readonly isMember: (projectId: string) => Effect.Effect<boolean>
   readonly rejoinAfter: (projectId: string) => (removal: number) => Effect.Effect<number | undefined>
+  readonly missingJoins: (carried: ReadonlySet<string>) => Effect.Effect<ReadonlyArray<readonly [string, number]>>
 }
 
 const neverRemoved = () => Effect.succeed(undefined)
@@ -510,6 +513,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
      * catches up now rather than at its next event.
      */
     const resyncAll = () => {
+      rejoinAll()
       const ids = [...streams.keys()]
       const pages = Array.from(
         { length: Math.ceil(ids.length / 1_000) },
@@ -528,6 +532,33 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
               )
             )
           )
+      )
+    }
+
+    /**
+     * At a Resync the adds of users with multiplexed connections may have been lost too (their
+     * envelope was the event that joins a project, G4): each such connection asks once which of the
+     * caller's projects it lacks and joins them from their add — a few at a time, so a fleet-wide
+     * reconnect does not take the whole pool.
+     */
+    const rejoinAll = () => {
+      const all = [...joinable.values()].flatMap((set) => [...set])
+      run(
+        Effect.forEach(all, (c) => {
+          const mux = c.mux
+          if (c.ended || mux === undefined) return Effect.void
+          return Effect.flatMap(
+            mux.missingJoins(new Set(c.subs.keys())),
+            (added) =>
+              Effect.sync(() => {
+                for (const [projectId, seq] of added) joinProject(c, mux, projectId, seq)
+              })
+          )
+        }, { concurrency: 4, discard: true }).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.logWarning("SSE: looking for joins after a broker resync failed; they join at their next add", cause)
+          )
+        )
       )
     }
 
@@ -703,7 +734,8 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           moved: new Map(),
           rebasing: false,
           isMember: r.isMember,
-          rejoinAfter: r.rejoinAfter
+          rejoinAfter: r.rejoinAfter,
+          missingJoins: r.missingJoins
         }
         for (const [stream, position] of r.known) moveTo(mux, stream, position)
         for (const s of r.subs) moveTo(mux, s.stream, { seq: s.start, tag: s.tag })
