@@ -17,6 +17,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import type { Ids } from "@herald/domain"
 import { Effect, Option } from "effect"
 import type { SseConnection } from "../../../test-support/SseClient.js"
+import { EventReader } from "../src/stream/EventReader.js"
 import { addMember, createProject, eventually, post, postMany } from "./support/HttpTesting.js"
 import { awaitEvents, openSse, settlesWithin } from "./support/SseTesting.js"
 import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
@@ -263,6 +264,44 @@ layer(testServerLayer({ broker: "postgres", chaosPublishFailureRate: 1, pollInte
           expect(frames(bobs.events.filter((e) => e.data.stream === `project:${other.id}`))).toEqual([
             "member.added#2",
             "message.created#3"
+          ])
+        }))
+    })
+
+    describe("adds out of order", () => {
+      it.scoped("multiplexed: re-added, removed and re-added again, with only the last add delivered: joins at the first add after its removal", () =>
+        Effect.gen(function*() {
+          const { owner, projectId, server } = yield* ownedProject
+          const stream = `project:${projectId}`
+          const bob = yield* member(owner, projectId, "bob")
+          const bobs = yield* openSse("/api/stream", { token: bob.token })
+          yield* awaitEvents(bobs, 1)
+          yield* remove(owner, projectId, bob) // 3
+          yield* announce(stream, [3])
+          yield* awaitEvents(bobs, 2)
+          const readd = () =>
+            server.request("POST", `/api/projects/${projectId}/members`, {
+              token: owner.token,
+              json: { userId: bob.id }
+            })
+          yield* readd() // 4
+          yield* post(owner, projectId, { body: "while back" }) // 5
+          yield* remove(owner, projectId, bob) // 6
+          yield* post(owner, projectId, { body: "while out" }) // 7
+          yield* readd() // 8
+          // Only the last add arrives (as an envelope: an add joins on its envelope), the first one late.
+          const sql = yield* SqlClient.SqlClient
+          const reader = yield* EventReader
+          const [last] = yield* Effect.orDie(reader.range(stream, 7, 8, 1))
+          yield* Effect.orDie(sql`SELECT pg_notify('herald_events', ${JSON.stringify(last)})`)
+          yield* awaitEvents(bobs, 6)
+          yield* Effect.sleep("300 millis")
+          expect(frames(bobs.events.filter((e) => e.data.stream === stream))).toEqual([
+            "member.removed#3",
+            "member.added#4",
+            "message.created#5",
+            "member.removed#6",
+            "member.added#8"
           ])
         }))
     })

@@ -549,10 +549,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           if (c.ended || mux === undefined) return Effect.void
           return Effect.flatMap(
             mux.missingJoins(new Set(c.subs.keys())),
-            (added) =>
-              Effect.sync(() => {
-                for (const [projectId, seq] of added) joinProject(c, mux, projectId, seq)
-              })
+            (added) => Effect.forEach(added, ([projectId, seq]) => joinFrom(c, mux, projectId, seq), { discard: true })
           )
         }, { concurrency: 4, discard: true }).pipe(
           Effect.catchAllCause((cause) =>
@@ -607,10 +604,28 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     /** `event` added the user to a project: once membership confirms it (not a replayed old add), its streams join. */
     const join = (c: Connection, mux: Mux, event: Events.EventWire) =>
-      Effect.flatMap(mux.isMember(event.projectId), (member) =>
-        Effect.sync(() => {
-          if (member) joinProject(c, mux, event.projectId, event.seq)
-        }))
+      Effect.flatMap(
+        mux.isMember(event.projectId),
+        (member) => member ? joinFrom(c, mux, event.projectId, event.seq) : Effect.void
+      )
+
+    /**
+     * Joins a project's streams at the add `addedSeq` — or at an earlier add, if the connection still
+     * knows where it left that stream (its removal) and the caller was added back before `addedSeq`:
+     * adds may arrive out of order (a publisher killed before it published one), and the events of
+     * that earlier membership are the caller's too (G4, G5: the filler skips from each later removal).
+     */
+    const joinFrom = (c: Connection, mux: Mux, projectId: string, addedSeq: number) => {
+      const stream = `project:${projectId}`
+      const known = mux.moved.get(stream) ?? Cursor.basePosition(mux.base, stream)
+      if (known === undefined || known.seq >= addedSeq - 1) {
+        return Effect.sync(() => joinProject(c, mux, projectId, addedSeq))
+      }
+      return Effect.flatMap(
+        mux.rejoinAfter(projectId)(known.seq),
+        (first) => Effect.sync(() => joinProject(c, mux, projectId, Math.min(first ?? addedSeq, addedSeq)))
+      )
+    }
 
     const joinsFor = (event: Events.EventWire) => {
       const data = event.data as { userId?: string; ownerId?: string }
@@ -771,7 +786,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         recheckHeads(c, atHead)
         return {
           /** Joins what the caller was added to while the connection was being opened (`addedSeq`: the add). */
-          join: (projectId: string, addedSeq: number) => Effect.sync(() => joinProject(c, mux, projectId, addedSeq))
+          join: (projectId: string, addedSeq: number) => joinFrom(c, mux, projectId, addedSeq)
         }
       })
 
