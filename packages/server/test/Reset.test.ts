@@ -138,7 +138,7 @@ layer(testServerLayer({ sseHeartbeatMs: 200, pollIntervalMs: 100 }), live)("even
         // The raw bytes: `retry:`, then the reset frame (its id is from − 1), then seq 5.
         const raw = yield* fetchSse(server.url, projectPath(projectId), {
           headers: { authorization: `Bearer ${owner.token}`, "last-event-id": "2" },
-          until: (text) => text.includes("id: 5.")
+          until: (text) => /id: 5\.[0-9a-f]{8}\n/.test(text)
         })
         expect(raw.status).toBe(200)
         expect(raw.text).toMatch(
