@@ -78,7 +78,9 @@ const answerUnion = (status: (ast: SchemaAST.AST) => number, add: (into: Set<Sch
 const encodeError = answerUnion(HttpApiSchema.getStatusErrorAST, (schemas) => {
   HttpApiSchema.deunionize(schemas, Api.HeraldApi.errorSchema as Schema.Schema.Any)
   for (const group of Object.values(Api.HeraldApi.groups)) {
-    for (const endpoint of Object.values(group.endpoints)) HttpApiSchema.deunionize(schemas, endpoint.errorSchema as Schema.Schema.Any)
+    for (const endpoint of Object.values(group.endpoints)) {
+      HttpApiSchema.deunionize(schemas, endpoint.errorSchema as Schema.Schema.Any)
+    }
     HttpApiSchema.deunionize(schemas, group.errorSchema as Schema.Schema.Any)
   }
 })
@@ -136,13 +138,16 @@ const credential = (security: HttpApiSecurity.HttpApiSecurity, req: IncomingMess
 
 type SecurityHandlers = Record<string, (credential: unknown) => Effect.Effect<unknown, unknown>>
 
-/** A request a door took, as the endpoint's handler gets it (decoded), with the authenticated caller. */
+/**
+ * A request a door took, as the endpoint's handler gets it (decoded by the endpoint's schemas,
+ * which the door's handler knows), with the authenticated caller.
+ */
 export interface DoorRequest<Caller> {
   readonly caller: Caller
-  readonly path: any
+  readonly path: unknown
   readonly payload: unknown
-  readonly headers: any
-  readonly urlParams: any
+  readonly headers: unknown
+  readonly urlParams: unknown
 }
 
 /**
@@ -177,7 +182,9 @@ export const doorEndpoint = <Caller>({ endpoint, middlewares }: ApiEndpoint, con
     tag,
     handlers: Context.unsafeGet(context, tag as unknown as Context.Tag<unknown, SecurityHandlers>)
   }))
-  if (securities.length !== 1) throw new Error(`the doors serve endpoints with one security middleware (${endpoint.path})`)
+  if (securities.length !== 1) {
+    throw new Error(`the doors serve endpoints with one security middleware (${endpoint.path})`)
+  }
   const { handlers, tag } = securities[0]!
   const authenticate = (req: IncomingMessage, query: URLSearchParams): Effect.Effect<Caller, unknown> => {
     let effect: Effect.Effect<unknown, unknown> | undefined

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { ChatService } from "../chat/ChatService.js"
 import { asUser } from "../chat/Policy.js"
 import { AuthorizationHeader } from "./AuthorizationHeader.js"
-import { type DoorRequest, doorEndpoint, endpointOf, finished, invalidJsonAnswer, write } from "./Doors.js"
+import { doorEndpoint, type DoorRequest, endpointOf, finished, invalidJsonAnswer, write } from "./Doors.js"
 import { REPLAYED_STATUS, writeResult } from "./Handlers.js"
 import { MAX_BODY_BYTES, redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
@@ -30,6 +30,8 @@ const plain = (req: IncomingMessage) => {
 }
 
 const encodeReplayed = (body: Api.MessageReplayed) => Effect.orDie(Schema.encode(Api.MessageReplayed)(body))
+
+const projectOf = (r: DoorRequest<unknown>) => (r.path as typeof Api.ProjectPath.Type).projectId
 
 class InvalidJson {
   readonly _tag = "InvalidJson"
@@ -57,12 +59,12 @@ export const PostDoorLive = Layer.scopedDiscard(
       {
         endpoint: doorEndpoint<Chat.User>(endpointOf("messages", "post"), context),
         post: (r: DoorRequest<Chat.User>) =>
-          chat.postMessage(r.path.projectId, r.payload as typeof Api.PostMessagePayload.Type)
+          chat.postMessage(projectOf(r), r.payload as typeof Api.PostMessagePayload.Type)
       },
       {
         endpoint: doorEndpoint<Chat.User>(endpointOf("workspace", "post"), context),
         post: (r: DoorRequest<Chat.User>) =>
-          chat.postWorkspaceMessage(r.path.projectId, r.payload as typeof Api.PostWorkspaceMessagePayload.Type)
+          chat.postWorkspaceMessage(projectOf(r), r.payload as typeof Api.PostWorkspaceMessagePayload.Type)
       }
     ]
 

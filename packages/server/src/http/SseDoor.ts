@@ -1,4 +1,4 @@
-import { Api, type Chat } from "@herald/domain"
+import { type Api, type Chat } from "@herald/domain"
 import { Effect, FiberSet, Layer, Option } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { SSE_HEADERS } from "../stream/SseStream.js"
@@ -6,7 +6,7 @@ import { AuthorizationHeader } from "./AuthorizationHeader.js"
 import { doorEndpoint, endpointOf, finished } from "./Doors.js"
 import { redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
-import { openStreamOf, StreamOpen, type StreamEndpoint } from "./Streams.js"
+import { openStreamOf, type StreamEndpoint, StreamOpen, type StreamRequest } from "./Streams.js"
 
 /**
  * The SSE door: Herald's Node server hands the SSE requests (GET and HEAD on the three stream
@@ -43,7 +43,13 @@ export const SseDoorLive = Layer.scopedDiscard(
     ) =>
       Effect.gen(function*() {
         const request = yield* target.endpoint.decode(req, params, url)
-        const opened = yield* openStreamOf(open, target.name, req.method === "HEAD", request.caller, request)
+        const opened = yield* openStreamOf(
+          open,
+          target.name,
+          req.method === "HEAD",
+          request.caller,
+          request as unknown as StreamRequest
+        )
         // The client may have gone while we looked: then there is nothing to serve.
         if (res.destroyed || res.socket === null || res.socket.destroyed) return 499
         res.removeHeader("connection")

@@ -1,6 +1,6 @@
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Api, type Chat, Errors, Events, type Ids } from "@herald/domain"
 import { Effect, Option } from "effect"
@@ -261,7 +261,9 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
 /** What a streams endpoint's handler is given, decoded (by the app, or by the SSE door from the same definition). */
 export interface StreamRequest {
   readonly path?: { readonly projectId: Ids.ProjectId } | undefined
-  readonly headers: { readonly "last-event-id"?: any }
+  readonly headers: {
+    readonly "last-event-id"?: typeof Api.StreamEventId.Type | typeof Api.StreamCursor.Type | undefined
+  }
   readonly urlParams: {
     readonly after?: number | undefined
     readonly cursor?: string | undefined
@@ -286,12 +288,16 @@ export const openStreamOf = (
   switch (endpoint) {
     case "project":
     case "workspace":
-      return streams[endpoint](me, r.path!.projectId, streamPosition(r.headers["last-event-id"], r.urlParams.after))
+      return streams[endpoint](
+        me,
+        r.path!.projectId,
+        streamPosition(r.headers["last-event-id"] as typeof Api.StreamEventId.Type | undefined, r.urlParams.after)
+      )
     case "multiplexed":
       return streams.multiplexed(
         me,
         Option.fromNullable(r.urlParams.streams),
-        position(r.headers["last-event-id"], r.urlParams.cursor)
+        position(r.headers["last-event-id"] as string | undefined, r.urlParams.cursor)
       )
   }
 }
@@ -304,18 +310,19 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
   Effect.gen(function*() {
     const open = yield* StreamOpen
 
-    const respond = (endpoint: StreamEndpoint) => (r: StreamRequest & { readonly request: HttpServerRequest.HttpServerRequest }) =>
-      Effect.gen(function*() {
-        const me = yield* Api.CurrentUser
-        const opened = yield* openStreamOf(open, endpoint, r.request.method === "HEAD", me, r)
-        const node = NodeHttpServerRequest.toServerResponse(r.request)
-        node.removeHeader("connection")
-        if (opened === undefined) return HttpServerResponse.empty({ status: 200, headers: SSE_HEADERS })
-        const body = new PassThrough({ objectMode: true })
-        yield* opened.attach(body)
-        const { "content-type": contentType, ...headers } = SSE_HEADERS
-        return HttpServerResponse.raw(body, { contentType, headers })
-      })
+    const respond =
+      (endpoint: StreamEndpoint) => (r: StreamRequest & { readonly request: HttpServerRequest.HttpServerRequest }) =>
+        Effect.gen(function*() {
+          const me = yield* Api.CurrentUser
+          const opened = yield* openStreamOf(open, endpoint, r.request.method === "HEAD", me, r)
+          const node = NodeHttpServerRequest.toServerResponse(r.request)
+          node.removeHeader("connection")
+          if (opened === undefined) return HttpServerResponse.empty({ status: 200, headers: SSE_HEADERS })
+          const body = new PassThrough({ objectMode: true })
+          yield* opened.attach(body)
+          const { "content-type": contentType, ...headers } = SSE_HEADERS
+          return HttpServerResponse.raw(body, { contentType, headers })
+        })
 
     return handlers
       .handle("project", respond("project"))
