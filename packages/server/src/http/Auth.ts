@@ -1,9 +1,9 @@
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Api, Errors } from "@herald/domain"
 import { Cache, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import { hashToken, UsersRepo } from "../chat/UsersRepo.js"
 import { AppConfig } from "../config/AppConfig.js"
+import { AuthorizationHeader } from "./AuthorizationHeader.js"
 
 const unauthorized = (message: string) => new Errors.Unauthorized({ message })
 
@@ -33,9 +33,9 @@ export class Tokens extends Effect.Service<Tokens>()("Herald/Tokens", {
 
 /** The platform strips the header's first 7 characters whatever they are: insist on the Bearer scheme. */
 const bearerScheme = Effect.flatMap(
-  HttpServerRequest.HttpServerRequest,
-  (request) =>
-    /^Bearer [^\s]/i.test(request.headers.authorization ?? "")
+  AuthorizationHeader,
+  (authorization) =>
+    /^Bearer [^\s]/i.test(authorization ?? "")
       ? Effect.void
       : Effect.fail(unauthorized("missing bearer token: send Authorization: Bearer <token>"))
 )

@@ -5,13 +5,24 @@ import { Effect, Redacted } from "effect"
 import { ChatService, type MessageWrite } from "../chat/ChatService.js"
 import { UsersRepo } from "../chat/UsersRepo.js"
 
-// Both outcomes have the same shape, so the status cannot come from the schema union: a replayed
-// clientMessageId answers 200 explicitly, a new message 201 from the endpoint definition.
-const encodeReplayed = HttpServerResponse.schemaJson(Api.MessageReplayed)
-const toWriteResult = (w: MessageWrite): Effect.Effect<Api.MessagePosted | HttpServerResponse.HttpServerResponse> =>
+/**
+ * A post's result: a new message (201, from the endpoint definition) or a replayed
+ * `clientMessageId`. Both have the same shape, so the status cannot come from the schema union:
+ * a replay answers `REPLAYED_STATUS` explicitly — here and in the post door (PostDoor.ts).
+ */
+export const REPLAYED_STATUS = 200
+export const writeResult = (w: MessageWrite) =>
   w.outcome === "created"
-    ? Effect.succeed(new Api.MessagePosted({ message: w.message, event: w.event }))
-    : Effect.orDie(encodeReplayed(new Api.MessageReplayed({ message: w.message, event: w.event }), { status: 200 }))
+    ? { created: true, body: new Api.MessagePosted({ message: w.message, event: w.event }) } as const
+    : { created: false, body: new Api.MessageReplayed({ message: w.message, event: w.event }) } as const
+
+const encodeReplayed = HttpServerResponse.schemaJson(Api.MessageReplayed)
+const toWriteResult = (w: MessageWrite): Effect.Effect<Api.MessagePosted | HttpServerResponse.HttpServerResponse> => {
+  const result = writeResult(w)
+  return result.created
+    ? Effect.succeed(result.body)
+    : Effect.orDie(encodeReplayed(result.body, { status: REPLAYED_STATUS }))
+}
 
 export const AdminLive = HttpApiBuilder.group(Api.HeraldApi, "admin", (handlers) =>
   Effect.gen(function*() {

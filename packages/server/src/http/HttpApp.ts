@@ -7,6 +7,7 @@ import { RequestPathLive } from "../chat/RequestPath.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { SseHub } from "../stream/SseHub.js"
 import { AdminAuthenticationLive, AuthenticationLive, StreamAuthenticationLive, Tokens } from "./Auth.js"
+import { provideAuthorizationHeader } from "./AuthorizationHeader.js"
 import { AnalyticsLive, HistoryLive } from "./EventLogHandlers.js"
 import { AdminLive, MeLive, MessagesLive, ProjectsLive, WorkspaceLive } from "./Handlers.js"
 import { HealthLive } from "./Health.js"
@@ -16,6 +17,9 @@ import { PostDoorLive } from "./PostDoor.js"
 import { SseDoorLive } from "./SseDoor.js"
 import { StreamOpen, StreamsLive } from "./Streams.js"
 import { WebClientLive } from "./WebClient.js"
+
+/** The authentication middleware's implementations: for the app, and for the doors built from the same API. */
+const AuthLive = Layer.mergeAll(AuthenticationLive, StreamAuthenticationLive, AdminAuthenticationLive)
 
 /** The HTTP API: handlers of every group over the request path (plus the SSE hub's read side). */
 export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
@@ -30,11 +34,11 @@ export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
     AnalyticsLive,
     HealthLive
   ]),
-  Layer.provide([AuthenticationLive, StreamAuthenticationLive, AdminAuthenticationLive])
+  Layer.provide(AuthLive)
 )
 
 /** The API with its OpenAPI document and reference page, served on whichever HttpServer is given. */
-export const HttpAppLive = HttpApiBuilder.serve((app) => bodyLimit(accessLog(app))).pipe(
+export const HttpAppLive = HttpApiBuilder.serve((app) => bodyLimit(accessLog(provideAuthorizationHeader(app)))).pipe(
   Layer.provide(HttpApiBuilder.middleware(jsonErrors)),
   Layer.provide(WebClientLive),
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
@@ -76,7 +80,11 @@ export const EndStreamsBeforeServerLive = Layer.scopedDiscard(
 
 /** The app and the SSE shutdown hook on one HttpServer. */
 export const serveOn = <ROut, E, R>(server: Layer.Layer<ROut, E, R>) =>
-  Layer.mergeAll(HttpAppLive, EndStreamsBeforeServerLive, SseDoorLive, PostDoorLive).pipe(
+  Layer.mergeAll(
+    HttpAppLive,
+    EndStreamsBeforeServerLive,
+    Layer.mergeAll(SseDoorLive, PostDoorLive).pipe(Layer.provide(AuthLive))
+  ).pipe(
     Layer.provide(RequestSideLive),
     Layer.provideMerge(server)
   )

@@ -58,7 +58,8 @@ const withReadBody = (
   request: HttpServerRequest.HttpServerRequest,
   body: Uint8Array
 ): HttpServerRequest.HttpServerRequest => {
-  const text = new TextDecoder().decode(body)
+  // As the platform reads a body: a byte-order mark is kept (and is not JSON).
+  const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8")
   const derived: HttpServerRequest.HttpServerRequest = Object.create(request, {
     text: { value: Effect.succeed(text) },
     json: {
@@ -98,6 +99,10 @@ export const bodyLimit = HttpMiddleware.make((app) =>
   })
 )
 
+/** The message of the 400 for a body that is not JSON, on the app and the doors alike. */
+export const invalidJsonMessage = (method: string, url: string) =>
+  `the request body is not valid JSON: Decode error (${method} ${url})`
+
 /**
  * Every error answers JSON with `_tag` and `message`: a body that is not JSON (the API builder
  * turns it into a defect), an unknown route, and — logged, with no details leaked — a defect.
@@ -111,7 +116,13 @@ export const jsonErrors = HttpMiddleware.make((app) =>
     ),
     Effect.catchAllDefect((defect) =>
       HttpServerError.isServerError(defect) && defect._tag === "RequestError"
-        ? Effect.succeed(errorJson(400, "BadRequest", `the request body is not valid JSON: ${defect.message}`))
+        ? Effect.succeed(errorJson(
+          400,
+          "BadRequest",
+          defect.reason === "Decode"
+            ? invalidJsonMessage(defect.request.method, defect.request.url)
+            : `the request body could not be read: ${defect.message}`
+        ))
         : Effect.as(
           Effect.logError("unexpected failure", defect),
           errorJson(500, "InternalServerError", "internal error; the server log has the details")

@@ -1,18 +1,18 @@
-import type * as HttpApiError from "@effect/platform/HttpApiError"
-import { Api, Errors } from "@herald/domain"
-import { Effect, FiberSet, Layer, Option, Redacted } from "effect"
+import { type Api, type Chat } from "@herald/domain"
+import { Effect, FiberSet, Layer, Option } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { type Opened, SSE_HEADERS } from "../stream/SseStream.js"
-import { Tokens } from "./Auth.js"
-import { answer, decode, decodeErrorBody, failureStatus, finished } from "./Doors.js"
+import { SSE_HEADERS } from "../stream/SseStream.js"
+import { AuthorizationHeader } from "./AuthorizationHeader.js"
+import { doorEndpoint, endpointOf, finished } from "./Doors.js"
 import { redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
-import { position, StreamOpen, streamPosition } from "./Streams.js"
+import { openStreamOf, type StreamEndpoint, StreamOpen, type StreamRequest } from "./Streams.js"
 
 /**
  * The SSE door: Herald's Node server hands the SSE requests (GET and HEAD on the three stream
- * paths) to this door instead of the HTTP app. The door authenticates, decodes and authorises them
- * with the API's own schemas and the same StreamOpen as the API's handlers, then gives the Node
+ * paths) to this door instead of the HTTP app. The three endpoints are built from the API definition
+ * (Doors.ts: the same authentication, decoding and errors as the app's) and opened by the same
+ * handler (`openStreamOf`), then gives the Node
  * response itself to the SSE hub and lets go: no request fiber, no platform body pipe and no
  * context stays behind for the connection's lifetime — what it costs is Node's socket and the
  * hub's few objects per connection (docs/benchmarks.md, "sse"). A HEAD is only checked
@@ -20,83 +20,36 @@ import { position, StreamOpen, streamPosition } from "./Streams.js"
  * else, and any other method on those paths, goes to the HTTP app as before.
  */
 
-type Route =
-  | { readonly _tag: "project" | "workspace"; readonly projectId: string }
-  | { readonly _tag: "multiplexed" }
-
-const STREAM_PATH = /^\/api\/projects\/([^/]*)\/(stream|workspace\/stream)$/
-
-const route = (path: string): Route | undefined => {
-  if (path === "/api/stream") return { _tag: "multiplexed" }
-  const m = STREAM_PATH.exec(path)
-  if (m === null) return undefined
-  try {
-    return { _tag: m[2] === "stream" ? "project" : "workspace", projectId: decodeURIComponent(m[1]!) }
-  } catch {
-    // A path that is not UTF-8 matches no route: the HTTP app answers it, as it does for every other path.
-    return undefined
-  }
-}
-
-/** The query as the API sees it: a repeated parameter is an array. */
-const queryRecord = (params: URLSearchParams) => {
-  const record: Record<string, string | Array<string>> = {}
-  for (const key of new Set(params.keys())) {
-    const all = params.getAll(key)
-    record[key] = all.length === 1 ? all[0]! : all
-  }
-  return record
-}
-
-const unauthorized = (message: string) => new Errors.Unauthorized({ message })
-
-type Failure = Errors.Unauthorized | Errors.NotFound | Errors.BadRequest | HttpApiError.HttpApiDecodeError
+const ENDPOINTS: ReadonlyArray<StreamEndpoint> = ["multiplexed", "project", "workspace"]
 
 export const SseDoorLive = Layer.scopedDiscard(
   Effect.gen(function*() {
     const node = yield* Effect.serviceOption(NodeServer)
     if (Option.isNone(node)) return
-    const tokens = yield* Tokens
     const open = yield* StreamOpen
+    const context = yield* Effect.context<Api.StreamAuthentication>()
     const run = yield* FiberSet.makeRuntime<never>()
+    const endpoints = ENDPOINTS.map((name) => ({
+      name,
+      endpoint: doorEndpoint<Chat.User>(endpointOf("streams", name), context)
+    }))
 
-    /** Header first (as the API's security does), then `?access_token=`. */
-    const authenticate = (req: IncomingMessage, params: URLSearchParams) => {
-      const header = req.headers.authorization
-      if (header !== undefined) {
-        return /^Bearer [^\s]/i.test(header)
-          ? tokens.user(Redacted.make(header.slice(7)))
-          : Effect.fail(unauthorized("missing bearer token: send Authorization: Bearer <token>"))
-      }
-      const query = params.get("access_token")
-      return query === null || query.length === 0
-        ? Effect.fail(unauthorized("missing token: send Authorization: Bearer <token> or ?access_token=<token>"))
-        : tokens.user(Redacted.make(query))
-    }
-
-    const serve = (req: IncomingMessage, res: ServerResponse, target: Route, url: URL) =>
+    const serve = (
+      req: IncomingMessage,
+      res: ServerResponse,
+      target: (typeof endpoints)[number],
+      params: Record<string, string>,
+      url: URL
+    ) =>
       Effect.gen(function*() {
-        const me = yield* authenticate(req, url.searchParams)
-        const query = queryRecord(url.searchParams)
-        const streams = req.method === "HEAD" ? open.check : open
-        const opening: Effect.Effect<Opened | void, Failure> = target._tag === "multiplexed"
-          ? Effect.gen(function*() {
-            const params = yield* decode(Api.MultiplexParams, query)
-            const headers = yield* decode(Api.MultiplexHeaders, req.headers)
-            return yield* streams.multiplexed(
-              me,
-              Option.fromNullable(params.streams),
-              position(headers["last-event-id"], params.cursor)
-            )
-          })
-          : Effect.gen(function*() {
-            const { projectId } = yield* decode(Api.ProjectPath, { projectId: target.projectId })
-            const params = yield* decode(Api.StreamParams, query)
-            const headers = yield* decode(Api.StreamHeaders, req.headers)
-            const after = streamPosition(headers["last-event-id"], params.after)
-            return yield* (target._tag === "project" ? streams.project : streams.workspace)(me, projectId, after)
-          })
-        const opened = yield* opening
+        const request = yield* target.endpoint.decode(req, params, url)
+        const opened = yield* openStreamOf(
+          open,
+          target.name,
+          req.method === "HEAD",
+          request.caller,
+          request as unknown as StreamRequest
+        )
         // The client may have gone while we looked: then there is nothing to serve.
         if (res.destroyed || res.socket === null || res.socket.destroyed) return 499
         res.removeHeader("connection")
@@ -106,21 +59,7 @@ export const SseDoorLive = Layer.scopedDiscard(
         else yield* opened.attach(res)
         return 200
       }).pipe(
-        Effect.catchAll((e: Failure) =>
-          Effect.sync(() => {
-            const code = failureStatus(e)
-            answer(
-              res,
-              code,
-              e._tag === "HttpApiDecodeError" ? decodeErrorBody(e) : {
-                _tag: e._tag,
-                message: e.message,
-                ...("field" in e && e.field !== undefined ? { field: e.field } : {})
-              }
-            )
-            return code
-          })
-        ),
+        Effect.provideService(AuthorizationHeader, req.headers.authorization),
         finished(res, req.method ?? "GET", redactUrl(req.url ?? ""))
       )
 
@@ -129,10 +68,13 @@ export const SseDoorLive = Layer.scopedDiscard(
         return false
       }
       const url = new URL(req.url, "http://herald")
-      const target = route(url.pathname)
-      if (target === undefined) return false
-      run(serve(req, res, target, url))
-      return true
+      for (const target of endpoints) {
+        const params = target.endpoint.match(url.pathname)
+        if (params === undefined) continue
+        run(serve(req, res, target, params, url))
+        return true
+      }
+      return false
     }
 
     yield* node.value.hang(door)

@@ -1,6 +1,6 @@
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Api, type Chat, Errors, Events, type Ids } from "@herald/domain"
 import { Effect, Option } from "effect"
@@ -258,6 +258,50 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
   })
 }) {}
 
+/** What a streams endpoint's handler is given, decoded (by the app, or by the SSE door from the same definition). */
+export interface StreamRequest {
+  readonly path?: { readonly projectId: Ids.ProjectId } | undefined
+  readonly headers: {
+    readonly "last-event-id"?: typeof Api.StreamEventId.Type | typeof Api.StreamCursor.Type | undefined
+  }
+  readonly urlParams: {
+    readonly after?: number | undefined
+    readonly cursor?: string | undefined
+    readonly streams?: string | undefined
+  }
+}
+
+export type StreamEndpoint = "project" | "workspace" | "multiplexed"
+
+/**
+ * The handler of each streams endpoint, for the app's group and the SSE door alike: a GET opens
+ * the stream; a HEAD is checked, not opened (the GET's status and headers, no body, no connection).
+ */
+export const openStreamOf = (
+  open: StreamOpen,
+  endpoint: StreamEndpoint,
+  head: boolean,
+  me: Chat.User,
+  r: StreamRequest
+): Effect.Effect<Opened | void, Errors.NotFound | Errors.BadRequest> => {
+  const streams = head ? open.check : open
+  switch (endpoint) {
+    case "project":
+    case "workspace":
+      return streams[endpoint](
+        me,
+        r.path!.projectId,
+        streamPosition(r.headers["last-event-id"] as typeof Api.StreamEventId.Type | undefined, r.urlParams.after)
+      )
+    case "multiplexed":
+      return streams.multiplexed(
+        me,
+        Option.fromNullable(r.urlParams.streams),
+        position(r.headers["last-event-id"] as string | undefined, r.urlParams.cursor)
+      )
+  }
+}
+
 /**
  * The streams group on the HTTP app: the same requests as the SSE door, for an HTTP server
  * without one (the response body is then a stream the platform pipes, held by its request fiber).
@@ -266,45 +310,22 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
   Effect.gen(function*() {
     const open = yield* StreamOpen
 
-    /** A HEAD is checked, not opened: the GET's status and headers, no body, no connection. */
-    const opener = (request: HttpServerRequest.HttpServerRequest) => request.method === "HEAD" ? open.check : open
-
-    const respond = <E>(opening: Effect.Effect<Opened | void, E>) =>
-      Effect.gen(function*() {
-        const opened = yield* opening
-        const node = NodeHttpServerRequest.toServerResponse(yield* HttpServerRequest.HttpServerRequest)
-        node.removeHeader("connection")
-        if (opened === undefined) return HttpServerResponse.empty({ status: 200, headers: SSE_HEADERS })
-        const body = new PassThrough({ objectMode: true })
-        yield* opened.attach(body)
-        const { "content-type": contentType, ...headers } = SSE_HEADERS
-        return HttpServerResponse.raw(body, { contentType, headers })
-      })
+    const respond =
+      (endpoint: StreamEndpoint) => (r: StreamRequest & { readonly request: HttpServerRequest.HttpServerRequest }) =>
+        Effect.gen(function*() {
+          const me = yield* Api.CurrentUser
+          const opened = yield* openStreamOf(open, endpoint, r.request.method === "HEAD", me, r)
+          const node = NodeHttpServerRequest.toServerResponse(r.request)
+          node.removeHeader("connection")
+          if (opened === undefined) return HttpServerResponse.empty({ status: 200, headers: SSE_HEADERS })
+          const body = new PassThrough({ objectMode: true })
+          yield* opened.attach(body)
+          const { "content-type": contentType, ...headers } = SSE_HEADERS
+          return HttpServerResponse.raw(body, { contentType, headers })
+        })
 
     return handlers
-      .handle("project", ({ headers, path, request, urlParams }) =>
-        Effect.flatMap(
-          Api.CurrentUser,
-          (me) =>
-            respond(
-              opener(request).project(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after))
-            )
-        ))
-      .handle("workspace", ({ headers, path, request, urlParams }) =>
-        Effect.flatMap(
-          Api.CurrentUser,
-          (me) =>
-            respond(
-              opener(request).workspace(me, path.projectId, streamPosition(headers["last-event-id"], urlParams.after))
-            )
-        ))
-      .handle("multiplexed", ({ headers, request, urlParams }) =>
-        Effect.flatMap(Api.CurrentUser, (me) =>
-          respond(
-            opener(request).multiplexed(
-              me,
-              Option.fromNullable(urlParams.streams),
-              position(headers["last-event-id"], urlParams.cursor)
-            )
-          )))
+      .handle("project", respond("project"))
+      .handle("workspace", respond("workspace"))
+      .handle("multiplexed", respond("multiplexed"))
   }))
