@@ -43,7 +43,7 @@ const PAGE = `<!doctype html>
   }
 
   observed.me = await call("GET", "/api/me")
-  // TICKET: const streamCredential = "ticket=" + encodeURIComponent((await call("POST", "/api/stream-tickets")).body.ticket)
+  // TICKET: const streamCredential = "ticket=" + encodeURIComponent((await call("POST", "/api/stream-tickets")).body?.ticket)
   const streamCredential = "access_token=" + encodeURIComponent(token)
   const source = new EventSource(herald + "/api/stream?" + streamCredential)
   source.addEventListener("message.created", (e) => observed.stream.bodies.push(JSON.parse(e.data).data.body))
