@@ -55,3 +55,51 @@ describe("configuration", () => {
       }))
   })
 })
+
+describe("HERALD_CORS_ORIGINS", () => {
+  const origins = (env: Record<string, string>) =>
+    Effect.map(readFrom(env), (read) => Either.map(read, (c) => c.corsOrigins))
+
+  it.effect("unset or empty is no origin at all", () =>
+    Effect.gen(function*() {
+      expect(yield* origins({})).toEqual(Either.right([]))
+      expect(yield* origins({ HERALD_CORS_ORIGINS: "" })).toEqual(Either.right([]))
+      expect(yield* origins({ HERALD_CORS_ORIGINS: " " })).toEqual(Either.right([]))
+    }))
+
+  it.effect("a comma-separated list of origins, each as a browser sends it in Origin", () =>
+    Effect.gen(function*() {
+      expect(yield* origins({ HERALD_CORS_ORIGINS: "https://app.example.com" })).toEqual(
+        Either.right(["https://app.example.com"])
+      )
+      expect(
+        yield* origins({
+          HERALD_CORS_ORIGINS: " http://localhost:5173 , HTTPS://App.Example.com:443/,http://[::1]:8080,"
+        })
+      ).toEqual(Either.right(["http://localhost:5173", "https://app.example.com", "http://[::1]:8080"]))
+    }))
+
+  for (
+    const [value, why] of [
+      ["*", /\*/],
+      ["https://app.example.com, *", /\*/],
+      ["app.example.com", /"app\.example\.com"/],
+      ["https://app.example.com/chat", /"https:\/\/app\.example\.com\/chat"/],
+      ["https://app.example.com?x=1", /"https:\/\/app\.example\.com\?x=1"/],
+      ["https://user@app.example.com", /"https:\/\/user@app\.example\.com"/],
+      ["ftp://app.example.com", /"ftp:\/\/app\.example\.com"/],
+      ["null", /"null"/]
+    ] as const
+  ) {
+    it.effect(`${JSON.stringify(value)} stops start-up with one line naming HERALD_CORS_ORIGINS`, () =>
+      Effect.gen(function*() {
+        const read = yield* readFrom({ HERALD_CORS_ORIGINS: value })
+        expect(Either.isLeft(read)).toBe(true)
+        if (Either.isRight(read)) return
+        const message = formatConfigError(read.left)
+        expect(message).toMatch(/^Invalid configuration: HERALD_CORS_ORIGINS: /)
+        expect(message).toMatch(why)
+        expect(message).not.toContain("\n")
+      }))
+  }
+})

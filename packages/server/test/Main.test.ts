@@ -13,7 +13,8 @@ describe("the server process", () => {
     ["HERALD_BROKER", "kafka"],
     ["HERALD_CHAOS_PUBLISH_FAILURE_RATE", "2"],
     ["HERALD_PUBLISH_BATCH_SIZE", "0"],
-    ["LOG_LEVEL", "loud"]
+    ["LOG_LEVEL", "loud"],
+    ["HERALD_CORS_ORIGINS", "*"]
   ])("an invalid %s stops start-up with one line naming it", async (name, value) => {
     const proc = spawnServer({ [name]: value, HERALD_DATA_DIR: "/nonexistent/never-created" })
     const { code } = await proc.exited

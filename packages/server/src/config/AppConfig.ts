@@ -11,6 +11,7 @@ import {
   Option,
   Redacted
 } from "effect"
+import { corsOrigins } from "./CorsOrigins.js"
 import { parseDurationText } from "./DurationText.js"
 
 const positiveInt = (name: string, fallback: number) =>
@@ -114,6 +115,7 @@ const config = Config.all({
   ),
   sseHeartbeatMs: positiveInt("HERALD_SSE_HEARTBEAT_MS", 15_000),
   sseBuffer: positiveInt("HERALD_SSE_BUFFER", 1_000),
+  corsOrigins: corsOrigins("HERALD_CORS_ORIGINS"),
   logLevel: logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat: Config.literal("pretty", "json")("LOG_FORMAT").pipe(Config.withDefault("pretty" as const))
 }).pipe(
