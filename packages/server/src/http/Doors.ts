@@ -5,6 +5,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import type * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import { Api } from "@herald/domain"
 import { Context, Effect, Option, ParseResult, Redacted, Schema, type SchemaAST } from "effect"
+import * as QueryString from "find-my-way-ts/QueryString"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { invalidJsonMessage } from "./Middleware.js"
 
@@ -108,24 +109,33 @@ export const write = (res: ServerResponse, answer: Answer) => {
   res.end(text)
 }
 
-/** The query as the platform parses it: a repeated parameter is an array. */
-const queryRecord = (params: URLSearchParams) => {
-  const record: Record<string, string | Array<string>> = {}
-  for (const key of new Set(params.keys())) {
-    const all = params.getAll(key)
-    record[key] = all.length === 1 ? all[0]! : all
-  }
-  return record
+/** The request target's path, as the app's router matches it (as sent, before any `?`). */
+export const pathOf = (url: string) => {
+  const q = url.indexOf("?")
+  return q < 0 ? url : url.slice(0, q)
+}
+
+/**
+ * The query as the app's router parses it (find-my-way's parser, which the platform's router
+ * uses): a repeated parameter is an array; what does not percent-decode stays as sent.
+ */
+const queryRecord = (url: string): Record<string, string | Array<string>> => {
+  const q = url.indexOf("?")
+  return q < 0 ? {} : QueryString.parse(url.slice(q + 1))
 }
 
 /** A credential as HttpApiBuilder's `securityDecode` reads it (a missing or repeated one is empty). */
-const credential = (security: HttpApiSecurity.HttpApiSecurity, req: IncomingMessage, query: URLSearchParams) => {
+const credential = (
+  security: HttpApiSecurity.HttpApiSecurity,
+  req: IncomingMessage,
+  query: Record<string, string | Array<string>>
+) => {
   switch (security._tag) {
     case "Bearer":
       return Redacted.make((req.headers.authorization ?? "").slice("Bearer ".length))
     case "ApiKey": {
       const value = security.in === "query"
-        ? queryRecord(query)[security.key]
+        ? query[security.key]
         : security.in === "header"
         ? req.headers[security.key.toLowerCase()]
         : undefined
@@ -186,7 +196,10 @@ export const doorEndpoint = <Caller>({ endpoint, middlewares }: ApiEndpoint, con
     throw new Error(`the doors serve endpoints with one security middleware (${endpoint.path})`)
   }
   const { handlers, tag } = securities[0]!
-  const authenticate = (req: IncomingMessage, query: URLSearchParams): Effect.Effect<Caller, unknown> => {
+  const authenticate = (
+    req: IncomingMessage,
+    query: Record<string, string | Array<string>>
+  ): Effect.Effect<Caller, unknown> => {
     let effect: Effect.Effect<unknown, unknown> | undefined
     for (const [key, security] of Object.entries(tag.security)) {
       const attempt = Effect.suspend(() => handlers[key]!(credential(security, req, query)))
@@ -207,21 +220,22 @@ export const doorEndpoint = <Caller>({ endpoint, middlewares }: ApiEndpoint, con
   const decode = (
     req: IncomingMessage,
     params: Record<string, string>,
-    url: URL,
     payload: Effect.Effect<unknown, unknown> = Effect.succeed(undefined)
-  ): Effect.Effect<DoorRequest<Caller>, unknown> =>
-    Effect.flatMap(authenticate(req, url.searchParams), (caller) =>
+  ): Effect.Effect<DoorRequest<Caller>, unknown> => {
+    const query = queryRecord(req.url ?? "")
+    return Effect.flatMap(authenticate(req, query), (caller) =>
       Effect.gen(function*() {
         const path = decodePath._tag === "Some" ? yield* decodePath.value(params) : undefined
         const body = decodePayload._tag === "Some" ? yield* Effect.flatMap(payload, decodePayload.value) : undefined
         const headers = decodeHeaders._tag === "Some" ? yield* decodeHeaders.value(req.headers) : undefined
         const urlParams = decodeUrlParams._tag === "Some"
-          ? yield* decodeUrlParams.value(queryRecord(url.searchParams))
+          ? yield* decodeUrlParams.value(query)
           : undefined
         return { caller, path, payload: body, headers, urlParams }
       }).pipe(
         Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError)
       )) as Effect.Effect<DoorRequest<Caller>, unknown>
+  }
 
   const encodeSuccess = answerUnion(HttpApiSchema.getStatusSuccessAST, (schemas) => {
     HttpApiSchema.deunionize(schemas, endpoint.successSchema)

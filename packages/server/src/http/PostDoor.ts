@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { ChatService } from "../chat/ChatService.js"
 import { asUser } from "../chat/Policy.js"
 import { AuthorizationHeader } from "./AuthorizationHeader.js"
-import { doorEndpoint, type DoorRequest, endpointOf, finished, invalidJsonAnswer, write } from "./Doors.js"
+import { doorEndpoint, type DoorRequest, endpointOf, finished, invalidJsonAnswer, pathOf, write } from "./Doors.js"
 import { REPLAYED_STATUS, writeResult } from "./Handlers.js"
 import { MAX_BODY_BYTES, redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
@@ -73,11 +73,10 @@ export const PostDoorLive = Layer.scopedDiscard(
       res: ServerResponse,
       target: (typeof endpoints)[number],
       params: Record<string, string>,
-      url: URL,
       body: Buffer
     ) =>
       Effect.gen(function*() {
-        const request = yield* target.endpoint.decode(req, params, url, parseJson(body))
+        const request = yield* target.endpoint.decode(req, params, parseJson(body))
         const written = yield* asUser(request.caller)(target.post(request))
         const result = writeResult(written)
         const answer = result.created
@@ -98,13 +97,13 @@ export const PostDoorLive = Layer.scopedDiscard(
 
     const door = (req: IncomingMessage, res: ServerResponse) => {
       if (req.method !== "POST" || req.url === undefined || !plain(req)) return false
-      const url = new URL(req.url, "http://herald")
+      const path = pathOf(req.url)
       for (const target of endpoints) {
-        const params = target.endpoint.match(url.pathname)
+        const params = target.endpoint.match(path)
         if (params === undefined) continue
         const chunks: Array<Buffer> = []
         req.on("data", (chunk: Buffer) => chunks.push(chunk))
-        req.once("end", () => run(serve(req, res, target, params, url, Buffer.concat(chunks))))
+        req.once("end", () => run(serve(req, res, target, params, Buffer.concat(chunks))))
         return true
       }
       return false

@@ -3,7 +3,7 @@ import { Effect, FiberSet, Layer, Option } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { SSE_HEADERS } from "../stream/SseStream.js"
 import { AuthorizationHeader } from "./AuthorizationHeader.js"
-import { doorEndpoint, endpointOf, finished } from "./Doors.js"
+import { doorEndpoint, endpointOf, finished, pathOf } from "./Doors.js"
 import { redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
 import { openStreamOf, type StreamEndpoint, StreamOpen, type StreamRequest } from "./Streams.js"
@@ -38,11 +38,10 @@ export const SseDoorLive = Layer.scopedDiscard(
       req: IncomingMessage,
       res: ServerResponse,
       target: (typeof endpoints)[number],
-      params: Record<string, string>,
-      url: URL
+      params: Record<string, string>
     ) =>
       Effect.gen(function*() {
-        const request = yield* target.endpoint.decode(req, params, url)
+        const request = yield* target.endpoint.decode(req, params)
         const opened = yield* openStreamOf(
           open,
           target.name,
@@ -67,11 +66,11 @@ export const SseDoorLive = Layer.scopedDiscard(
       if ((req.method !== "GET" && req.method !== "HEAD") || req.url === undefined || !req.url.startsWith("/api/")) {
         return false
       }
-      const url = new URL(req.url, "http://herald")
+      const path = pathOf(req.url)
       for (const target of endpoints) {
-        const params = target.endpoint.match(url.pathname)
+        const params = target.endpoint.match(path)
         if (params === undefined) continue
-        run(serve(req, res, target, params, url))
+        run(serve(req, res, target, params))
         return true
       }
       return false
