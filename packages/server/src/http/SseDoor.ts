@@ -50,7 +50,12 @@ const queryRecord = (params: URLSearchParams) => {
 
 const unauthorized = (message: string) => new Errors.Unauthorized({ message })
 
-type Failure = Errors.Unauthorized | Errors.NotFound | Errors.BadRequest | HttpApiError.HttpApiDecodeError
+type Failure =
+  | Errors.Unauthorized
+  | Errors.NotFound
+  | Errors.BadRequest
+  | Errors.CursorExpired
+  | HttpApiError.HttpApiDecodeError
 
 export const SseDoorLive = Layer.scopedDiscard(
   Effect.gen(function*() {
