@@ -1,4 +1,5 @@
 import { Args, Command, Options } from "@effect/cli"
+import { cursors } from "./commands/Cursors.js"
 import { eventlog } from "./commands/EventLog.js"
 import { eventCommands } from "./commands/Events.js"
 import { lazy } from "./commands/Lazy.js"
@@ -30,5 +31,5 @@ const users = Command.make("users").pipe(
 
 export const herald = Command.make("herald").pipe(
   Command.withDescription("Herald operator CLI: works directly against the database"),
-  Command.withSubcommands([migrate, users, outbox, ...eventCommands, eventlog])
+  Command.withSubcommands([migrate, users, outbox, ...eventCommands, eventlog, cursors])
 )

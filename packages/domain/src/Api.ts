@@ -7,7 +7,7 @@ import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Context, ParseResult, Schema } from "effect"
 import { AuthorRole, ClientMessageId, Member, MemberRole, Message, MessageBody, Name, Project, User } from "./Chat.js"
-import { BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized } from "./Errors.js"
+import { BadRequest, Conflict, CursorExpired, Forbidden, NotFound, ServiceUnavailable, Unauthorized } from "./Errors.js"
 import { Event, EventRef, EventType } from "./Events.js"
 import { MessageId, ProjectId, UserId } from "./Ids.js"
 
@@ -313,12 +313,15 @@ export class StreamsApi extends HttpApiGroup.make("streams")
       .setHeaders(MultiplexHeaders)
       .addSuccess(EventStream)
       .addError(BadRequest)
+      .addError(CursorExpired)
       .addError(NotFound)
       .annotate(
         OpenApi.Description,
         "Every stream the caller may read on one connection (`?streams=` narrows it). `id:` is an opaque cursor " +
           "(at most 1 KB) standing for every event up to there, per stream; resume with `Last-Event-ID` or " +
-          "`?cursor=`. Without a cursor the first frame is `event: heads` with `{streams: {<id>: <head seq>}}`."
+          "`?cursor=`. Without a cursor the first frame is `event: heads` with `{streams: {<id>: <head seq>}}`. " +
+          "A cursor whose base was unused for HERALD_CURSOR_RETENTION is a 400 `CursorExpired`: start over " +
+          "without a cursor and reload over HTTP."
       )
   )
   .middleware(StreamAuthentication)

@@ -37,3 +37,14 @@ export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()
   { message: Schema.String, checks: Schema.Record({ key: Schema.String, value: Schema.String }) },
   HttpApiSchema.annotations({ status: 503 })
 ) {}
+
+/**
+ * A multiplexed stream's cursor whose base was deleted after `HERALD_CURSOR_RETENTION` unused: the
+ * client starts over without a cursor and reloads over HTTP. (A malformed, forged or another
+ * user's cursor is a BadRequest.)
+ */
+export class CursorExpired extends Schema.TaggedError<CursorExpired>()(
+  "CursorExpired",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {}

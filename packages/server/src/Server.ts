@@ -14,6 +14,7 @@ import { OutboxPublisherLive } from "./outbox/OutboxPublisher.js"
 import { OutboxStore } from "./outbox/OutboxStore.js"
 import { PublisherStatus } from "./outbox/PublisherStatus.js"
 import { Wakeup } from "./outbox/Wakeup.js"
+import { CursorPrunerLive } from "./stream/CursorPruner.js"
 import { CursorStore } from "./stream/CursorStore.js"
 import { EventReader } from "./stream/EventReader.js"
 import { SseHub } from "./stream/SseHub.js"
@@ -49,6 +50,12 @@ export const BackgroundPartitionsLive = PartitionMaintainerLive.pipe(
   Layer.provide(BackgroundSqlLive)
 )
 
+/** Cursor bases unused for HERALD_CURSOR_RETENTION deleted: its own CursorStore, on the background pool. */
+export const BackgroundCursorPrunerLive = CursorPrunerLive.pipe(
+  Layer.provide(Layer.fresh(CursorStore.Default)),
+  Layer.provide(BackgroundSqlLive)
+)
+
 /**
  * Everything after commit: the outbox publisher (the only holder of the broker's publishing side),
  * the SSE hub (its subscribing side) and the materializer; the publisher's and the materializer's
@@ -58,7 +65,8 @@ export const BackgroundPartitionsLive = PartitionMaintainerLive.pipe(
 export const RealtimeLive = Layer.mergeAll(
   Layer.mergeAll(SseHub.Default, BackgroundPublisherLive).pipe(Layer.provide(BrokerLive)),
   BackgroundMaterializerLive,
-  BackgroundPartitionsLive
+  BackgroundPartitionsLive,
+  BackgroundCursorPrunerLive
 ).pipe(Layer.provideMerge(SharedLive))
 
 /** The whole server on the given HTTP server: API, SSE, publisher. Needs the database and config. */

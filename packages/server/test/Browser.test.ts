@@ -367,4 +367,44 @@ describe("the web client in a real browser, on one connection", () => {
     },
     180_000
   )
+
+  it(
+    "a page whose cursor expired while it was away (its base deleted) starts over without a cursor and reloads over HTTP",
+    async () => {
+      const erin = await createUser("erin")
+      const project = await api("POST", "/api/projects", erin.token, { name: "Expiring" })
+      await post(erin, project.id, "before the restart")
+      const { context, page } = await newPage()
+      await signIn(page, erin.token)
+      await waitCaughtUp(page)
+      await expect.poll(() => chatMessages(page).then((m) => m.map((x) => x.body)), LIVE).toEqual([
+        "before the restart"
+      ])
+
+      // While the server is down, its cursor bases go (as after HERALD_CURSOR_RETENTION unused).
+      await server.stop()
+      const pg = await import("pg")
+      const client = new pg.default.Client({ connectionString: databaseUrl })
+      await client.connect()
+      await client.query("DELETE FROM stream_cursors WHERE user_id = $1", [erin.id])
+      await client.end()
+      await startServer()
+      // The browser's own reconnect (Last-Event-ID) is refused as expired (the new process's log)…
+      await server.waitFor(/http\.status: 400\n\s+http\.method: GET\n\s+http\.url: \/api\/stream/, 20_000)
+        .catch(() => expect.fail(`no 400 on /api/stream after the restart:\n${server.output()}`))
+      await post(erin, project.id, "after the restart")
+      // …so the page starts over: a new EventSource without a cursor, a heads frame, history over HTTP.
+      await expect.poll(() => chatMessages(page).then((m) => m.map((x) => x.body)), LIVE).toEqual([
+        "before the restart",
+        "after the restart"
+      ])
+      await expect.poll(() => eventSourcesOpened(page), LIVE).toHaveLength(2)
+      expect(await headsFramesSeen(page)).toBe(2)
+      expect((await eventSourcesOpened(page))[1]).not.toMatch(/cursor=/)
+      await expect.poll(() => page.locator("#connection").textContent(), LIVE).toMatch(/live/)
+      expect(await page.getByRole("alert").isVisible()).toBe(false)
+      await context.close()
+    },
+    180_000
+  )
 })

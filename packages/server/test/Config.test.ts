@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, LogLevel } from "effect"
+import { ConfigProvider, Duration, Effect, Either, LogLevel } from "effect"
 import { AppConfig, formatConfigError } from "../src/config/AppConfig.js"
 
 /** The app's settings read from `env` alone, as start-up would read them from the environment. */
@@ -53,6 +53,38 @@ describe("configuration", () => {
         }
         expect(message).not.toContain("\n")
       }))
+  })
+
+  describe("HERALD_CURSOR_RETENTION", () => {
+    const cases: ReadonlyArray<readonly [string | undefined, Duration.Duration]> = [
+      [undefined, Duration.days(30)],
+      ["", Duration.days(30)],
+      ["7d", Duration.days(7)],
+      ["12h", Duration.hours(12)],
+      ["90s", Duration.seconds(90)],
+      ["2w", Duration.weeks(2)],
+      ["30 days", Duration.days(30)]
+    ]
+    for (const [value, expected] of cases) {
+      it.effect(`${value === undefined ? "unset" : JSON.stringify(value)} is ${Duration.format(expected)}`, () =>
+        Effect.gen(function*() {
+          const read = yield* readFrom(value === undefined ? {} : { HERALD_CURSOR_RETENTION: value })
+          expect(Duration.toMillis(Either.getOrThrow(read).cursorRetention)).toBe(Duration.toMillis(expected))
+        }))
+    }
+
+    for (const value of ["0", "0d", "-1d", "soon", "30 parsecs", "1.5d"]) {
+      it.effect(`${JSON.stringify(value)} stops start-up with one line naming HERALD_CURSOR_RETENTION`, () =>
+        Effect.gen(function*() {
+          const read = yield* readFrom({ HERALD_CURSOR_RETENTION: value })
+          expect(Either.isLeft(read)).toBe(true)
+          if (Either.isRight(read)) return
+          const message = formatConfigError(read.left)
+          expect(message).toMatch(/^Invalid configuration: HERALD_CURSOR_RETENTION: Expected a duration greater than 0/)
+          expect(message).toContain(JSON.stringify(value))
+          expect(message).not.toContain("\n")
+        }))
+    }
   })
 })
 

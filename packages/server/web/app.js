@@ -27,6 +27,8 @@ const state = {
   token: localStorage.getItem("herald.token") ?? "",
   me: null,
   source: null,
+  /** the last cursor (`id:`) the connection delivered: what the browser resumes with */
+  cursor: null,
   /** connecting | catching up | live | reconnecting */
   connection: "connecting",
   quiet: null,
@@ -290,11 +292,45 @@ const connect = () => {
     setConnection("reconnecting")
     // A dropped connection the browser retries by itself, with its cursor. One it gave up on was
     // refused outright (an HTTP error): ask the server why, then start over with a fresh one.
-    if (source.readyState === EventSource.CLOSED) setTimeout(() => refused(source), 1_000)
+    if (source.readyState === EventSource.CLOSED) {
+      startOverIfExpired(source).then((started) => started || setTimeout(() => refused(source), 1_000))
+    }
   }
-  source.addEventListener("heads", (e) => onHeads(JSON.parse(e.data).streams).catch(failed("Loading projects")))
-  source.addEventListener("reset", (e) => onReset(JSON.parse(e.data)))
-  for (const type of EVENT_TYPES) source.addEventListener(type, (e) => onFrame(JSON.parse(e.data)))
+  const on = (type, handle) =>
+    source.addEventListener(type, (e) => {
+      // The cursor the browser resumes with (a frame without an id leaves it as it was).
+      if (e.lastEventId) state.cursor = e.lastEventId
+      handle(JSON.parse(e.data))
+    })
+  on("heads", (data) => onHeads(data.streams).catch(failed("Loading projects")))
+  on("reset", onReset)
+  for (const type of EVENT_TYPES) on(type, onFrame)
+}
+
+/**
+ * A reconnect was refused. When the cursor's base was deleted (unused for the server's
+ * HERALD_CURSOR_RETENTION) the answer is 400 CursorExpired; an EventSource does not say why it
+ * failed, so ask once with the same cursor (a GET answers a refusal's JSON at once; a HEAD would
+ * have no body). Expired: start over without a cursor — the heads frame reloads everything over
+ * HTTP. True when it started over.
+ */
+const startOverIfExpired = async (source) => {
+  if (state.source !== source || !state.cursor) return false
+  const controller = new AbortController()
+  try {
+    const res = await fetch(`/api/stream?cursor=${encodeURIComponent(state.cursor)}`, {
+      headers: { authorization: `Bearer ${state.token}` },
+      signal: controller.signal
+    })
+    const body = res.status === 400 ? await res.json().catch(() => ({})) : {}
+    controller.abort()
+    if (body._tag !== "CursorExpired" || state.source !== source) return false
+  } catch {
+    return false
+  }
+  state.cursor = null
+  connect()
+  return true
 }
 
 /** The connection was refused: say why (the server's JSON error), and try again with a backoff. */

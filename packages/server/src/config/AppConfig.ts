@@ -91,6 +91,22 @@ const retention = (name: string): Config.Config<Option.Option<Duration.Duration>
       ))
   })
 
+/**
+ * A duration that must be set to something greater than 0 (`30d`), read as the CLI reads
+ * `--older-than`; unset or empty = the default.
+ */
+const positiveDuration = (name: string, fallback: Duration.Duration): Config.Config<Duration.Duration> =>
+  Config.mapOrFail(Config.option(Config.string(name)), (value) => {
+    if (Option.isNone(value) || value.value.trim() === "") return Either.right(fallback)
+    const parsed = parseDurationText(value.value)
+    return Either.isRight(parsed) && Duration.greaterThan(parsed.right, Duration.zero)
+      ? Either.right(parsed.right)
+      : Either.left(ConfigError.InvalidData(
+        [name],
+        `Expected a duration greater than 0 such as 30d, 12h or "30 days", but received "${value.value}"`
+      ))
+  })
+
 const config = Config.all({
   // An empty DATABASE_URL (e.g. `DATABASE_URL= npm start`) means unset: the embedded cluster.
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
@@ -103,6 +119,7 @@ const config = Config.all({
   redisUrl: redisUrl("REDIS_URL"),
   adminToken: Config.option(Config.redacted("HERALD_ADMIN_TOKEN")),
   eventLogRetention: retention("HERALD_EVENT_LOG_RETENTION"),
+  cursorRetention: positiveDuration("HERALD_CURSOR_RETENTION", Duration.days(30)),
   publishBatchSize: positiveInt("HERALD_PUBLISH_BATCH_SIZE", 500),
   publishMaxAttempts: positiveInt("HERALD_PUBLISH_MAX_ATTEMPTS", 25),
   publishBackoffBaseMs: positiveInt("HERALD_PUBLISH_BACKOFF_BASE_MS", 100),

@@ -61,13 +61,24 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         asUser(me)
       )
 
-    /** The positions a cursor stands for, if it is one of ours, unchanged, and the caller's. */
-    const resume = (me: Chat.User, text: string) =>
+    /**
+     * The positions a cursor stands for, if it is one of ours, unchanged, and the caller's. A
+     * cursor whose base was deleted (unused for HERALD_CURSOR_RETENTION) but that still verifies
+     * for the caller is CursorExpired; `touch`: the base counts as used (not for a HEAD).
+     */
+    const resume = (me: Chat.User, text: string, touch = true) =>
       Effect.gen(function*() {
         const parsed = Cursor.parse(text)
         if (parsed === undefined) return yield* badCursor("cursor is not a cursor of GET /api/stream")
-        const base = yield* cursors.find(parsed.baseId)
-        if (Option.isNone(base)) return yield* badCursor("cursor is unknown to this server")
+        const base = yield* cursors.find(parsed.baseId, { touch })
+        if (Option.isNone(base)) {
+          return yield* (yield* cursors.expired(parsed, me.id))
+            ? new Errors.CursorExpired({
+              message: "cursor has expired (unused for longer than the server keeps cursors): " +
+                "start again without a cursor and reload over HTTP"
+            })
+            : badCursor("cursor is unknown to this server")
+        }
         if (base.value.userId !== me.id) return yield* badCursor("cursor was issued to another user")
         const at = Cursor.positions(base.value, parsed)
         if (at === undefined) return yield* badCursor("cursor has been altered")
@@ -250,7 +261,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
       multiplexed: (me: Chat.User, streams: Option.Option<string>, cursor: Option.Option<string>) =>
         Effect.zipRight(
           carriedBy(me, streams),
-          Option.match(cursor, { onNone: () => Effect.void, onSome: (text) => Effect.asVoid(resume(me, text)) })
+          Option.match(cursor, { onNone: () => Effect.void, onSome: (text) => Effect.asVoid(resume(me, text, false)) })
         )
     }
 
@@ -283,7 +294,7 @@ export const openStreamOf = (
   head: boolean,
   me: Chat.User,
   r: StreamRequest
-): Effect.Effect<Opened | void, Errors.NotFound | Errors.BadRequest> => {
+): Effect.Effect<Opened | void, Errors.NotFound | Errors.BadRequest | Errors.CursorExpired> => {
   const streams = head ? open.check : open
   switch (endpoint) {
     case "project":
@@ -325,7 +336,8 @@ export const StreamsLive = HttpApiBuilder.group(Api.HeraldApi, "streams", (handl
         })
 
     return handlers
-      .handle("project", respond("project"))
-      .handle("workspace", respond("workspace"))
+      // Only a multiplexed cursor can have expired.
+      .handle("project", (r) => Effect.catchTag(respond("project")(r), "CursorExpired", Effect.die))
+      .handle("workspace", (r) => Effect.catchTag(respond("workspace")(r), "CursorExpired", Effect.die))
       .handle("multiplexed", respond("multiplexed"))
   }))

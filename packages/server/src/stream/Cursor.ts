@@ -6,13 +6,16 @@ import type { Position } from "./Position.js"
  * many streams the connection carries.
  *
  * A cursor names a **base** — a row of `stream_cursors` holding the connection's streams and
- * their positions when it was written, the caller it belongs to and a random key — and carries
- * only the streams whose position moved since: `(index in the base, seq)` pairs, or a stream the
- * base does not know (joined later) spelled out as its project id. The whole is signed with the
- * base's key (HMAC-SHA256, 96 bits), so a changed cursor is refused, and a cursor only resolves for
- * the user its base belongs to. When the moved streams outgrow the soft budget the connection
- * writes a new base (one row, once in a while — never a write per frame), so the cursor shrinks
- * back to about 40 characters.
+ * their positions when it was written, the caller it belongs to and a key — and carries only the
+ * streams whose position moved since: `(index in the base, seq)` pairs, or a stream the base does
+ * not know (joined later) spelled out as its project id. The whole is signed with the base's key
+ * (HMAC-SHA256, 96 bits), so a changed cursor is refused, and a cursor only resolves for the user
+ * its base belongs to. A base's key is derived from a secret of the database, its id and its user
+ * (CursorStore.ts), so a cursor whose base was deleted can still be verified: that is how
+ * `CursorExpired` is told from a forged cursor. When the moved streams outgrow the soft budget the
+ * connection writes a new base (one row, once in a while — never a write per frame), so the
+ * cursor shrinks back to about 40 characters. Bases are shared by a user's connections at the same
+ * positions.
  *
  * Every position carries the tag of the event the client saw there (Position.ts, G9), so a resume
  * after a restore that gave its seq to another event is a reset, as on the per-stream endpoints.
@@ -147,10 +150,13 @@ export const parse = (text: string): Parsed | undefined => {
   }
 }
 
+/** Whether the cursor was signed with `key` (its base's key), unchanged. */
+export const verify = (key: string, parsed: Parsed): boolean =>
+  Buffer.from(sign(key, parsed.body)).equals(Buffer.from(parsed.signature))
+
 /** The positions a signed cursor stands for (base overlaid with its entries), or undefined when forged. */
 export const positions = (base: Base, parsed: Parsed): Map<string, Position> | undefined => {
-  const expected = sign(base.key, parsed.body)
-  if (!Buffer.from(expected).equals(Buffer.from(parsed.signature))) return undefined
+  if (!verify(base.key, parsed)) return undefined
   const result = new Map<string, Position>(base.streams.map((s, i) => [s, { seq: base.seqs[i]!, tag: base.tags[i] }]))
   const body = parsed.body
   const tags = body[0] === VERSION

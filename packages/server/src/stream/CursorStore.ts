@@ -1,15 +1,18 @@
 import { SqlClient } from "@effect/sql"
 import { Cache, Duration, Effect, Option } from "effect"
-import { randomBytes, randomUUID } from "node:crypto"
-import { type Base, makeBase } from "./Cursor.js"
+import { createHash, createHmac, randomUUID } from "node:crypto"
+import { AppConfig } from "../config/AppConfig.js"
+import { type Base, makeBase, type Parsed, verify } from "./Cursor.js"
 import type { Position } from "./Position.js"
+
+type Positions = ReadonlyArray<readonly [string, number, (string | null)?]>
 
 interface BaseRow {
   readonly id: string
   readonly userId: string
   readonly key: string
   /** `[stream, seq, tag]`; rows written before tags (G9) have `[stream, seq]`. */
-  readonly positions: ReadonlyArray<readonly [string, number, (string | null)?]>
+  readonly positions: Positions
 }
 
 const toBase = (row: BaseRow): Base =>
@@ -23,13 +26,36 @@ const toBase = (row: BaseRow): Base =>
   })
 
 /**
+ * How stale a base's `last_used_at` may be before a use writes it again (and how often the server
+ * prunes): a tenth of the retention, at most an hour — so a base used within the last 90% of the
+ * retention is never deleted, and a base resumed all day long costs one write an hour.
+ */
+export const touchInterval = (retention: Duration.Duration): Duration.Duration =>
+  Duration.millis(Math.max(100, Math.min(Duration.toMillis(Duration.hours(1)), Duration.toMillis(retention) / 10)))
+
+const byStream = (a: readonly [string, ...Array<unknown>], b: readonly [string, ...Array<unknown>]) =>
+  a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0
+
+/**
  * The bases of multiplexed-stream cursors (`stream_cursors`, see stream/Cursor.ts): written when a
  * connection starts without a cursor or outgrows its cursor's budget, read when a client resumes.
- * Bases never change, so resumes read them through a cache.
+ *
+ * A base is shared by a user's connections at the same positions: it is found by the digest of
+ * its positions (one indexed read) before one is written, so page loads at an unchanged head —
+ * however many tabs, however many reloads — write one row. `last_used_at` is touched when a base
+ * is resumed from or shared, at most once per `touchInterval`; bases unused for
+ * `HERALD_CURSOR_RETENTION` are deleted (`prune`: by the server, CursorPruner.ts, and by
+ * `herald cursors prune`). A base's key is an HMAC of its id and user under the database's secret,
+ * so the cursor of a deleted base still verifies: expired, not forged (`expired`).
+ *
+ * Bases never change, so resumes read them through a cache; whether one still exists is asked at
+ * every resume (the same statement touches it when due).
  */
 export class CursorStore extends Effect.Service<CursorStore>()("Herald/CursorStore", {
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const { cursorRetention } = yield* AppConfig
+    const touchSecs = Duration.toMillis(touchInterval(cursorRetention)) / 1000
 
     const cache = yield* Cache.make({
       capacity: 10_000,
@@ -41,21 +67,92 @@ export class CursorStore extends Effect.Service<CursorStore>()("Herald/CursorSto
         ).pipe(Effect.orDie)
     })
 
-    /** A new base for `userId` at these positions. */
+    /** The database's secret (migration 0010), read once. */
+    let secretText: string | undefined
+    const secret = Effect.suspend(() =>
+      secretText !== undefined ? Effect.succeed(secretText) : Effect.flatMap(
+        sql<{ secret: string }>`SELECT secret FROM stream_cursor_secret`,
+        (rows) =>
+          rows[0] === undefined
+            ? Effect.dieMessage("stream_cursor_secret is empty: run the migrations")
+            : Effect.succeed(secretText = rows[0].secret)
+      )
+    )
+
+    /** The key of base `id` of `userId` (hex text, as Cursor.ts signs with it). */
+    const keyFor = (id: string, userId: string) =>
+      Effect.map(secret, (s) => createHmac("sha256", s).update(`stream-cursor-base:${id}:${userId}`).digest("hex"))
+
+    /** The base for `userId` at these positions: the one they already have, or a new one. */
     const create = (userId: string, at: Iterable<readonly [string, Position]>) =>
       Effect.gen(function*() {
-        const positions = Array.from(at, ([stream, { seq, tag }]) => [stream, seq, tag ?? null] as const)
-        const row: BaseRow = { id: randomUUID(), userId, key: randomBytes(32).toString("hex"), positions }
-        yield* sql`
-          INSERT INTO stream_cursors (id, user_id, key, positions)
-          VALUES (${row.id}, ${userId}, ${row.key}, ${JSON.stringify(positions)}::jsonb)`
-        // Not cached: the connection holds its base; the cache is for resumes, which read it back.
-        return toBase(row)
+        const positions = Array.from(at, ([stream, { seq, tag }]) => [stream, seq, tag ?? null] as const).sort(byStream)
+        const json = JSON.stringify(positions)
+        const digest = createHash("sha256").update(json).digest("hex")
+        // A race with another connection writing the same base, or with a prune deleting it: look again.
+        for (let attempt = 0; attempt < 5; attempt++) {
+          const found = yield* sql<{ id: string; key: string; stale: boolean }>`
+            SELECT id, key, last_used_at < now() - make_interval(secs => ${touchSecs}) AS stale
+            FROM stream_cursors WHERE user_id = ${userId} AND digest = ${digest}`
+          if (found[0] !== undefined) {
+            if (found[0].stale) yield* sql`UPDATE stream_cursors SET last_used_at = now() WHERE id = ${found[0].id}`
+            return toBase({ id: found[0].id, userId, key: found[0].key, positions })
+          }
+          const id = randomUUID()
+          const key = yield* keyFor(id, userId)
+          const inserted = yield* sql`
+            INSERT INTO stream_cursors (id, user_id, key, positions, digest)
+            VALUES (${id}, ${userId}, ${key}, ${json}::jsonb, ${digest})
+            ON CONFLICT (user_id, digest) DO NOTHING
+            RETURNING id`
+          // Not cached: the connection holds its base; the cache is for resumes, which read it back.
+          if (inserted.length > 0) return toBase({ id, userId, key, positions })
+        }
+        return yield* Effect.dieMessage("a cursor base could not be written (five races in a row)")
       }).pipe(Effect.orDie)
 
-    /** The base a cursor names, if it exists. */
-    const find = (id: string) => cache.get(id)
+    /**
+     * The base a cursor names, if it still exists; with `touch` (a resume, not a HEAD) its
+     * `last_used_at` is written when older than the touch interval — in the same statement.
+     */
+    const find = (id: string, options: { readonly touch: boolean }) =>
+      Effect.gen(function*() {
+        const rows = options.touch
+          ? yield* sql`
+            WITH touched AS (
+              UPDATE stream_cursors SET last_used_at = now()
+              WHERE id = ${id} AND last_used_at < now() - make_interval(secs => ${touchSecs})
+              RETURNING id)
+            SELECT id FROM stream_cursors WHERE id = ${id}`
+          : yield* sql`SELECT id FROM stream_cursors WHERE id = ${id}`
+        if (rows.length === 0) {
+          yield* cache.invalidate(id)
+          return Option.none<Base>()
+        }
+        return yield* cache.get(id)
+      }).pipe(Effect.orDie)
 
-    return { create, find } as const
+    /** Whether a cursor whose base is gone was issued to `userId` by a server of this database, unchanged. */
+    const expired = (parsed: Parsed, userId: string) =>
+      Effect.map(Effect.orDie(keyFor(parsed.baseId, userId)), (key) => verify(key, parsed))
+
+    /** Deletes the bases unused for `olderThan` (in batches, so no statement holds many locks long); how many. */
+    const prune = (olderThan: Duration.Duration) =>
+      Effect.gen(function*() {
+        const secs = Duration.toMillis(olderThan) / 1000
+        let deleted = 0
+        for (;;) {
+          const [row] = yield* sql<{ n: number }>`
+            WITH gone AS (
+              DELETE FROM stream_cursors WHERE id IN (
+                SELECT id FROM stream_cursors WHERE last_used_at < now() - make_interval(secs => ${secs}) LIMIT 5000)
+              RETURNING 1)
+            SELECT count(*)::int AS n FROM gone`
+          deleted += row!.n
+          if (row!.n < 5000) return deleted
+        }
+      })
+
+    return { create, find, expired, prune } as const
   })
 }) {}
