@@ -90,6 +90,19 @@ const retention = (name: string): Config.Config<Option.Option<Duration.Duration>
       ))
   })
 
+/** A duration greater than 0 (`60s`, `2m`), read as `retention` reads one; unset or empty = `fallback`. */
+const positiveDuration = (name: string, fallback: string): Config.Config<Duration.Duration> =>
+  Config.mapOrFail(Config.option(Config.string(name)), (value) => {
+    const text = Option.isNone(value) || value.value.trim() === "" ? fallback : value.value
+    const parsed = parseDurationText(text)
+    return Either.isRight(parsed) && Duration.greaterThan(parsed.right, Duration.zero)
+      ? Either.right(parsed.right)
+      : Either.left(ConfigError.InvalidData(
+        [name],
+        `Expected a duration greater than 0 such as 60s or 5m, but received "${text}"`
+      ))
+  })
+
 const config = Config.all({
   // An empty DATABASE_URL (e.g. `DATABASE_URL= npm start`) means unset: the embedded cluster.
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
@@ -114,6 +127,7 @@ const config = Config.all({
   ),
   sseHeartbeatMs: positiveInt("HERALD_SSE_HEARTBEAT_MS", 15_000),
   sseBuffer: positiveInt("HERALD_SSE_BUFFER", 1_000),
+  ticketTtl: positiveDuration("HERALD_TICKET_TTL", "60s"),
   logLevel: logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat: Config.literal("pretty", "json")("LOG_FORMAT").pipe(Config.withDefault("pretty" as const))
 }).pipe(

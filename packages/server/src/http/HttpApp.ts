@@ -13,8 +13,11 @@ import { HealthLive } from "./Health.js"
 import { accessLog, bodyLimit, jsonErrors } from "./Middleware.js"
 import { NodeServer, nodeServerLayer } from "./NodeServer.js"
 import { PostDoorLive } from "./PostDoor.js"
+import { RevocationsLive } from "./Revocations.js"
 import { SseDoorLive } from "./SseDoor.js"
 import { StreamOpen, StreamsLive } from "./Streams.js"
+import { StreamTickets } from "./StreamTickets.js"
+import { TokensLive } from "./TokenHandlers.js"
 import { WebClientLive } from "./WebClient.js"
 
 /** The HTTP API: handlers of every group over the request path (plus the SSE hub's read side). */
@@ -22,6 +25,7 @@ export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
   Layer.provide([
     AdminLive,
     MeLive,
+    TokensLive,
     ProjectsLive,
     MessagesLive,
     WorkspaceLive,
@@ -43,7 +47,10 @@ export const HttpAppLive = HttpApiBuilder.serve((app) => bodyLimit(accessLog(app
 )
 
 /** What both the API's handlers and the SSE door use to authenticate and authorise. */
-const RequestSideLive = Layer.mergeAll(Tokens.Default, StreamOpen.Default).pipe(Layer.provideMerge(RequestPathLive))
+const RequestSideLive = Layer.mergeAll(Tokens.Default, StreamOpen.Default).pipe(
+  Layer.provideMerge(StreamTickets.Default),
+  Layer.provideMerge(RequestPathLive)
+)
 
 export { NodeServer, nodeServerLayer } from "./NodeServer.js"
 
@@ -76,7 +83,7 @@ export const EndStreamsBeforeServerLive = Layer.scopedDiscard(
 
 /** The app and the SSE shutdown hook on one HttpServer. */
 export const serveOn = <ROut, E, R>(server: Layer.Layer<ROut, E, R>) =>
-  Layer.mergeAll(HttpAppLive, EndStreamsBeforeServerLive, SseDoorLive, PostDoorLive).pipe(
+  Layer.mergeAll(HttpAppLive, EndStreamsBeforeServerLive, SseDoorLive, PostDoorLive, RevocationsLive).pipe(
     Layer.provide(RequestSideLive),
     Layer.provideMerge(server)
   )

@@ -60,7 +60,7 @@ export const SseDoorLive = Layer.scopedDiscard(
     const open = yield* StreamOpen
     const run = yield* FiberSet.makeRuntime<never>()
 
-    /** Header first (as the API's security does), then `?access_token=`. */
+    /** Header first (as the API's security does), then `?access_token=`, then `?ticket=` (the last failure answers). */
     const authenticate = (req: IncomingMessage, params: URLSearchParams) => {
       const header = req.headers.authorization
       if (header !== undefined) {
@@ -68,10 +68,18 @@ export const SseDoorLive = Layer.scopedDiscard(
           ? tokens.user(Redacted.make(header.slice(7)))
           : Effect.fail(unauthorized("missing bearer token: send Authorization: Bearer <token>"))
       }
-      const query = params.get("access_token")
-      return query === null || query.length === 0
-        ? Effect.fail(unauthorized("missing token: send Authorization: Bearer <token> or ?access_token=<token>"))
-        : tokens.user(Redacted.make(query))
+      const query = params.getAll("access_token")
+      const ticket = params.getAll("ticket")
+      const byTicket = ticket.length !== 1 || ticket[0]!.length === 0
+        ? Effect.fail(
+          unauthorized(
+            "missing credential: send Authorization: Bearer <token>, ?ticket=<stream ticket> or ?access_token=<token>"
+          )
+        )
+        : tokens.ticket(Redacted.make(ticket[0]!))
+      return query.length !== 1 || query[0]!.length === 0
+        ? byTicket
+        : Effect.catchAll(tokens.user(Redacted.make(query[0]!)), () => byTicket)
     }
 
     const serve = (req: IncomingMessage, res: ServerResponse, target: Route, url: URL) =>
