@@ -7,10 +7,10 @@ import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Context, ParseResult, Schema } from "effect"
 import { AuthorRole, ClientMessageId, Member, MemberRole, Message, MessageBody, Name, Project, User } from "./Chat.js"
-import { storable } from "./Text.js"
 import { BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthorized } from "./Errors.js"
 import { Event, EventRef, EventType } from "./Events.js"
 import { MessageId, ProjectId, TokenId, UserId } from "./Ids.js"
+import { storable } from "./Text.js"
 
 /**
  * The token a request was authenticated with: directly, or through a stream ticket it issued. A

@@ -76,7 +76,9 @@ describe("token revocation across server processes", () => {
           const bystander = await connectSse(b.url, "/api/stream", { token: alice.token })
           expect([direct.status, byTicket.status, bystander.status]).toEqual([200, 200, 200])
           // Both live: a post through A arrives on B.
-          expect((await call(a.url, "POST", `/api/projects/${project.id}/messages`, alice.token, { body: "hi" })).status)
+          expect(
+            (await call(a.url, "POST", `/api/projects/${project.id}/messages`, alice.token, { body: "hi" })).status
+          )
             .toBe(201)
           await direct.waitForEvents(2)
           await byTicket.waitForEvents(1)

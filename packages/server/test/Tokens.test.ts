@@ -72,7 +72,10 @@ layer(testServerLayer({ ticketTtl: Duration.millis(TICKET_TTL_MS) }), live)("tok
         expect(listed.body.items.map((t: any) => t.id).sort()).toEqual(
           [first.body.items[0].id, ci.id, laptop.id].sort()
         )
-        expect(listed.body.items.find((t: any) => t.id === ci.id)).toMatchObject({ label: "ci", expiresAt: ci.expiresAt })
+        expect(listed.body.items.find((t: any) => t.id === ci.id)).toMatchObject({
+          label: "ci",
+          expiresAt: ci.expiresAt
+        })
         // Never a secret, never another user's token.
         expect(JSON.stringify(listed.body)).not.toMatch(/hrld_/)
         const theirs = yield* server.request("GET", "/api/me/tokens", { token: other.token })
@@ -118,7 +121,16 @@ layer(testServerLayer({ ticketTtl: Duration.millis(TICKET_TTL_MS) }), live)("tok
           expect(res.body._tag).toBe("BadRequest")
           expect(res.body.message).toMatch(/expiresIn/)
         }
-        for (const json of [{ expiresIn: 30 }, { expiresIn: "1".repeat(100) + "d" }, { label: 7 }, { label: "x".repeat(201) }, { label: "a\u0000b" }, []]) {
+        for (
+          const json of [
+            { expiresIn: 30 },
+            { expiresIn: "1".repeat(100) + "d" },
+            { label: 7 },
+            { label: "x".repeat(201) },
+            { label: "a\u0000b" },
+            []
+          ]
+        ) {
           const res = yield* create(json)
           expect(res.status, JSON.stringify(json)).toBe(400)
           expect(res.body._tag).toMatch(/BadRequest|HttpApiDecodeError/)
@@ -181,7 +193,9 @@ layer(testServerLayer({ ticketTtl: Duration.millis(TICKET_TTL_MS) }), live)("tok
         const sql = yield* SqlClient.SqlClient
         const me = yield* server.user("used")
         const t = yield* newToken(me)
-        for (let i = 0; i < 20; i++) expect((yield* server.request("GET", "/api/me", { token: t.token })).status).toBe(200)
+        for (let i = 0; i < 20; i++) {
+          expect((yield* server.request("GET", "/api/me", { token: t.token })).status).toBe(200)
+        }
         // Written in the background within a few seconds.
         const deadline = Date.now() + 10_000
         let lastUsedAt: string | null = null

@@ -123,14 +123,19 @@ export class TokensRepo extends Effect.Service<TokensRepo>()("Herald/TokensRepo"
      * A new token for `userId` (expiring `expiresInMs` from now, or never); the secret is returned
      * once. The user's row is locked, so concurrent creations count each other.
      */
-    const create = (userId: Ids.UserId, options: { readonly label: string | null; readonly expiresInMs: number | null }) =>
+    const create = (
+      userId: Ids.UserId,
+      options: { readonly label: string | null; readonly expiresInMs: number | null }
+    ) =>
       Effect.gen(function*() {
         const locked = yield* sql`SELECT 1 FROM users WHERE id = ${userId} FOR UPDATE`
         if (locked.length === 0) return { _tag: "Refused", reason: "unknown user" as CreateRefusal } as const
         const [counts] = yield* sql<{ live: number; all: number }>`
           SELECT count(*) FILTER (WHERE ${live})::int AS live, count(*)::int AS all
           FROM api_tokens t WHERE t.user_id = ${userId}`
-        if (counts!.live >= MAX_LIVE_TOKENS) return { _tag: "Refused", reason: "too many live" as CreateRefusal } as const
+        if (counts!.live >= MAX_LIVE_TOKENS) {
+          return { _tag: "Refused", reason: "too many live" as CreateRefusal } as const
+        }
         if (counts!.all >= MAX_TOKEN_ROWS) return { _tag: "Refused", reason: "too many rows" as CreateRefusal } as const
         const token = `hrld_${randomBytes(32).toString("base64url")}`
         const [row] = yield* sql<{ id: Ids.TokenId; expiresAt: Date | null }>`
@@ -177,7 +182,9 @@ export class TokensRepo extends Effect.Service<TokensRepo>()("Herald/TokensRepo"
         sql<{ id: string; now: Date }>`
           WITH s AS (
             SELECT clock_timestamp() AS now,
-                   coalesce(${since ?? null}::timestamptz, clock_timestamp()) - ${marginMs}::bigint * interval '1 millisecond' AS since)
+                   coalesce(${
+          since ?? null
+        }::timestamptz, clock_timestamp()) - ${marginMs}::bigint * interval '1 millisecond' AS since)
           SELECT t.id, s.now FROM s LEFT JOIN LATERAL (
             SELECT id FROM api_tokens WHERE revoked_at > s.since
             UNION

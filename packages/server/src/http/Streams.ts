@@ -235,7 +235,9 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
             isMember: memberCheck(me.id),
             rejoinAfter: rejoinCheck(me.id),
             missingJoins: missingJoins(me.id)
-          }, me.credential?.tokenId).pipe(Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join)))
+          }, me.credential?.tokenId).pipe(
+            Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join))
+          )
         })
     })
 

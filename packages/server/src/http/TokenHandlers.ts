@@ -18,8 +18,10 @@ export const TokensLive = HttpApiBuilder.group(Api.HeraldApi, "tokens", (handler
     const tickets = yield* StreamTickets
     const tokens = yield* Tokens
     return handlers
-      .handle("list", () =>
-        Effect.flatMap(Api.CurrentUser, (me) => Effect.map(repo.list(me.id), (items) => ({ items }))))
+      .handle(
+        "list",
+        () => Effect.flatMap(Api.CurrentUser, (me) => Effect.map(repo.list(me.id), (items) => ({ items })))
+      )
       .handle("create", ({ payload }) =>
         Effect.gen(function*() {
           const me = yield* Api.CurrentUser
