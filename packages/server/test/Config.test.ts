@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, LogLevel } from "effect"
+import { ConfigProvider, Duration, Effect, Either, LogLevel } from "effect"
 import { AppConfig, formatConfigError } from "../src/config/AppConfig.js"
 
 /** The app's settings read from `env` alone, as start-up would read them from the environment. */
@@ -53,5 +53,25 @@ describe("configuration", () => {
         }
         expect(message).not.toContain("\n")
       }))
+  })
+
+  describe("HERALD_TICKET_TTL", () => {
+    it.effect("unset is 60 s; a duration such as 2m is read", () =>
+      Effect.gen(function*() {
+        expect(Duration.toMillis(Either.getOrThrow(yield* readFrom({})).ticketTtl)).toBe(60_000)
+        expect(Duration.toMillis(Either.getOrThrow(yield* readFrom({ HERALD_TICKET_TTL: "2m" })).ticketTtl)).toBe(
+          120_000
+        )
+      }))
+
+    for (const value of ["soon", "0s", "-5s"]) {
+      it.effect(`${JSON.stringify(value)} stops start-up with one line naming HERALD_TICKET_TTL`, () =>
+        Effect.gen(function*() {
+          const read = yield* readFrom({ HERALD_TICKET_TTL: value })
+          expect(Either.isLeft(read)).toBe(true)
+          if (Either.isRight(read)) return
+          expect(formatConfigError(read.left)).toMatch(/^Invalid configuration: HERALD_TICKET_TTL: Expected a duration/)
+        }))
+    }
   })
 })
