@@ -6,6 +6,7 @@ import m0005 from "./0005_stream_cursors.js"
 import m0006 from "./0006_post_message.js"
 import m0007 from "./0007_event_log_partitions.js"
 import m0008 from "./0008_event_log_rollups.js"
+import m0009 from "./0009_tokens.js"
 import m0010 from "./0010_cursor_bases.js"
 
 /** Every migration by `NNNN_name`, applied in order by the server at start-up and by `herald migrate`. */
@@ -18,5 +19,6 @@ export const migrations = {
   "0006_post_message": m0006,
   "0007_event_log_partitions": m0007,
   "0008_event_log_rollups": m0008,
+  "0009_tokens": m0009,
   "0010_cursor_bases": m0010
 }

@@ -4,6 +4,7 @@ import { eventlog } from "./commands/EventLog.js"
 import { eventCommands } from "./commands/Events.js"
 import { lazy } from "./commands/Lazy.js"
 import { outbox } from "./commands/Outbox.js"
+import { tokens } from "./commands/Tokens.js"
 
 /**
  * Every `herald` command: names, arguments and help here and in `commands/`; what each does lives
@@ -31,5 +32,5 @@ const users = Command.make("users").pipe(
 
 export const herald = Command.make("herald").pipe(
   Command.withDescription("Herald operator CLI: works directly against the database"),
-  Command.withSubcommands([migrate, users, outbox, ...eventCommands, eventlog, cursors])
+  Command.withSubcommands([migrate, users, tokens, outbox, ...eventCommands, eventlog, cursors])
 )

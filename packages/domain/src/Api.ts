@@ -9,10 +9,30 @@ import { Context, ParseResult, Schema } from "effect"
 import { AuthorRole, ClientMessageId, Member, MemberRole, Message, MessageBody, Name, Project, User } from "./Chat.js"
 import { BadRequest, Conflict, CursorExpired, Forbidden, NotFound, ServiceUnavailable, Unauthorized } from "./Errors.js"
 import { Event, EventRef, EventType } from "./Events.js"
-import { MessageId, ProjectId, UserId } from "./Ids.js"
+import { MessageId, ProjectId, TokenId, UserId } from "./Ids.js"
+import { storable } from "./Text.js"
+
+/**
+ * The token a request was authenticated with: directly, or through a stream ticket it issued. A
+ * revoked or expired token ends the SSE connections it opened either way (SseHub).
+ */
+export interface Credential {
+  readonly tokenId: TokenId
+  readonly via: "token" | "ticket"
+}
+
+/**
+ * The caller: a user, and — when the API's middleware authenticated the request — the credential
+ * it used. (The CLI, the demo seed and tests act for a user they hold, without one.)
+ */
+export type Caller = User & { readonly credential?: Credential | undefined }
+
+/** The user with the credential that authenticated them, kept off the user's own fields (and JSON). */
+export const callerOf = (user: User, credential: Credential): Caller =>
+  Object.defineProperty(new User(user, true), "credential", { value: credential, enumerable: false })
 
 /** The authenticated caller, provided by the `Authentication` middleware. */
-export class CurrentUser extends Context.Tag("Herald/CurrentUser")<CurrentUser, User>() {}
+export class CurrentUser extends Context.Tag("Herald/CurrentUser")<CurrentUser, Caller>() {}
 
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Herald/Authentication", {
   failure: Unauthorized,
@@ -30,15 +50,18 @@ export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthenticati
 }) {}
 
 /**
- * The SSE endpoints also take `?access_token=`, because a browser's `EventSource` cannot send
- * headers. The header wins when both are present.
+ * The SSE endpoints also take `?ticket=` (a short-lived stream ticket, `POST /api/stream-tickets`)
+ * and, for compatibility, `?access_token=`, because a browser's `EventSource` cannot send headers.
+ * Tried in this order; the first that authenticates wins.
  */
 export class StreamAuthentication extends HttpApiMiddleware.Tag<StreamAuthentication>()("Herald/StreamAuthentication", {
   failure: Unauthorized,
   provides: CurrentUser,
   security: {
     bearer: HttpApiSecurity.bearer,
-    accessToken: HttpApiSecurity.apiKey({ key: "access_token", in: "query" })
+    accessToken: HttpApiSecurity.apiKey({ key: "access_token", in: "query" }),
+    // Last: with no credential at all, its failure is the answer, and it names all three.
+    ticket: HttpApiSecurity.apiKey({ key: "ticket", in: "query" })
   }
 }) {}
 
@@ -190,6 +213,79 @@ export class AdminApi extends HttpApiGroup.make("admin")
 
 export class MeApi extends HttpApiGroup.make("me")
   .add(HttpApiEndpoint.get("me", "/api/me").addSuccess(User))
+  .middleware(Authentication)
+{}
+
+/** A token as its owner sees it: never the secret. */
+export class TokenView extends Schema.Class<TokenView>("TokenView")({
+  id: TokenId,
+  label: Schema.NullOr(Schema.String),
+  createdAt: Schema.DateTimeUtc,
+  lastUsedAt: Schema.NullOr(Schema.DateTimeUtc),
+  expiresAt: Schema.NullOr(Schema.DateTimeUtc)
+}) {}
+export const TokenLabel = Schema.String.pipe(
+  storable("label"),
+  Schema.maxLength(200, { message: () => "label must be at most 200 characters" })
+)
+/** `expiresIn`: a duration such as `30d`, `12h`, `90m` (read by the server; absent = never expires). */
+export const CreateTokenPayload = Schema.Struct({
+  label: Schema.optionalWith(Schema.NullOr(TokenLabel), { exact: true }),
+  expiresIn: Schema.optionalWith(
+    Schema.NullOr(Schema.String.pipe(
+      Schema.maxLength(64, { message: () => "expiresIn must be a duration such as 30d, 12h or 90m" })
+    )),
+    { exact: true }
+  )
+})
+/** A new token: the secret, shown this once. */
+export class CreatedToken extends Schema.Class<CreatedToken>("CreatedToken")({
+  id: TokenId,
+  token: Schema.String,
+  expiresAt: Schema.NullOr(Schema.DateTimeUtc)
+}) {}
+export const TokenPath = Schema.Struct({ tokenId: TokenId })
+export class StreamTicket extends Schema.Class<StreamTicket>("StreamTicket")({
+  ticket: Schema.String,
+  expiresAt: Schema.DateTimeUtc
+}) {}
+
+export class TokensApi extends HttpApiGroup.make("tokens")
+  .add(
+    HttpApiEndpoint.get("list", "/api/me/tokens")
+      .addSuccess(Schema.Struct({ items: Schema.Array(TokenView) }))
+      .annotate(OpenApi.Description, "The caller's live tokens (never revoked or expired ones, never a secret).")
+  )
+  .add(
+    HttpApiEndpoint.post("create", "/api/me/tokens")
+      .setPayload(CreateTokenPayload)
+      .addSuccess(CreatedToken, { status: 201 })
+      .addError(Conflict)
+      .annotate(
+        OpenApi.Description,
+        "A new token for the caller; the secret is shown once. `expiresIn`: a duration such as `30d`, `12h`, " +
+          "`90m` (1 minute to 3650 days); absent or null: it never expires. At most 100 live tokens (409 beyond)."
+      )
+  )
+  .add(
+    HttpApiEndpoint.del("revoke", "/api/me/tokens/:tokenId")
+      .setPath(TokenPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(NotFound)
+      .annotate(
+        OpenApi.Description,
+        "Revokes one of the caller's tokens: refused on every node, and the SSE connections it opened ended, within 1 s."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("streamTicket", "/api/stream-tickets")
+      .addSuccess(StreamTicket, { status: 201 })
+      .annotate(
+        OpenApi.Description,
+        "A short-lived credential (`HERALD_TICKET_TTL`) for `?ticket=` on the SSE endpoints, and nothing else. " +
+          "A connection opened with it outlives it; it dies with the token that issued it."
+      )
+  )
   .middleware(Authentication)
 {}
 
@@ -455,6 +551,7 @@ export class HealthApi extends HttpApiGroup.make("health")
 export class HeraldApi extends HttpApi.make("herald")
   .add(AdminApi)
   .add(MeApi)
+  .add(TokensApi)
   .add(ProjectsApi)
   .add(MessagesApi)
   .add(WorkspaceApi)

@@ -12,3 +12,6 @@ export type MessageId = typeof MessageId.Type
 
 export const EventId = Schema.UUID.pipe(Schema.brand("EventId"))
 export type EventId = typeof EventId.Type
+
+export const TokenId = Schema.UUID.pipe(Schema.brand("TokenId"))
+export type TokenId = typeof TokenId.Type

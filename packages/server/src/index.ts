@@ -5,6 +5,7 @@
  */
 export { BrokerPublisherLive } from "./broker/BrokerLive.js"
 export { BrokerPublisher } from "./broker/BrokerPublisher.js"
+export { parseExpiresIn, refusalMessage, TokensRepo } from "./chat/TokensRepo.js"
 export { UsersRepo } from "./chat/UsersRepo.js"
 export { AppConfig, formatConfigError } from "./config/AppConfig.js"
 export { clientLayer, resolveDatabase } from "./db/Database.js"

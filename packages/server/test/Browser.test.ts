@@ -24,7 +24,9 @@ const startServer = async () => {
     DATABASE_URL: databaseUrl,
     PORT: String(port),
     HERALD_ADMIN_TOKEN: ADMIN,
-    HERALD_POLL_INTERVAL_MS: "200"
+    HERALD_POLL_INTERVAL_MS: "200",
+    // Shorter than a restart: the page's reconnect needs a fresh stream ticket.
+    HERALD_TICKET_TTL: "2s"
   })
   await server.waitFor(/API docs at/)
 }
@@ -173,7 +175,8 @@ describe("the web client in a real browser, on one connection", () => {
       ])
       // One connection for all 8 projects (16 streams), by the server's count and the page's.
       await expect.poll(sseConnections, LIVE).toBe(1)
-      expect(await eventSourcesOpened(page)).toEqual([expect.stringMatching(/\/api\/stream\?access_token=/)])
+      // Opened with a stream ticket: the long-lived token is never in a URL.
+      expect(await eventSourcesOpened(page)).toEqual([expect.stringMatching(/^[^?]*\/api\/stream\?ticket=hst_[^&]+$/)])
 
       // Live in all 8: the open project shows the messages, the other seven count them.
       await bobSays("live")
@@ -207,11 +210,18 @@ describe("the web client in a real browser, on one connection", () => {
         "Alice here, reading all of them",
         "Alpha: after the restart"
       ])
-      // Still one connection, and the same EventSource: it resumed with its own Last-Event-ID
-      // (a fresh connection would have started with another heads frame).
+      // Still one connection: the page reopened it with a fresh ticket (the first had expired) and
+      // resumed from its last cursor (a fresh connection would have started with another heads frame).
       await expect.poll(sseConnections, LIVE).toBe(1)
-      expect(await eventSourcesOpened(page)).toHaveLength(1)
+      const reopened = await eventSourcesOpened(page)
+      expect(reopened.length).toBeGreaterThanOrEqual(2)
+      const last = new URL(reopened.at(-1)!, base())
+      expect(last.searchParams.get("ticket")).toMatch(/^hst_/)
+      expect(last.searchParams.get("ticket")).not.toBe(new URL(reopened[0]!, base()).searchParams.get("ticket"))
+      expect(last.searchParams.get("cursor")).toMatch(/^[A-Za-z0-9_-]+$/)
+      expect(reopened.join(" ")).not.toContain("access_token")
       expect(await headsFramesSeen(page)).toBe(1)
+      const opened = reopened.length
       await expect.poll(() => page.locator("#connection").textContent(), LIVE).toMatch(
         /one connection · 16 streams · live/
       )
@@ -238,7 +248,7 @@ describe("the web client in a real browser, on one connection", () => {
       }
       expect(await unreadCounts(page)).toEqual(Object.fromEntries(names.map((n) => [n, 0])))
       // Switching projects never reconnected.
-      expect(await eventSourcesOpened(page)).toHaveLength(1)
+      expect(await eventSourcesOpened(page)).toHaveLength(opened)
       expect(await sseConnections()).toBe(1)
 
       // "Since last viewed" outlives the page: Bob writes in Bravo, Alice comes back later.

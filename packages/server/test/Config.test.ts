@@ -135,3 +135,23 @@ describe("HERALD_CORS_ORIGINS", () => {
       }))
   }
 })
+
+describe("HERALD_TICKET_TTL", () => {
+  it.effect("unset is 60 s; a duration such as 2m is read", () =>
+    Effect.gen(function*() {
+      expect(Duration.toMillis(Either.getOrThrow(yield* readFrom({})).ticketTtl)).toBe(60_000)
+      expect(Duration.toMillis(Either.getOrThrow(yield* readFrom({ HERALD_TICKET_TTL: "2m" })).ticketTtl)).toBe(
+        120_000
+      )
+    }))
+
+  for (const value of ["soon", "0s", "-5s"]) {
+    it.effect(`${JSON.stringify(value)} stops start-up with one line naming HERALD_TICKET_TTL`, () =>
+      Effect.gen(function*() {
+        const read = yield* readFrom({ HERALD_TICKET_TTL: value })
+        expect(Either.isLeft(read)).toBe(true)
+        if (Either.isRight(read)) return
+        expect(formatConfigError(read.left)).toMatch(/^Invalid configuration: HERALD_TICKET_TTL: Expected a duration/)
+      }))
+  }
+})

@@ -256,7 +256,8 @@ layer(UnpartitionedLive, live)("migration 0007", (it) => {
         expect(before).toHaveLength(103)
 
         const applied = yield* Effect.orDie(runMigrations)
-        expect(applied.map(([, name]) => name)).toEqual(["event_log_partitions", "event_log_rollups"])
+        // Later migrations follow; these two are what this test is about.
+        expect(applied.map(([, name]) => name).slice(0, 2)).toEqual(["event_log_partitions", "event_log_rollups"])
 
         // Every row, every column, unchanged; the old table is gone.
         expect(yield* logSnapshot).toEqual(before)

@@ -4,8 +4,9 @@
 // of each of their projects and their own workspace stream in each. Its first frame (`heads`)
 // gives each stream's head seq; the state up to the heads is loaded over HTTP, and every later
 // frame is applied once per stream in seq order (seq ≤ the last applied is a duplicate) and by
-// messageId, so nothing shows twice. The browser resumes the connection by itself with
-// Last-Event-ID (an opaque cursor for all streams at once), across server restarts too.
+// messageId, so nothing shows twice. The page resumes the connection itself, with a fresh stream
+// ticket and the last frame's cursor (an opaque position for all streams at once), across server
+// restarts too.
 import uPlot from "/vendor/uplot.esm.js"
 
 const $ = (selector, root = document) => root.querySelector(selector)
@@ -283,75 +284,103 @@ const chatFor = (streamId, options) => {
 
 // --- the one connection ----------------------------------------------------------------------------
 
-const connect = () => {
-  const source = new EventSource(`/api/stream?access_token=${encodeURIComponent(state.token)}`)
-  state.source = source
-  setConnection("connecting")
-  source.onopen = () => setConnection("catching up")
-  source.onerror = () => {
-    setConnection("reconnecting")
-    // A dropped connection the browser retries by itself, with its cursor. One it gave up on was
-    // refused outright (an HTTP error): ask the server why, then start over with a fresh one.
-    if (source.readyState === EventSource.CLOSED) {
-      startOverIfExpired(source).then((started) => started || setTimeout(() => refused(source), 1_000))
-    }
-  }
-  const on = (type, handle) =>
-    source.addEventListener(type, (e) => {
-      // The cursor the browser resumes with (a frame without an id leaves it as it was).
-      if (e.lastEventId) state.cursor = e.lastEventId
-      handle(JSON.parse(e.data))
-    })
-  on("heads", (data) => onHeads(data.streams).catch(failed("Loading projects")))
-  on("reset", onReset)
-  for (const type of EVENT_TYPES) on(type, onFrame)
+// EventSource reconnects by itself with the URL it was opened with, and a stream ticket in that URL
+// lives a minute: so the page reconnects by hand. On an error it closes the source, asks for a new
+// ticket and opens another, resuming from the last frame's cursor (`?cursor=`). A source that was
+// refused before it opened is followed by a HEAD with the same position, which answers why without
+// opening anything: 401 (signed out), 400 (the cursor cannot be resumed: start over), or retry later.
+// The long-lived token never goes into a URL.
+
+/** The `id:` of the last frame received (a cursor for every stream): where a reconnect resumes. */
+let lastCursor = null
+let reconnects = 0
+
+const streamQuery = (extra = {}) => {
+  const params = new URLSearchParams(extra)
+  if (lastCursor) params.set("cursor", lastCursor)
+  return params
 }
 
-/**
- * A reconnect was refused. When the cursor's base was deleted (unused for the server's
- * HERALD_CURSOR_RETENTION) the answer is 400 CursorExpired; an EventSource does not say why it
- * failed, so ask once with the same cursor (a GET answers a refusal's JSON at once; a HEAD would
- * have no body). Expired: start over without a cursor — the heads frame reloads everything over
- * HTTP. True when it started over.
- */
-const startOverIfExpired = async (source) => {
-  if (state.source !== source || !state.cursor) return false
-  const controller = new AbortController()
+/** Every frame handler notes the frame's cursor first. */
+const tracked = (handler) => (e) => {
+  if (e.lastEventId) lastCursor = e.lastEventId
+  handler(e)
+}
+
+const connect = async () => {
+  const previous = state.source
+  previous?.close()
+  const token = { close() {} }
+  state.source = token
+  setConnection(lastCursor ? "reconnecting" : "connecting")
+  let ticket
   try {
-    const res = await fetch(`/api/stream?cursor=${encodeURIComponent(state.cursor)}`, {
-      headers: { authorization: `Bearer ${state.token}` },
-      signal: controller.signal
-    })
-    const body = res.status === 400 ? await res.json().catch(() => ({})) : {}
-    controller.abort()
-    if (body._tag !== "CursorExpired" || state.source !== source) return false
-  } catch {
-    return false
+    ticket = (await api("POST", "/api/stream-tickets")).ticket
+  } catch (error) {
+    if (state.source !== token) return
+    if (error.status === 401) return showError(error, "Signed out")
+    return reconnectLater(token)
   }
-  state.cursor = null
-  connect()
-  return true
+  if (state.source !== token) return
+  const source = new EventSource(`/api/stream?${streamQuery({ ticket })}`)
+  state.source = source
+  let opened = false
+  source.onopen = () => {
+    opened = true
+    reconnects = 0
+    setConnection("catching up")
+  }
+  source.onerror = () => {
+    if (state.source !== source) return
+    source.close()
+    setConnection("reconnecting")
+    if (opened) reconnectLater(source)
+    else refused(source)
+  }
+  source.addEventListener(
+    "heads",
+    tracked((e) => onHeads(JSON.parse(e.data).streams).catch(failed("Loading projects")))
+  )
+  source.addEventListener("reset", tracked((e) => onReset(JSON.parse(e.data))))
+  for (const type of EVENT_TYPES) source.addEventListener(type, tracked((e) => onFrame(JSON.parse(e.data))))
 }
 
-/** The connection was refused: say why (the server's JSON error), and try again with a backoff. */
-const refused = async (source, attempt = 1) => {
-  if (state.source !== source) return
-  const controller = new AbortController()
+/** Reconnects after a pause that grows with each failed attempt (1 s, 2 s, 4 s … 15 s). */
+const reconnectLater = (current) => {
+  const delay = Math.min(15_000, 1_000 * 2 ** Math.min(reconnects, 4))
+  reconnects += 1
+  setTimeout(() => {
+    if (state.source === current) connect()
+  }, delay)
+}
+
+/** The connection was refused before it opened: ask the server why (HEAD opens nothing), then act on it. */
+const refused = async (source) => {
   let res
   try {
-    res = await fetch("/api/stream", { headers: { authorization: `Bearer ${state.token}` }, signal: controller.signal })
+    res = await fetch(`/api/stream?${streamQuery()}`, {
+      method: "HEAD",
+      headers: { authorization: `Bearer ${state.token}` }
+    })
   } catch {
     res = undefined // the server is unreachable: keep trying
   }
-  if (res?.ok) {
-    controller.abort()
-    showError(null)
+  if (state.source !== source) return
+  if (res?.status === 401) return showError(new ApiError(401, { message: "the token was refused" }), "Signed out")
+  if (res?.status === 400) {
+    // The cursor cannot be resumed (e.g. its base expired): start over; the heads frame reloads the state.
+    lastCursor = null
     return connect()
   }
-  const body = res ? await res.json().catch(() => ({})) : {}
-  if (res?.status === 401) return showError(new ApiError(401, body), "Signed out")
-  if (res) showError(new ApiError(res.status, body), "Live updates are unavailable (retrying)")
-  setTimeout(() => refused(source, attempt + 1), Math.min(15_000, 1_000 * 2 ** attempt))
+  if (res && !res.ok) {
+    showError(
+      new ApiError(res.status, { message: `${res.status} ${res.statusText}` }),
+      "Live updates are unavailable (retrying)"
+    )
+  } else if (res?.ok) {
+    showError(null)
+  }
+  reconnectLater(source)
 }
 
 const setConnection = (label) => {

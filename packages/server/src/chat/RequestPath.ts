@@ -4,6 +4,7 @@ import { ChatService } from "./ChatService.js"
 import { MessagesRepo } from "./MessagesRepo.js"
 import { Policy } from "./Policy.js"
 import { ProjectsRepo } from "./ProjectsRepo.js"
+import { TokensRepo } from "./TokensRepo.js"
 import { UsersRepo } from "./UsersRepo.js"
 
 /**
@@ -13,6 +14,12 @@ import { UsersRepo } from "./UsersRepo.js"
 export const RequestPathLive = ChatService.Default.pipe(
   Layer.provideMerge(Policy.Default),
   Layer.provideMerge(
-    Layer.mergeAll(UsersRepo.Default, ProjectsRepo.Default, MessagesRepo.Default, OutboxWriter.Default)
+    Layer.mergeAll(
+      UsersRepo.Default,
+      TokensRepo.Default,
+      ProjectsRepo.Default,
+      MessagesRepo.Default,
+      OutboxWriter.Default
+    )
   )
 )

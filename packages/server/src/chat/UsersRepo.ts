@@ -1,6 +1,6 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { Chat, Ids } from "@herald/domain"
-import { Effect, Option, Redacted, Schema } from "effect"
+import { Effect, Redacted, Schema } from "effect"
 import { createHash, randomBytes, randomUUID } from "node:crypto"
 
 export const hashToken = (token: string) => createHash("sha256").update(token).digest()
@@ -10,7 +10,8 @@ const UserRow = Schema.Struct({ id: Ids.UserId, name: Schema.String, createdAt: 
 const toUser = (row: typeof UserRow.Type) => new Chat.User(row, true)
 
 /**
- * Users and their bearer tokens; only a SHA-256 of a token is ever stored. A database failure, or
+ * Users, each created with a first bearer token (TokensRepo has the rest); only a SHA-256 of a
+ * token is ever stored. A database failure, or
  * a row that does not decode, is a defect: callers see only outcomes a user can cause.
  */
 export class UsersRepo extends Effect.Service<UsersRepo>()("Herald/UsersRepo", {
@@ -37,18 +38,6 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("Herald/UsersRepo", {
         )
       })
 
-    const byTokenHash = SqlSchema.findOne({
-      Request: Schema.Uint8ArrayFromSelf,
-      Result: UserRow,
-      execute: (tokenHash) =>
-        sql`
-        SELECT u.id, u.name, u.created_at FROM api_tokens t JOIN users u ON u.id = t.user_id
-        WHERE t.token_hash = ${tokenHash}`
-    })
-
-    const findByToken = (token: Redacted.Redacted) =>
-      byTokenHash(hashToken(Redacted.value(token))).pipe(Effect.map(Option.map(toUser)), Effect.orDie)
-
     const exists = (id: Ids.UserId) =>
       sql`SELECT 1 FROM users WHERE id = ${id}`.pipe(Effect.map((rows) => rows.length > 0), Effect.orDie)
 
@@ -57,6 +46,6 @@ export class UsersRepo extends Effect.Service<UsersRepo>()("Herald/UsersRepo", {
       Effect.orDie
     )
 
-    return { create, findByToken, exists, count } as const
+    return { create, exists, count } as const
   })
 }) {}

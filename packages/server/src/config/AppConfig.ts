@@ -103,7 +103,7 @@ const positiveDuration = (name: string, fallback: Duration.Duration): Config.Con
       ? Either.right(parsed.right)
       : Either.left(ConfigError.InvalidData(
         [name],
-        `Expected a duration greater than 0 such as 30d, 12h or "30 days", but received "${value.value}"`
+        `Expected a duration greater than 0 such as 60s, 30d or "30 days", but received "${value.value}"`
       ))
   })
 
@@ -133,6 +133,7 @@ const config = Config.all({
   sseHeartbeatMs: positiveInt("HERALD_SSE_HEARTBEAT_MS", 15_000),
   sseBuffer: positiveInt("HERALD_SSE_BUFFER", 1_000),
   corsOrigins: corsOrigins("HERALD_CORS_ORIGINS"),
+  ticketTtl: positiveDuration("HERALD_TICKET_TTL", Duration.seconds(60)),
   logLevel: logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat: Config.literal("pretty", "json")("LOG_FORMAT").pipe(Config.withDefault("pretty" as const))
 }).pipe(

@@ -1,33 +1,111 @@
 import { Api, Errors } from "@herald/domain"
-import { Cache, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
+import { Cache, Duration, Effect, Either, Exit, Layer, Option, Redacted, Schedule } from "effect"
 import { timingSafeEqual } from "node:crypto"
-import { hashToken, UsersRepo } from "../chat/UsersRepo.js"
+import { type LiveToken, TokensRepo } from "../chat/TokensRepo.js"
+import { hashToken } from "../chat/UsersRepo.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { AuthorizationHeader } from "./AuthorizationHeader.js"
+import { StreamTickets } from "./StreamTickets.js"
 
 const unauthorized = (message: string) => new Errors.Unauthorized({ message })
 
+/** A lookup's answer is cached this long: revocation does not wait for it (`forget`). */
+const CACHE_TTL = Duration.seconds(30)
 /**
- * Bearer tokens → users, through one short-lived cache for every middleware: every request
- * authenticates, and the cache saves a database round trip per request. Tokens are never revoked
- * today, so the only staleness is an unknown token looked up again.
+ * How long a token `forget` was told of is refused from memory: longer than a cached answer, or a
+ * lookup in flight when the revocation was seen, can live.
+ */
+const FORGET_MS = 2 * 60_000
+/** `last_used_at` is written at most once a minute per token (never a write per request) … */
+const TOUCH_EVERY_MS = 60_000
+/** … in one statement for every token used, this often. */
+const TOUCH_FLUSH = Duration.seconds(5)
+
+/**
+ * Credentials → callers, through short-lived caches for every middleware: every request
+ * authenticates, and the caches save a database round trip per request. Bearer tokens (and
+ * `?access_token=`) are looked up by their hash; stream tickets are checked by signature
+ * (StreamTickets.ts), then their issuing token by id. A revoked or expired token is refused at
+ * once: `forget` (fed by http/Revocations.ts, which polls the database) outranks the caches, and
+ * every answer checks the expiry itself.
  */
 export class Tokens extends Effect.Service<Tokens>()("Herald/Tokens", {
-  effect: Effect.gen(function*() {
-    const users = yield* UsersRepo
-    const cache = yield* Cache.makeWith({
-      capacity: 10_000,
-      lookup: (token: string) => users.findByToken(Redacted.make(token)),
-      timeToLive: (exit) => Exit.isSuccess(exit) && Option.isSome(exit.value) ? Duration.seconds(30) : Duration.zero
-    })
+  scoped: Effect.gen(function*() {
+    const repo = yield* TokensRepo
+    const tickets = yield* StreamTickets
+    const ttl = (exit: Exit.Exit<Option.Option<LiveToken>>) =>
+      Exit.isSuccess(exit) && Option.isSome(exit.value) ? CACHE_TTL : Duration.zero
+    const bySecret = yield* Cache.makeWith({ capacity: 10_000, lookup: repo.findLive, timeToLive: ttl })
+    const byId = yield* Cache.makeWith({ capacity: 10_000, lookup: repo.findLiveById, timeToLive: ttl })
+
+    /** Tokens known to be revoked or expired → when we learnt it. */
+    const forgotten = new Map<string, number>()
+    /** Tokens used → when their use was last queued for writing; the queue. */
+    const touched = new Map<string, number>()
+    const toTouch = new Set<string>()
+
+    const forget = (ids: Iterable<string>) =>
+      Effect.sync(() => {
+        const now = Date.now()
+        for (const id of ids) forgotten.set(id, now)
+        for (const [id, at] of forgotten) if (now - at > FORGET_MS) forgotten.delete(id)
+      })
+
+    /** The cached token, if it is still live; its use noted for `last_used_at`. */
+    const check = (found: Option.Option<LiveToken>, what: string) => {
+      if (Option.isNone(found)) return Effect.fail(unauthorized(`invalid ${what}`))
+      const token = found.value
+      const now = Date.now()
+      if (token.expiresAt !== null && token.expiresAt <= now) return Effect.fail(unauthorized(`${what} has expired`))
+      if (forgotten.has(token.tokenId)) return Effect.fail(unauthorized(`${what} has been revoked or has expired`))
+      if (now - (touched.get(token.tokenId) ?? 0) >= TOUCH_EVERY_MS) {
+        touched.set(token.tokenId, now)
+        toTouch.add(token.tokenId)
+      }
+      return Effect.succeed(token)
+    }
+
+    /** The caller a bearer token (or `?access_token=`) stands for. */
     const user = (token: Redacted.Redacted) =>
-      cache.get(Redacted.value(token)).pipe(
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(unauthorized("invalid bearer token")),
-          onSome: Effect.succeed
-        }))
+      bySecret.get(Redacted.value(token)).pipe(
+        Effect.flatMap((found) => check(found, "bearer token")),
+        Effect.map((t) => Api.callerOf(t.user, { tokenId: t.tokenId, via: "token" }))
       )
-    return { user } as const
+
+    /** The caller a stream ticket stands for, while it and the token that issued it are live. */
+    const ticket = (text: Redacted.Redacted) =>
+      Either.match(tickets.verify(Redacted.value(text)), {
+        onLeft: (why) =>
+          Effect.fail(unauthorized(
+            why === "expired"
+              ? "stream ticket has expired: ask POST /api/stream-tickets for a new one"
+              : "invalid stream ticket"
+          )),
+        onRight: (claims) =>
+          byId.get(claims.tokenId).pipe(
+            Effect.flatMap((found) =>
+              check(
+                Option.filter(found, (t) => t.user.id === claims.userId),
+                "stream ticket's token"
+              )
+            ),
+            Effect.map((t) => Api.callerOf(t.user, { tokenId: t.tokenId, via: "ticket" }))
+          )
+      })
+
+    yield* Effect.suspend(() => {
+      const ids = [...toTouch]
+      toTouch.clear()
+      const now = Date.now()
+      for (const [id, at] of touched) if (now - at >= TOUCH_EVERY_MS) touched.delete(id)
+      return repo.touch(ids)
+    }).pipe(
+      Effect.catchAllDefect((defect) => Effect.logWarning("could not record tokens' last use", defect)),
+      Effect.repeat(Schedule.spaced(TOUCH_FLUSH)),
+      Effect.forkScoped
+    )
+
+    return { user, ticket, forget } as const
   })
 }) {}
 
@@ -49,7 +127,11 @@ export const AuthenticationLive = Layer.effect(
   )
 )
 
-/** The same for the SSE endpoints, which also take `?access_token=` (EventSource sends no headers). */
+/**
+ * The same for the SSE endpoints, which also take `?access_token=` and `?ticket=` (EventSource
+ * sends no headers). Tried in that order (Api.StreamAuthentication): with none of the three, the
+ * ticket's failure is the answer, so it names them all.
+ */
 export const StreamAuthenticationLive = Layer.effect(
   Api.StreamAuthentication,
   Effect.map(Tokens, (tokens) => ({
@@ -57,7 +139,15 @@ export const StreamAuthenticationLive = Layer.effect(
     accessToken: (token: Redacted.Redacted) =>
       Redacted.value(token).length === 0
         ? Effect.fail(unauthorized("missing token: send Authorization: Bearer <token> or ?access_token=<token>"))
-        : tokens.user(token)
+        : tokens.user(token),
+    ticket: (ticket: Redacted.Redacted) =>
+      Redacted.value(ticket).length === 0
+        ? Effect.fail(
+          unauthorized(
+            "missing credential: send Authorization: Bearer <token>, ?ticket=<stream ticket> or ?access_token=<token>"
+          )
+        )
+        : tokens.ticket(ticket)
   }))
 )
 

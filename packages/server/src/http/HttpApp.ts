@@ -14,8 +14,11 @@ import { HealthLive } from "./Health.js"
 import { accessLog, bodyLimit, jsonErrors } from "./Middleware.js"
 import { NodeServer, nodeServerLayer } from "./NodeServer.js"
 import { PostDoorLive } from "./PostDoor.js"
+import { RevocationsLive } from "./Revocations.js"
 import { SseDoorLive } from "./SseDoor.js"
 import { StreamOpen, StreamsLive } from "./Streams.js"
+import { StreamTickets } from "./StreamTickets.js"
+import { TokensLive } from "./TokenHandlers.js"
 import { WebClientLive } from "./WebClient.js"
 
 /** The authentication middleware's implementations: for the app, and for the doors built from the same API. */
@@ -26,6 +29,7 @@ export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
   Layer.provide([
     AdminLive,
     MeLive,
+    TokensLive,
     ProjectsLive,
     MessagesLive,
     WorkspaceLive,
@@ -47,7 +51,10 @@ export const HttpAppLive = HttpApiBuilder.serve((app) => bodyLimit(accessLog(pro
 )
 
 /** What both the API's handlers and the SSE door use to authenticate and authorise. */
-const RequestSideLive = Layer.mergeAll(Tokens.Default, StreamOpen.Default).pipe(Layer.provideMerge(RequestPathLive))
+const RequestSideLive = Layer.mergeAll(Tokens.Default, StreamOpen.Default).pipe(
+  Layer.provideMerge(StreamTickets.Default),
+  Layer.provideMerge(RequestPathLive)
+)
 
 export { NodeServer, nodeServerLayer } from "./NodeServer.js"
 
@@ -83,6 +90,7 @@ export const serveOn = <ROut, E, R>(server: Layer.Layer<ROut, E, R>) =>
   Layer.mergeAll(
     HttpAppLive,
     EndStreamsBeforeServerLive,
+    RevocationsLive,
     Layer.mergeAll(SseDoorLive, PostDoorLive).pipe(Layer.provide(AuthLive))
   ).pipe(
     Layer.provide(RequestSideLive),

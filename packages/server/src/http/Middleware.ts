@@ -131,11 +131,44 @@ export const jsonErrors = HttpMiddleware.make((app) =>
   )
 )
 
-export const redactUrl = (url: string) => url.replace(/access_token=[^&]*/g, "access_token=REDACTED")
+/** A query parameter name (decoded, in any case) that may carry a credential: `access_token`, `ticket` and kin. */
+const SECRET_NAME = /token|ticket|secret|password/i
+/** A value that is one of our credentials, whatever its parameter: a token or a stream ticket. */
+const SECRET_VALUE = /hrld_|hst_/i
+
+const decodeComponent = (text: string): string | undefined => {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, " "))
+  } catch {
+    return undefined
+  }
+}
 
 /**
- * The access log: one line per response with method, URL and status — the URL with any
- * `?access_token=` redacted, so tokens never reach the logs.
+ * The URL for the logs, with the value of every parameter that may carry a credential redacted:
+ * the name is compared as the server reads it (percent-decoded: `access%5Ftoken` is
+ * `access_token`), in any case, and any value that is a token or ticket goes too. A query that
+ * cannot be decoded is redacted whole: whatever it holds never reaches a log.
+ */
+export const redactUrl = (url: string) => {
+  const q = url.indexOf("?")
+  if (q < 0) return url
+  const parts = url.slice(q + 1).split("&")
+  const redacted: Array<string> = []
+  for (const part of parts) {
+    const eq = part.indexOf("=")
+    const rawName = eq < 0 ? part : part.slice(0, eq)
+    const name = decodeComponent(rawName)
+    const value = eq < 0 ? "" : decodeComponent(part.slice(eq + 1))
+    if (name === undefined || value === undefined) return `${url.slice(0, q)}?REDACTED`
+    redacted.push(SECRET_NAME.test(name) || SECRET_VALUE.test(value) ? `${rawName}=REDACTED` : part)
+  }
+  return `${url.slice(0, q)}?${redacted.join("&")}`
+}
+
+/**
+ * The access log: one line per response with method, URL and status — the URL with every
+ * credential redacted (`redactUrl`), so tokens and tickets never reach the logs.
  */
 export const accessLog = HttpMiddleware.make((app) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>

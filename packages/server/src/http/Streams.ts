@@ -45,17 +45,18 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
     const hub = yield* SseHub
     const services = yield* Effect.context<SseHub | EventReader>()
 
-    const project = (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
+    const project = (me: Api.Caller, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
       openStream({
         stream: Events.projectStream(projectId),
         after,
         // Removed from the project: the member sees their removal, then the stream ends — or, added
         // back since, goes on from that add (G5).
-        reader: me.id
+        reader: me.id,
+        tokenId: me.credential?.tokenId
       }).pipe(Effect.provide(services), withPolicy(policy.requireMember(projectId)), asUser(me))
 
-    const workspace = (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
-      openStream({ stream: Events.workspaceStream(projectId, me.id), after }).pipe(
+    const workspace = (me: Api.Caller, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
+      openStream({ stream: Events.workspaceStream(projectId, me.id), after, tokenId: me.credential?.tokenId }).pipe(
         Effect.provide(services),
         withPolicy(policy.requireMember(projectId)),
         asUser(me)
@@ -100,7 +101,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         return { visible, narrowed, carried }
       })
 
-    const multiplexed = (me: Chat.User, streams: Option.Option<string>, cursor: Option.Option<string>) =>
+    const multiplexed = (me: Api.Caller, streams: Option.Option<string>, cursor: Option.Option<string>) =>
       Effect.gen(function*() {
         const { carried, narrowed, visible } = yield* carriedBy(me, streams)
 
@@ -225,7 +226,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
       })
 
     const attachMultiplexed = (
-      me: Chat.User,
+      me: Api.Caller,
       narrowed: boolean,
       base: Cursor.Base,
       known: ReadonlyMap<string, Position>,
@@ -245,7 +246,9 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
             isMember: memberCheck(me.id),
             rejoinAfter: rejoinCheck(me.id),
             missingJoins: missingJoins(me.id)
-          }).pipe(Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join)))
+          }, me.credential?.tokenId).pipe(
+            Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join))
+          )
         })
     })
 
@@ -254,11 +257,11 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
      * 401, 404 and 400 — but nothing opened (no hub connection) and nothing written (no cursor base).
      */
     const check = {
-      project: (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
+      project: (me: Api.Caller, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
         Effect.asVoid(project(me, projectId, after)),
-      workspace: (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
+      workspace: (me: Api.Caller, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
         Effect.asVoid(workspace(me, projectId, after)),
-      multiplexed: (me: Chat.User, streams: Option.Option<string>, cursor: Option.Option<string>) =>
+      multiplexed: (me: Api.Caller, streams: Option.Option<string>, cursor: Option.Option<string>) =>
         Effect.zipRight(
           carriedBy(me, streams),
           Option.match(cursor, { onNone: () => Effect.void, onSome: (text) => Effect.asVoid(resume(me, text, false)) })

@@ -56,6 +56,9 @@ const KEEPALIVE = encoder.encode(": keepalive\n\n")
 /** Events read from the database per round trip, for replay and gap filling. */
 const PAGE = 500
 
+/** How long a connection opened by an ended token is ended at once (longer than any opening takes). */
+const ENDED_TOKEN_MEMORY_MS = 2 * 60_000
+
 /** How long an overflowed connection gets to take its end before its socket is destroyed. */
 const OVERFLOW_GRACE_MS = 1_000
 
@@ -208,6 +211,10 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const connections = new Set<Connection>()
     /** Multiplexed, not narrowed, by user: the connections streams may join. */
     const joinable = new Map<string, Set<Connection>>()
+    /** By the token that opened them (directly or through a ticket): what `endToken` ends. */
+    const byToken = new Map<string, Set<Connection>>()
+    /** Tokens ended → when: a connection such a token opens later (a race with the revocation) ends at once. */
+    const endedTokens = new Map<string, number>()
     const fibers = yield* FiberSet.make()
     const run = yield* FiberSet.runtime(fibers)<never>()
     let closed = false
@@ -705,7 +712,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       for (const c of connections) if (c.queued === 0 && !c.ended) write(c, KEEPALIVE)
     }).pipe(Effect.repeat(Schedule.spaced(sseHeartbeatMs)), Effect.delay(sseHeartbeatMs), Effect.forkScoped)
 
-    const open = (out: Writable, mux: Mux | undefined) => {
+    const open = (out: Writable, mux: Mux | undefined, tokenId: string | undefined) => {
       const c: Connection = { out, subs: new Map(), mux, ended: false, queued: 0 }
       connections.add(c)
       metrics.sseConnections.inc()
@@ -713,7 +720,15 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         ? (joinable.get(mux.userId) ?? joinable.set(mux.userId, new Set()).get(mux.userId)!)
         : undefined
       users?.add(c)
+      const opener = tokenId === undefined
+        ? undefined
+        : (byToken.get(tokenId) ?? byToken.set(tokenId, new Set()).get(tokenId)!)
+      opener?.add(c)
       out.once("close", () => {
+        if (opener !== undefined) {
+          opener.delete(c)
+          if (opener.size === 0 && byToken.get(tokenId!) === opener) byToken.delete(tokenId!)
+        }
         c.ended = true
         for (const s of c.subs.values()) {
           s.state = Ending()
@@ -726,21 +741,21 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         }
         metrics.sseConnections.dec()
       })
-      if (closed) end(c)
+      if (closed || (tokenId !== undefined && endedTokens.has(tokenId))) end(c)
       return c
     }
 
     /** A per-stream connection positioned after `start`; it is live once its filler has caught up. */
-    const register = (out: Writable, r: SubRequest) =>
+    const register = (out: Writable, r: SubRequest, tokenId?: string) =>
       Effect.sync(() => {
-        const c = open(out, undefined)
+        const c = open(out, undefined, tokenId)
         if (c.ended) return
         const s = subscribe(c, r)
         if (r.atHead) recheckHeads(c, [s])
       })
 
     /** A multiplexed connection: its first frame, then every stream from its position. */
-    const registerMultiplexed = (out: Writable, r: MuxRequest) =>
+    const registerMultiplexed = (out: Writable, r: MuxRequest, tokenId?: string) =>
       Effect.sync(() => {
         const mux: Mux = {
           userId: r.userId,
@@ -754,7 +769,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         }
         for (const [stream, position] of r.known) moveTo(mux, stream, position)
         for (const s of r.subs) moveTo(mux, s.stream, { seq: s.start, tag: s.tag })
-        const c = open(out, mux)
+        const c = open(out, mux, tokenId)
         if (c.ended) return noJoins
         if (r.first !== undefined) {
           const cursor = cursorOf(c, mux)
@@ -796,7 +811,22 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       for (const c of connections) end(c)
     })
 
+    /**
+     * Ends every connection the token opened (it was revoked or expired), and any it opens from
+     * now on for a while (a connection authenticated just before). How many were open.
+     */
+    const endToken = (tokenId: string) =>
+      Effect.sync(() => {
+        const now = Date.now()
+        endedTokens.set(tokenId, now)
+        for (const [id, at] of endedTokens) if (now - at > ENDED_TOKEN_MEMORY_MS) endedTokens.delete(id)
+        const open = byToken.get(tokenId)
+        if (open === undefined) return 0
+        for (const c of open) end(c)
+        return open.size
+      })
+
     yield* Effect.addFinalizer(() => closeAll)
-    return { register, registerMultiplexed, closeAll } as const
+    return { register, registerMultiplexed, closeAll, endToken } as const
   })
 }) {}

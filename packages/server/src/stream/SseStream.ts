@@ -32,6 +32,8 @@ export interface StreamRequest {
    * admitted them again (what lies between was not theirs to read, G5); with none, the response ends.
    */
   readonly reader?: string
+  /** The token that opened it (directly or through a ticket): revoking it ends the connection. */
+  readonly tokenId?: string | undefined
 }
 
 /** The removal rules of a project stream read by `userId` (SseHub: `mayEnd`, `rejoinAfter`). */
@@ -73,7 +75,7 @@ export const openStream = (request: StreamRequest) =>
             atHead: Option.isNone(request.after),
             removedAtStart,
             ...(request.reader === undefined ? {} : removalRules(reader, request.reader, request.stream))
-          })
+          }, request.tokenId)
         })
     }
     return opened
