@@ -399,18 +399,21 @@ describe("the web client in a real browser, on one connection", () => {
       await client.query("DELETE FROM stream_cursors WHERE user_id = $1", [erin.id])
       await client.end()
       await startServer()
-      // The browser's own reconnect (Last-Event-ID) is refused as expired (the new process's log)…
+      // The page's reconnect (a fresh ticket and ?cursor=) is refused as expired (the new process's log)…
       await server.waitFor(/http\.status: 400\n\s+http\.method: GET\n\s+http\.url: \/api\/stream/, 20_000)
         .catch(() => expect.fail(`no 400 on /api/stream after the restart:\n${server.output()}`))
       await post(erin, project.id, "after the restart")
-      // …so the page starts over: a new EventSource without a cursor, a heads frame, history over HTTP.
+      // …the page asks why (a HEAD: 400) and starts over: a new EventSource without a cursor, a heads
+      // frame, history over HTTP.
       await expect.poll(() => chatMessages(page).then((m) => m.map((x) => x.body)), LIVE).toEqual([
         "before the restart",
         "after the restart"
       ])
-      await expect.poll(() => eventSourcesOpened(page), LIVE).toHaveLength(2)
+      await expect.poll(() => eventSourcesOpened(page), LIVE).toHaveLength(3)
       expect(await headsFramesSeen(page)).toBe(2)
-      expect((await eventSourcesOpened(page))[1]).not.toMatch(/cursor=/)
+      const [, refused, fresh] = await eventSourcesOpened(page)
+      expect(refused).toMatch(/cursor=/)
+      expect(fresh).not.toMatch(/cursor=/)
       await expect.poll(() => page.locator("#connection").textContent(), LIVE).toMatch(/live/)
       expect(await page.getByRole("alert").isVisible()).toBe(false)
       await context.close()

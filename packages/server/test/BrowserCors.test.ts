@@ -29,7 +29,7 @@ const PAGE = `<!doctype html>
   const herald = q.get("herald")
   const token = q.get("token")
   const projectId = q.get("project")
-  const observed = { me: null, post: null, stream: { opened: false, errors: 0, readyState: null, bodies: [] } }
+  const observed = { me: null, ticket: null, post: null, stream: { opened: false, errors: 0, readyState: null, bodies: [] } }
   window.observed = observed
   const call = async (method, path, body) => {
     try {
@@ -43,8 +43,9 @@ const PAGE = `<!doctype html>
   }
 
   observed.me = await call("GET", "/api/me")
-  // TICKET: const streamCredential = "ticket=" + encodeURIComponent((await call("POST", "/api/stream-tickets")).body?.ticket)
-  const streamCredential = "access_token=" + encodeURIComponent(token)
+  // A stream ticket, fetched cross-origin, opens the EventSource: the long-lived token never goes into a URL.
+  observed.ticket = await call("POST", "/api/stream-tickets")
+  const streamCredential = "ticket=" + encodeURIComponent(observed.ticket.body?.ticket)
   const source = new EventSource(herald + "/api/stream?" + streamCredential)
   source.addEventListener("message.created", (e) => observed.stream.bodies.push(JSON.parse(e.data).data.body))
   await new Promise((settled) => {
@@ -111,6 +112,7 @@ afterAll(async () => {
 
 interface Observed {
   readonly me: { status?: number; body?: any; error?: string } | null
+  readonly ticket: { status?: number; body?: any; error?: string } | null
   readonly post: { status?: number; body?: any; error?: string } | null
   readonly stream: { opened: boolean; errors: number; readyState: number | null; bodies: Array<string> }
 }
@@ -140,6 +142,9 @@ describe("a page on another origin, in Chromium", () => {
       await expect.poll(() => observed(page).then((o) => o.post), LIVE).not.toBeNull()
       const seen = await observed(page)
       expect(seen.me).toEqual({ status: 200, body: expect.objectContaining({ id: user.id, name: "alice" }) })
+      // The EventSource was opened with a stream ticket fetched cross-origin, not with the token.
+      expect(seen.ticket).toEqual({ status: 201, body: { ticket: expect.any(String), expiresAt: expect.any(String) } })
+      expect(seen.ticket?.body.ticket).not.toContain(user.token)
       expect(seen.stream.opened).toBe(true)
       expect(seen.post).toEqual({ status: 201, body: expect.objectContaining({ event: expect.anything() }) })
       await expect.poll(() => observed(page).then((o) => o.stream.bodies), LIVE).toEqual([`from ${listedOrigin}`])
@@ -157,6 +162,7 @@ describe("a page on another origin, in Chromium", () => {
       await expect.poll(() => observed(page).then((o) => o.post), LIVE).not.toBeNull()
       const seen = await observed(page)
       expect(seen.me).toEqual({ error: expect.stringMatching(/^TypeError: /) })
+      expect(seen.ticket).toEqual({ error: expect.stringMatching(/^TypeError: /) })
       expect(seen.post).toEqual({ error: expect.stringMatching(/^TypeError: /) })
       expect(seen.stream).toEqual({ opened: false, errors: 1, readyState: 2, bodies: [] })
       // It was CORS that stopped them, by Chromium's own account, not an unreachable server.
