@@ -11,6 +11,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { createServer } from "node:http"
+import { connectSse } from "../../../test-support/SseClient.js"
 import { NodeServer, serveOn } from "../src/http/HttpApp.js"
 import {
   casesOf,
@@ -22,6 +23,7 @@ import {
   TestLive,
   UNKNOWN_UUID
 } from "./support/BadInputCorpus.js"
+import { settlesWithin } from "./support/SseTesting.js"
 import { type RequestOptions, TestServer } from "./support/TestServer.js"
 
 interface Answer {
@@ -222,6 +224,75 @@ it.layer(DiffLive)("the doors answer as the app alone", (it) => {
       }
     })
   }
+
+  describe("stream tickets, through both fronts", () => {
+    const ticketOf = (token: string) =>
+      Effect.gen(function*() {
+        const server = yield* TestServer
+        const res = yield* server.request("POST", "/api/stream-tickets", { token })
+        expect(res.status).toBe(201)
+        return res.body.ticket as string
+      })
+    const cases: ReadonlyArray<readonly [string, (f: FixtureShape, ticket: string) => [string, RequestOptions]]> = [
+      ["?ticket= on the project stream", (f, t) => [`/api/projects/${f.ids.projectId}/stream?ticket=${t}`, {}]],
+      [
+        "?ticket= on the workspace stream",
+        (f, t) => [`/api/projects/${f.ids.projectId}/workspace/stream?ticket=${t}`, {}]
+      ],
+      ["?ticket= on /api/stream", (_, t) => [`/api/stream?ticket=${t}`, {}]],
+      ["a forged ticket", (f, t) => [`/api/projects/${f.ids.projectId}/stream?ticket=${t.slice(0, -2)}xx`, {}]],
+      [
+        "a ticket and a bad Authorization header",
+        (_, t) => [`/api/stream?ticket=${t}`, { headers: { authorization: "Basic x" } }]
+      ],
+      ["a ticket and a bad ?access_token=", (_, t) => [`/api/stream?ticket=${t}&access_token=nope`, {}]],
+      ["a ticket twice", (_, t) => [`/api/stream?ticket=${t}&ticket=${t}`, {}]],
+      ["another user's ticket on a project they cannot read", (f, t) => [
+        `/api/projects/${f.ids.projectId}/stream?ticket=${t}`,
+        {}
+      ]]
+    ]
+    for (const [name, request] of cases) {
+      for (const method of ["GET", "HEAD"]) {
+        it.effect(`${method}: ${name}`, () =>
+          Effect.gen(function*() {
+            const f = yield* Fixture
+            const ticket = yield* ticketOf(name.startsWith("another user") ? f.carol.token : f.alice.token)
+            const [path, options] = request(f, ticket)
+            yield* compare(method, () => path, () => options)
+          }))
+      }
+    }
+
+    it.effect("a ticket is a 401 on an endpoint that is not a stream (the post door and the app alike)", () =>
+      Effect.gen(function*() {
+        const f = yield* Fixture
+        const ticket = yield* ticketOf(f.alice.token)
+        const answer = yield* compare(
+          "POST",
+          () => `/api/projects/${f.ids.projectId}/messages`,
+          () => ({ token: ticket, json: { body: "x" } })
+        )
+        expect(answer.status).toBe(401)
+      }))
+  })
+
+  it.effect("revoking a token ends the streams it opened through the SSE door and through the app alone", () =>
+    Effect.gen(function*() {
+      const server = yield* TestServer
+      const alone = yield* AppAlone
+      const f = yield* Fixture
+      const created = yield* server.request("POST", "/api/me/tokens", { token: f.alice.token, json: { label: "d" } })
+      expect(created.status).toBe(201)
+      const path = `/api/projects/${f.ids.projectId}/stream?access_token=${created.body.token}`
+      const viaDoor = yield* Effect.promise(() => connectSse(server.url, path))
+      const viaApp = yield* Effect.promise(() => connectSse(alone.url, path))
+      expect([viaDoor.status, viaApp.status]).toEqual([200, 200])
+      const revoked = yield* server.request("DELETE", `/api/me/tokens/${created.body.id}`, { token: f.alice.token })
+      expect(revoked.status).toBe(204)
+      expect(yield* settlesWithin(viaDoor.ended, 1_000)).toBe(true)
+      expect(yield* settlesWithin(viaApp.ended, 1_000)).toBe(true)
+    }))
 
   it.effect("the doors took the requests they serve (this file is not comparing the app with itself)", () =>
     Effect.gen(function*() {
