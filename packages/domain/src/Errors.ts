@@ -37,3 +37,17 @@ export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()
   { message: Schema.String, checks: Schema.Record({ key: Schema.String, value: Schema.String }) },
   HttpApiSchema.annotations({ status: 503 })
 ) {}
+
+/**
+ * Over a limit (SPEC §5 "Limits", G11): `limit` names which, `retryAfter` is in whole seconds and
+ * is also sent as the `Retry-After` header.
+ */
+export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()(
+  "TooManyRequests",
+  {
+    message: Schema.String,
+    limit: Schema.String,
+    retryAfter: Schema.Int.pipe(Schema.positive())
+  },
+  HttpApiSchema.annotations({ status: 429 })
+) {}

@@ -4,8 +4,15 @@ import { Cache, Duration, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import { hashToken, UsersRepo } from "../chat/UsersRepo.js"
 import { AppConfig } from "../config/AppConfig.js"
+import { Limits } from "../limits/Limits.js"
 
 const unauthorized = (message: string) => new Errors.Unauthorized({ message })
+
+/**
+ * How long an unknown token is remembered as unknown: a flood of bad tokens (the same one again and
+ * again) is then not a flood of SELECTs. A token is random, so none is created during that time.
+ */
+const UNKNOWN_TOKEN_TTL = Duration.seconds(2)
 
 /**
  * Bearer tokens → users, through one short-lived cache for every middleware: every request
@@ -15,17 +22,28 @@ const unauthorized = (message: string) => new Errors.Unauthorized({ message })
 export class Tokens extends Effect.Service<Tokens>()("Herald/Tokens", {
   effect: Effect.gen(function*() {
     const users = yield* UsersRepo
+    const limits = yield* Limits
     const cache = yield* Cache.makeWith({
       capacity: 10_000,
       lookup: (token: string) => users.findByToken(Redacted.make(token)),
-      timeToLive: (exit) => Exit.isSuccess(exit) && Option.isSome(exit.value) ? Duration.seconds(30) : Duration.zero
+      timeToLive: (exit) => Exit.isSuccess(exit) && Option.isSome(exit.value) ? Duration.seconds(30) : UNKNOWN_TOKEN_TTL
     })
-    const user = (token: Redacted.Redacted) =>
-      cache.get(Redacted.value(token)).pipe(
+    const lookup = (token: string) =>
+      cache.get(token).pipe(
         Effect.flatMap(Option.match({
           onNone: () => Effect.fail(unauthorized("invalid bearer token")),
           onSome: Effect.succeed
         }))
+      )
+    // Limits (SPEC §5): a token already known good costs nothing; any other is looked up within the
+    // client address's budget of failed authentications (Limits.authentication).
+    const user = (token: Redacted.Redacted) =>
+      Effect.flatMap(
+        cache.getOptionComplete(Redacted.value(token)),
+        (known) =>
+          Option.isSome(known) && Option.isSome(known.value)
+            ? Effect.succeed(known.value.value)
+            : limits.authentication(lookup(Redacted.value(token)))
       )
     return { user } as const
   })
@@ -52,11 +70,15 @@ export const AuthenticationLive = Layer.effect(
 /** The same for the SSE endpoints, which also take `?access_token=` (EventSource sends no headers). */
 export const StreamAuthenticationLive = Layer.effect(
   Api.StreamAuthentication,
-  Effect.map(Tokens, (tokens) => ({
+  Effect.map(Effect.all([Tokens, Limits]), ([tokens, limits]) => ({
     bearer: (token: Redacted.Redacted) => Effect.zipRight(bearerScheme, tokens.user(token)),
     accessToken: (token: Redacted.Redacted) =>
       Redacted.value(token).length === 0
-        ? Effect.fail(unauthorized("missing token: send Authorization: Bearer <token> or ?access_token=<token>"))
+        // Tried after the header: an address the header's attempt found over its budget stays a 429.
+        ? Effect.zipRight(
+          limits.stillRefused,
+          Effect.fail(unauthorized("missing token: send Authorization: Bearer <token> or ?access_token=<token>"))
+        )
         : tokens.user(token)
   }))
 )
@@ -64,7 +86,7 @@ export const StreamAuthenticationLive = Layer.effect(
 /** The admin API's token, compared by digest (equal length, constant time); 404 while it is unset. */
 export const AdminAuthenticationLive = Layer.effect(
   Api.AdminAuthentication,
-  Effect.map(AppConfig, ({ adminToken }) => ({
+  Effect.map(Effect.all([AppConfig, Limits]), ([{ adminToken }, limits]) => ({
     bearer: (token: Redacted.Redacted) =>
       Option.match(adminToken, {
         onNone: () =>
@@ -72,9 +94,11 @@ export const AdminAuthenticationLive = Layer.effect(
         onSome: (expected) =>
           Effect.zipRight(
             bearerScheme.pipe(Effect.mapError(() => unauthorized("admin token required"))),
-            timingSafeEqual(hashToken(Redacted.value(token)), hashToken(Redacted.value(expected)))
-              ? Effect.void
-              : Effect.fail(unauthorized("admin token required"))
+            limits.authentication(Effect.suspend(() =>
+              timingSafeEqual(hashToken(Redacted.value(token)), hashToken(Redacted.value(expected)))
+                ? Effect.void
+                : Effect.fail(unauthorized("admin token required"))
+            ))
           )
       })
   }))

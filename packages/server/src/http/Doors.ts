@@ -1,6 +1,8 @@
 import * as HttpApiError from "@effect/platform/HttpApiError"
+import type { Errors } from "@herald/domain"
 import { Effect, Schema } from "effect"
-import type { ServerResponse } from "node:http"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { ClientAddress } from "../limits/Limits.js"
 
 /** What the doors (SseDoor, PostDoor) share: the API's decoding and answers, below the HTTP app. */
 
@@ -19,15 +21,33 @@ export const decodeErrorBody = (e: HttpApiError.HttpApiDecodeError) => ({
 
 /** The status the API answers each of the doors' failures with. */
 export const failureStatus = (e: { readonly _tag: string }) =>
-  e._tag === "Unauthorized" ? 401 : e._tag === "NotFound" ? 404 : 400
+  e._tag === "Unauthorized" ? 401 : e._tag === "NotFound" ? 404 : e._tag === "TooManyRequests" ? 429 : 400
 
-/** A JSON answer, unless the response is already under way or gone. */
+/** The API's body for a TooManyRequests: every field of the error, as the API encodes it. */
+export const tooManyRequestsBody = (e: Errors.TooManyRequests) => ({
+  _tag: e._tag,
+  message: e.message,
+  limit: e.limit,
+  retryAfter: e.retryAfter
+})
+
+/**
+ * A JSON answer, unless the response is already under way or gone; a 429's `retryAfter` is sent
+ * as `Retry-After` too, as the HTTP app does (Middleware.ts `retryAfter`).
+ */
 export const answer = (res: ServerResponse, code: number, body: unknown) => {
   if (res.headersSent || res.destroyed) return
   const json = JSON.stringify(body)
-  res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(json) })
+  const wait = code === 429 && typeof body === "object" && body !== null && "retryAfter" in body
+    ? { "retry-after": String(body.retryAfter) }
+    : {}
+  res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(json), ...wait })
   res.end(json)
 }
+
+/** The client address of a door's request, for the limits (Limits.ts `ClientAddress`). */
+export const fromClient = (req: IncomingMessage) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  req.socket.remoteAddress === undefined ? self : Effect.provideService(self, ClientAddress, req.socket.remoteAddress)
 
 /**
  * The end of every door's request, as the HTTP app ends its own: a defect is logged and answers

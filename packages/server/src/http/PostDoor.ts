@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { ChatService, type MessageWrite } from "../chat/ChatService.js"
 import { asUser } from "../chat/Policy.js"
 import { Tokens } from "./Auth.js"
-import { answer, decode, decodeErrorBody, failureStatus, finished } from "./Doors.js"
+import { answer, decode, decodeErrorBody, failureStatus, finished, fromClient, tooManyRequestsBody } from "./Doors.js"
 import { MAX_BODY_BYTES } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
 
@@ -52,7 +52,12 @@ class InvalidJson {
   readonly _tag = "InvalidJson"
 }
 
-type Failure = Errors.Unauthorized | Errors.NotFound | HttpApiError.HttpApiDecodeError | InvalidJson
+type Failure =
+  | Errors.Unauthorized
+  | Errors.NotFound
+  | Errors.TooManyRequests
+  | HttpApiError.HttpApiDecodeError
+  | InvalidJson
 
 const encodePosted = Schema.encode(Api.MessagePosted)
 const encodeReplayed = Schema.encode(Api.MessageReplayed)
@@ -99,12 +104,17 @@ export const PostDoorLive = Layer.scopedDiscard(
               answer(
                 res,
                 code,
-                e._tag === "HttpApiDecodeError" ? decodeErrorBody(e) : { message: e.message, _tag: e._tag }
+                e._tag === "HttpApiDecodeError"
+                  ? decodeErrorBody(e)
+                  : e._tag === "TooManyRequests"
+                  ? tooManyRequestsBody(e)
+                  : { message: e.message, _tag: e._tag }
               )
               return code
             })
           ),
-          finished(res, "POST", req.url ?? "")
+          finished(res, "POST", req.url ?? ""),
+          fromClient(req)
         )
 
     const door = (req: IncomingMessage, res: ServerResponse) => {

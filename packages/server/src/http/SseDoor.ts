@@ -4,7 +4,7 @@ import { Effect, FiberSet, Layer, Option, Redacted } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { type Opened, SSE_HEADERS } from "../stream/SseStream.js"
 import { Tokens } from "./Auth.js"
-import { answer, decode, decodeErrorBody, failureStatus, finished } from "./Doors.js"
+import { answer, decode, decodeErrorBody, failureStatus, finished, fromClient, tooManyRequestsBody } from "./Doors.js"
 import { redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
 import { position, StreamOpen, streamPosition } from "./Streams.js"
@@ -50,7 +50,12 @@ const queryRecord = (params: URLSearchParams) => {
 
 const unauthorized = (message: string) => new Errors.Unauthorized({ message })
 
-type Failure = Errors.Unauthorized | Errors.NotFound | Errors.BadRequest | HttpApiError.HttpApiDecodeError
+type Failure =
+  | Errors.Unauthorized
+  | Errors.NotFound
+  | Errors.BadRequest
+  | Errors.TooManyRequests
+  | HttpApiError.HttpApiDecodeError
 
 export const SseDoorLive = Layer.scopedDiscard(
   Effect.gen(function*() {
@@ -98,7 +103,10 @@ export const SseDoorLive = Layer.scopedDiscard(
           })
         const opened = yield* opening
         // The client may have gone while we looked: then there is nothing to serve.
-        if (res.destroyed || res.socket === null || res.socket.destroyed) return 499
+        if (res.destroyed || res.socket === null || res.socket.destroyed) {
+          if (opened !== undefined) yield* opened.abandon
+          return 499
+        }
         res.removeHeader("connection")
         res.writeHead(200, SSE_HEADERS)
         // A HEAD: its head is the answer.
@@ -112,16 +120,21 @@ export const SseDoorLive = Layer.scopedDiscard(
             answer(
               res,
               code,
-              e._tag === "HttpApiDecodeError" ? decodeErrorBody(e) : {
-                _tag: e._tag,
-                message: e.message,
-                ...("field" in e && e.field !== undefined ? { field: e.field } : {})
-              }
+              e._tag === "HttpApiDecodeError"
+                ? decodeErrorBody(e)
+                : e._tag === "TooManyRequests"
+                ? tooManyRequestsBody(e)
+                : {
+                  _tag: e._tag,
+                  message: e.message,
+                  ...("field" in e && e.field !== undefined ? { field: e.field } : {})
+                }
             )
             return code
           })
         ),
-        finished(res, req.method ?? "GET", redactUrl(req.url ?? ""))
+        finished(res, req.method ?? "GET", redactUrl(req.url ?? "")),
+        fromClient(req)
       )
 
     const door = (req: IncomingMessage, res: ServerResponse) => {
