@@ -125,6 +125,10 @@ layer(testServerLayer(DEFAULTS), live)("SSE connections per user (HERALD_SSE_MAX
       open.push(yield* openSse(path, { token: carol.token }))
       expect(open.map((c) => c.status)).toEqual(Array.from({ length: 16 }, () => 200))
       expectTooMany(refusedAnswer(yield* openSse(path, { token: carol.token })))
+      // A connection served by the app that its client closes frees its slot too.
+      open.pop()!.close()
+      const next = yield* eventually("a slot freed by a closed connection", opened(path, carol.token), 2_000)
+      expect(next.status).toBe(200)
     }))
 })
 
