@@ -44,14 +44,9 @@ export class TokenBuckets {
     this.buckets.delete(key)
     if (bucket.tokens >= this.burst) return
     this.buckets.set(key, bucket)
-    if (this.buckets.size > this.maxKeys) {
-      this.sweep(bucket.at)
-      // Still full of busy keys: the least recently used go first.
-      for (const old of this.buckets.keys()) {
-        if (this.buckets.size <= this.maxKeys) break
-        this.buckets.delete(old)
-      }
-    }
+    // Past the bound the least recently used bucket goes (a key that comes back starts full): O(1),
+    // so a flood of new keys costs no sweep per request; `sweep` forgets the refilled ones.
+    if (this.buckets.size > this.maxKeys) this.buckets.delete(this.buckets.keys().next().value!)
   }
 
   /** Takes a token for `key` at `now` (ms), or says how long until there is one. */
