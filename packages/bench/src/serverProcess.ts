@@ -1,3 +1,4 @@
+import { ROOMY_LIMITS_ENV } from "@herald/server/limits/Limits"
 import { Effect, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import * as http from "node:http"
@@ -47,6 +48,8 @@ export const heraldProcess = (databaseUrl: Redacted.Redacted, options: HeraldOpt
         HERALD_ADMIN_TOKEN: adminToken,
         HERALD_BROKER: "memory",
         HERALD_CHAOS_PUBLISH_FAILURE_RATE: "0",
+        // A bench measures throughput: its load (one user, thousands of posts) must not meet the limits.
+        ...ROOMY_LIMITS_ENV,
         // Per-request access logs would measure the pipe; warnings and errors still show.
         LOG_LEVEL: "WARN",
         LOG_FORMAT: "json",

@@ -249,15 +249,19 @@ export const requestJson = async <A>(options: RequestOptions, expected: number):
  */
 const serverInThisProcess = (databaseUrl: Redacted.Redacted) =>
   Layer.unwrapEffect(Effect.promise(async () => {
-    const [{ serverLayer }, { NodeServerLive }, { DatabaseLive }, { AppConfig }] = await Promise.all([
+    const [{ serverLayer }, { NodeServerLive }, { DatabaseLive }, { AppConfig }, { ROOMY_LIMITS }] = await Promise.all([
       import("@herald/server/Server"),
       import("@herald/server/http/HttpApp"),
       import("@herald/server/db/Database"),
-      import("@herald/server/config/AppConfig")
+      import("@herald/server/config/AppConfig"),
+      import("@herald/server/limits/Limits")
     ])
     return serverLayer(NodeServerLive).pipe(
       Layer.provide(DatabaseLive),
-      Layer.provide(AppConfig.layerWith({ databaseUrl: Option.some(databaseUrl), host: "127.0.0.1", port: 0 })),
+      // A bench measures throughput: its load must not meet the per-user limits.
+      Layer.provide(
+        AppConfig.layerWith({ databaseUrl: Option.some(databaseUrl), host: "127.0.0.1", port: 0, ...ROOMY_LIMITS })
+      ),
       Layer.provide(NodeContext.layer)
     )
   }))

@@ -1,3 +1,4 @@
+import { ROOMY_LIMITS_ENV } from "@herald/server/limits/Limits"
 import { Data, Effect } from "effect"
 import { type Spawned, spawnServer, withoutHeraldSettings } from "../../../test-support/Process.js"
 import { lowPort } from "./Ports.js"
@@ -89,6 +90,8 @@ const launchFleet = async (options: FleetOptions): Promise<Fleet> => {
     HERALD_CLAIM_LEASE_MS: "3000",
     HERALD_SSE_HEARTBEAT_MS: "1000",
     HERALD_CHAOS_PUBLISH_FAILURE_RATE: String(node.publishFailureRate),
+    // The drill checks delivery under faults, not the per-user limits: its load must not meet them.
+    ...ROOMY_LIMITS_ENV,
     LOG_LEVEL: "warn",
     LOG_FORMAT: "json",
     // The server follows its launcher (main.ts): if the campaign dies, its nodes shut down.

@@ -7,7 +7,16 @@ import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Context, ParseResult, Schema } from "effect"
 import { AuthorRole, ClientMessageId, Member, MemberRole, Message, MessageBody, Name, Project, User } from "./Chat.js"
-import { BadRequest, Conflict, CursorExpired, Forbidden, NotFound, ServiceUnavailable, Unauthorized } from "./Errors.js"
+import {
+  BadRequest,
+  Conflict,
+  CursorExpired,
+  Forbidden,
+  NotFound,
+  ServiceUnavailable,
+  TooManyRequests,
+  Unauthorized
+} from "./Errors.js"
 import { Event, EventRef, EventType } from "./Events.js"
 import { MessageId, ProjectId, TokenId, UserId } from "./Ids.js"
 import { storable } from "./Text.js"
@@ -34,8 +43,13 @@ export const callerOf = (user: User, credential: Credential): Caller =>
 /** The authenticated caller, provided by the `Authentication` middleware. */
 export class CurrentUser extends Context.Tag("Herald/CurrentUser")<CurrentUser, Caller>() {}
 
+/**
+ * Every authentication may also be refused with a 429: a client address over its budget of failed
+ * authentications is refused before its token is looked up (SPEC §5 "Limits"); the same error
+ * answers the write limit and the SSE connection caps.
+ */
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Herald/Authentication", {
-  failure: Unauthorized,
+  failure: Schema.Union(Unauthorized, TooManyRequests),
   provides: CurrentUser,
   security: { bearer: HttpApiSecurity.bearer }
 }) {}
@@ -45,7 +59,7 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Her
  * so a server without it does not even show the endpoint exists.
  */
 export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthentication>()("Herald/AdminAuthentication", {
-  failure: Schema.Union(Unauthorized, NotFound),
+  failure: Schema.Union(Unauthorized, NotFound, TooManyRequests),
   security: { bearer: HttpApiSecurity.bearer }
 }) {}
 
@@ -55,7 +69,7 @@ export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthenticati
  * Tried in this order; the first that authenticates wins.
  */
 export class StreamAuthentication extends HttpApiMiddleware.Tag<StreamAuthentication>()("Herald/StreamAuthentication", {
-  failure: Unauthorized,
+  failure: Schema.Union(Unauthorized, TooManyRequests),
   provides: CurrentUser,
   security: {
     bearer: HttpApiSecurity.bearer,

@@ -48,3 +48,17 @@ export class CursorExpired extends Schema.TaggedError<CursorExpired>()(
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 400 })
 ) {}
+
+/**
+ * Over a limit (SPEC §5 "Limits", G11): `limit` names which, `retryAfter` is in whole seconds and
+ * is also sent as the `Retry-After` header.
+ */
+export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()(
+  "TooManyRequests",
+  {
+    message: Schema.String,
+    limit: Schema.String,
+    retryAfter: Schema.Int.pipe(Schema.positive())
+  },
+  HttpApiSchema.annotations({ status: 429 })
+) {}

@@ -8,6 +8,7 @@ import { EventLogStore } from "./eventlog/EventLogStore.js"
 import { MaterializerLive } from "./eventlog/Materializer.js"
 import { PartitionMaintainerLive } from "./eventlog/PartitionMaintainer.js"
 import { serveOn } from "./http/HttpApp.js"
+import { Limits } from "./limits/Limits.js"
 import { Metrics } from "./observability/Metrics.js"
 import { SubscriberStatus } from "./observability/SubscriberStatus.js"
 import { OutboxPublisherLive } from "./outbox/OutboxPublisher.js"
@@ -29,7 +30,8 @@ export const SharedLive = Layer.mergeAll(
   CursorStore.Default,
   EventHistory.Default,
   Analytics.Default,
-  Wakeup.Default
+  Wakeup.Default,
+  Limits.layer.pipe(Layer.provide(Metrics.Default))
 ).pipe(Layer.provideMerge(EventLogStore.Default))
 
 /** The outbox publisher as the server runs it: its own OutboxStore, on the background pool. */

@@ -155,3 +155,62 @@ describe("HERALD_TICKET_TTL", () => {
       }))
   }
 })
+
+describe("limits (HERALD_SSE_MAX_*, HERALD_*_RATE)", () => {
+  /** The one-line start-up error for `env`, or fails the test if it reads. */
+  const refused = (env: Record<string, string>) =>
+    Effect.map(readFrom(env), (read) => {
+      expect(Either.isLeft(read)).toBe(true)
+      return Either.isLeft(read) ? formatConfigError(read.left) : ""
+    })
+
+  it.effect("unset are the SPEC's defaults: 16 and 50000 connections, 20/s, 200/s and 10/s", () =>
+    Effect.gen(function*() {
+      const c = Either.getOrThrow(yield* readFrom({}))
+      expect([c.sseMaxPerUser, c.sseMaxConnections, c.writeRate, c.draftRate, c.authFailureRate]).toEqual([
+        16,
+        50_000,
+        20,
+        200,
+        10
+      ])
+    }))
+
+  const rates: ReadonlyArray<readonly [string, number]> = [
+    ["20/s", 20],
+    ["20 / s", 20],
+    ["20/sec", 20],
+    ["600/m", 10],
+    ["600/min", 10],
+    ["36000/h", 10],
+    ["0.5/s", 0.5],
+    [" 5/S ", 5]
+  ]
+  for (const [value, perSecond] of rates) {
+    it.effect(`HERALD_WRITE_RATE=${JSON.stringify(value)} is ${perSecond} a second`, () =>
+      Effect.gen(function*() {
+        expect(Either.getOrThrow(yield* readFrom({ HERALD_WRITE_RATE: value })).writeRate).toBe(perSecond)
+      }))
+  }
+
+  for (const name of ["HERALD_WRITE_RATE", "HERALD_DRAFT_RATE", "HERALD_AUTH_FAILURE_RATE"]) {
+    for (const value of ["fast", "20", "0/s", "-5/s", "20/d", "off", ""]) {
+      it.effect(`${name}=${JSON.stringify(value)} stops start-up naming ${name}`, () =>
+        Effect.gen(function*() {
+          const message = yield* refused({ [name]: value })
+          expect(message).toMatch(new RegExp(`^Invalid configuration: ${name}: `))
+          expect(message).toContain(`"${value}"`)
+          expect(message).not.toContain("\n")
+        }))
+    }
+  }
+
+  for (const name of ["HERALD_SSE_MAX_PER_USER", "HERALD_SSE_MAX_CONNECTIONS"]) {
+    for (const value of ["0", "-1", "many", "1.5"]) {
+      it.effect(`${name}=${JSON.stringify(value)} stops start-up naming ${name}`, () =>
+        Effect.gen(function*() {
+          expect(yield* refused({ [name]: value })).toMatch(new RegExp(`^Invalid configuration: ${name}: `))
+        }))
+    }
+  }
+})

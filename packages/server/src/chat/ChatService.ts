@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Api, Chat, Errors, Events, Ids } from "@herald/domain"
 import { DateTime, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
+import { Limits } from "../limits/Limits.js"
 import { OutboxWriter } from "../outbox/OutboxWriter.js"
 import { Wakeup } from "../outbox/Wakeup.js"
 import { MessagesRepo, type StoredMessage } from "./MessagesRepo.js"
@@ -43,7 +44,8 @@ const envelope = (
  * runs them for a user held in hand). Each write is one transaction that bumps the stream's seq,
  * writes the chat row and the outbox row together (G1) — a message post does it in one statement —
  * then, after commit, hands the event to the local publisher (Wakeup). Nothing here can reach a
- * broker (G2): this layer is never given one.
+ * broker (G2): this layer is never given one. Every write is charged to its caller first
+ * (`Limits.write`, SPEC §5 "Limits"), whichever front — the HTTP app or the post door — called it.
  */
 export class ChatService extends Effect.Service<ChatService>()("Herald/ChatService", {
   effect: Effect.gen(function*() {
@@ -54,6 +56,10 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
     const messages = yield* MessagesRepo
     const users = yield* UsersRepo
     const policy = yield* Policy
+    const limits = yield* Limits
+
+    /** The caller, charged one write (HERALD_WRITE_RATE): refused with a 429 before anything is read or written. */
+    const writer = Effect.tap(Api.CurrentUser, (caller) => limits.write(caller.id))
 
     /**
      * Every chat change has one shape, in one transaction: take the stream's next seq (and with it
@@ -102,7 +108,7 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
 
     const addMember = (projectId: Ids.ProjectId, userId: Ids.UserId) =>
       Effect.gen(function*() {
-        const caller = yield* Api.CurrentUser
+        const caller = yield* writer
         yield* policy.requireOwner(projectId, "manage members")
         if (!(yield* users.exists(userId))) return yield* Effect.fail(notFound("user"))
         return yield* change(caller, projectId, Events.projectStream(projectId), ({ at }) =>
@@ -119,7 +125,7 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
 
     const removeMember = (projectId: Ids.ProjectId, userId: Ids.UserId) =>
       Effect.gen(function*() {
-        const caller = yield* Api.CurrentUser
+        const caller = yield* writer
         yield* policy.requireOwner(projectId, "manage members")
         if (userId === caller.id) {
           return yield* Effect.fail(new Errors.Conflict({ message: "the owner cannot be removed from their project" }))
@@ -150,7 +156,7 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
       readonly clientMessageId: string | undefined
     }) =>
       Effect.gen(function*() {
-        const caller = yield* Api.CurrentUser
+        const caller = yield* writer
         // No separate visibility check: the message insert is guarded by membership (404 and a
         // rollback for a non-member), and the idempotency lookup only finds a member's own message.
         const key = input.clientMessageId === undefined ? undefined : {
@@ -246,7 +252,7 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
 
     const editMessage = (projectId: Ids.ProjectId, messageId: Ids.MessageId, body: string) =>
       Effect.gen(function*() {
-        const caller = yield* Api.CurrentUser
+        const caller = yield* writer
         yield* policy.requireMember(projectId)
         const current = yield* messages.findProjectMessage(projectId, messageId).pipe(
           Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("message")), onSome: Effect.succeed }))
@@ -273,7 +279,7 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
 
     const deleteMessage = (projectId: Ids.ProjectId, messageId: Ids.MessageId) =>
       Effect.gen(function*() {
-        const caller = yield* Api.CurrentUser
+        const caller = yield* writer
         const membership = yield* policy.requireMember(projectId)
         const current = yield* messages.findProjectMessage(projectId, messageId).pipe(
           Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound("message")), onSome: Effect.succeed }))

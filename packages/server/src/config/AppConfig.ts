@@ -13,6 +13,7 @@ import {
 } from "effect"
 import { corsOrigins } from "./CorsOrigins.js"
 import { parseDurationText } from "./DurationText.js"
+import { parseRateText } from "./RateText.js"
 
 const positiveInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
@@ -107,6 +108,13 @@ const positiveDuration = (name: string, fallback: Duration.Duration): Config.Con
       ))
   })
 
+/** A token bucket's rate (`20/s`, `600/m`), in events per second; anything else stops start-up naming the variable. */
+const rate = (name: string, fallback: string): Config.Config<number> =>
+  Config.mapOrFail(
+    Config.string(name).pipe(Config.withDefault(fallback)),
+    (value) => Either.mapLeft(parseRateText(value), (message) => ConfigError.InvalidData([name], message))
+  )
+
 const config = Config.all({
   // An empty DATABASE_URL (e.g. `DATABASE_URL= npm start`) means unset: the embedded cluster.
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
@@ -134,6 +142,13 @@ const config = Config.all({
   sseBuffer: positiveInt("HERALD_SSE_BUFFER", 1_000),
   corsOrigins: corsOrigins("HERALD_CORS_ORIGINS"),
   ticketTtl: positiveDuration("HERALD_TICKET_TTL", Duration.seconds(60)),
+
+  // Limits (SPEC §5 "Limits"), each per server process.
+  sseMaxPerUser: positiveInt("HERALD_SSE_MAX_PER_USER", 16),
+  sseMaxConnections: positiveInt("HERALD_SSE_MAX_CONNECTIONS", 50_000),
+  writeRate: rate("HERALD_WRITE_RATE", "20/s"),
+  draftRate: rate("HERALD_DRAFT_RATE", "200/s"),
+  authFailureRate: rate("HERALD_AUTH_FAILURE_RATE", "10/s"),
   logLevel: logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat: Config.literal("pretty", "json")("LOG_FORMAT").pipe(Config.withDefault("pretty" as const))
 }).pipe(

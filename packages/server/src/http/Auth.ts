@@ -4,6 +4,7 @@ import { timingSafeEqual } from "node:crypto"
 import { type LiveToken, TokensRepo } from "../chat/TokensRepo.js"
 import { hashToken } from "../chat/UsersRepo.js"
 import { AppConfig } from "../config/AppConfig.js"
+import { Limits } from "../limits/Limits.js"
 import { AuthorizationHeader } from "./AuthorizationHeader.js"
 import { StreamTickets } from "./StreamTickets.js"
 
@@ -22,6 +23,12 @@ const TOUCH_EVERY_MS = 60_000
 const TOUCH_FLUSH = Duration.seconds(5)
 
 /**
+ * How long an unknown token is remembered as unknown: a flood of bad tokens (the same one again and
+ * again) is then not a flood of SELECTs. A token is random, so none is created during that time.
+ */
+const UNKNOWN_TOKEN_TTL = Duration.seconds(2)
+
+/**
  * Credentials → callers, through short-lived caches for every middleware: every request
  * authenticates, and the caches save a database round trip per request. Bearer tokens (and
  * `?access_token=`) are looked up by their hash; stream tickets are checked by signature
@@ -33,8 +40,9 @@ export class Tokens extends Effect.Service<Tokens>()("Herald/Tokens", {
   scoped: Effect.gen(function*() {
     const repo = yield* TokensRepo
     const tickets = yield* StreamTickets
+    const limits = yield* Limits
     const ttl = (exit: Exit.Exit<Option.Option<LiveToken>>) =>
-      Exit.isSuccess(exit) && Option.isSome(exit.value) ? CACHE_TTL : Duration.zero
+      Exit.isSuccess(exit) && Option.isSome(exit.value) ? CACHE_TTL : UNKNOWN_TOKEN_TTL
     const bySecret = yield* Cache.makeWith({ capacity: 10_000, lookup: repo.findLive, timeToLive: ttl })
     const byId = yield* Cache.makeWith({ capacity: 10_000, lookup: repo.findLiveById, timeToLive: ttl })
 
@@ -65,16 +73,27 @@ export class Tokens extends Effect.Service<Tokens>()("Herald/Tokens", {
       return Effect.succeed(token)
     }
 
-    /** The caller a bearer token (or `?access_token=`) stands for. */
-    const user = (token: Redacted.Redacted) =>
-      bySecret.get(Redacted.value(token)).pipe(
-        Effect.flatMap((found) => check(found, "bearer token")),
+    /**
+     * The caller a bearer token (or `?access_token=`) stands for. Limits (SPEC §5): a token already
+     * known good costs nothing; any other is looked up within the client address's budget of
+     * failed authentications (Limits.authentication).
+     */
+    const user = (token: Redacted.Redacted) => {
+      const secret = Redacted.value(token)
+      return Effect.flatMap(
+        bySecret.getOptionComplete(secret),
+        (known) =>
+          Option.isSome(known) && Option.isSome(known.value)
+            ? check(known.value, "bearer token")
+            : limits.authentication(Effect.flatMap(bySecret.get(secret), (found) => check(found, "bearer token")))
+      ).pipe(
         Effect.map((t) => Api.callerOf(t.user, { tokenId: t.tokenId, via: "token" }))
       )
+    }
 
     /** The caller a stream ticket stands for, while it and the token that issued it are live. */
     const ticket = (text: Redacted.Redacted) =>
-      Either.match(tickets.verify(Redacted.value(text)), {
+      limits.authentication(Either.match(tickets.verify(Redacted.value(text)), {
         onLeft: (why) =>
           Effect.fail(unauthorized(
             why === "expired"
@@ -91,7 +110,7 @@ export class Tokens extends Effect.Service<Tokens>()("Herald/Tokens", {
             ),
             Effect.map((t) => Api.callerOf(t.user, { tokenId: t.tokenId, via: "ticket" }))
           )
-      })
+      }))
 
     yield* Effect.suspend(() => {
       const ids = [...toTouch]
@@ -134,7 +153,7 @@ export const AuthenticationLive = Layer.effect(
  */
 export const StreamAuthenticationLive = Layer.effect(
   Api.StreamAuthentication,
-  Effect.map(Tokens, (tokens) => ({
+  Effect.map(Effect.all([Tokens, Limits]), ([tokens, limits]) => ({
     bearer: (token: Redacted.Redacted) => Effect.zipRight(bearerScheme, tokens.user(token)),
     accessToken: (token: Redacted.Redacted) =>
       Redacted.value(token).length === 0
@@ -142,9 +161,13 @@ export const StreamAuthenticationLive = Layer.effect(
         : tokens.user(token),
     ticket: (ticket: Redacted.Redacted) =>
       Redacted.value(ticket).length === 0
-        ? Effect.fail(
-          unauthorized(
-            "missing credential: send Authorization: Bearer <token>, ?ticket=<stream ticket> or ?access_token=<token>"
+        // Tried last: an address an earlier attempt found over its budget stays a 429.
+        ? Effect.zipRight(
+          limits.stillRefused,
+          Effect.fail(
+            unauthorized(
+              "missing credential: send Authorization: Bearer <token>, ?ticket=<stream ticket> or ?access_token=<token>"
+            )
           )
         )
         : tokens.ticket(ticket)
@@ -154,7 +177,7 @@ export const StreamAuthenticationLive = Layer.effect(
 /** The admin API's token, compared by digest (equal length, constant time); 404 while it is unset. */
 export const AdminAuthenticationLive = Layer.effect(
   Api.AdminAuthentication,
-  Effect.map(AppConfig, ({ adminToken }) => ({
+  Effect.map(Effect.all([AppConfig, Limits]), ([{ adminToken }, limits]) => ({
     bearer: (token: Redacted.Redacted) =>
       Option.match(adminToken, {
         onNone: () =>
@@ -162,9 +185,11 @@ export const AdminAuthenticationLive = Layer.effect(
         onSome: (expected) =>
           Effect.zipRight(
             bearerScheme.pipe(Effect.mapError(() => unauthorized("admin token required"))),
-            timingSafeEqual(hashToken(Redacted.value(token)), hashToken(Redacted.value(expected)))
-              ? Effect.void
-              : Effect.fail(unauthorized("admin token required"))
+            limits.authentication(Effect.suspend(() =>
+              timingSafeEqual(hashToken(Redacted.value(token)), hashToken(Redacted.value(expected)))
+                ? Effect.void
+                : Effect.fail(unauthorized("admin token required"))
+            ))
           )
       })
   }))

@@ -7,6 +7,7 @@ import { Api } from "@herald/domain"
 import { Context, Effect, Option, ParseResult, Redacted, Schema, type SchemaAST } from "effect"
 import * as QueryString from "find-my-way-ts/QueryString"
 import type { IncomingMessage, ServerResponse } from "node:http"
+import { ClientAddress } from "../limits/Limits.js"
 import { invalidJsonMessage } from "./Middleware.js"
 
 /**
@@ -96,7 +97,10 @@ export const invalidJsonAnswer = (method: string, url: string): Answer => ({
   body: { _tag: "BadRequest", message: invalidJsonMessage(method, url) }
 })
 
-/** The answer, unless the response is already under way or gone. */
+/**
+ * The answer, unless the response is already under way or gone; a 429's `retryAfter` is sent as
+ * `Retry-After` too, as the HTTP app does (Middleware.ts `retryAfter`).
+ */
 export const write = (res: ServerResponse, answer: Answer) => {
   if (res.headersSent || res.destroyed) return
   if (answer.body === undefined) {
@@ -105,9 +109,21 @@ export const write = (res: ServerResponse, answer: Answer) => {
     return
   }
   const text = answer.contentType.includes("json") ? JSON.stringify(answer.body) : String(answer.body)
-  res.writeHead(answer.status, { "content-type": answer.contentType, "content-length": Buffer.byteLength(text) })
+  const body = answer.body as { readonly retryAfter?: unknown }
+  const wait = answer.status === 429 && typeof body.retryAfter === "number"
+    ? { "retry-after": String(body.retryAfter) }
+    : {}
+  res.writeHead(answer.status, {
+    "content-type": answer.contentType,
+    "content-length": Buffer.byteLength(text),
+    ...wait
+  })
   res.end(text)
 }
+
+/** The client address of a door's request, for the limits (Limits.ts `ClientAddress`). */
+export const fromClient = (req: IncomingMessage) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  req.socket.remoteAddress === undefined ? self : Effect.provideService(self, ClientAddress, req.socket.remoteAddress)
 
 /** The request target's path, as the app's router matches it (as sent, before any `?`). */
 export const pathOf = (url: string) => {

@@ -2,16 +2,17 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { Api } from "@herald/domain"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { RequestPathLive } from "../chat/RequestPath.js"
 import { AppConfig } from "../config/AppConfig.js"
+import { Limits } from "../limits/Limits.js"
 import { SseHub } from "../stream/SseHub.js"
 import { AdminAuthenticationLive, AuthenticationLive, StreamAuthenticationLive, Tokens } from "./Auth.js"
 import { provideAuthorizationHeader } from "./AuthorizationHeader.js"
 import { AnalyticsLive, HistoryLive } from "./EventLogHandlers.js"
 import { AdminLive, MeLive, MessagesLive, ProjectsLive, WorkspaceLive } from "./Handlers.js"
 import { HealthLive } from "./Health.js"
-import { accessLog, bodyLimit, jsonErrors } from "./Middleware.js"
+import { accessLog, bodyLimit, clientAddress, jsonErrors, retryAfter } from "./Middleware.js"
 import { NodeServer, nodeServerLayer } from "./NodeServer.js"
 import { PostDoorLive } from "./PostDoor.js"
 import { RevocationsLive } from "./Revocations.js"
@@ -42,8 +43,11 @@ export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
 )
 
 /** The API with its OpenAPI document and reference page, served on whichever HttpServer is given. */
-export const HttpAppLive = HttpApiBuilder.serve((app) => bodyLimit(accessLog(provideAuthorizationHeader(app)))).pipe(
+export const HttpAppLive = HttpApiBuilder.serve((app) =>
+  bodyLimit(accessLog(clientAddress(provideAuthorizationHeader(app))))
+).pipe(
   Layer.provide(HttpApiBuilder.middleware(jsonErrors)),
+  Layer.provide(HttpApiBuilder.middleware(retryAfter)),
   Layer.provide(WebClientLive),
   Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
@@ -85,12 +89,26 @@ export const EndStreamsBeforeServerLive = Layer.scopedDiscard(
   })
 )
 
+/** Requests the Node server refuses for their headers' size (a JSON 431, NodeServer.ts) are counted with the limits. */
+const HeaderRefusalsLive = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const node = yield* Effect.serviceOption(NodeServer)
+    if (Option.isNone(node)) return
+    const limits = yield* Limits
+    yield* Effect.acquireRelease(
+      Effect.sync(() => node.value.onHeadersTooLarge = () => limits.refused("headers")),
+      () => Effect.sync(() => node.value.onHeadersTooLarge = () => undefined)
+    )
+  })
+)
+
 /** The app and the SSE shutdown hook on one HttpServer. */
 export const serveOn = <ROut, E, R>(server: Layer.Layer<ROut, E, R>) =>
   Layer.mergeAll(
     HttpAppLive,
     EndStreamsBeforeServerLive,
     RevocationsLive,
+    HeaderRefusalsLive,
     Layer.mergeAll(SseDoorLive, PostDoorLive).pipe(Layer.provide(AuthLive))
   ).pipe(
     Layer.provide(RequestSideLive),

@@ -1,9 +1,11 @@
+import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Effect, Option, Stream } from "effect"
+import { Effect, Option, Predicate, Stream } from "effect"
+import { ClientAddress } from "../limits/Limits.js"
 
 /** Requests are small JSON documents; a 10 000-character message fits many times over. */
 export const MAX_BODY_BYTES = 256 * 1024
@@ -184,4 +186,33 @@ export const accessLog = HttpMiddleware.make((app) =>
       ),
       Effect.withLogSpan("http")
     ))
+)
+
+/** The client's address (the TCP peer) for the limits: what the auth budget is kept by (Limits.ts). */
+export const clientAddress = HttpMiddleware.make((app) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Option.match(request.remoteAddress, {
+      onNone: () => app,
+      onSome: (address) => Effect.provideService(app, ClientAddress, address)
+    }))
+)
+
+/**
+ * `Retry-After` on every 429: the API encodes a `TooManyRequests` as its JSON body; this adds its
+ * `retryAfter` (whole seconds) as the header, through the request fiber's pre-response handler.
+ */
+export const retryAfter = HttpMiddleware.make((app) =>
+  Effect.tapError(
+    app,
+    (e: unknown) =>
+      Predicate.isTagged(e, "TooManyRequests") && Predicate.hasProperty(e, "retryAfter")
+        ? HttpApp.appendPreResponseHandler((_, response) =>
+          Effect.succeed(
+            response.status === 429
+              ? HttpServerResponse.setHeader(response, "retry-after", String(e.retryAfter))
+              : response
+          )
+        )
+        : Effect.void
+  )
 )

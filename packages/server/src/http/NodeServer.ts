@@ -1,8 +1,29 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Effect, Layer } from "effect"
 import { type IncomingMessage, Server, type ServerResponse } from "node:http"
+import type { Duplex } from "node:stream"
 import { AppConfig } from "../config/AppConfig.js"
 import { corsFront } from "./Cors.js"
+
+/**
+ * The most request-header bytes (request line included) a request may carry; more is a JSON 431.
+ * Node's default, 16 KB, is less than a `?streams=` naming the 200 workspace streams the docs
+ * allow (about 17 KB of URL).
+ */
+export const MAX_HEADER_BYTES = 64 * 1024
+
+const HEADERS_TOO_LARGE = JSON.stringify({
+  _tag: "RequestHeaderFieldsTooLarge",
+  message: `request headers (with the URL) are larger than ${MAX_HEADER_BYTES} bytes`
+})
+
+/** What Node itself answers to the other client errors (node:_http_server \`socketOnError\`). */
+const plainAnswer = (code: string | undefined) =>
+  code === "HPE_CHUNK_EXTENSIONS_OVERFLOW"
+    ? "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n"
+    : code === "ERR_HTTP_REQUEST_TIMEOUT"
+    ? "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n"
+    : "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"
 
 /** Takes a request (answers true) or leaves it to the next door and, in the end, the HTTP app. */
 export type Door = (req: IncomingMessage, res: ServerResponse) => boolean
@@ -15,9 +36,28 @@ export type Door = (req: IncomingMessage, res: ServerResponse) => boolean
  */
 export class HeraldServer extends Server {
   readonly doors: Array<Door> = []
+  /** Called for each request refused for its headers' size (the limits count it). */
+  onHeadersTooLarge: () => void = () => undefined
 
   constructor(readonly front: Door = () => false) {
-    super()
+    super({ maxHeaderSize: MAX_HEADER_BYTES })
+    // Node answers a header overflow with a bare 431; the API's errors are JSON (SPEC §5).
+    this.on("clientError", (error: Error & { readonly code?: string }, socket: Duplex) => {
+      const busy = (socket as Duplex & { _httpMessage?: { _headerSent?: boolean } })._httpMessage?._headerSent === true
+      if (socket.writable && !busy) {
+        if (error.code === "HPE_HEADER_OVERFLOW") {
+          this.onHeadersTooLarge()
+          socket.write(
+            "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n" +
+              `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(HEADERS_TOO_LARGE)}\r\n\r\n` +
+              HEADERS_TOO_LARGE
+          )
+        } else {
+          socket.write(plainAnswer(error.code))
+        }
+      }
+      socket.destroy(error)
+    })
   }
 
   /** Hangs `door` in front of the app while the scope lasts. */

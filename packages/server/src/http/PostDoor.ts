@@ -4,7 +4,16 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { ChatService } from "../chat/ChatService.js"
 import { asUser } from "../chat/Policy.js"
 import { AuthorizationHeader } from "./AuthorizationHeader.js"
-import { doorEndpoint, type DoorRequest, endpointOf, finished, invalidJsonAnswer, pathOf, write } from "./Doors.js"
+import {
+  doorEndpoint,
+  type DoorRequest,
+  endpointOf,
+  finished,
+  fromClient,
+  invalidJsonAnswer,
+  pathOf,
+  write
+} from "./Doors.js"
 import { REPLAYED_STATUS, writeResult } from "./Handlers.js"
 import { MAX_BODY_BYTES, redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
@@ -92,6 +101,7 @@ export const PostDoorLive = Layer.scopedDiscard(
             return answer.status
           })),
         Effect.provideService(AuthorizationHeader, req.headers.authorization),
+        fromClient(req),
         finished(res, "POST", redactUrl(req.url ?? ""))
       )
 

@@ -3,7 +3,7 @@ import { Effect, FiberSet, Layer, Option } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { SSE_HEADERS } from "../stream/SseStream.js"
 import { AuthorizationHeader } from "./AuthorizationHeader.js"
-import { doorEndpoint, endpointOf, finished, pathOf } from "./Doors.js"
+import { doorEndpoint, endpointOf, finished, fromClient, pathOf } from "./Doors.js"
 import { redactUrl } from "./Middleware.js"
 import { NodeServer } from "./NodeServer.js"
 import { openStreamOf, type StreamEndpoint, StreamOpen, type StreamRequest } from "./Streams.js"
@@ -50,7 +50,10 @@ export const SseDoorLive = Layer.scopedDiscard(
           request as unknown as StreamRequest
         )
         // The client may have gone while we looked: then there is nothing to serve.
-        if (res.destroyed || res.socket === null || res.socket.destroyed) return 499
+        if (res.destroyed || res.socket === null || res.socket.destroyed) {
+          if (opened !== undefined) yield* opened.abandon
+          return 499
+        }
         res.removeHeader("connection")
         res.writeHead(200, SSE_HEADERS)
         // A HEAD: its head is the answer.
@@ -59,6 +62,7 @@ export const SseDoorLive = Layer.scopedDiscard(
         return 200
       }).pipe(
         Effect.provideService(AuthorizationHeader, req.headers.authorization),
+        fromClient(req),
         finished(res, req.method ?? "GET", redactUrl(req.url ?? ""))
       )
 

@@ -7,6 +7,7 @@ import { Effect, Option } from "effect"
 import { PassThrough } from "node:stream"
 import { asUser, Policy, withPolicy } from "../chat/Policy.js"
 import { ProjectsRepo } from "../chat/ProjectsRepo.js"
+import { Limits } from "../limits/Limits.js"
 import * as Cursor from "../stream/Cursor.js"
 import { CursorStore } from "../stream/CursorStore.js"
 import { EventReader } from "../stream/EventReader.js"
@@ -44,6 +45,28 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
     const cursors = yield* CursorStore
     const hub = yield* SseHub
     const services = yield* Effect.context<SseHub | EventReader>()
+    const limits = yield* Limits
+
+    /**
+     * An opening within the SSE connection caps (SPEC §5 "Limits"): a slot is taken first — one too
+     * many is a 429 before anything is read or written — and given back when the connection ends
+     * (its response closes: the client left, the server ended it, or shutdown), when the opening
+     * fails, or when the opened stream is abandoned unattached.
+     */
+    const slotted = <E, R>(me: Chat.User, opening: Effect.Effect<Opened, E, R>) =>
+      Effect.flatMap(limits.sseSlot(me.id), (slot) =>
+        opening.pipe(
+          Effect.onExit((exit) => exit._tag === "Success" ? Effect.void : Effect.sync(slot.release)),
+          Effect.map((opened): Opened => ({
+            attach: (out) =>
+              Effect.suspend(() => {
+                out.once("close", slot.release)
+                if (out.destroyed) slot.release()
+                return opened.attach(out)
+              }),
+            abandon: Effect.zipRight(Effect.sync(slot.release), opened.abandon)
+          }))
+        ))
 
     const project = (me: Api.Caller, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
       openStream({
@@ -249,7 +272,8 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
           }, me.credential?.tokenId).pipe(
             Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join))
           )
-        })
+        }),
+      abandon: Effect.void
     })
 
     /**
@@ -268,7 +292,15 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         )
     }
 
-    return { project, workspace, multiplexed, check } as const
+    return {
+      project: (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
+        slotted(me, project(me, projectId, after)),
+      workspace: (me: Chat.User, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
+        slotted(me, workspace(me, projectId, after)),
+      multiplexed: (me: Chat.User, streams: Option.Option<string>, cursor: Option.Option<string>) =>
+        slotted(me, multiplexed(me, streams, cursor)),
+      check
+    } as const
   })
 }) {}
 
@@ -297,7 +329,10 @@ export const openStreamOf = (
   head: boolean,
   me: Chat.User,
   r: StreamRequest
-): Effect.Effect<Opened | void, Errors.NotFound | Errors.BadRequest | Errors.CursorExpired> => {
+): Effect.Effect<
+  Opened | void,
+  Errors.NotFound | Errors.BadRequest | Errors.CursorExpired | Errors.TooManyRequests
+> => {
   const streams = head ? open.check : open
   switch (endpoint) {
     case "project":

@@ -42,6 +42,12 @@ export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
       help: "Events written to SSE clients",
       registers
     })
+    const limitRefusals = new Counter({
+      name: "herald_limit_refusals_total",
+      help: "Requests refused by a limit (429, or 431 for headers), by limit",
+      labelNames: ["limit"] as const,
+      registers
+    })
     const pending = new Gauge({ name: "herald_outbox_pending", help: "Outbox rows waiting to be published", registers })
     const dead = new Gauge({
       name: "herald_outbox_dead",
@@ -75,7 +81,8 @@ export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
       publishFailures,
       commitToPublish,
       sseConnections,
-      sseEventsSent
+      sseEventsSent,
+      limitRefusals
     } as const
   }
 }) {}

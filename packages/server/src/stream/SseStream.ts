@@ -17,10 +17,12 @@ export const SSE_HEADERS = {
 
 /**
  * A stream that has been authorised and positioned: `attach` hands it a response body to write
- * into (after `retry:`), and the hub serves it from then on.
+ * into (after `retry:`), and the hub serves it from then on. One that will not be attached (its
+ * client went away meanwhile) is `abandon`ed, giving back what the opening held (its SSE slot).
  */
 export interface Opened {
   readonly attach: (out: Writable) => Effect.Effect<void>
+  readonly abandon: Effect.Effect<void>
 }
 
 export interface StreamRequest {
@@ -76,7 +78,8 @@ export const openStream = (request: StreamRequest) =>
             removedAtStart,
             ...(request.reader === undefined ? {} : removalRules(reader, request.reader, request.stream))
           }, request.tokenId)
-        })
+        }),
+      abandon: Effect.void
     }
     return opened
   })

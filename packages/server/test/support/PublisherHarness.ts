@@ -23,6 +23,7 @@ import { RequestPathLive } from "../../src/chat/RequestPath.js"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
 import { nodeServerLayer, serveOn } from "../../src/http/HttpApp.js"
+import { ROOMY_LIMITS } from "../../src/limits/Limits.js"
 import { OutboxPublisherLive } from "../../src/outbox/OutboxPublisher.js"
 import { SharedLive } from "../../src/Server.js"
 import { SseHub } from "../../src/stream/SseHub.js"
@@ -101,7 +102,7 @@ export interface PublisherServerOptions {
  * RecordingBroker — so a test can see exactly what reached the broker, and from whom.
  */
 export const publisherServerLayer = (options: PublisherServerOptions = {}) => {
-  const config = options.appConfig ?? AppConfig.layerWith(options.config ?? {})
+  const config = options.appConfig ?? AppConfig.layerWith({ ...ROOMY_LIMITS, ...options.config })
   const brokerSide = Layer.merge(RecordingBroker.Default, Layer.effect(BrokerSubscriber, BrokerSubscriber)).pipe(
     Layer.provide(memoryBroker((publisher) => publisher))
   )

@@ -6,6 +6,7 @@ import { TestDatabaseLive } from "../../../../test-support/TestDatabase.js"
 import { UsersRepo } from "../../src/chat/UsersRepo.js"
 import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
 import { nodeServerLayer } from "../../src/http/HttpApp.js"
+import { ROOMY_LIMITS } from "../../src/limits/Limits.js"
 import { serverLayer } from "../../src/Server.js"
 import { type ApiClient, apiClient } from "./ApiClient.js"
 
@@ -81,12 +82,17 @@ export const makeTestServer = Effect.gen(function*() {
   return { url, request, client, user }
 })
 
-/** The server over a fresh database, with the test admin token and any config overrides. */
+/**
+ * The server over a fresh database, with the test admin token and any config overrides; its
+ * limits are roomy (ROOMY_LIMITS) unless the overrides set them (Limits.test.ts does).
+ */
 export const testServerLayer = (config: Partial<AppConfigShape> = {}) =>
   Layer.effect(TestServer, makeTestServer).pipe(
     Layer.provideMerge(serverLayer(nodeServerLayer({ port: 0, host: "127.0.0.1" }))),
     Layer.provideMerge(TestDatabaseLive),
-    Layer.provideMerge(AppConfig.layerWith({ adminToken: Option.some(Redacted.make(ADMIN_TOKEN)), ...config })),
+    Layer.provideMerge(
+      AppConfig.layerWith({ adminToken: Option.some(Redacted.make(ADMIN_TOKEN)), ...ROOMY_LIMITS, ...config })
+    ),
     Layer.provide(NodeContext.layer),
     // The server runs on the real clock even inside `it.layer` (whose tests get a TestClock): its
     // polls, retries and keepalives must fire as they do in production.
