@@ -11,7 +11,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import type { Ids } from "@herald/domain"
 import { Duration, Effect, Option } from "effect"
 import { NodeServer } from "../src/http/NodeServer.js"
-import { CursorStore } from "../src/stream/CursorStore.js"
+import { CursorStore, MAX_BASES_PER_USER } from "../src/stream/CursorStore.js"
 import { createProject, eventually, post, postMany, send } from "./support/HttpTesting.js"
 import { awaitEvents, fetchSse, openSse } from "./support/SseTesting.js"
 import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
@@ -146,6 +146,35 @@ layer(testServerLayer({ sseHeartbeatMs: 200 }), live)("cursor bases", (it) => {
         yield* pageLoad(me)
         yield* pageLoad(me)
         expect(yield* basesOf(me)).toBe(3)
+      }))
+
+    it.scoped(`a user keeps at most ${MAX_BASES_PER_USER} bases: one more deletes their least recently used (its cursor: CursorExpired)`, () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer
+        const me = yield* server.user("many positions")
+        const other = yield* server.user("bystander")
+        const p = yield* createProject(me)
+        yield* createProject(other)
+        const oldest = yield* pageLoad(me)
+        const theirs = yield* pageLoad(other)
+        yield* setLastUsed(oldest.cursor, "2 days")
+        yield* setLastUsed(theirs.cursor, "3 days")
+        // As if the user had loaded pages at MAX - 1 other positions since.
+        yield* sql`
+          INSERT INTO stream_cursors (id, user_id, key, positions, digest, last_used_at)
+          SELECT gen_random_uuid(), ${me.id}, 'k', '[]'::jsonb, 'filler-' || g, now() - interval '1 hour'
+          FROM generate_series(1, ${MAX_BASES_PER_USER - 1}) g`
+        expect(yield* basesOf(me)).toBe(MAX_BASES_PER_USER)
+        yield* post(me, p.id)
+        const newest = yield* pageLoad(me)
+        expect(yield* basesOf(me)).toBe(MAX_BASES_PER_USER)
+        expect(yield* lastUsed(newest.cursor)).toBeDefined()
+        expect(yield* lastUsed(oldest.cursor)).toBeUndefined()
+        // Another user's bases are theirs: untouched, however old.
+        expect(yield* lastUsed(theirs.cursor)).toBeDefined()
+        const res = yield* resume(me, oldest.cursor, "query")
+        expect(res.status).toBe(400)
+        expect(res.body._tag).toBe("CursorExpired")
       }))
 
     it.scoped("two tabs on one shared base each resume exactly: every later event once, in order", () =>

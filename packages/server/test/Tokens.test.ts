@@ -145,7 +145,7 @@ layer(testServerLayer({ ticketTtl: Duration.millis(TICKET_TTL_MS) }), live)("tok
         expect(list.body.items).toHaveLength(1)
       }))
 
-    it.effect("at most 100 live tokens per user: the 101st is a JSON 409; revoking one makes room", () =>
+    it.effect("at most 100 live tokens per user: the 101st is a JSON 429 with Retry-After, counted; revoking one makes room", () =>
       Effect.gen(function*() {
         const server = yield* TestServer
         const me = yield* server.user("many")
@@ -154,9 +154,22 @@ layer(testServerLayer({ ticketTtl: Duration.millis(TICKET_TTL_MS) }), live)("tok
           (i) => newToken(me, { label: `t${i}` }),
           { concurrency: 8 }
         )
+        const refusals = () =>
+          Effect.map(
+            server.request("GET", "/metrics"),
+            (res) => Number(/herald_limit_refusals_total\{limit="tokens"\} (\d+)/.exec(String(res.body))?.[1] ?? 0)
+          )
+        const before = yield* refusals()
         const over = yield* server.request("POST", "/api/me/tokens", { token: me.token, json: {} })
-        expect(over.status).toBe(409)
-        expect(over.body).toEqual({ _tag: "Conflict", message: expect.stringMatching(/at most 100 live tokens/) })
+        expect(over.status).toBe(429)
+        expect(over.headers.get("retry-after")).toBe("60")
+        expect(over.body).toEqual({
+          _tag: "TooManyRequests",
+          message: expect.stringMatching(/at most 100 live tokens/),
+          limit: "tokens",
+          retryAfter: 60
+        })
+        expect(yield* refusals()).toBe(before + 1)
         expect((yield* server.request("GET", "/api/me/tokens", { token: me.token })).body.items).toHaveLength(100)
         expect((yield* server.request("DELETE", `/api/me/tokens/${created[0]!.id}`, { token: me.token })).status).toBe(
           204

@@ -2,6 +2,7 @@ import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import { Api, Errors } from "@herald/domain"
 import { DateTime, Duration, Effect, Either } from "effect"
 import { parseExpiresIn, refusalMessage, TokensRepo } from "../chat/TokensRepo.js"
+import { Limits } from "../limits/Limits.js"
 import { Tokens } from "./Auth.js"
 import { StreamTickets } from "./StreamTickets.js"
 
@@ -11,12 +12,18 @@ const credentialOf = Effect.flatMap(Api.CurrentUser, (me) =>
     ? Effect.dieMessage("no credential on an authenticated request")
     : Effect.succeed({ me, credential: me.credential }))
 
+/** Retry-After for a refused token: a live one frees its place when revoked (the caller's to do)… */
+const TOKENS_RETRY_AFTER_LIVE = 60
+/** … a revoked or expired one's row is deleted a day after it died. */
+const TOKENS_RETRY_AFTER_ROWS = 3_600
+
 /** `/api/me/tokens` and `/api/stream-tickets`. */
 export const TokensLive = HttpApiBuilder.group(Api.HeraldApi, "tokens", (handlers) =>
   Effect.gen(function*() {
     const repo = yield* TokensRepo
     const tickets = yield* StreamTickets
     const tokens = yield* Tokens
+    const limits = yield* Limits
     return handlers
       .handle(
         "list",
@@ -36,8 +43,14 @@ export const TokensLive = HttpApiBuilder.group(Api.HeraldApi, "tokens", (handler
             : payload.label
           const created = yield* repo.create(me.id, { label, expiresInMs: expiresIn })
           if (created._tag === "Refused") {
-            // The caller exists: the only refusals are the bounds.
-            return yield* new Errors.Conflict({ message: refusalMessage(created.reason) })
+            // The caller exists: the only refusals are the bounds (G11: a JSON 429, counted). A live
+            // token frees its place when revoked; a dead one's row goes a day after it died.
+            limits.refused("tokens")
+            return yield* new Errors.TooManyRequests({
+              message: refusalMessage(created.reason),
+              limit: "tokens",
+              retryAfter: created.reason === "too many live" ? TOKENS_RETRY_AFTER_LIVE : TOKENS_RETRY_AFTER_ROWS
+            })
           }
           return new Api.CreatedToken({ id: created.id, token: created.token, expiresAt: created.expiresAt })
         }))

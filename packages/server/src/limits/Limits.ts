@@ -26,7 +26,7 @@ export const ROOMY_LIMITS_ENV = {
 } as const
 
 /** What `/metrics` calls each limit (`herald_limit_refusals_total{limit}`). */
-export type LimitName = "sse_per_user" | "sse_total" | "write" | "draft" | "auth_failure" | "headers"
+export type LimitName = "sse_per_user" | "sse_total" | "write" | "draft" | "auth_failure" | "headers" | "tokens"
 
 /** What a client is told to wait after a refused SSE connection: a slot frees when any connection ends, so soon. */
 export const SSE_RETRY_AFTER_SECONDS = 5

@@ -33,6 +33,14 @@ const toBase = (row: BaseRow): Base =>
 export const touchInterval = (retention: Duration.Duration): Duration.Duration =>
   Duration.millis(Math.max(100, Math.min(Duration.toMillis(Duration.hours(1)), Duration.toMillis(retention) / 10)))
 
+/**
+ * The most cursor bases one user keeps (G11: every table a client makes grow is bounded): writing
+ * one more deletes that user's least recently used beyond it. Page loads at an unchanged head share
+ * one base, so only a user whose positions keep changing reaches it; a cursor of a base deleted so
+ * is `CursorExpired`, on which the client starts over.
+ */
+export const MAX_BASES_PER_USER = 1_000
+
 const byStream = (a: readonly [string, ...Array<unknown>], b: readonly [string, ...Array<unknown>]) =>
   a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0
 
@@ -45,7 +53,8 @@ const byStream = (a: readonly [string, ...Array<unknown>], b: readonly [string, 
  * however many tabs, however many reloads — write one row. `last_used_at` is touched when a base
  * is resumed from or shared, at most once per `touchInterval`; bases unused for
  * `HERALD_CURSOR_RETENTION` are deleted (`prune`: by the server, CursorPruner.ts, and by
- * `herald cursors prune`). A base's key is an HMAC of its id and user under the database's secret,
+ * `herald cursors prune`), and a user's beyond `MAX_BASES_PER_USER` go, least recently used
+ * first. A base's key is an HMAC of its id and user under the database's secret,
  * so the cursor of a deleted base still verifies: expired, not forged (`expired`).
  *
  * Bases never change, so resumes read them through a cache; whether one still exists is asked at
@@ -106,7 +115,13 @@ export class CursorStore extends Effect.Service<CursorStore>()("Herald/CursorSto
             ON CONFLICT (user_id, digest) DO NOTHING
             RETURNING id`
           // Not cached: the connection holds its base; the cache is for resumes, which read it back.
-          if (inserted.length > 0) return toBase({ id, userId, key, positions })
+          if (inserted.length > 0) {
+            yield* sql`
+              DELETE FROM stream_cursors WHERE id IN (
+                SELECT id FROM stream_cursors WHERE user_id = ${userId}
+                ORDER BY last_used_at DESC, id OFFSET ${MAX_BASES_PER_USER})`
+            return toBase({ id, userId, key, positions })
+          }
         }
         return yield* Effect.dieMessage("a cursor base could not be written (five races in a row)")
       }).pipe(Effect.orDie)
