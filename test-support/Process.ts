@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { ROOMY_LIMITS_ENV } from "../packages/server/src/limits/Limits.js"
 
 /**
  * Child processes as the tests and the benches run them: a free port, one spawner that collects
@@ -179,9 +180,13 @@ export const withoutHeraldSettings = (): Record<string, undefined> =>
 /** The production command (README, Dockerfile): the compiled server with plain node. */
 export const SERVER = ["packages/server/dist/main.js"] as const
 
-/** The compiled server (`node packages/server/dist/main.js`), as the production command runs it. */
+/**
+ * The compiled server (`node packages/server/dist/main.js`), as the production command runs it —
+ * with roomy limits (ROOMY_LIMITS_ENV) unless `env` sets them: a test of something else must not
+ * trip over its 41st post.
+ */
 export const spawnServer = (env: Record<string, string | undefined>): Spawned =>
-  spawnProcess(process.execPath, SERVER, env)
+  spawnProcess(process.execPath, SERVER, { ...ROOMY_LIMITS_ENV, ...env })
 
 /** One JSON request to a server process with a bearer token: its status and parsed body. */
 export const api = async (url: string, method: string, path: string, token: string, body?: unknown) => {

@@ -5,6 +5,7 @@ import { type LiveToken, TokensRepo } from "../chat/TokensRepo.js"
 import { hashToken } from "../chat/UsersRepo.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { Limits } from "../limits/Limits.js"
+import { Metrics } from "../observability/Metrics.js"
 import { AuthorizationHeader } from "./AuthorizationHeader.js"
 import { StreamTickets } from "./StreamTickets.js"
 
@@ -43,7 +44,16 @@ export class Tokens extends Effect.Service<Tokens>()("Herald/Tokens", {
     const limits = yield* Limits
     const ttl = (exit: Exit.Exit<Option.Option<LiveToken>>) =>
       Exit.isSuccess(exit) && Option.isSome(exit.value) ? CACHE_TTL : UNKNOWN_TOKEN_TTL
-    const bySecret = yield* Cache.makeWith({ capacity: 10_000, lookup: repo.findLive, timeToLive: ttl })
+    const metrics = yield* Metrics
+    const bySecret = yield* Cache.makeWith({
+      capacity: 10_000,
+      lookup: (secret: string) =>
+        Effect.tap(
+          repo.findLive(secret),
+          (found) => Effect.sync(() => metrics.tokenLookups.inc({ result: Option.isSome(found) ? "found" : "unknown" }))
+        ),
+      timeToLive: ttl
+    })
     const byId = yield* Cache.makeWith({ capacity: 10_000, lookup: repo.findLiveById, timeToLive: ttl })
 
     /** Tokens known to be revoked or expired → when we learnt it. */

@@ -48,6 +48,12 @@ export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
       labelNames: ["limit"] as const,
       registers
     })
+    const tokenLookups = new Counter({
+      name: "herald_token_lookups_total",
+      help: "Bearer tokens looked up in the database (a cache miss), by result: a flood of unknown tokens shows here",
+      labelNames: ["result"] as const,
+      registers
+    })
     const pending = new Gauge({ name: "herald_outbox_pending", help: "Outbox rows waiting to be published", registers })
     const dead = new Gauge({
       name: "herald_outbox_dead",
@@ -82,7 +88,8 @@ export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
       commitToPublish,
       sseConnections,
       sseEventsSent,
-      limitRefusals
+      limitRefusals,
+      tokenLookups
     } as const
   }
 }) {}
