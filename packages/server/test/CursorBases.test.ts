@@ -10,33 +10,14 @@ import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import type { Ids } from "@herald/domain"
 import { Duration, Effect, Option } from "effect"
-import { NodeServer } from "../src/http/NodeServer.js"
 import { CursorStore, MAX_BASES_PER_USER } from "../src/stream/CursorStore.js"
 import { createProject, eventually, post, postMany, send } from "./support/HttpTesting.js"
-import { awaitEvents, fetchSse, openSse } from "./support/SseTesting.js"
+import { awaitEvents, fetchSse, openSse, withoutSseDoor } from "./support/SseTesting.js"
 import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
 
 const live = { excludeTestServices: true } as const
 
 const projectStream = (projectId: string) => `project:${projectId}`
-
-const SSE_PATH = /^\/api\/(stream|projects\/[^/]*\/(stream|workspace\/stream))(\?|$)/
-
-/** The SSE door unhung while the scope lasts: SSE requests go to the HTTP app (as in Head.test.ts). */
-const withoutSseDoor = Effect.acquireRelease(
-  Effect.map(NodeServer, (node) => {
-    const doors = [...node.doors]
-    node.doors.splice(
-      0,
-      doors.length,
-      ...doors.map((door) => (req: Parameters<typeof door>[0], res: Parameters<typeof door>[1]) =>
-        SSE_PATH.test(req.url ?? "") ? false : door(req, res)
-      )
-    )
-    return { node, doors }
-  }),
-  ({ doors, node }) => Effect.sync(() => node.doors.splice(0, node.doors.length, ...doors))
-)
 
 const HEADS = /^id: (\S+)\nevent: heads\ndata: (.*)$/m
 

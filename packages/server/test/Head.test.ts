@@ -11,34 +11,12 @@ import { Events } from "@herald/domain"
 import { Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
 import * as net from "node:net"
-import { NodeServer } from "../src/http/NodeServer.js"
 import { addMember, createProject, eventually } from "./support/HttpTesting.js"
-import { fetchSse, sseConnectionsGauge } from "./support/SseTesting.js"
+import { fetchSse, sseConnectionsGauge, withoutSseDoor } from "./support/SseTesting.js"
 import { TestServer, TestServerLive } from "./support/TestServer.js"
 
 // `layer` rather than `it.layer`: the same function, but only its signature accepts this option.
 const live = { excludeTestServices: true } as const
-
-const SSE_PATH = /^\/api\/(stream|projects\/[^/]*\/(stream|workspace\/stream))(\?|$)/
-
-/**
- * The SSE door unhung while the scope lasts: every request on an SSE path goes to the HTTP app
- * (http/Streams.ts `StreamsLive`), as on a server without the door.
- */
-const withoutSseDoor = Effect.acquireRelease(
-  Effect.map(NodeServer, (node) => {
-    const doors = [...node.doors]
-    node.doors.splice(
-      0,
-      doors.length,
-      ...doors.map((door) => (req: Parameters<typeof door>[0], res: Parameters<typeof door>[1]) =>
-        SSE_PATH.test(req.url ?? "") ? false : door(req, res)
-      )
-    )
-    return { node, doors }
-  }),
-  ({ doors, node }) => Effect.sync(() => node.doors.splice(0, node.doors.length, ...doors))
-)
 
 interface Answer {
   readonly status: number

@@ -10,10 +10,9 @@ import { Events, type Ids } from "@herald/domain"
 import { Effect, Option } from "effect"
 import { randomBytes, randomUUID } from "node:crypto"
 import { type SseConnection } from "../../../test-support/SseClient.js"
-import { NodeServer } from "../src/http/NodeServer.js"
 import { chunkedRequest } from "./support/ChunkedRequest.js"
 import { addMember, createProject, eventually, expectStatus, post, send, show } from "./support/HttpTesting.js"
-import { openSse } from "./support/SseTesting.js"
+import { openSse, withoutSseDoor } from "./support/SseTesting.js"
 import { type Response, TestServer, testServerLayer } from "./support/TestServer.js"
 
 // `layer` rather than `it.layer`: the same function, but only its signature accepts this option.
@@ -151,23 +150,6 @@ layer(testServerLayer({ ...DEFAULTS, sseMaxConnections: 3 }), live)(
         yield* eventually("the slot alice's closed connection held", opened("/api/stream", bob.token), 2_000)
       }))
   }
-)
-
-/** The SSE door unhung while the scope lasts (as in Head.test.ts): the HTTP app serves the streams. */
-const SSE_PATH = /^\/api\/(stream|projects\/[^/]*\/(stream|workspace\/stream))(\?|$)/
-const withoutSseDoor = Effect.acquireRelease(
-  Effect.map(NodeServer, (node) => {
-    const doors = [...node.doors]
-    node.doors.splice(
-      0,
-      doors.length,
-      ...doors.map((door) => (req: Parameters<typeof door>[0], res: Parameters<typeof door>[1]) =>
-        SSE_PATH.test(req.url ?? "") ? false : door(req, res)
-      )
-    )
-    return { node, doors }
-  }),
-  ({ doors, node }) => Effect.sync(() => node.doors.splice(0, node.doors.length, ...doors))
 )
 
 layer(testServerLayer(DEFAULTS), live)("writes per user (HERALD_WRITE_RATE = 20/s, burst 2 s worth)", (it) => {

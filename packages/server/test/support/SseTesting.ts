@@ -7,6 +7,7 @@ import {
   type SseOptions,
   sseReader
 } from "../../../../test-support/SseClient.js"
+import { NodeServer } from "../../src/http/NodeServer.js"
 import { TestServer } from "./TestServer.js"
 
 /** `herald_sse_connections` as the test server's `/metrics` reports it. */
@@ -152,3 +153,24 @@ export const fetchSse = (
     }
     return { status: res.status, headers: res.headers, text }
   })
+
+const SSE_PATH = /^\/api\/(stream|projects\/[^/]*\/(stream|workspace\/stream))(\?|$)/
+
+/**
+ * The SSE door unhung while the scope lasts: every request on an SSE path goes to the HTTP app
+ * (http/Streams.ts `StreamsLive`), as on a server without the door.
+ */
+export const withoutSseDoor = Effect.acquireRelease(
+  Effect.map(NodeServer, (node) => {
+    const doors = [...node.doors]
+    node.doors.splice(
+      0,
+      doors.length,
+      ...doors.map((door) => (req: Parameters<typeof door>[0], res: Parameters<typeof door>[1]) =>
+        SSE_PATH.test(req.url ?? "") ? false : door(req, res)
+      )
+    )
+    return { node, doors }
+  }),
+  ({ doors, node }) => Effect.sync(() => node.doors.splice(0, node.doors.length, ...doors))
+)
