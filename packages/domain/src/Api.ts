@@ -19,6 +19,7 @@ import {
 } from "./Errors.js"
 import { Event, EventRef, EventType } from "./Events.js"
 import { MessageId, ProjectId, TokenId, UserId } from "./Ids.js"
+import { DraftPath, Presence, PutDraftPayload } from "./Signals.js"
 import { storable } from "./Text.js"
 
 /**
@@ -400,6 +401,49 @@ export class WorkspaceApi extends HttpApiGroup.make("workspace")
   .middleware(Authentication)
 {}
 
+/**
+ * Live signals (SPEC §5, G10): presence and typing in a project's chat, and live drafts in the
+ * caller's own workspace. Ephemeral: nothing is written to the database, and they reach the SSE
+ * endpoints as frames without an `id:`.
+ */
+export class SignalsApi extends HttpApiGroup.make("signals")
+  .add(
+    HttpApiEndpoint.get("presence", "/api/projects/:projectId/presence")
+      .setPath(ProjectPath)
+      .addSuccess(Presence)
+      .addError(NotFound)
+      .annotate(OpenApi.Description, "The members present now: with an SSE connection carrying the project stream, on any node.")
+  )
+  .add(
+    HttpApiEndpoint.post("typing", "/api/projects/:projectId/typing")
+      .setPath(ProjectPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(NotFound)
+      .annotate(
+        OpenApi.Description,
+        "The caller is typing: `event: typing` `{stream, userId, until}` (now + 5 s) to the other members' connections carrying the project stream; calls within a second are coalesced."
+      )
+  )
+  .add(
+    HttpApiEndpoint.put("putDraft", "/api/projects/:projectId/workspace/drafts/:draftId")
+      .setPath(DraftPath)
+      .setPayload(PutDraftPayload)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(NotFound)
+      .annotate(
+        OpenApi.Description,
+        "A live draft in the caller's workspace (the whole body so far): `event: draft` to the caller's own connections carrying the workspace stream, at most 10 frames a second, the latest body always. It ends on DELETE, after 60 s without an update, or when a workspace message is posted with `clientMessageId` equal to the draft's id."
+      )
+  )
+  .add(
+    HttpApiEndpoint.del("deleteDraft", "/api/projects/:projectId/workspace/drafts/:draftId")
+      .setPath(DraftPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(NotFound)
+  )
+  .middleware(Authentication)
+{}
+
 export class StreamsApi extends HttpApiGroup.make("streams")
   .add(
     HttpApiEndpoint.get("project", "/api/projects/:projectId/stream")
@@ -569,6 +613,7 @@ export class HeraldApi extends HttpApi.make("herald")
   .add(ProjectsApi)
   .add(MessagesApi)
   .add(WorkspaceApi)
+  .add(SignalsApi)
   .add(StreamsApi)
   .add(HistoryApi)
   .add(AnalyticsApi)
