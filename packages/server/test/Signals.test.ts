@@ -19,7 +19,7 @@ const live = { excludeTestServices: true } as const
 const projectStream = (projectId: string) => `project:${projectId}`
 const workspaceStream = (projectId: string, userId: string) => `workspace:${projectId}:${userId}`
 
-const signalsOf = (sse: SseConnection, kind: string) => sse.events.filter((e) => e.event === kind)
+const signalsOf = (sse: SseConnection, kind: string) => sse.signals.filter((e) => e.event === kind)
 const sleep = (ms: number) => Effect.promise(() => new Promise((r) => setTimeout(r, ms)))
 
 /** Waits until a frame matching `match` has arrived on `sse`; fails with what did. */
@@ -27,12 +27,12 @@ const awaitFrame = (sse: SseConnection, what: string, match: (e: SseEvent) => bo
   Effect.promise(async () => {
     const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline) {
-      const found = sse.events.find(match)
+      const found = sse.all.find(match)
       if (found !== undefined) return found
       await new Promise((r) => setTimeout(r, 10))
     }
     throw new Error(
-      `no ${what} within ${timeoutMs} ms; got ${JSON.stringify(sse.events.map((e) => [e.event, e.data]))}`
+      `no ${what} within ${timeoutMs} ms; got ${JSON.stringify(sse.all.map((e) => [e.event, e.data]))}`
     )
   })
 
@@ -92,7 +92,7 @@ layer(testServerLayer(), live)("live signals on one node", (it) => {
         // B opens the per-stream endpoint: its first frame is the snapshot with both; A hears B come.
         const b1 = yield* openSse(`/api/projects/${projectId}/stream`, { token: b.token })
         const snapshot = yield* awaitFrame(b1, "B's snapshot", (e) => e.event === "presence")
-        expect(b1.events[0]).toBe(snapshot)
+        expect(b1.all[0]).toBe(snapshot)
         expect((snapshot.data.users as Array<{ userId: string }>).map((u) => u.userId).sort()).toEqual(
           [a.id, b.id].sort()
         )
@@ -198,7 +198,7 @@ layer(testServerLayer(), live)("live signals on one node", (it) => {
         // A connection that starts carrying the workspace stream gets the live draft first.
         const lateA = yield* openSse(`/api/projects/${projectId}/workspace/stream`, { token: a.token })
         const first = yield* awaitFrame(lateA, "the live draft", (e) => e.event === "draft")
-        expect(lateA.events[0]).toBe(first)
+        expect(lateA.all[0]).toBe(first)
         expect(first.data.body).toBe(text)
 
         // The message the draft became: message.created, then the draft's end, on every connection.
@@ -208,11 +208,11 @@ layer(testServerLayer(), live)("live signals on one node", (it) => {
         })
         for (const sse of [muxA, wsA, lateA]) {
           const ended = yield* awaitFrame(sse, "the draft's end", (e) => e.event === "draft" && e.data.ended === true)
-          const created = sse.events.findIndex((e) =>
+          const created = sse.all.findIndex((e) =>
             e.event === "message.created" && e.data.data.messageId === posted.message.id
           )
           expect(created, "message.created arrived").toBeGreaterThanOrEqual(0)
-          expect(sse.events.indexOf(ended)).toBe(created + 1)
+          expect(sse.all.indexOf(ended)).toBe(created + 1)
           expect(ended.data).toEqual({ stream: ws, draftId: "reply-1", ended: true })
           expect(ended.id).toBeUndefined()
         }
@@ -314,8 +314,8 @@ layer(testServerLayer(), live)("live signals on one node", (it) => {
         yield* awaitFrame(muxA2, "A's snapshot", (e) => e.event === "presence")
         yield* sleep(300)
         for (const sse of [muxB, streamB]) {
-          const removal = sse.events.findIndex((e) => e.event === "member.removed")
-          expect(sse.events.slice(removal + 1).filter((e) => e.data.stream === projectStream(projectId))).toEqual([])
+          const removal = sse.all.findIndex((e) => e.event === "member.removed")
+          expect(sse.all.slice(removal + 1).filter((e) => e.data.stream === projectStream(projectId))).toEqual([])
         }
         expect(signalsOf(muxB, "typing")).toHaveLength(1)
         expect((yield* send(b, "POST", `/api/projects/${projectId}/typing`)).status).toBe(404)
@@ -335,7 +335,7 @@ layer(testServerLayer(), live)("live signals on one node", (it) => {
         yield* typing(b, projectId)
         yield* awaitFrame(sse, "B typing", (e) => e.event === "typing")
         // The last id a client saw is the event's: signal frames carry none.
-        const lastId = [...sse.events].reverse().find((e) => e.id !== undefined)!.id
+        const lastId = [...sse.all].reverse().find((e) => e.id !== undefined)!.id
         expect(lastId).toBe(one.id)
         sse.close()
         yield* post(b, projectId, { body: "two" })
