@@ -233,6 +233,26 @@ const projectScoped: ReadonlyArray<Endpoint> = [
   {
     name: "GET /api/projects/:projectId/workspace/messages",
     call: (t) => ({ method: "GET", path: `/api/projects/${t.projectId}/workspace/messages` })
+  },
+  {
+    name: "GET /api/projects/:projectId/presence",
+    call: (t) => ({ method: "GET", path: `/api/projects/${t.projectId}/presence` })
+  },
+  {
+    name: "POST /api/projects/:projectId/typing",
+    call: (t) => ({ method: "POST", path: `/api/projects/${t.projectId}/typing` })
+  },
+  {
+    name: "PUT /api/projects/:projectId/workspace/drafts/:draftId",
+    call: (t) => ({
+      method: "PUT",
+      path: `/api/projects/${t.projectId}/workspace/drafts/sneaky`,
+      json: { body: "sneaky", role: "worker" }
+    })
+  },
+  {
+    name: "DELETE /api/projects/:projectId/workspace/drafts/:draftId",
+    call: (t) => ({ method: "DELETE", path: `/api/projects/${t.projectId}/workspace/drafts/sneaky` })
   }
 ]
 

@@ -387,6 +387,17 @@ export const ENDPOINTS: ReadonlyArray<Endpoint> = [
   },
   { method: "GET", path: "/api/projects/:projectId/workspace/messages", auth: "user", badQueries: pageQueryCases },
   { method: "GET", path: "/api/projects/:projectId/members", auth: "user" },
+  // Live signals. A draft's body may be empty; its id's own bad values are in Signals.test.ts.
+  { method: "GET", path: "/api/projects/:projectId/presence", auth: "user" },
+  { method: "POST", path: "/api/projects/:projectId/typing", auth: "user" },
+  {
+    method: "PUT",
+    path: "/api/projects/:projectId/workspace/drafts/reply-1",
+    auth: "user",
+    payload: () => ({ body: "thinking", role: "worker" }),
+    badPayloads: [...bodyCases().filter(([description]) => description !== "an empty body"), ...roleCases]
+  },
+  { method: "DELETE", path: "/api/projects/:projectId/workspace/drafts/reply-1", auth: "user" },
   // The rest take no payload; their free strings are query parameters (none may reach
   // the database unchecked).
   { method: "GET", path: "/api/projects/:projectId/stream", auth: "user", badQueries: streamQueryCases },
