@@ -92,6 +92,14 @@ export const outgoing = (name: string, send: (payloads: ReadonlyArray<string>) =
       Effect.forever,
       Effect.forkScoped
     )
+    // At shutdown, what is still waiting goes out first (a stopping node's leaves and its bye), within a second.
+    yield* Effect.addFinalizer(() =>
+      Queue.takeAll(queue).pipe(
+        Effect.flatMap((rest) => send(Array.from(rest, (signal) => encodeSignal(signal)))),
+        Effect.timeout("1 second"),
+        Effect.ignore
+      )
+    )
     return (signal: Signal) => void queue.unsafeOffer(signal)
   })
 
