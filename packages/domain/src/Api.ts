@@ -412,7 +412,10 @@ export class SignalsApi extends HttpApiGroup.make("signals")
       .setPath(ProjectPath)
       .addSuccess(Presence)
       .addError(NotFound)
-      .annotate(OpenApi.Description, "The members present now: with an SSE connection carrying the project stream, on any node.")
+      .annotate(
+        OpenApi.Description,
+        "The members present now: with an SSE connection carrying the project stream, on any node."
+      )
   )
   .add(
     HttpApiEndpoint.post("typing", "/api/projects/:projectId/typing")

@@ -15,6 +15,8 @@ import { OutboxPublisherLive } from "./outbox/OutboxPublisher.js"
 import { OutboxStore } from "./outbox/OutboxStore.js"
 import { PublisherStatus } from "./outbox/PublisherStatus.js"
 import { Wakeup } from "./outbox/Wakeup.js"
+import { SignalBusLive } from "./signals/SignalBusLive.js"
+import { Signals } from "./signals/Signals.js"
 import { CursorPrunerLive } from "./stream/CursorPruner.js"
 import { CursorStore } from "./stream/CursorStore.js"
 import { EventReader } from "./stream/EventReader.js"
@@ -59,6 +61,12 @@ export const BackgroundCursorPrunerLive = CursorPrunerLive.pipe(
 )
 
 /**
+ * Live signals (G10) on the broker's signal side: given to the SSE hub and to the request path
+ * (typing, drafts) — a port that cannot carry an event envelope, so G2 holds.
+ */
+export const SignalsLive = Signals.Default.pipe(Layer.provide(SignalBusLive))
+
+/**
  * Everything after commit: the outbox publisher (the only holder of the broker's publishing side),
  * the SSE hub (its subscribing side) and the materializer; the publisher's and the materializer's
  * statements go through the background pool (BackgroundSqlLive: commits that need no WAL flush). The broker is provided *into* these and
@@ -69,7 +77,7 @@ export const RealtimeLive = Layer.mergeAll(
   BackgroundMaterializerLive,
   BackgroundPartitionsLive,
   BackgroundCursorPrunerLive
-).pipe(Layer.provideMerge(SharedLive))
+).pipe(Layer.provideMerge(SignalsLive), Layer.provideMerge(SharedLive))
 
 /** The whole server on the given HTTP server: API, SSE, publisher. Needs the database and config. */
 export const serverLayer = <ROut, E, R>(http: Layer.Layer<ROut, E, R>) =>

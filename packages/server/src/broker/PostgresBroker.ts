@@ -61,7 +61,7 @@ const reasonOf = (cause: unknown) => cause instanceof Error ? cause.message : St
  * The LISTEN connection's settings: the main client's database, under a name of its own in
  * pg_stat_activity, with TCP keepalive.
  */
-const listenerConfig = (config: PgClient.PgClientConfig): pg.ClientConfig => ({
+export const listenerConfig = (config: PgClient.PgClientConfig): pg.ClientConfig => ({
   ...(config.url === undefined
     ? {
       host: config.host,

@@ -50,7 +50,10 @@ const reasonOf = (cause: unknown) => cause instanceof Error ? cause.message : St
  * outbox's retry policy, a read fails and the SSE hub re-subscribes with backoff. ioredis
  * reconnects in the background; an outage is logged once when it starts and once when it ends.
  */
-const connection = (role: "publisher" | "subscriber", commandTimeout: number) =>
+export const connection = (
+  role: "publisher" | "subscriber" | "signals-publisher" | "signals-subscriber",
+  commandTimeout: number
+) =>
   Effect.gen(function*() {
     const { redisUrl } = yield* AppConfig
     if (Option.isNone(redisUrl)) {

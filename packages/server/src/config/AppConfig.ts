@@ -142,6 +142,7 @@ const config = Config.all({
   sseBuffer: positiveInt("HERALD_SSE_BUFFER", 1_000),
   corsOrigins: corsOrigins("HERALD_CORS_ORIGINS"),
   ticketTtl: positiveDuration("HERALD_TICKET_TTL", Duration.seconds(60)),
+  presenceTtl: positiveDuration("HERALD_PRESENCE_TTL", Duration.seconds(30)),
 
   // Limits (SPEC §5 "Limits"), each per server process.
   sseMaxPerUser: positiveInt("HERALD_SSE_MAX_PER_USER", 16),

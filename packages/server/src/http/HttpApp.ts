@@ -16,6 +16,7 @@ import { accessLog, bodyLimit, clientAddress, jsonErrors, retryAfter } from "./M
 import { NodeServer, nodeServerLayer } from "./NodeServer.js"
 import { PostDoorLive } from "./PostDoor.js"
 import { RevocationsLive } from "./Revocations.js"
+import { SignalsLive } from "./SignalHandlers.js"
 import { SseDoorLive } from "./SseDoor.js"
 import { StreamOpen, StreamsLive } from "./Streams.js"
 import { StreamTickets } from "./StreamTickets.js"
@@ -34,6 +35,7 @@ export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
     ProjectsLive,
     MessagesLive,
     WorkspaceLive,
+    SignalsLive,
     StreamsLive,
     HistoryLive,
     AnalyticsLive,

@@ -79,7 +79,12 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
       }).pipe(Effect.provide(services), withPolicy(policy.requireMember(projectId)), asUser(me))
 
     const workspace = (me: Api.Caller, projectId: Ids.ProjectId, after: Option.Option<Position>) =>
-      openStream({ stream: Events.workspaceStream(projectId, me.id), after, tokenId: me.credential?.tokenId }).pipe(
+      openStream({
+        stream: Events.workspaceStream(projectId, me.id),
+        after,
+        tokenId: me.credential?.tokenId,
+        userId: me.id
+      }).pipe(
         Effect.provide(services),
         withPolicy(policy.requireMember(projectId)),
         asUser(me)

@@ -42,6 +42,12 @@ export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
       help: "Events written to SSE clients",
       registers
     })
+    const signalsSent = new Counter({
+      name: "herald_signals_sent_total",
+      help: "Live signal frames (no id:) written to SSE clients, by kind: presence, typing, draft",
+      labelNames: ["kind"] as const,
+      registers
+    })
     const limitRefusals = new Counter({
       name: "herald_limit_refusals_total",
       help: "Requests refused by a limit (429, or 431 for headers), by limit",
@@ -88,6 +94,7 @@ export class Metrics extends Effect.Service<Metrics>()("Herald/Metrics", {
       commitToPublish,
       sseConnections,
       sseEventsSent,
+      signalsSent,
       limitRefusals,
       tokenLookups
     } as const

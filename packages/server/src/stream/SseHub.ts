@@ -4,6 +4,7 @@ import type { Writable } from "node:stream"
 import { type BrokerDelivery, BrokerSubscriber } from "../broker/BrokerSubscriber.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { Metrics } from "../observability/Metrics.js"
+import { type SignalKind, Signals } from "../signals/Signals.js"
 import { supervised } from "../Supervised.js"
 import * as Cursor from "./Cursor.js"
 import { CursorStore } from "./CursorStore.js"
@@ -107,6 +108,13 @@ interface Connection {
   readonly out: Writable
   readonly subs: Map<string, Sub>
   readonly mux: Mux | undefined
+  /** Whose it is (live signals: presence, and who is typing). */
+  readonly userId: string | undefined
+  /**
+   * Projects the user was removed from (→ the removal's seq) while their streams are still here
+   * (being read up to the removal): no signal of those projects reaches the connection (G10, G5).
+   */
+  quiet: Map<string, number> | undefined
   ended: boolean
   /** Frames written since the socket last asked us to wait for it to drain. */
   queued: number
@@ -173,6 +181,27 @@ const noJoins = { join: (_projectId: string, _addedSeq: number) => Effect.void }
 
 const projectOf = (stream: string) => stream.startsWith("project:") ? stream.slice(8) : undefined
 
+/** The project of a project or workspace stream. */
+const projectOfAny = (stream: string) =>
+  stream.startsWith("project:")
+    ? stream.slice(8)
+    : stream.startsWith("workspace:")
+    ? stream.slice(10, stream.indexOf(":", 10))
+    : undefined
+
+/** The member event that removes (or adds) `userId`, if `event` is one. */
+const memberChange = (event: Events.EventWire, userId: string | undefined) =>
+  (event.type === "member.removed" || event.type === "member.added") && userId !== undefined &&
+    (event.data as { userId: string }).userId === userId
+    ? event.type
+    : undefined
+
+/** The `clientMessageId` of a workspace message created by `event`, if any (it may end a live draft). */
+const draftEndOf = (event: Events.EventWire) =>
+  event.type === "message.created" && event.stream.startsWith("workspace:")
+    ? (event.data as { clientMessageId?: string }).clientMessageId
+    : undefined
+
 /** The caller's removal from a project: the event after which that project's streams may end. */
 export const removalOf = (userId: string) => (e: Events.EventWire) =>
   e.type === "member.removed" && (e.data as { userId: string }).userId === userId
@@ -205,12 +234,15 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const reader = yield* EventReader
     const cursors = yield* CursorStore
     const metrics = yield* Metrics
+    const signals = yield* Signals
     const { sseBuffer, sseHeartbeatMs } = yield* AppConfig
     /** Live-capable subscriptions by stream (bounded replays are never here). */
     const streams = new Map<string, Set<Sub>>()
     const connections = new Set<Connection>()
     /** Multiplexed, not narrowed, by user: the connections streams may join. */
     const joinable = new Map<string, Set<Connection>>()
+    /** Every connection of a user (live signals: a removal quiets their connections at once). */
+    const byUser = new Map<string, Set<Connection>>()
     /** By the token that opened them (directly or through a ticket): what `endToken` ends. */
     const byToken = new Map<string, Set<Connection>>()
     /** Tokens ended → when: a connection such a token opens later (a race with the revocation) ends at once. */
@@ -255,16 +287,66 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     const unindex = (s: Sub) => {
       const set = streams.get(s.stream)
-      if (set === undefined) return
-      set.delete(s)
+      if (set === undefined || !set.delete(s)) return
       if (set.size === 0) streams.delete(s.stream)
+      const projectId = projectOf(s.stream)
+      if (projectId !== undefined && s.conn.userId !== undefined) signals.leave(projectId, s.conn.userId)
     }
 
+    /**
+     * A subscription that may go live: indexed for the broker's events, and it starts carrying its
+     * stream's signals — a project stream's first frame is who is present (the user with it), a
+     * workspace stream's are its live drafts.
+     */
     const index = (s: Sub) => {
       if (s.until !== undefined) return
       const set = streams.get(s.stream) ?? new Set()
+      const c = s.conn
+      const projectId = projectOf(s.stream)
+      if (projectId !== undefined && c.userId !== undefined) {
+        signals.enter(projectId, c.userId)
+        signalTo(c, "presence", signals.presenceFrame(projectId))
+      } else if (s.stream.startsWith("workspace:")) {
+        for (const frame of signals.draftFrames(s.stream)) signalTo(c, "draft", frame)
+      }
       set.add(s)
       streams.set(s.stream, set)
+    }
+
+    /** A signal frame to one connection, unless it is behind on its socket (signals are best-effort: never an overflow). */
+    const signalTo = (c: Connection, kind: SignalKind, frame: Uint8Array) => {
+      if (c.ended || c.out.destroyed || c.queued > 0) return false
+      write(c, frame)
+      metrics.signalsSent.inc({ kind })
+      return true
+    }
+
+    /** The hub as the signals' sink: a frame to every connection that carries `stream` and may read it now. */
+    signals.attach({
+      write: (kind, stream, frame, except) => {
+        const targets = streams.get(stream)
+        if (targets === undefined) return
+        const projectId = projectOfAny(stream)
+        let sent = 0
+        for (const s of targets) {
+          const c = s.conn
+          if (gone(s) || c.queued > 0 || (except !== undefined && c.userId === except)) continue
+          if (projectId !== undefined && c.quiet?.has(projectId) === true) continue
+          write(c, frame)
+          sent++
+        }
+        if (sent > 0) metrics.signalsSent.inc({ kind }, sent)
+      }
+    })
+
+    /** The user's removal from (or add to) a project went out on `c` at `seq`: its signals stop (or go on). */
+    const quietAt = (c: Connection, projectId: string, change: "member.removed" | "member.added", seq: number) => {
+      if (change === "member.removed") {
+        c.quiet ??= new Map()
+        if ((c.quiet.get(projectId) ?? 0) < seq) c.quiet.set(projectId, seq)
+      } else if (c.quiet !== undefined && (c.quiet.get(projectId) ?? Infinity) < seq) {
+        c.quiet.delete(projectId)
+      }
     }
 
     /** Ends one subscription; a per-stream response ends with it, a multiplexed one goes on. */
@@ -334,16 +416,30 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       const event = frames.event
       s.lastSent = event.seq
       metrics.sseEventsSent.inc()
+      const change = memberChange(event, c.userId)
+      if (change !== undefined) quietAt(c, event.projectId, change, event.seq)
       const mux = c.mux
-      if (mux === undefined) return write(c, frames.single())
-      moveTo(mux, s.stream, frames.position)
-      const cursor = cursorOf(c, mux)
-      // A cursor past 1 KB (a new base is being written): end here; the client resumes by its last id.
-      if (cursor === undefined) {
-        overflow(c)
-        return false
+      let more: boolean
+      if (mux === undefined) {
+        more = write(c, frames.single())
+      } else {
+        moveTo(mux, s.stream, frames.position)
+        const cursor = cursorOf(c, mux)
+        // A cursor past 1 KB (a new base is being written): end here; the client resumes by its last id.
+        if (cursor === undefined) {
+          overflow(c)
+          return false
+        }
+        more = write(c, withId(cursor, frames.tail()))
       }
-      return write(c, withId(cursor, frames.tail()))
+      // The message a live draft became: the draft's end goes out right after it.
+      const draftId = draftEndOf(event)
+      const ended = draftId === undefined ? undefined : signals.messageSent(event.stream, draftId)
+      if (ended !== undefined) {
+        metrics.signalsSent.inc({ kind: "draft" })
+        more = write(c, ended) && more
+      }
+      return more
     }
 
     /**
@@ -652,6 +748,23 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     }
 
     /**
+     * What an event changes for live signals on this node, whoever carries its stream: the removed
+     * user's connections stop getting that project's signals at once (before the filler of a
+     * connection that is behind reaches the removal), and a workspace message ends the live draft
+     * whose id is its `clientMessageId`.
+     */
+    const signalsFor = (event: Events.EventWire) => {
+      if (event.type === "member.removed") {
+        for (const c of byUser.get((event.data as { userId: string }).userId) ?? []) {
+          quietAt(c, event.projectId, "member.removed", event.seq)
+        }
+        return
+      }
+      const draftId = draftEndOf(event)
+      if (draftId !== undefined) signals.messageSent(event.stream, draftId)
+    }
+
+    /**
      * Connections written to while a chunk of deliveries is dispatched: corked at their first
      * frame and uncorked after the chunk, so a connection gets the chunk's frames in one write
      * (a system call) instead of one per frame.
@@ -663,6 +776,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       const { seq, stream } = delivery._tag === "Envelope" ? delivery.event : delivery
       const event = delivery._tag === "Envelope" ? delivery.event : undefined
       if (event !== undefined && joinable.size > 0) joinsFor(event)
+      if (event !== undefined) signalsFor(event)
       const targets = streams.get(stream)
       if (targets === undefined) return
       const frames = event === undefined ? undefined : framesOf(event)
@@ -712,9 +826,11 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       for (const c of connections) if (c.queued === 0 && !c.ended) write(c, KEEPALIVE)
     }).pipe(Effect.repeat(Schedule.spaced(sseHeartbeatMs)), Effect.delay(sseHeartbeatMs), Effect.forkScoped)
 
-    const open = (out: Writable, mux: Mux | undefined, tokenId: string | undefined) => {
-      const c: Connection = { out, subs: new Map(), mux, ended: false, queued: 0 }
+    const open = (out: Writable, mux: Mux | undefined, tokenId: string | undefined, userId: string | undefined) => {
+      const c: Connection = { out, subs: new Map(), mux, userId, quiet: undefined, ended: false, queued: 0 }
       connections.add(c)
+      const mine = userId === undefined ? undefined : (byUser.get(userId) ?? byUser.set(userId, new Set()).get(userId)!)
+      mine?.add(c)
       metrics.sseConnections.inc()
       const users = mux !== undefined && !mux.narrowed
         ? (joinable.get(mux.userId) ?? joinable.set(mux.userId, new Set()).get(mux.userId)!)
@@ -735,6 +851,10 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           unindex(s)
         }
         connections.delete(c)
+        if (mine !== undefined) {
+          mine.delete(c)
+          if (mine.size === 0 && byUser.get(userId!) === mine) byUser.delete(userId!)
+        }
         if (users !== undefined) {
           users.delete(c)
           if (users.size === 0 && joinable.get(mux!.userId) === users) joinable.delete(mux!.userId)
@@ -746,9 +866,9 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     }
 
     /** A per-stream connection positioned after `start`; it is live once its filler has caught up. */
-    const register = (out: Writable, r: SubRequest, tokenId?: string) =>
+    const register = (out: Writable, r: SubRequest, tokenId?: string, userId?: string) =>
       Effect.sync(() => {
-        const c = open(out, undefined, tokenId)
+        const c = open(out, undefined, tokenId, userId)
         if (c.ended) return
         const s = subscribe(c, r)
         if (r.atHead) recheckHeads(c, [s])
@@ -769,7 +889,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         }
         for (const [stream, position] of r.known) moveTo(mux, stream, position)
         for (const s of r.subs) moveTo(mux, s.stream, { seq: s.start, tag: s.tag })
-        const c = open(out, mux, tokenId)
+        const c = open(out, mux, tokenId, mux.userId)
         if (c.ended) return noJoins
         if (r.first !== undefined) {
           const cursor = cursorOf(c, mux)

@@ -36,6 +36,8 @@ export interface StreamRequest {
   readonly reader?: string
   /** The token that opened it (directly or through a ticket): revoking it ends the connection. */
   readonly tokenId?: string | undefined
+  /** Whose connection it is (live signals). */
+  readonly userId?: string | undefined
 }
 
 /** The removal rules of a project stream read by `userId` (SseHub: `mayEnd`, `rejoinAfter`). */
@@ -71,13 +73,18 @@ export const openStream = (request: StreamRequest) =>
         Effect.suspend(() => {
           out.write(RETRY)
           if (from !== undefined) out.write(resetFrame(String(start), request.stream, from))
-          return hub.register(out, {
-            stream: request.stream,
-            start,
-            atHead: Option.isNone(request.after),
-            removedAtStart,
-            ...(request.reader === undefined ? {} : removalRules(reader, request.reader, request.stream))
-          }, request.tokenId)
+          return hub.register(
+            out,
+            {
+              stream: request.stream,
+              start,
+              atHead: Option.isNone(request.after),
+              removedAtStart,
+              ...(request.reader === undefined ? {} : removalRules(reader, request.reader, request.stream))
+            },
+            request.tokenId,
+            request.userId ?? request.reader
+          )
         }),
       abandon: Effect.void
     }

@@ -25,7 +25,7 @@ import { AppConfig, type AppConfigShape } from "../../src/config/AppConfig.js"
 import { nodeServerLayer, serveOn } from "../../src/http/HttpApp.js"
 import { ROOMY_LIMITS } from "../../src/limits/Limits.js"
 import { OutboxPublisherLive } from "../../src/outbox/OutboxPublisher.js"
-import { SharedLive } from "../../src/Server.js"
+import { SharedLive, SignalsLive } from "../../src/Server.js"
 import { SseHub } from "../../src/stream/SseHub.js"
 import { makeTestServer, TestServer } from "./TestServer.js"
 
@@ -109,6 +109,7 @@ export const publisherServerLayer = (options: PublisherServerOptions = {}) => {
   const publishers = Layer.mergeAll(Layer.empty, ...(options.publishers ?? []).map(publisherAs))
   const realtime = Layer.mergeAll(SseHub.Default, publishers).pipe(
     Layer.provideMerge(brokerSide),
+    Layer.provideMerge(SignalsLive),
     Layer.provideMerge(SharedLive)
   )
   return Layer.effect(TestServer, makeClient).pipe(
