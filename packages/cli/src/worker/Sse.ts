@@ -21,7 +21,7 @@ export interface SseFrame {
 
 /**
  * The WHATWG event-stream parser: feed it the body's text as it arrives; it answers the frames that
- * text completed. Lines end with CRLF, LF or CR (a CR at the end of a chunk may be half a CRLF);
+ * text completed. Lines end with CRLF, LF or CR (a CR that ends a chunk may be half a CRLF);
  * `:` starts a comment; a frame is dispatched on a blank line when it has data or an id.
  */
 export const sseParser = () => {
@@ -48,17 +48,20 @@ export const sseParser = () => {
     else if (field === "id" && !value.includes("\u0000")) id = value
     // `retry:` and unknown fields: this reader keeps its own backoff.
   }
+  // The last chunk ended with a CR: an LF at the start of this one is the rest of that CRLF.
+  let afterCR = false
   return (chunk: string): Array<SseFrame> => {
-    buffer += chunk
+    if (chunk === "") return []
+    buffer += afterCR && chunk.startsWith("\n") ? chunk.slice(1) : chunk
+    afterCR = false
     const out: Array<SseFrame> = []
     let start = 0
     for (let i = 0; i < buffer.length; i++) {
       const c = buffer[i]
       if (c !== "\n" && c !== "\r") continue
-      // A CR as the last character may be followed by the LF of the next chunk: wait for it.
-      if (c === "\r" && i === buffer.length - 1) break
       line(buffer.slice(start, i), out)
-      if (c === "\r" && buffer[i + 1] === "\n") i++
+      if (c === "\r" && i === buffer.length - 1) afterCR = true
+      else if (c === "\r" && buffer[i + 1] === "\n") i++
       start = i + 1
     }
     buffer = buffer.slice(start)
