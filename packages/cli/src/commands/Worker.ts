@@ -9,7 +9,7 @@ const token = Options.text("token").pipe(
 )
 const url = Options.text("url").pipe(
   Options.withDefault("http://127.0.0.1:3000"),
-  Options.withDescription("the Herald server")
+  Options.withDescription("the Herald server's base URL (default http://127.0.0.1:3000)")
 )
 
 /** A pure HTTP client of a running server: unlike the other commands it never opens the database. */
