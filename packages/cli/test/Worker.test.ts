@@ -1,13 +1,17 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { describe, expect, it } from "@effect/vitest"
 import { Text } from "@herald/domain"
-import { FastCheck } from "effect"
+import { Duration, Effect, Exit, FastCheck, Fiber, TestClock } from "effect"
 import { randomUUID } from "node:crypto"
 import { draftIdOf, draftSteps, replyText } from "../src/worker/Reply.js"
-import { type SseFrame, sseParser } from "../src/worker/Sse.js"
+import { followSse, type SseFrame, sseParser, StartOver } from "../src/worker/Sse.js"
 
 /**
  * The demo worker's pure parts: its SSE parser (WHATWG framing, whatever the chunking) and its
- * replies (bounded, storable, deterministic). `herald worker` against a server: WorkerCli.test.ts.
+ * replies (bounded, storable, deterministic), and its reader's reconnections against a scripted
+ * server under the TestClock. `herald worker` against a real server: WorkerCli.test.ts.
  */
 
 const parseAll = (chunks: ReadonlyArray<string>): Array<SseFrame> => {
@@ -97,4 +101,108 @@ describe("the worker's reply", () => {
     expect(draftIdOf(a)).toBe(draftIdOf(a))
     expect(draftIdOf(randomUUID())).not.toBe(draftIdOf(a))
   })
+})
+
+describe("the worker's SSE reader", () => {
+  /**
+   * A scripted server: the n-th request gets `answers[n]` (a status and headers); a 200's body is
+   * written by the test through `bodies[n]`.
+   */
+  const scripted = (answers: ReadonlyArray<{ readonly status: number; readonly headers?: Record<string, string> }>) => {
+    const requests: Array<HttpClientRequest.HttpClientRequest> = []
+    const bodies: Array<ReadableStreamDefaultController<Uint8Array>> = []
+    const client = HttpClient.make((request) =>
+      Effect.sync(() => {
+        const n = requests.length
+        const answer = answers[n] ?? { status: 503 }
+        requests.push(request)
+        const body = answer.status === 200
+          ? new ReadableStream<Uint8Array>({ start: (c) => void (bodies[n] = c) })
+          : JSON.stringify({ _tag: "Refused", message: "scripted" })
+        return HttpClientResponse.fromWeb(request, new Response(body, answer))
+      })
+    )
+    const write = (n: number, text: string) => bodies[n]!.enqueue(new TextEncoder().encode(text))
+    return { client, requests, bodies, write }
+  }
+
+  /** Lets the body's reads and the reader's fiber run (the web stream settles on the real event loop). */
+  const settle = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 20)))
+
+  it.effect(
+    "keepalives hold a quiet connection; 60 s of silence, an ended body, a 429 (after its Retry-After) and a reset reconnect — resuming from the last id: but after a reset; a 401 stops it",
+    () =>
+      Effect.gen(function*() {
+        const server = scripted([
+          { status: 200 },
+          { status: 200 },
+          { status: 429, headers: { "retry-after": "7" } },
+          { status: 200 },
+          { status: 200 },
+          { status: 401 }
+        ])
+        const frames: Array<SseFrame> = []
+        const lastEventIds = () => server.requests.map((r) => r.headers["last-event-id"])
+        const fiber = yield* followSse({
+          url: "http://herald.test/api/projects/p/workspace/stream",
+          headers: { authorization: "Bearer t" },
+          onFrame: (frame) =>
+            frame.event === "reset" ? new StartOver({ reason: "reset" }) : Effect.sync(() => frames.push(frame)),
+          onOpen: () => Effect.void,
+          onRetry: () => Effect.void
+        }).pipe(Effect.provideService(HttpClient.HttpClient, server.client), Effect.fork)
+        yield* settle
+        expect(lastEventIds()).toEqual([undefined])
+        expect(server.requests[0]!.headers.authorization).toBe("Bearer t")
+
+        server.write(0, "retry: 2000\n\nid: 1.0a0a0a0a\nevent: message.created\ndata: {}\n\nevent: draft\ndata: {}\n\n")
+        yield* settle
+        expect(frames.map((f) => f.event)).toEqual(["message.created", "draft"])
+        // Ten minutes of keepalives only: the same connection.
+        for (let i = 0; i < 40; i++) {
+          yield* TestClock.adjust(Duration.seconds(15))
+          server.write(0, ": keepalive\n\n")
+          yield* settle
+        }
+        expect(server.requests).toHaveLength(1)
+
+        // Silence: taken for dead after 60 s; back within the first backoff (≤ 600 ms), from the last id:.
+        yield* TestClock.adjust(Duration.seconds(61))
+        yield* settle
+        yield* TestClock.adjust(Duration.millis(600))
+        yield* settle
+        expect(lastEventIds()).toEqual([undefined, "1.0a0a0a0a"])
+
+        // The body ends: reconnect; a 429 answers — the next attempt waits its Retry-After (7 s).
+        server.write(1, "event: presence\ndata: {}\n\n")
+        server.bodies[1]!.close()
+        yield* settle
+        yield* TestClock.adjust(Duration.seconds(2))
+        yield* settle
+        expect(server.requests).toHaveLength(3)
+        yield* TestClock.adjust(Duration.seconds(4))
+        yield* settle
+        expect(server.requests).toHaveLength(3)
+        yield* TestClock.adjust(Duration.seconds(4))
+        yield* settle
+        // A frame without id: (presence, draft) never moved the position.
+        expect(lastEventIds()).toEqual([undefined, "1.0a0a0a0a", "1.0a0a0a0a", "1.0a0a0a0a"])
+
+        // A reset: start over after the head (no Last-Event-ID).
+        server.write(3, "id: 0\nevent: reset\ndata: {}\n\n")
+        yield* settle
+        yield* TestClock.adjust(Duration.seconds(30))
+        yield* settle
+        expect(lastEventIds()).toEqual([undefined, "1.0a0a0a0a", "1.0a0a0a0a", "1.0a0a0a0a", undefined])
+
+        // A 401: no more attempts, the reader fails with it.
+        server.bodies[4]!.close()
+        yield* settle
+        yield* TestClock.adjust(Duration.seconds(30))
+        yield* settle
+        const exit = yield* Fiber.await(fiber)
+        expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain("\"status\":401")
+        expect(server.requests).toHaveLength(6)
+      })
+  )
 })

@@ -171,11 +171,12 @@ export const followSse = (options: FollowOptions): Effect.Effect<never, Refused,
           : new Disconnected({ reason: `the server answered ${response.status}` })
       }
       yield* options.onOpen(from)
-      yield* sseFrames(response.stream).pipe(
-        Stream.timeoutFail(() => new Disconnected({ reason: "no data for 60s" }), IDLE_TIMEOUT),
-        Stream.mapError((error) =>
-          error._tag === "Disconnected" ? error : new Disconnected({ reason: describeTransport(error) })
-        ),
+      // On the bytes, not the frames: keepalive comments make no frame, but they are signs of life.
+      const body = response.stream.pipe(
+        Stream.mapError((error) => new Disconnected({ reason: describeTransport(error) })),
+        Stream.timeoutFail(() => new Disconnected({ reason: "no data for 60s" }), IDLE_TIMEOUT)
+      )
+      yield* sseFrames(body).pipe(
         Stream.runForEach((frame) =>
           Effect.zipRight(
             options.onFrame(frame),
