@@ -9,8 +9,12 @@ export interface SseEvent {
 export interface SseConnection {
   readonly status: number
   readonly headers: http.IncomingHttpHeaders
-  /** Events received so far, in arrival order. */
+  /** Events received so far (every frame but live signals), in arrival order. */
   readonly events: Array<SseEvent>
+  /** Live signals received so far (`presence`, `typing`, `draft`: frames without `id:`, G10), in arrival order. */
+  readonly signals: Array<SseEvent>
+  /** Events and signals, as they arrived. */
+  readonly all: Array<SseEvent>
   /** Comment lines (e.g. `keepalive`) and `retry:` values seen. */
   readonly comments: Array<string>
   readonly retry: Array<number>
@@ -79,8 +83,13 @@ export const sseFrames = (onFrame: (frame: SseFrame) => void) => {
  * Reads an SSE body as it arrives: collects events (data parsed as JSON), comment lines and
  * `retry:` values, and lets a caller wait for the n-th event.
  */
+/** The frames of live signals (SPEC §5, G10): not events, kept apart from them. */
+export const SIGNAL_EVENTS: ReadonlySet<string | undefined> = new Set(["presence", "typing", "draft"])
+
 export const sseReader = () => {
   const events: Array<SseEvent> = []
+  const signals: Array<SseEvent> = []
+  const all: Array<SseEvent> = []
   const comments: Array<string> = []
   const retry: Array<number> = []
   const waiters: Array<() => void> = []
@@ -88,7 +97,10 @@ export const sseReader = () => {
     comments.push(...frame.comments)
     if (frame.retry !== undefined) retry.push(frame.retry)
     if (frame.data.length > 0) {
-      events.push({ id: frame.id, event: frame.event, data: JSON.parse(frame.data.join("\n")) })
+      const received = { id: frame.id, event: frame.event, data: JSON.parse(frame.data.join("\n")) }
+      all.push(received)
+      if (SIGNAL_EVENTS.has(frame.event)) return signals.push(received)
+      events.push(received)
       for (const w of waiters.splice(0)) w()
     }
   })
@@ -111,7 +123,7 @@ export const sseReader = () => {
       }
       check()
     })
-  return { events, comments, retry, push, waitForEvents }
+  return { events, signals, all, comments, retry, push, waitForEvents }
 }
 
 /** A minimal WHATWG SSE client over node:http, as a browser's EventSource would read the stream. */
@@ -143,6 +155,8 @@ export const connectSse = (baseUrl: string, path: string, options: SseOptions = 
         status: res.statusCode ?? 0,
         headers: res.headers,
         events: reader.events,
+        signals: reader.signals,
+        all: reader.all,
         comments: reader.comments,
         retry: reader.retry,
         ended,

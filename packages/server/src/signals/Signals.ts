@@ -228,8 +228,14 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
         const now = Date.now()
         const draft: Draft = { role, body, updatedAt: now }
         const out = outgoing.get(key)
-        if (out === undefined || now - out.lastAt >= DRAFT_INTERVAL_MS) {
-          outgoing.set(key, { lastAt: now, pending: undefined, timer: out?.timer ?? false })
+        if (out === undefined) {
+          outgoing.set(key, { lastAt: now, pending: undefined, timer: false })
+          return emitDraft(projectId, userId, draftId, draft)
+        }
+        if (now - out.lastAt >= DRAFT_INTERVAL_MS) {
+          // Its turn (a waiting update, if any, is older than this one).
+          out.lastAt = now
+          out.pending = undefined
           return emitDraft(projectId, userId, draftId, draft)
         }
         out.pending = draft

@@ -713,20 +713,29 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       )
 
     /**
-     * Joins a project's streams at the add `addedSeq` — or at an earlier add, if the connection still
-     * knows where it left that stream (its removal) and the caller was added back before `addedSeq`:
-     * adds may arrive out of order (a publisher killed before it published one), and the events of
-     * that earlier membership are the caller's too (G4, G5: the filler skips from each later removal).
+     * Joins a project's streams at the add `addedSeq` — or elsewhere when the connection still knows
+     * where it left that stream (its removal), asking which add followed that removal:
+     * - before `addedSeq`: adds may arrive out of order (a publisher killed before it published
+     *   one), and the events of that earlier membership are the caller's too (G4, G5: the filler
+     *   skips from each later removal) — it joins at the earlier add;
+     * - past `addedSeq`: the add is one the connection already went through (the broker delivered it
+     *   again, or a Resync's look for joins was answered before the caller's removal committed), so
+     *   joining there would send again what it sent (G4) — it joins at the add after its removal, or,
+     *   with none, not at all.
      */
     const joinFrom = (c: Connection, mux: Mux, projectId: string, addedSeq: number) => {
       const stream = `project:${projectId}`
       const known = mux.moved.get(stream) ?? Cursor.basePosition(mux.base, stream)
-      if (known === undefined || known.seq >= addedSeq - 1) {
+      if (known === undefined || known.seq === addedSeq - 1) {
         return Effect.sync(() => joinProject(c, mux, projectId, addedSeq))
       }
       return Effect.flatMap(
         mux.rejoinAfter(projectId)(known.seq),
-        (first) => Effect.sync(() => joinProject(c, mux, projectId, Math.min(first ?? addedSeq, addedSeq)))
+        (first) =>
+          Effect.sync(() => {
+            if (known.seq < addedSeq) joinProject(c, mux, projectId, Math.min(first ?? addedSeq, addedSeq))
+            else if (first !== undefined) joinProject(c, mux, projectId, first)
+          })
       )
     }
 
