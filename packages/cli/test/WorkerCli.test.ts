@@ -71,8 +71,8 @@ const waitForEvent = (sse: SseConnection, what: string, match: (e: SseEvent) => 
   pollUntil(
     what,
     async () => {
-      const found = sse.events.find(match)
-      return found === undefined ? { seen: sse.events.slice(-3) } : { done: found }
+      const found = sse.all.find(match)
+      return found === undefined ? { seen: sse.all.slice(-3) } : { done: found }
     },
     timeoutMs
   )
@@ -104,7 +104,8 @@ describe.concurrent("herald worker", () => {
           })
           const draftId = draftIdOf(question.message.id)
           await waitForEvent(sse, `the end of draft ${draftId}`, isEnd(draftId))
-          const events = sse.events.slice(sse.events.findIndex(isCreated(question.message.id)) + 1)
+          // Every frame after the question, events and signals as they arrived.
+          const events = sse.all.slice(sse.all.findIndex(isCreated(question.message.id)) + 1)
           const replyAt = events.findIndex((e) => e.event === "message.created")
           const drafts = events.slice(0, replyAt)
           expect(drafts.length, JSON.stringify(events)).toBeGreaterThanOrEqual(5)
@@ -162,9 +163,9 @@ describe.concurrent("herald worker", () => {
             role: "worker"
           })
           await waitForEvent(sse, "the worker note", isCreated(note.message.id))
-          const seen = sse.events.length
+          const seen = sse.all.length
           await sleep(3_000)
-          expect(sse.events.slice(seen), describeWorker(worker)).toEqual([])
+          expect(sse.all.slice(seen), describeWorker(worker)).toEqual([])
           expect(worker.stdout().trim().split("\n"), describeWorker(worker)).toHaveLength(1)
 
           // SIGTERM while a reply is being drafted: the draft ends at once, nothing is posted, exit 0.
@@ -177,7 +178,7 @@ describe.concurrent("herald worker", () => {
           expect(Date.now() - stopping).toBeLessThan(5_000)
           await waitForEvent(sse, `the end of draft ${halfway}`, isEnd(halfway), 5_000)
           await sleep(500)
-          expect(sse.events.filter((e) => e.event === "message.created" && e.data.data.clientMessageId === halfway))
+          expect(sse.all.filter((e) => e.event === "message.created" && e.data.data.clientMessageId === halfway))
             .toEqual([])
           expect(worker.stdout().trim().split("\n"), describeWorker(worker)).toHaveLength(1)
           expect(worker.stderr(), describeWorker(worker)).not.toMatch(/^\s+at |FiberFailure/m)
@@ -214,8 +215,8 @@ describe.concurrent("herald worker", () => {
           const first = await postWorkspace(server, bob.token, projectId, { body: "first" })
           await waitForEvent(sse, "the first reply's draft end", isEnd(draftIdOf(first.message.id)))
           // The last frame with an id: the reply (the draft's end after it has none).
-          const lastId = sse.events.filter((e) => e.id !== undefined).at(-1)!.id!
-          expect(sse.events.at(-1)!.id).toBeUndefined()
+          const lastId = sse.all.filter((e) => e.id !== undefined).at(-1)!.id!
+          expect(sse.all.at(-1)!.id).toBeUndefined()
           sse.close()
 
           await stopServer(proc)
