@@ -59,6 +59,7 @@ export type ViolationKind =
   | "idempotency"
   | "outbox"
   | "shutdown"
+  | "signal"
 
 export interface Violation {
   readonly kind: ViolationKind
@@ -254,6 +255,24 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
   // --- 1–3: every client's frames --------------------------------------------------------------
   for (const client of input.clients) {
     const user = input.users[client.user]!
+    /**
+     * What is wrong with a signal frame, if anything: an `id:`, a draft of another user's workspace,
+     * presence or typing of a project the user was never a member of, the user's own typing.
+     */
+    const signalFault = (id: string | undefined, event: string, data: Record<string, unknown> | null) => {
+      if (id !== undefined) return `with an id (${id})`
+      const stream = typeof data?.stream === "string" ? data.stream : ""
+      if (event === "draft") {
+        return workspaceOf(stream)?.userId === user.id ? undefined : `of a workspace not ${user.name}'s`
+      }
+      const projectId = projectOf(stream)
+      if (projectId === undefined) return "of no project stream"
+      if (timeline(projectId).describe(user.id) === "never a member") {
+        return `of a project ${user.name} never belonged to`
+      }
+      if (event === "typing" && data?.userId === user.id) return `of ${user.name}'s own typing`
+      return undefined
+    }
     const who = `${client.name} (${user.name})`
     const single = client.kind === "project"
       ? projectStream(client.projectId!)
@@ -353,7 +372,22 @@ export const check = (input: CheckInput): ReadonlyArray<Violation> => {
           continue
         }
         const envelope = frame.envelope
-        if (envelope === undefined) continue // a signal (presence, typing, draft): not an event
+        if (envelope === undefined) {
+          // A live signal (G10): no id, and only of what the user may read.
+          if (frame.event === "presence" || frame.event === "typing" || frame.event === "draft") {
+            const wrong = signalFault(frame.id, frame.event, data)
+            if (wrong !== undefined) {
+              add({
+                kind: "signal",
+                at: frame.at,
+                client: client.name,
+                node: conn.node,
+                message: `${where} received a ${frame.event} frame ${wrong}: ${JSON.stringify(data).slice(0, 200)}`
+              })
+            }
+          }
+          continue
+        }
         const { seq, stream } = envelope
         const context = { at: frame.at, stream, seq, client: client.name, node: conn.node }
         if (single !== undefined && stream !== single) {

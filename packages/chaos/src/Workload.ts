@@ -165,6 +165,44 @@ export const actor = (run: Run, user: User) =>
         } else record.outcome = "refused"
       })
 
+    /** A draft written in three steps through random nodes, then posted as a message (or deleted). */
+    const draft = (project: Project) =>
+      Effect.gen(function*() {
+        const draftId = `${user.name}-${run.broker}-d${++n}`
+        const path = `/api/projects/${project.id}/workspace/drafts/${draftId}`
+        let body = ""
+        for (let i = 0; i < 3; i++) {
+          body += `${rng.pick(WORDS)} `
+          yield* request(anyNode(run, route).url, "PUT", path, user.token, { body, role: "worker" })
+        }
+        if (rng.chance(0.3)) {
+          yield* request(anyNode(run, route).url, "DELETE", path, user.token)
+          return
+        }
+        const record = newRecord(run, "workspace-post", user, project.id, {
+          clientMessageId: draftId,
+          bodyLength: body.length
+        })
+        const answer = yield* settle(
+          run,
+          route,
+          record,
+          "POST",
+          () => `/api/projects/${project.id}/workspace/messages`,
+          user.token,
+          { body, clientMessageId: draftId, role: "worker" }
+        )
+        if (answer === undefined) return
+        if (answer.status === 201 || answer.status === 200) {
+          record.outcome = "confirmed"
+          const messageId = str(field(answer.body, "message", "id"))
+          if (messageId !== undefined) record.answeredMessageIds.push(messageId)
+          record.messageId = messageId
+          const event = eventRef(answer.body)
+          if (event !== undefined) record.event = event
+        } else record.outcome = "refused"
+      })
+
     /** A repeat of an earlier confirmed post (same clientMessageId): 200 with the original, nothing written. */
     const repeat = Effect.gen(function*() {
       const earlier = run.writes.filter((w) =>
@@ -287,7 +325,11 @@ export const actor = (run: Run, user: User) =>
           ["burst", 5],
           ["membership", owned().length > 0 ? 14 : 0],
           // A post to a project the user is not in: a 404, and nothing written (G5).
-          ["intrude", 3]
+          ["intrude", 3],
+          // Live signals (G10): typing in a project, a draft in the user's workspace (updated, then
+          // ended by its message or deleted). Best-effort: not recorded as writes.
+          ["typing", 6],
+          ["draft", 4]
         ] as const
       )
       switch (op) {
@@ -317,6 +359,14 @@ export const actor = (run: Run, user: User) =>
           break
         case "membership":
           yield* membership
+          break
+        case "typing":
+          if (projects.length > 0) {
+            yield* request(anyNode(run, route).url, "POST", `/api/projects/${rng.pick(projects).id}/typing`, user.token)
+          }
+          break
+        case "draft":
+          if (projects.length > 0) yield* draft(rng.pick(projects))
           break
         case "intrude": {
           const outside = run.projects.filter((p) => !run.believed.get(p.id)?.has(user.index))

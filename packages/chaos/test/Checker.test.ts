@@ -154,6 +154,35 @@ describe("the checker", () => {
     expect(run(events, { clients: [c] })).toEqual([])
   })
 
+  it("live signals are no events: without an id, of the user's own workspace and of projects they belong to (G10)", () => {
+    const signal = (event: string, data: unknown, id?: string): Frame => ({
+      at: 120,
+      id,
+      event,
+      envelope: undefined,
+      data
+    })
+    const clean = [
+      signal("presence", { stream: PS, users: [{ userId: bob.id, since: "x" }] }),
+      signal("typing", { stream: PS, userId: alice.id, until: "x" }),
+      signal("draft", { stream: WS, draftId: "d", role: "worker", body: "b", updatedAt: "x" })
+    ]
+    const at = (fs: ReadonlyArray<Frame>) => [...frames(events, 3, 5), ...fs, ...frames(events, 6, 8)]
+    expect(run(events, { clients: [client("project", conn(after(2), at(clean)))] })).toEqual([])
+    const wrong = [
+      signal("presence", { stream: PS, userId: alice.id, present: true, at: "x" }, "7"),
+      signal("draft", { stream: `workspace:${P}:${alice.id}`, draftId: "d", ended: true }),
+      signal("typing", { stream: PS, userId: bob.id, until: "x" }),
+      signal("typing", { stream: "project:00000000-0000-0000-0000-0000000000ff", userId: alice.id, until: "x" })
+    ]
+    expect(run(events, { clients: [client("project", conn(after(2), at(wrong)))] })).toEqual([
+      "signal",
+      "signal",
+      "signal",
+      "signal"
+    ])
+  })
+
   it("a seq skipped on a connection, or across a resume, is a gap; one sent twice is a duplicate", () => {
     const skipped = client("project", conn(after(2), [...frames(events, 3, 4), ...frames(events, 6, 8)]))
     expect(run(events, { clients: [skipped] })).toEqual(["gap"])

@@ -135,7 +135,8 @@ layer(testServerLayer({ sseHeartbeatMs: 200, pollIntervalMs: 100 }), live)("even
         const { owner, projectId, server, stream } = yield* projectWith(7) // seqs 1..8
         yield* dropUpTo(stream, 4) // 5..8 held
 
-        // The raw bytes: `retry:`, then the reset frame (its id is from − 1), then seq 5.
+        // The raw bytes: `retry:`, then the reset frame (its id is from − 1), the presence snapshot
+        // (a live signal without an id, G10), then seq 5.
         const raw = yield* fetchSse(server.url, projectPath(projectId), {
           headers: { authorization: `Bearer ${owner.token}`, "last-event-id": "2" },
           until: (text) => /id: 5\.[0-9a-f]{8}\n/.test(text)
@@ -143,7 +144,8 @@ layer(testServerLayer({ sseHeartbeatMs: 200, pollIntervalMs: 100 }), live)("even
         expect(raw.status).toBe(200)
         expect(raw.text).toMatch(
           new RegExp(
-            `^retry: \\d+\\n\\nid: 4\\nevent: reset\\ndata: \\{"stream":"${stream}","from":5\\}\\n\\nid: 5\\.[0-9a-f]{8}\\n`
+            `^retry: \\d+\\n\\nid: 4\\nevent: reset\\ndata: \\{"stream":"${stream}","from":5\\}\\n\\n` +
+              `event: presence\\ndata: \\{[^\\n]*\\}\\n\\nid: 5\\.[0-9a-f]{8}\\n`
           )
         )
 

@@ -156,7 +156,8 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
         yield* server.request("DELETE", `/api/projects/${projectId}/messages/${messageId}`, { token: owner.token })
         yield* server.request("DELETE", `/api/projects/${projectId}/members/${bob.id}`, { token: owner.token })
 
-        // The raw frames, byte for byte: retry, then one `id`/`event`/`data` triple per event.
+        // The raw frames, byte for byte: retry, the presence snapshot (a live signal: no id, G10),
+        // then one `id`/`event`/`data` triple per event.
         const raw = yield* fetchSse(server.url, `${projectStream(projectId)}?after=0`, {
           headers: { authorization: `Bearer ${owner.token}` },
           // Six whole frames (what follows the last blank line may still be arriving).
@@ -164,8 +165,9 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
         })
         const frames = raw.text.split("\n\n").filter((f) => f !== "" && !f.startsWith(":"))
         expect(frames[0]).toMatch(/^retry: \d+$/)
-        expect(frames.slice(1)).toHaveLength(6)
-        for (const frame of frames.slice(1)) {
+        expect(frames[1]).toMatch(/^event: presence\ndata: \{"stream":"project:[^\n]*\}$/)
+        expect(frames.slice(2)).toHaveLength(6)
+        for (const frame of frames.slice(2)) {
           expect(frame).toMatch(/^id: \d+\.[0-9a-f]{8}\nevent: [a-z.]+\ndata: \{[^\n]*\}$/)
         }
 
@@ -213,7 +215,8 @@ layer(testServerLayer({ sseHeartbeatMs: 100 }), live)("SSE", (it) => {
           timeoutMs: 3_000
         })
         // retry first, then (nothing happening) nothing but keepalive comments.
-        expect(raw.text).toMatch(/^retry: \d+\n\n(: keepalive\n\n){3,}$/)
+        // (After the presence snapshot of a project stream: a live signal, G10.)
+        expect(raw.text).toMatch(/^retry: \d+\n\n(event: presence\ndata: [^\n]*\n\n)?(: keepalive\n\n){3,}$/)
         const sse = yield* openSse(workspaceStream(projectId), { token: owner.token })
         const keepalives = () => sse.comments.filter((c) => c === "keepalive").length
         for (let i = 0; i < 30 && keepalives() < 2; i++) yield* Effect.sleep("100 millis")

@@ -7,6 +7,10 @@
 // messageId, so nothing shows twice. The page resumes the connection itself, with a fresh stream
 // ticket and the last frame's cursor (an opaque position for all streams at once), across server
 // restarts too.
+//
+// The same connection carries live signals (SPEC §5): who is present in each project, who is
+// typing, and the drafts of the user's worker space. They come without an `id:` and are never
+// events: they are kept apart from the per-stream seqs and never move the cursor.
 import uPlot from "/vendor/uplot.esm.js"
 
 const $ = (selector, root = document) => root.querySelector(selector)
@@ -23,6 +27,12 @@ const PAGE_SIZE = 50
 const MAX_HELD = 1_000
 /** How far the unread count of a project not seen for long is counted exactly. */
 const UNREAD_SCAN_LIMIT = 5_000
+/** The longest a typing signal lasts (the server says `until`: now + 5 s). */
+const TYPING_MS = 5_000
+/** Typing in the project chat is told to the server at most this often. */
+const TYPING_SEND_MS = 1_000
+/** A draft not heard of for this long is dropped (the server ends it after 60 s without an update). */
+const DRAFT_IDLE_MS = 60_000
 
 const state = {
   token: localStorage.getItem("herald.token") ?? "",
@@ -44,7 +54,15 @@ const state = {
   ready: false,
   members: [],
   timer: null,
-  chart: null
+  chart: null,
+  /** project id → Map(userId → since): who is present, from the connection's presence frames. */
+  presence: new Map(),
+  /** project id → Map(userId → until in ms): who is typing in the project chat. */
+  typing: new Map(),
+  /** workspace stream id → Map(draftId → { draftId, role, body, updatedAt, heardAt, li }), in arrival order. */
+  drafts: new Map(),
+  /** `stream draftId` → when its message arrived: a late update of that draft changes nothing. */
+  draftsDone: new Map()
 }
 
 class ApiError extends Error {
@@ -172,7 +190,12 @@ class ChatStream {
       const page = await api("GET", `${this.path}?limit=${PAGE_SIZE}`)
       this.entries = page.items.slice().reverse().map((m) => this.fromMessage(m))
       this.byId = new Map(this.entries.map((e) => [e.id, e]))
-      for (const e of this.entries) if (e.clientMessageId) this.pending.delete(e.clientMessageId)
+      for (const e of this.entries) {
+        if (!e.clientMessageId) continue
+        this.pending.delete(e.clientMessageId)
+        const draft = takeDraft(this.streamId, e.clientMessageId)
+        if (draft) e.li = draft.li
+      }
       this.older = page.nextCursor
     } catch (error) {
       // A project left meanwhile answers 404; its member.removed frame is on its way.
@@ -219,6 +242,9 @@ class ChatStream {
     switch (event.type) {
       case "message.created": {
         if (d.clientMessageId) this.pending.delete(d.clientMessageId)
+        // A live draft with the message's clientMessageId becomes the message: its line is reused,
+        // so the committed text takes the draft's place with nothing removed or added around it.
+        const draft = d.clientMessageId ? takeDraft(this.streamId, d.clientMessageId) : undefined
         const known = this.byId.get(d.messageId)
         if (known) known.seq ??= event.seq // already in the snapshot: it shows once, now with its seq
         else {
@@ -228,8 +254,10 @@ class ChatStream {
             authorId: d.authorId,
             role: d.role,
             body: d.body,
+            clientMessageId: d.clientMessageId,
             seq: event.seq,
-            deleted: false
+            deleted: false,
+            li: draft?.li
           }
           this.byId.set(d.messageId, entry)
           this.insert(entry)
@@ -343,6 +371,11 @@ const connect = async () => {
   )
   source.addEventListener("reset", tracked((e) => onReset(JSON.parse(e.data))))
   for (const type of EVENT_TYPES) source.addEventListener(type, tracked((e) => onFrame(JSON.parse(e.data))))
+  // Signals are not `tracked`: they have no id (a frame without one repeats the previous frame's
+  // lastEventId), and only events move the position a reconnect resumes from.
+  source.addEventListener("presence", signal(onPresence))
+  source.addEventListener("typing", signal(onTyping))
+  source.addEventListener("draft", signal(onDraft))
 }
 
 /** Reconnects after a pause that grows with each failed attempt (1 s, 2 s, 4 s … 15 s). */
@@ -400,6 +433,10 @@ const onHeads = async (heads) => {
   onActivity()
   state.lastSeq = new Map(Object.entries(heads).map(([id, seq]) => [id, Number(seq)]))
   state.chats.clear()
+  // The signals start over too: the connection sends who is present and the live drafts after this frame.
+  state.presence.clear()
+  state.typing.clear()
+  state.drafts.clear()
   // The set of projects is the connection's from here on (frames may add and remove some while
   // the names load); the list only names them.
   const previous = state.projects
@@ -463,7 +500,11 @@ const onFrame = (event) => {
   const joined = event.stream.startsWith("project:") && onMembership(projectId, event)
   if (!state.projects.has(projectId)) return // the frames after leaving (there are none) or before joining
   if (!joined) state.chats.get(event.stream)?.apply(event)
-  if (event.stream === projectStream(projectId)) countFrame(projectId, event)
+  if (event.stream === projectStream(projectId)) {
+    countFrame(projectId, event)
+    // Whoever was typing has sent it.
+    if (event.type === "message.created") stopTyping(projectId, event.data.authorId)
+  }
   changed(event.stream)
 }
 
@@ -497,6 +538,9 @@ const onMembership = (projectId, event) => {
     state.projects.delete(projectId)
     state.chats.delete(projectStream(projectId))
     state.chats.delete(workspaceStream(projectId))
+    state.presence.delete(projectId)
+    state.typing.delete(projectId)
+    state.drafts.delete(workspaceStream(projectId))
     if (state.selected === projectId) {
       select(sortedProjects()[0]?.id ?? null)
       showNotice(`You were removed from “${project.name}”.`)
@@ -547,6 +591,127 @@ const countUnread = async (project, head) => {
   for (const id of ids) held.unread.add(id)
   renderSwitcher()
 }
+
+// --- live signals: presence, typing, drafts --------------------------------------------------------
+
+/** A signal frame's handler; a malformed one is noted and skipped (signals are best-effort). */
+const signal = (handler) => (e) => {
+  let frame
+  try {
+    frame = JSON.parse(e.data)
+  } catch {
+    return console.warn(`a malformed ${e.type} frame`)
+  }
+  handler(frame)
+}
+
+/** `{stream, users}` (who is present now: the first for a project stream) or `{stream, userId, present, at}`. */
+const onPresence = (frame) => {
+  const projectId = projectOf(frame.stream)
+  if (Array.isArray(frame.users)) {
+    state.presence.set(projectId, new Map(frame.users.map((u) => [u.userId, u.since])))
+  } else {
+    const users = state.presence.get(projectId) ?? new Map()
+    state.presence.set(projectId, users)
+    if (frame.present) {
+      if (!users.has(frame.userId)) users.set(frame.userId, frame.at)
+    } else {
+      users.delete(frame.userId)
+      stopTyping(projectId, frame.userId)
+    }
+  }
+  if (projectId === state.selected) renderPresence()
+}
+
+/**
+ * `{stream, userId, until}`: shown until `until`, by this browser's clock — never longer than a
+ * typing signal lasts, should that clock be behind the server's.
+ */
+const onTyping = ({ stream, userId, until }) => {
+  if (userId === state.me.id) return
+  const projectId = projectOf(stream)
+  const typing = state.typing.get(projectId) ?? new Map()
+  state.typing.set(projectId, typing)
+  typing.set(userId, Math.min(Date.parse(until), Date.now() + TYPING_MS))
+  if (projectId === state.selected) renderTyping()
+  expireTypingLater()
+}
+
+const stopTyping = (projectId, userId) => {
+  if (state.typing.get(projectId)?.delete(userId) && projectId === state.selected) renderTyping()
+}
+
+let typingTimer = null
+/** One timer, for the earliest `until`: it takes off whoever stopped and sets itself again. */
+const expireTypingLater = () => {
+  clearTimeout(typingTimer)
+  const untils = [...state.typing.values()].flatMap((m) => [...m.values()])
+  if (untils.length === 0) return
+  typingTimer = setTimeout(() => {
+    const now = Date.now()
+    for (const [projectId, typing] of state.typing) {
+      for (const [userId, until] of typing) if (until <= now) typing.delete(userId)
+      if (typing.size === 0) state.typing.delete(projectId)
+    }
+    renderTyping()
+    expireTypingLater()
+  }, Math.max(0, Math.min(...untils) - Date.now()) + 20)
+}
+
+/** Tells the server the user is typing in the open project's chat: at most once a second. */
+let typingSentAt = 0
+$("#project-body").addEventListener("input", (e) => {
+  const now = Date.now()
+  if (!state.selected || !e.target.value.trim() || now - typingSentAt < TYPING_SEND_MS) return
+  typingSentAt = now
+  api("POST", `/api/projects/${state.selected}/typing`).catch(() => {}) // best-effort, as the signal is
+})
+
+/**
+ * `{stream, draftId, role, body, updatedAt}` (a worker's reply so far, the whole text) or
+ * `{stream, draftId, ended: true}`. A draft shows where its message will go, after the stream's
+ * messages; the message (its `clientMessageId` is the draft's id) takes over the draft's line.
+ */
+const onDraft = (frame) => {
+  const { stream, draftId } = frame
+  if (frame.ended) return dropDraft(stream, draftId)
+  if (state.draftsDone.has(`${stream} ${draftId}`)) return // its message is here already
+  const drafts = state.drafts.get(stream) ?? new Map()
+  state.drafts.set(stream, drafts)
+  const known = drafts.get(draftId)
+  if (known && Date.parse(known.updatedAt) > Date.parse(frame.updatedAt)) return
+  const draft = known ?? { draftId, li: null }
+  Object.assign(draft, { role: frame.role, body: frame.body, updatedAt: frame.updatedAt, heardAt: Date.now() })
+  drafts.set(draftId, draft)
+  redraw(stream)
+}
+
+/** The draft whose message arrived, taken out of the drafts (its line becomes the message's). */
+const takeDraft = (stream, draftId) => {
+  state.draftsDone.set(`${stream} ${draftId}`, Date.now())
+  const drafts = state.drafts.get(stream)
+  const draft = drafts?.get(draftId)
+  if (!draft) return undefined
+  drafts.delete(draftId)
+  if (drafts.size === 0) state.drafts.delete(stream)
+  return draft
+}
+
+const dropDraft = (stream, draftId) => {
+  const drafts = state.drafts.get(stream)
+  if (!drafts?.delete(draftId)) return
+  if (drafts.size === 0) state.drafts.delete(stream)
+  redraw(stream)
+}
+
+// Drafts not heard of for a minute are dropped (their end may have been lost with a connection).
+setInterval(() => {
+  const now = Date.now()
+  for (const [stream, drafts] of state.drafts) {
+    for (const draft of drafts.values()) if (now - draft.heardAt > DRAFT_IDLE_MS) dropDraft(stream, draft.draftId)
+  }
+  for (const [key, at] of state.draftsDone) if (now - at > DRAFT_IDLE_MS) state.draftsDone.delete(key)
+}, 5_000)
 
 // --- rendering -------------------------------------------------------------------------------------
 
@@ -612,13 +777,22 @@ const renderStatus = () => {
   }
 }
 
+const sectionOf = (streamId) => streamId.startsWith("workspace:") ? "#workspace-chat" : "#project-chat"
+
 const changed = (streamId) => {
   renderSwitcher()
   if (state.selected && projectOf(streamId) === state.selected) {
     // The figures follow the events (once the materializer has them); the 5 s refresh covers the rest.
     clearTimeout(state.analyticsSoon)
     state.analyticsSoon = setTimeout(() => renderAnalytics().catch(() => {}), 1_000)
-    renderChat(streamId.startsWith("workspace:") ? "#workspace-chat" : "#project-chat", state.chats.get(streamId))
+    renderChat(sectionOf(streamId), state.chats.get(streamId))
+  }
+}
+
+/** A stream's chat drawn again, for a signal (no event: the counts and analytics stay as they are). */
+const redraw = (streamId) => {
+  if (state.selected && projectOf(streamId) === state.selected) {
+    renderChat(sectionOf(streamId), state.chats.get(streamId))
   }
 }
 
@@ -649,6 +823,7 @@ const lineFor = (chat, entry, owner) => {
     return li
   }
   li.className = `message role-${entry.role}${entry.deleted ? " deleted" : ""}`
+  delete li.dataset.draftId // the line was its draft's
   if (entry.seq) li.dataset.seq = entry.seq
   li.dataset.messageId = entry.id
   li.innerHTML =
@@ -691,6 +866,8 @@ const renderChat = (sectionSelector, chat) => {
   }
   const owner = state.projects.get(chat.projectId)?.ownerId === state.me.id
   for (const entry of chat.entries) items.push(lineFor(chat, entry, owner))
+  // Live drafts where their messages will go: after the committed ones.
+  for (const draft of state.drafts.get(chat.streamId)?.values() ?? []) items.push(draftLine(draft))
   for (const p of chat.pending.values()) {
     if (!p.li) {
       p.li = document.createElement("li")
@@ -704,6 +881,50 @@ const renderChat = (sectionSelector, chat) => {
   syncChildren(list, items)
   if (atBottom) list.scrollTop = list.scrollHeight
   renderStatus()
+}
+
+/** A live draft's line: made once, its text updated as the draft grows. */
+const draftLine = (draft) => {
+  if (!draft.li) {
+    const li = document.createElement("li")
+    li.innerHTML =
+      `<span class="seq">writing…</span><span><span class="author"></span><span class="body"></span></span>`
+    $(".seq", li).title = "a live draft: not a message yet"
+    draft.li = li
+  }
+  const li = draft.li
+  li.className = `message draft role-${draft.role}`
+  li.dataset.draftId = draft.draftId
+  $(".author", li).textContent = nameOf(state.me.id)
+  if ($(".body", li).textContent !== draft.body) $(".body", li).textContent = draft.body
+  return li
+}
+
+/** Who is present in the open project: their names once the members are known, short ids before. */
+const renderPresence = () => {
+  const users = [...(state.presence.get(state.selected) ?? new Map())]
+    .sort(([a, since], [b, other]) => since.localeCompare(other) || a.localeCompare(b))
+  $("#presence .users").replaceChildren(...users.map(([userId, since]) => {
+    const span = document.createElement("span")
+    span.className = "present"
+    span.dataset.userId = userId
+    span.textContent = nameOf(userId)
+    span.title = `here since ${new Date(since).toLocaleTimeString()} · ${userId}`
+    return span
+  }))
+  $("#presence").hidden = users.length === 0
+}
+
+/** "bob is typing…" under the open project's chat, while anyone but the user is. */
+const renderTyping = () => {
+  const typing = [...(state.typing.get(state.selected) ?? new Map()).keys()].map(nameOf).sort()
+  $("#project-chat .typing").textContent = typing.length === 0
+    ? ""
+    : typing.length === 1
+    ? `${typing[0]} is typing…`
+    : typing.length <= 3
+    ? `${typing.slice(0, -1).join(", ")} and ${typing.at(-1)} are typing…`
+    : `${typing.length} people are typing…`
 }
 
 const showNotice = (text) => {
@@ -745,6 +966,8 @@ const renderProject = () => {
   renderChat("#project-chat", state.chats.get(projectStream(project.id)))
   renderChat("#workspace-chat", state.chats.get(workspaceStream(project.id)))
   renderMembers()
+  renderPresence()
+  renderTyping()
 }
 
 const loadMembers = (projectId) =>
