@@ -204,7 +204,9 @@ const answer = (client: Client, target: Target, message: UserMessage) =>
     yield* Console.log(
       posted instanceof Api.MessageReplayed
         ? `answered ${message.data.messageId}: already answered as ${posted.message.id} (${draftId})`
-        : `answered ${message.data.messageId} with ${posted.message.id} (${draftId}, ${reply.length} characters)`
+        : `answered ${message.data.messageId} with ${posted.message.id} (${draftId}, ${
+          Array.from(reply).length
+        } characters)`
     )
   })
 
