@@ -5,6 +5,7 @@ import { eventCommands } from "./commands/Events.js"
 import { lazy } from "./commands/Lazy.js"
 import { outbox } from "./commands/Outbox.js"
 import { tokens } from "./commands/Tokens.js"
+import { worker } from "./commands/Worker.js"
 
 /**
  * Every `herald` command: names, arguments and help here and in `commands/`; what each does lives
@@ -31,6 +32,8 @@ const users = Command.make("users").pipe(
 )
 
 export const herald = Command.make("herald").pipe(
-  Command.withDescription("Herald operator CLI: works directly against the database"),
-  Command.withSubcommands([migrate, users, tokens, outbox, ...eventCommands, eventlog, cursors])
+  Command.withDescription(
+    "Herald operator CLI: works directly against the database (worker: against a running server)"
+  ),
+  Command.withSubcommands([migrate, users, tokens, outbox, ...eventCommands, eventlog, cursors, worker])
 )
