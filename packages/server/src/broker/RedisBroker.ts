@@ -49,6 +49,8 @@ const reasonOf = (cause: unknown) => cause instanceof Error ? cause.message : St
  * queueing (no offline queue, no retries per request): a publish becomes a BrokerError for the
  * outbox's retry policy, a read fails and the SSE hub re-subscribes with backoff. ioredis
  * reconnects in the background; an outage is logged once when it starts and once when it ends.
+ * `commandTimeout` 0 means none: ioredis takes any number, 0 included, as a timeout, and fails
+ * every command of such a connection at once.
  */
 export const connection = (
   role: "publisher" | "subscriber" | "signals-publisher" | "signals-subscriber",
@@ -76,7 +78,7 @@ export const connection = (
           maxRetriesPerRequest: 0,
           autoResendUnfulfilledCommands: false,
           connectTimeout: CONNECT_TIMEOUT_MS,
-          commandTimeout,
+          ...(commandTimeout > 0 ? { commandTimeout } : {}),
           keepAlive: 10_000,
           // Reconnect in the background: 100 ms, 200 ms, … at most 2 s apart, forever.
           retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times - 1, 5), 2_000)

@@ -1,5 +1,5 @@
 import { Chat } from "@herald/domain"
-import { Context, Effect, Layer, Queue, Schema, Stream } from "effect"
+import { Context, Duration, Effect, Fiber, Layer, Queue, Schema, Stream } from "effect"
 
 /**
  * What travels between nodes on the broker's signal side (G10): presence, typing and drafts —
@@ -71,16 +71,22 @@ const OUTGOING = 1_000
 /** Signals sent per round trip, at most. */
 const BATCH = 100
 
+/** On shutdown, how long what is still queued (a node's bye) may take to go out. */
+const FLUSH_TIMEOUT = Duration.seconds(1)
+
 /**
  * A bounded outgoing queue drained by one fiber into `send`: a failure is logged (once per outage)
- * and the batch dropped — signals are best-effort (G10).
+ * and the batch dropped — signals are best-effort (G10). On shutdown what is still queued goes out
+ * before the connection closes: the last signals of a stopping node are its users leaving and its
+ * bye, published just before, which the other nodes would otherwise wait a TTL for.
  */
 export const outgoing = (name: string, send: (payloads: ReadonlyArray<string>) => Effect.Effect<void, unknown>) =>
   Effect.gen(function*() {
     const queue = yield* Effect.acquireRelease(Queue.sliding<Signal>(OUTGOING), Queue.shutdown)
+    const sendAll = (batch: Iterable<Signal>) => send(Array.from(batch, (signal) => encodeSignal(signal)))
     let failing = false
-    yield* Queue.takeBetween(queue, 1, BATCH).pipe(
-      Effect.flatMap((batch) => send(Array.from(batch, (signal) => encodeSignal(signal)))),
+    const sender = yield* Queue.takeBetween(queue, 1, BATCH).pipe(
+      Effect.flatMap(sendAll),
       Effect.matchCauseEffect({
         onSuccess: () => Effect.sync(() => failing = false),
         onFailure: (cause) =>
@@ -92,11 +98,12 @@ export const outgoing = (name: string, send: (payloads: ReadonlyArray<string>) =
       Effect.forever,
       Effect.forkScoped
     )
-    // At shutdown, what is still waiting goes out first (a stopping node's leaves and its bye), within a second.
+    // Runs before the scope interrupts the sender: a batch it was sending is on the wire already.
     yield* Effect.addFinalizer(() =>
-      Queue.takeAll(queue).pipe(
-        Effect.flatMap((rest) => send(Array.from(rest, (signal) => encodeSignal(signal)))),
-        Effect.timeout("1 second"),
+      Fiber.interrupt(sender).pipe(
+        Effect.zipRight(Queue.takeAll(queue)),
+        Effect.flatMap((rest) => rest.length === 0 ? Effect.void : sendAll(rest)),
+        Effect.timeout(FLUSH_TIMEOUT),
         Effect.ignore
       )
     )

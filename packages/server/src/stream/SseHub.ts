@@ -305,20 +305,25 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       const projectId = projectOf(s.stream)
       if (projectId !== undefined && c.userId !== undefined) {
         signals.enter(projectId, c.userId)
-        signalTo(c, "presence", signals.presenceFrame(projectId))
+        startSignals(c, "presence", [signals.presenceFrame(projectId)])
       } else if (s.stream.startsWith("workspace:")) {
-        for (const frame of signals.draftFrames(s.stream)) signalTo(c, "draft", frame)
+        startSignals(c, "draft", signals.draftFrames(s.stream))
       }
       set.add(s)
       streams.set(s.stream, set)
     }
 
-    /** A signal frame to one connection, unless it is behind on its socket (signals are best-effort: never an overflow). */
-    const signalTo = (c: Connection, kind: SignalKind, frame: Uint8Array) => {
-      if (c.ended || c.out.destroyed || c.queued > 0) return false
-      write(c, frame)
-      metrics.signalsSent.inc({ kind })
-      return true
+    /**
+     * A stream's first signal frames (who is present, every live draft) are what the client starts
+     * from, not a passing signal: they wait on the socket like events, up to HERALD_SSE_BUFFER
+     * frames, instead of being dropped once one long draft has filled the socket's buffer.
+     */
+    const startSignals = (c: Connection, kind: SignalKind, frames: ReadonlyArray<Uint8Array>) => {
+      for (const frame of frames) {
+        if (c.ended || c.out.destroyed || c.queued >= sseBuffer) return
+        write(c, frame)
+        metrics.signalsSent.inc({ kind })
+      }
     }
 
     /** The hub as the signals' sink: a frame to every connection that carries `stream` and may read it now. */
