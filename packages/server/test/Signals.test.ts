@@ -11,7 +11,7 @@ import type { Ids } from "@herald/domain"
 import { Effect } from "effect"
 import type { SseConnection, SseEvent } from "../../../test-support/SseClient.js"
 import { addMember, createProject, expectStatus, post, send } from "./support/HttpTesting.js"
-import { awaitEvents, openSse } from "./support/SseTesting.js"
+import { awaitEvents, connectStalling, openSse } from "./support/SseTesting.js"
 import { TestServer, testServerLayer, type TestUser } from "./support/TestServer.js"
 
 const live = { excludeTestServices: true } as const
@@ -32,7 +32,9 @@ const awaitFrame = (sse: SseConnection, what: string, match: (e: SseEvent) => bo
       await new Promise((r) => setTimeout(r, 10))
     }
     throw new Error(
-      `no ${what} within ${timeoutMs} ms; got ${JSON.stringify(sse.all.map((e) => [e.event, e.data]))}`
+      `no ${what} within ${timeoutMs} ms; got ${
+        JSON.stringify(sse.all.map((e) => [e.event, JSON.stringify(e.data).slice(0, 160)]).slice(-40))
+      }`
     )
   })
 
@@ -277,6 +279,44 @@ layer(testServerLayer(), live)("live signals on one node", (it) => {
         // Nothing of the refused ones went out.
         yield* sleep(200)
         expect(signalsOf(muxA, "draft").map((e) => e.data.draftId)).toEqual(["big", "empty"])
+      }))
+  })
+
+  describe("a slow reader", () => {
+    it.scoped("a connection behind on its socket gets each signal's latest state once it drains, and no overflow", () =>
+      Effect.gen(function*() {
+        const { a, projectId } = yield* setup
+        const server = yield* TestServer
+        const ws = workspaceStream(projectId, a.id)
+        const slow = yield* Effect.acquireRelease(
+          Effect.promise(() =>
+            connectStalling(server.url, `/api/projects/${projectId}/workspace/stream`, { token: a.token })
+          ),
+          (c) => Effect.sync(() => c.close())
+        )
+        expect(slow.status).toBe(200)
+        // About 6 MB of events it does not read: its socket stops draining.
+        yield* Effect.forEach(
+          Array.from({ length: 600 }),
+          (_, i) => post(a, projectId, { workspace: true, body: `${i} ${"x".repeat(9_990)}` }),
+          { concurrency: 8 }
+        )
+        yield* sleep(300)
+        for (let i = 1; i <= 5; i++) {
+          yield* putDraft(a, projectId, "slow", `version ${i}`, "worker")
+          yield* sleep(150)
+        }
+        slow.resume()
+        yield* Effect.promise(() => slow.waitForEvents(600, 30_000))
+        yield* awaitFrame(
+          { all: slow.all } as unknown as SseConnection,
+          "the latest draft",
+          (e) => e.event === "draft" && e.data.body === "version 5"
+        )
+        const drafts = slow.signals.filter((e) => e.event === "draft" && e.data.stream === ws)
+        expect(drafts.at(-1)!.data.body).toBe("version 5")
+        // It was behind: it got fewer frames than were sent, the latest last — and its events all.
+        expect(slow.events.map((e) => e.data.seq)).toEqual(Array.from({ length: 600 }, (_, i) => i + 1))
       }))
   })
 

@@ -10,9 +10,10 @@ export type SignalKind = "presence" | "typing" | "draft"
 export interface SignalSink {
   /**
    * Writes `frame` (no `id:`) to every connection carrying `stream` whose user may read it now —
-   * except `except`'s own connections.
+   * except `except`'s own connections. `key` names what the frame is the latest state of (a user's
+   * presence or typing, a draft): a connection that cannot take it now gets the latest per key later.
    */
-  readonly write: (kind: SignalKind, stream: string, frame: Uint8Array, except?: string) => void
+  readonly write: (kind: SignalKind, stream: string, key: string, frame: Uint8Array, except?: string) => void
 }
 
 const encoder = new TextEncoder()
@@ -84,7 +85,7 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
       const now = isPresent(projectId, userId)
       if (now === before) return
       const stream = projectStream(projectId)
-      sink.write("presence", stream, frameOf("presence", { stream, userId, present: now, at: iso(Date.now()) }))
+      sink.write("presence", stream, userId, frameOf("presence", { stream, userId, present: now, at: iso(Date.now()) }))
     }
 
     const usersOf = (projectId: string) => {
@@ -167,7 +168,7 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
 
     const deliverTyping = (projectId: string, userId: string, until: number) => {
       const stream = projectStream(projectId)
-      sink.write("typing", stream, frameOf("typing", { stream, userId, until: iso(until) }), userId)
+      sink.write("typing", stream, userId, frameOf("typing", { stream, userId, until: iso(until) }), userId)
     }
 
     const typing = (projectId: string, userId: string) =>
@@ -204,14 +205,14 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
       const known = live.get(draftId)
       if (known !== undefined && known.updatedAt > draft.updatedAt) return
       live.set(draftId, draft)
-      sink.write("draft", stream, updateFrame(stream, draftId, draft))
+      sink.write("draft", stream, draftId, updateFrame(stream, draftId, draft))
     }
 
     const applyEnd = (stream: string, draftId: string) => {
       const live = drafts.get(stream)
       if (live === undefined || !live.delete(draftId)) return
       if (live.size === 0) drafts.delete(stream)
-      sink.write("draft", stream, endFrame(stream, draftId))
+      sink.write("draft", stream, draftId, endFrame(stream, draftId))
     }
 
     const emitDraft = (projectId: string, userId: string, draftId: string, draft: Draft) => {

@@ -115,10 +115,24 @@ interface Connection {
    * (being read up to the removal): no signal of those projects reaches the connection (G10, G5).
    */
   quiet: Map<string, number> | undefined
+  /**
+   * Live signals that came while the socket was behind, the latest per key (`kind stream key`):
+   * written once it drains, so a slow reader still ends with the latest state of each (G10).
+   */
+  waiting: Map<string, WaitingSignal> | undefined
   ended: boolean
   /** Frames written since the socket last asked us to wait for it to drain. */
   queued: number
 }
+
+interface WaitingSignal {
+  readonly kind: SignalKind
+  readonly stream: string
+  readonly frame: Uint8Array
+}
+
+/** Signals held for one connection while its socket drains, at most (beyond, dropped: best-effort). */
+const MAX_WAITING_SIGNALS = 1_000
 
 interface Sub {
   readonly conn: Connection
@@ -269,8 +283,26 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     /** Writes a frame; true while the socket takes more without waiting. */
     const write = (c: Connection, bytes: Uint8Array | string) => {
       if (c.out.write(bytes)) return true
-      if (c.queued++ === 0) c.out.once("drain", () => c.queued = 0)
+      if (c.queued++ === 0) {
+        c.out.once("drain", () => {
+          c.queued = 0
+          if (c.waiting !== undefined) writeWaiting(c)
+        })
+      }
       return false
+    }
+
+    /** The signals held while the socket was behind, those the connection may still read. */
+    const writeWaiting = (c: Connection) => {
+      const waiting = c.waiting!
+      c.waiting = undefined
+      for (const { frame, kind, stream } of waiting.values()) {
+        if (c.ended || c.out.destroyed) return
+        const projectId = projectOfAny(stream)
+        if (!c.subs.has(stream) || (projectId !== undefined && c.quiet?.has(projectId) === true)) continue
+        write(c, frame)
+        metrics.signalsSent.inc({ kind })
+      }
     }
 
     const drained = (c: Connection) =>
@@ -328,15 +360,23 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     /** The hub as the signals' sink: a frame to every connection that carries `stream` and may read it now. */
     signals.attach({
-      write: (kind, stream, frame, except) => {
+      write: (kind, stream, key, frame, except) => {
         const targets = streams.get(stream)
         if (targets === undefined) return
         const projectId = projectOfAny(stream)
         let sent = 0
         for (const s of targets) {
           const c = s.conn
-          if (gone(s) || c.queued > 0 || (except !== undefined && c.userId === except)) continue
+          if (gone(s) || (except !== undefined && c.userId === except)) continue
           if (projectId !== undefined && c.quiet?.has(projectId) === true) continue
+          if (c.queued > 0) {
+            // Behind on its socket: the latest of each, once it drains (never a cause of overflow).
+            const waiting = c.waiting ??= new Map()
+            const id = `${kind} ${stream} ${key}`
+            waiting.delete(id)
+            if (waiting.size < MAX_WAITING_SIGNALS) waiting.set(id, { kind, stream, frame })
+            continue
+          }
           write(c, frame)
           sent++
         }
@@ -441,6 +481,8 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       const draftId = draftEndOf(event)
       const ended = draftId === undefined ? undefined : signals.messageSent(event.stream, draftId)
       if (ended !== undefined) {
+        // An update of the draft held for the socket would come after its end: it goes.
+        c.waiting?.delete(`draft ${event.stream} ${draftId}`)
         metrics.signalsSent.inc({ kind: "draft" })
         more = write(c, ended) && more
       }
@@ -841,7 +883,16 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     }).pipe(Effect.repeat(Schedule.spaced(sseHeartbeatMs)), Effect.delay(sseHeartbeatMs), Effect.forkScoped)
 
     const open = (out: Writable, mux: Mux | undefined, tokenId: string | undefined, userId: string | undefined) => {
-      const c: Connection = { out, subs: new Map(), mux, userId, quiet: undefined, ended: false, queued: 0 }
+      const c: Connection = {
+        out,
+        subs: new Map(),
+        mux,
+        userId,
+        quiet: undefined,
+        waiting: undefined,
+        ended: false,
+        queued: 0
+      }
       connections.add(c)
       const mine = userId === undefined ? undefined : (byUser.get(userId) ?? byUser.set(userId, new Set()).get(userId)!)
       mine?.add(c)

@@ -60,6 +60,9 @@ export interface StallingSseConnection {
   readonly status: number
   /** Events parsed so far (nothing is parsed before `resume`). */
   readonly events: Array<SseEvent>
+  /** Live signals parsed so far, and everything in arrival order. */
+  readonly signals: Array<SseEvent>
+  readonly all: Array<SseEvent>
   /** How the response ended: "end" = the server finished it cleanly; "aborted" = the connection broke. */
   readonly ended: Promise<"end" | "aborted">
   /** Starts reading: everything the server managed to write meanwhile is parsed, then live. */
@@ -100,6 +103,8 @@ export const connectStalling = (
       resolve({
         status: res.statusCode ?? 0,
         events: reader.events,
+        signals: reader.signals,
+        all: reader.all,
         ended,
         resume,
         waitForEvents: reader.waitForEvents,
