@@ -127,6 +127,21 @@ interface Mine {
   readonly messageId: string
 }
 
+/** A post's answer on its record: confirmed (with its message and event) or refused; the message id if any. */
+const posted = (record: WriteRecord, answer: Answer) => {
+  if (answer.status !== 201 && answer.status !== 200) {
+    record.outcome = "refused"
+    return undefined
+  }
+  record.outcome = "confirmed"
+  const messageId = str(field(answer.body, "message", "id"))
+  if (messageId !== undefined) record.answeredMessageIds.push(messageId)
+  record.messageId = messageId
+  const event = eventRef(answer.body)
+  if (event !== undefined) record.event = event
+  return messageId
+}
+
 /** One user's actions until interrupted: a write every 150–500 ms. */
 export const actor = (run: Run, user: User) =>
   Effect.gen(function*() {
@@ -154,15 +169,8 @@ export const actor = (run: Run, user: User) =>
           : { body, clientMessageId, role: rng.pick(["user", "worker"]) }
         const answer = yield* settle(run, route, record, "POST", () => path, user.token, payload)
         if (answer === undefined) return
-        if (answer.status === 201 || answer.status === 200) {
-          record.outcome = "confirmed"
-          const messageId = str(field(answer.body, "message", "id"))
-          if (messageId !== undefined) record.answeredMessageIds.push(messageId)
-          record.messageId = messageId
-          const event = eventRef(answer.body)
-          if (event !== undefined) record.event = event
-          if (scope === "project" && messageId !== undefined) mine.push({ projectId: project.id, messageId })
-        } else record.outcome = "refused"
+        const messageId = posted(record, answer)
+        if (scope === "project" && messageId !== undefined) mine.push({ projectId: project.id, messageId })
       })
 
     /** A draft written in three steps through random nodes, then posted as a message (or deleted). */
@@ -192,15 +200,7 @@ export const actor = (run: Run, user: User) =>
           user.token,
           { body, clientMessageId: draftId, role: "worker" }
         )
-        if (answer === undefined) return
-        if (answer.status === 201 || answer.status === 200) {
-          record.outcome = "confirmed"
-          const messageId = str(field(answer.body, "message", "id"))
-          if (messageId !== undefined) record.answeredMessageIds.push(messageId)
-          record.messageId = messageId
-          const event = eventRef(answer.body)
-          if (event !== undefined) record.event = event
-        } else record.outcome = "refused"
+        if (answer !== undefined) posted(record, answer)
       })
 
     /** A repeat of an earlier confirmed post (same clientMessageId): 200 with the original, nothing written. */

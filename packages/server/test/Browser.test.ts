@@ -6,7 +6,7 @@ import * as path from "node:path"
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core"
 import { freePort, repoRoot, type Spawned, spawnServer } from "../../../test-support/Process.js"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
-import { chromiumArgs, ensureChromium } from "./support/Browser.js"
+import { chromiumArgs, ensureChromium, spawnedApi, type SpawnedUser } from "./support/Browser.js"
 import { countEventSources, eventSourcesOpened, headsFramesSeen } from "./support/BrowserPage.js"
 
 const ADMIN = "browser-test-admin"
@@ -32,23 +32,8 @@ const startServer = async () => {
 }
 const base = () => `http://127.0.0.1:${port}`
 
-const api = async (method: string, urlPath: string, token: string, body?: unknown) => {
-  const res = await fetch(base() + urlPath, {
-    method,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  const text = await res.text()
-  if (!res.ok) throw new Error(`${method} ${urlPath} → ${res.status} ${text}`)
-  return (text === "" ? undefined : JSON.parse(text)) as any
-}
-
-interface User {
-  readonly id: string
-  readonly name: string
-  readonly token: string
-}
-const createUser = (name: string): Promise<User> => api("POST", "/api/admin/users", ADMIN, { name })
+const { call: api, createUser } = spawnedApi(base, ADMIN)
+type User = SpawnedUser
 
 /** A message posted over the API, with the seq the server gave its event. */
 interface Posted {

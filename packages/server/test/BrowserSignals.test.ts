@@ -7,7 +7,7 @@ import { type Browser, type BrowserContext, chromium, type Page } from "playwrig
 import { freePort, repoRoot, type Spawned, spawnServer } from "../../../test-support/Process.js"
 import { connectSse } from "../../../test-support/SseClient.js"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
-import { chromiumArgs, ensureChromium } from "./support/Browser.js"
+import { chromiumArgs, ensureChromium, spawnedApi, type SpawnedUser } from "./support/Browser.js"
 import { countEventSources, eventSourcesOpened, headsFramesSeen } from "./support/BrowserPage.js"
 
 /**
@@ -37,24 +37,8 @@ const startServer = async () => {
 }
 const base = () => `http://127.0.0.1:${port}`
 
-/** One request as `token`; the parsed answer (undefined for a 204), or an error saying what came back. */
-const call = async (method: string, urlPath: string, token: string, body?: unknown) => {
-  const res = await fetch(base() + urlPath, {
-    method,
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  const text = await res.text()
-  if (!res.ok) throw new Error(`${method} ${urlPath} → ${res.status} ${text}`)
-  return (text === "" ? undefined : JSON.parse(text)) as any
-}
-
-interface User {
-  readonly id: string
-  readonly name: string
-  readonly token: string
-}
-const createUser = (name: string): Promise<User> => call("POST", "/api/admin/users", ADMIN, { name })
+const { call, createUser } = spawnedApi(base, ADMIN)
+type User = SpawnedUser
 
 /** A project of `owner`'s with `others` added. */
 const projectOf = async (owner: User, name: string, others: ReadonlyArray<User>): Promise<string> => {

@@ -32,3 +32,28 @@ export const chromiumArgs = [
   "--disable-sync",
   "--disable-dev-shm-usage"
 ]
+
+export interface SpawnedUser {
+  readonly id: string
+  readonly name: string
+  readonly token: string
+}
+
+/**
+ * Plain fetch calls to a spawned server at `base()` (the browser tests set up with them what the
+ * page then shows): the parsed answer (undefined for a 204), or an error saying what came back.
+ */
+export const spawnedApi = (base: () => string, adminToken: string) => {
+  const call = async (method: string, urlPath: string, token: string, body?: unknown) => {
+    const res = await fetch(base() + urlPath, {
+      method,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) })
+    })
+    const text = await res.text()
+    if (!res.ok) throw new Error(`${method} ${urlPath} → ${res.status} ${text}`)
+    return (text === "" ? undefined : JSON.parse(text)) as any
+  }
+  const createUser = (name: string): Promise<SpawnedUser> => call("POST", "/api/admin/users", adminToken, { name })
+  return { call, createUser }
+}
