@@ -61,7 +61,7 @@ interface Conn {
   readonly label: string
   readonly node: Node
   readonly sse: SseConnection
-  /** Arrival time (Date.now()) of `sse.events[i]`. */
+  /** Arrival time (Date.now()) of `sse.all[i]`. */
   readonly arrivals: Array<number>
 }
 
@@ -71,10 +71,10 @@ const open = async (node: Node, path: string, token: string, label: string): Pro
   const sse = await connectSse(node.url, path, { token })
   expect(sse.status, `${label}: ${JSON.stringify(sse.errorBody)}`).toBe(200)
   // Frames that came with the response's first chunk, before this: stamped now.
-  const arrivals: Array<number> = sse.events.map(() => Date.now())
+  const arrivals: Array<number> = sse.all.map(() => Date.now())
   // Stamps each frame as the reader appends it: latencies are measured at arrival, not when polled.
-  const push = sse.events.push.bind(sse.events)
-  sse.events.push = (...items: Array<SseEvent>) => {
+  const push = sse.all.push.bind(sse.all)
+  sse.all.push = (...items: Array<SseEvent>) => {
     for (let i = 0; i < items.length; i++) arrivals.push(Date.now())
     return push(...items)
   }
@@ -86,7 +86,7 @@ const open = async (node: Node, path: string, token: string, label: string): Pro
 const closeConn = (conn: Conn) => conn.sse.close()
 
 const describeEvents = (conn: Conn) =>
-  conn.sse.events.map((e) => `${e.event}:${JSON.stringify(e.data).slice(0, 160)}`).join("\n  ")
+  conn.sse.all.map((e) => `${e.event}:${JSON.stringify(e.data).slice(0, 160)}`).join("\n  ")
 
 /**
  * Resolves with the index and arrival time of the first event at or after `from` matching `pred`;
@@ -101,8 +101,8 @@ const frame = async (
 ): Promise<{ index: number; at: number; event: SseEvent }> => {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const index = conn.sse.events.findIndex((e, i) => i >= from && pred(e))
-    if (index >= 0) return { index, at: conn.arrivals[index]!, event: conn.sse.events[index]! }
+    const index = conn.sse.all.findIndex((e, i) => i >= from && pred(e))
+    if (index >= 0) return { index, at: conn.arrivals[index]!, event: conn.sse.all[index]! }
     if (Date.now() > deadline) {
       throw new Error(`${conn.label}: no ${what} within ${timeoutMs} ms; got:\n  ${describeEvents(conn)}`)
     }
@@ -110,7 +110,7 @@ const frame = async (
   }
 }
 
-const signals = (conn: Conn, kind: string) => conn.sse.events.filter((e) => e.event === kind)
+const signals = (conn: Conn, kind: string) => conn.sse.all.filter((e) => e.event === kind)
 
 const isPresence = (stream: string, userId: string, present: boolean) => (e: SseEvent) =>
   e.event === "presence" && e.data.stream === stream && e.data.userId === userId && e.data.present === present
@@ -128,7 +128,7 @@ const isDraftEnd = (draftId: string) => (e: SseEvent) =>
   e.event === "draft" && e.data.draftId === draftId && e.data.ended === true
 
 /** The first frame of `conn` that concerns `stream` (a multiplexed connection's `heads` aside). */
-const firstFrameOf = (conn: Conn, stream: string) => conn.sse.events.find((e) => e.data?.stream === stream)
+const firstFrameOf = (conn: Conn, stream: string) => conn.sse.all.find((e) => e.data?.stream === stream)
 
 /** Where two long texts first differ (for a failure message that does not print 10 000 characters). */
 const difference = (got: string, want: string) => {
@@ -311,8 +311,8 @@ const signalCases = (fleet: Fleet, size: number) => {
     const lateMux = await open(last, "/api/stream", vic.token, "vic's late multiplexed connection")
     await frame(lateProject, "a snapshot", isSnapshot(stream))
     await frame(lateMux, "a snapshot", isSnapshot(stream))
-    expect(lateProject.sse.events[0], describeEvents(lateProject)).toMatchObject({ event: "presence" })
-    expect(lateMux.sse.events[0]!.event).toBe("heads")
+    expect(lateProject.sse.all[0], describeEvents(lateProject)).toMatchObject({ event: "presence" })
+    expect(lateMux.sse.all[0]!.event).toBe("heads")
     for (const late of [lateProject, lateMux]) {
       const snapshot = firstFrameOf(late, stream)!
       expect(snapshot.event, describeEvents(late)).toBe("presence")
@@ -395,7 +395,7 @@ const signalCases = (fleet: Fleet, size: number) => {
     for (const body of bodies) {
       expect(body).toHaveLength(10_000)
       expect(Buffer.byteLength(body)).toBeGreaterThan(20_000)
-      const from = owner.map((c) => c.sse.events.length)
+      const from = owner.map((c) => c.sse.all.length)
       const started = Date.now()
       await expectStatus(call(a, "PUT", `${drafts}/d1`, uma.token, { body, role: "worker" }), 204)
       const seen = await Promise.all(owner.map((c, i) => frame(c, "draft d1", isDraft("d1"), 5_000, from[i])))
@@ -414,13 +414,13 @@ const signalCases = (fleet: Fleet, size: number) => {
     const lateMux = await open(last, "/api/stream", uma.token, "uma's late multiplexed connection")
     for (const late of [lateWorkspace, lateMux]) {
       await frame(late, "draft d2", isDraft("d2"))
-      const first = late.sse.events.filter((e) => e.data?.stream === workspace).slice(0, 2)
+      const first = late.sse.all.filter((e) => e.data?.stream === workspace).slice(0, 2)
       expect(first.map((e) => [e.event, e.data.draftId]), late.label).toEqual([["draft", "d1"], ["draft", "d2"]])
       expect(difference(first[0]!.data.body, bodies[1]!)).toBe("same")
       expect(first[0]!.data.role).toBe("worker")
       expect(first[1]!.data).toMatchObject({ body: "another draft", role: "user" })
     }
-    expect(lateWorkspace.sse.events[0]!.event).toBe("draft")
+    expect(lateWorkspace.sse.all[0]!.event).toBe("draft")
     owner.push(lateWorkspace, lateMux)
 
     // The worker's message, with the draft's id, posted on B: on every node, its event and then the draft's end.
@@ -442,14 +442,14 @@ const signalCases = (fleet: Fleet, size: number) => {
       const ended = await frame(c, "d1 ended", isDraftEnd("d1"))
       expect(ended.index, `${c.label}: the end after the message`).toBeGreaterThan(message.index)
       expect(ended.event.data).toEqual({ stream: workspace, draftId: "d1", ended: true })
-      expect(c.sse.events.filter(isDraftEnd("d1")), c.label).toHaveLength(1)
+      expect(c.sse.all.filter(isDraftEnd("d1")), c.label).toHaveLength(1)
     }
     // A connection starting now gets the draft still live, not the one that became a message.
     for (const node of nodes()) {
       const fresh = await open(node, workspacePath, uma.token, "uma's fresh workspace stream")
       await frame(fresh, "draft d2", isDraft("d2"))
       await sleep(200)
-      expect(fresh.sse.events.map((e) => [e.event, e.data.draftId]), fresh.label).toEqual([["draft", "d2"]])
+      expect(fresh.sse.all.map((e) => [e.event, e.data.draftId]), fresh.label).toEqual([["draft", "d2"]])
       closeConn(fresh)
     }
 
@@ -464,7 +464,7 @@ const signalCases = (fleet: Fleet, size: number) => {
   it("G10: no signal frame carries an `id:` line, and none reached event_outbox or event_log", async () => {
     let checked = 0
     for (const c of fleet.connections) {
-      for (const e of c.sse.events) {
+      for (const e of c.sse.all) {
         if (e.event !== undefined && SIGNAL_KINDS.has(e.event)) {
           expect(e.id, `${c.label}: ${e.event}`).toBeUndefined()
           checked++
@@ -512,7 +512,7 @@ const leavesWith = async (
   expect(watching.length).toBeGreaterThanOrEqual(2)
   await Promise.all(watching.map((c) => frame(c, `${user.name} present`, isPresence(stream, user.id, true))))
   await presenceEverywhere(world, survivors, `${user.name} listed`, (u) => u.includes(user.id), FLEET_MS)
-  const from = new Map(watching.map((c) => [c, c.sse.events.length]))
+  const from = new Map(watching.map((c) => [c, c.sse.all.length]))
 
   const at = Date.now()
   victim.proc.child.kill(signal)
