@@ -300,8 +300,9 @@ describe("live signals in a real browser", () => {
       await waitFor("who is present", (f) => f.type === "presence" && f.data.stream === projectStream)
 
       // Signals before any event: a typing of Eli's, a draft of Dora's worker, Eli arriving.
-      const typedAt = Date.now()
       await call("POST", `/api/projects/${projectId}/typing`, eli.token)
+      // The server took the typing before it answered: its coalescing window ends a second after this at the latest.
+      const typedAt = Date.now()
       await waitFor("Eli typing", (f) => f.type === "typing" && f.data.userId === eli.id)
       await call("PUT", `/api/projects/${projectId}/workspace/drafts/probe`, dora.token, {
         body: "thinking",
