@@ -63,12 +63,19 @@ export const formatRun = (report: RunReport, replay: string, shownPerKind = SHOW
   const connections = run.clients.reduce((n, c) => n + c.connections.length, 0)
   const frames = run.clients.reduce((n, c) => n + c.connections.reduce((m, k) => m + k.frames.length, 0), 0)
   const pages = run.histories.reduce((n, h) => n + h.pages.length, 0)
+  const signals = (kind: string) =>
+    run.clients.reduce(
+      (n, c) => n + c.connections.reduce((m, k) => m + k.frames.filter((f) => f.event === kind).length, 0),
+      0
+    )
   out.push(
     `clients: ${run.clients.length} SSE clients (${
       ["multiplexed", "project", "workspace"].map((k) => `${run.clients.filter((c) => c.kind === k).length} ${k}`).join(
         ", "
       )
-    }), ${connections} connections, ${frames} frames; ${run.histories.length} history readers, ${pages} pages`
+    }), ${connections} connections, ${frames} frames (live signals among them: ${
+      ["presence", "typing", "draft"].map((k) => `${k} ${signals(k)}`).join(", ")
+    }); ${run.histories.length} history readers, ${pages} pages`
   )
   for (const note of report.notes) out.push(`note: ${note}`)
   if (report.violations.length === 0) {
