@@ -71,7 +71,7 @@ const Settings = Config.all({
     "Expected from 10 to 10000 connections"
   ),
   clients: ranged(Config.integer("BENCH_SIGNALS_CLIENTS"), 2, [1, 8], "Expected from 1 to 8 client processes"),
-  rounds: ranged(Config.integer("BENCH_SIGNALS_ROUNDS"), 5, [1, 25], "Expected from 1 to 25 rounds"),
+  rounds: ranged(Config.integer("BENCH_SIGNALS_ROUNDS"), 7, [1, 25], "Expected from 1 to 25 rounds"),
   postRate: ranged(Config.integer("BENCH_SIGNALS_POST_RATE"), 20, [1, 200], "Expected from 1 to 200 posts a second")
 })
 type Settings = Config.Config.Success<typeof Settings>
