@@ -41,6 +41,13 @@ const benches: Record<string, Bench> = {
       "BENCH_SSE_QUICK; see sse.ts)",
     load: () => import("./sse.js")
   },
+  signals: {
+    about: "live drafts next to the event path: one user's 1 000 idle GET /api/stream connections, a worker " +
+      "streaming a 2 000-character reply as 200 draft updates; post → SSE p99 with drafts over without (same run, " +
+      "alternating rounds), server CPU per update, draft frames per connection (also BENCH_SIGNALS_CONNECTIONS, " +
+      "BENCH_SIGNALS_CLIENTS, BENCH_SIGNALS_ROUNDS, BENCH_SIGNALS_POST_RATE)",
+    load: () => import("./signals.js")
+  },
   fleet: {
     about:
       "events/s delivered end to end to SSE clients on every node by 1, 2, 3 compiled servers on one PostgreSQL, " +

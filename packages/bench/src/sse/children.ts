@@ -1,3 +1,4 @@
+import { ROOMY_LIMITS_ENV } from "@herald/server/limits/Limits"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as http from "node:http"
@@ -165,6 +166,8 @@ export const heraldServer = (dataDir: string, adminToken: string, heartbeatMs: n
           PORT: String(port),
           HERALD_ADMIN_TOKEN: adminToken,
           HERALD_SSE_HEARTBEAT_MS: String(heartbeatMs),
+          // 100 connections a user and the set-up's burst of writes are over the default limits.
+          ...ROOMY_LIMITS_ENV,
           // An access log line per request would measure the pipe; warnings and errors still show.
           LOG_LEVEL: "WARN",
           LOG_FORMAT: "json"

@@ -1,11 +1,20 @@
 import * as http from "node:http"
-import { type ConnectionSpec, eventKey, type FromClient, now, type Ready, type ToClient } from "./protocol.js"
+import {
+  type ConnectionSpec,
+  type DraftSeen,
+  eventKey,
+  type FromClient,
+  now,
+  type Ready,
+  type ToClient
+} from "./protocol.js"
 
 /**
  * One client process of the `sse` bench (`node --import tsx client.ts`, with an IPC channel): holds
  * idle SSE connections opened with plain `node:http` (a keep-alive agent, no socket limit,
  * `Authorization: Bearer`), and records when each connection receives each event frame, by the
- * `stream` and `seq` of the frame's envelope. It reads every frame, as a real client would.
+ * `stream` and `seq` of the frame's envelope. It reads every frame, as a real client would; of the
+ * live drafts' frames (`event: draft`) it keeps, per connection, how many and the last body's length.
  */
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity })
@@ -13,12 +22,32 @@ const open = new Set<http.ClientRequest>()
 let closedByServer = 0
 /** `<stream>#<seq>` → when each connection got it. */
 const received = new Map<string, Array<number>>()
+/** Per open connection: draft id → what it has read of that draft. */
+const drafts = new Map<http.ClientRequest, Map<string, Mutable<DraftSeen>>>()
 /** Called after every recorded event (the pending `await`, if any). */
 let onEvent: (() => void) | undefined
 
 const send = (message: FromClient) => process.send!(message)
 
-const record = (frame: string, at: number, ready: (kind: Ready) => void) => {
+type Mutable<A> = { -readonly [K in keyof A]: A[K] }
+
+const sawDraft = (seen: Map<string, Mutable<DraftSeen>>, data: string, at: number) => {
+  const draft = JSON.parse(data) as { draftId?: unknown; body?: unknown }
+  if (typeof draft.draftId !== "string" || typeof draft.body !== "string") return // an end frame
+  const entry = seen.get(draft.draftId) ??
+    seen.set(draft.draftId, { frames: 0, lastLength: 0, lastAt: NaN, notLonger: 0 }).get(draft.draftId)!
+  if (entry.frames > 0 && draft.body.length <= entry.lastLength) entry.notLonger++
+  entry.frames++
+  entry.lastLength = draft.body.length
+  entry.lastAt = at
+}
+
+const record = (
+  frame: string,
+  at: number,
+  ready: (kind: Ready) => void,
+  seenDrafts: Map<string, Mutable<DraftSeen>>
+) => {
   let event: string | undefined
   let data: string | undefined
   for (const line of frame.split("\n")) {
@@ -28,6 +57,7 @@ const record = (frame: string, at: number, ready: (kind: Ready) => void) => {
   }
   if (event === "heads") return ready("heads")
   if (data === undefined) return
+  if (event === "draft") return sawDraft(seenDrafts, data, at)
   const envelope = JSON.parse(data) as { stream?: unknown; seq?: unknown }
   if (typeof envelope.stream !== "string" || typeof envelope.seq !== "number") return
   const key = eventKey(envelope.stream, envelope.seq)
@@ -43,17 +73,20 @@ const connect = (port: number, spec: ConnectionSpec, mode: Ready, timeoutMs: num
     let settled = false
     let status: number | undefined
     let buffer = ""
+    const seenDrafts = new Map<string, Mutable<DraftSeen>>()
     const fail = (error: Error) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       open.delete(req)
+      drafts.delete(req)
       req.destroy()
       reject(error)
     }
     /** The response is over: counted once it was live, a failure before. */
     const gone = () => {
       if (live) {
+        drafts.delete(req)
         if (open.delete(req)) closedByServer++
       } else {
         fail(new Error(`GET ${spec.path}: closed before it was open${status === undefined ? "" : ` (HTTP ${status})`}`))
@@ -91,7 +124,7 @@ const connect = (port: number, spec: ConnectionSpec, mode: Ready, timeoutMs: num
         while (end >= 0) {
           const frame = buffer.slice(0, end)
           buffer = buffer.slice(end + 2)
-          record(frame, at, ready)
+          record(frame, at, ready, seenDrafts)
           end = buffer.indexOf("\n\n")
         }
       })
@@ -100,6 +133,7 @@ const connect = (port: number, spec: ConnectionSpec, mode: Ready, timeoutMs: num
     req.on("error", (error) => (live ? gone() : fail(error)))
     req.on("close", gone)
     open.add(req)
+    drafts.set(req, seenDrafts)
     req.end()
   })
 
@@ -151,10 +185,21 @@ process.on("message", (message: ToClient) => {
     case "await":
       awaitAll(message)
       break
+    case "drafts": {
+      const connections: Array<DraftSeen> = []
+      for (const req of open) {
+        const seen = drafts.get(req)
+        connections.push(seen?.get(message.draftId) ?? { frames: 0, lastLength: 0, lastAt: NaN, notLonger: 0 })
+        seen?.delete(message.draftId)
+      }
+      send({ type: "drafts", id: message.id, connections })
+      break
+    }
     case "close": {
       const closed = closedByServer
       for (const req of open) req.destroy()
       open.clear()
+      drafts.clear()
       closedByServer = 0
       received.clear()
       send({ type: "closed", id: message.id, closedByServer: closed })

@@ -1,6 +1,6 @@
 /**
- * The messages the `sse` bench exchanges over IPC with its child processes: the client processes
- * that hold the idle SSE connections (`client.ts`) and the floor server (`floor.ts`).
+ * The messages the `sse` bench (and `signals`) exchange over IPC with their child processes: the
+ * client processes that hold the idle SSE connections (`client.ts`) and the floor server (`floor.ts`).
  *
  * Times are wall-clock milliseconds as `performance.timeOrigin + performance.now()` in every
  * process: all run on one machine, so a time taken in the bench and one taken in a client compare.
@@ -42,6 +42,19 @@ export type ToClient =
     readonly timeoutMs: number
   }
   | { readonly type: "close"; readonly id: number }
+  /** What each connection has read of one live draft (`event: draft`, the `signals` bench); forgotten once told. */
+  | { readonly type: "drafts"; readonly id: number; readonly draftId: string }
+
+/** One connection's view of one live draft: its update frames (the end frame not counted). */
+export interface DraftSeen {
+  readonly frames: number
+  /** The body length of the last update frame read (0 if none). */
+  readonly lastLength: number
+  /** When the last update frame was read (NaN if none). */
+  readonly lastAt: number
+  /** Update frames whose body was not longer than the one before (a draft only grows here). */
+  readonly notLonger: number
+}
 
 export type FromClient =
   | { readonly type: "opened"; readonly id: number; readonly open: number; readonly error?: string }
@@ -53,6 +66,8 @@ export type FromClient =
     readonly timedOut: boolean
   }
   | { readonly type: "closed"; readonly id: number; readonly closedByServer: number }
+  /** One entry per open connection. */
+  | { readonly type: "drafts"; readonly id: number; readonly connections: ReadonlyArray<DraftSeen> }
 
 export type ToFloor =
   /** Which projects each token's multiplexed connection carries. */
