@@ -28,14 +28,21 @@ import { MESSAGE_BODY } from "./wrk.js"
 /**
  * Live drafts (SPEC §5, G10) next to the event path, on the compiled server (`node
  * packages/server/dist/main.js`, its own process, roomy limits, LOG_LEVEL=WARN) on an embedded
- * PostgreSQL: one user holds BENCH_SIGNALS_CONNECTIONS idle `GET /api/stream` connections (opened by
- * client processes, sse/client.ts), each carrying the project stream and that user's workspace stream
- * of one project. In windows of the same length (2 s of traffic + 0.5 s), one of four loads:
+ * PostgreSQL: a member holds BENCH_SIGNALS_CONNECTIONS idle `GET /api/stream` connections (opened by
+ * client processes, sse/client.ts), each carrying the project stream and that member's workspace
+ * stream of one project. Whose workspace the worker writes its reply into is BENCH_SIGNALS_AUDIENCE:
+ *
+ *   members (the default, the issue's case: 1 000 idle connections carry the same project while a
+ *           worker answers someone): the project owner's, who reads it on one connection of its own
+ *           (`GET …/workspace/stream`) — the idle connections must get none of it;
+ *   owner   (the worst case): the member's own, so every one of the connections gets every frame.
+ *
+ * In windows of the same length (2 s of traffic + 0.5 s), one of four loads:
  *
  *   idle          nothing;
  *   posts         the project's owner posts at BENCH_SIGNALS_POST_RATE a second;
- *   drafts        a worker (the user's token) streams a 2 000-character reply as 200 draft updates,
- *                 each PUT 10 characters longer, one every 10 ms, each after the previous one's 204;
+ *   drafts        a worker streams a 2 000-character reply as 200 draft updates, each PUT 10
+ *                 characters longer, one every 10 ms, each after the previous one's 204;
  *   posts+drafts  both at once.
  *
  * Figures: the event path's post → SSE receipt (POST sent → each connection's frame read, as in the
@@ -72,7 +79,8 @@ const Settings = Config.all({
   ),
   clients: ranged(Config.integer("BENCH_SIGNALS_CLIENTS"), 2, [1, 8], "Expected from 1 to 8 client processes"),
   rounds: ranged(Config.integer("BENCH_SIGNALS_ROUNDS"), 7, [1, 25], "Expected from 1 to 25 rounds"),
-  postRate: ranged(Config.integer("BENCH_SIGNALS_POST_RATE"), 20, [1, 200], "Expected from 1 to 200 posts a second")
+  postRate: ranged(Config.integer("BENCH_SIGNALS_POST_RATE"), 20, [1, 200], "Expected from 1 to 200 posts a second"),
+  audience: Config.literal("members", "owner")("BENCH_SIGNALS_AUDIENCE").pipe(Config.withDefault("members" as const))
 })
 type Settings = Config.Config.Success<typeof Settings>
 
@@ -92,8 +100,12 @@ interface Rig {
   readonly projectId: string
   /** The project's owner: the posts. */
   readonly ownerToken: string
-  /** The member who holds the connections; their worker writes the drafts with it. */
+  /** The member who holds the connections. */
   readonly holderToken: string
+  /** Whose worker writes the drafts (into that user's workspace). */
+  readonly drafterToken: string
+  /** The connections that carry the drafted workspace: all of them, or the owner's one. */
+  readonly receivers: number
   readonly agent: http.Agent
   readonly postRate: number
 }
@@ -184,7 +196,7 @@ const streamReply = async (rig: Rig, draftId: string, t0: number) => {
       port: rig.server.port,
       method: "PUT",
       path: `/api/projects/${rig.projectId}/workspace/drafts/${draftId}`,
-      token: rig.holderToken,
+      token: rig.drafterToken,
       body: { body: REPLY.slice(0, k * STEP_CHARS), role: "worker" },
       agent: rig.agent,
       expected: 204
@@ -228,10 +240,15 @@ const draftFigures = async (
   const answers = await Promise.all(
     rig.clients.map((client) => client.call((id) => ({ type: "drafts", id, draftId }), 30_000))
   )
-  const seen: Array<DraftSeen> = answers.flatMap((a) => {
+  const all: Array<DraftSeen> = answers.flatMap((a) => {
     if (a.type !== "drafts") throw new Error(`a client answered ${a.type}`)
     return a.connections
   })
+  // The receivers read frames of it; with the owner as audience, no idle connection may have read any (G10).
+  const seen = all.filter((s) => s.frames > 0)
+  if (seen.length > rig.receivers) {
+    throw new Error(`${seen.length} connections read draft frames; only ${rig.receivers} carry that workspace`)
+  }
   const spanMs = sent.lastAnsweredAt - sent.firstSentAt
   const full = seen.filter((s) => s.lastLength === REPLY.length)
   return {
@@ -269,7 +286,7 @@ const runWindow = (rig: Rig, kind: Kind, draftId: string) =>
         port: rig.server.port,
         method: "DELETE",
         path: `/api/projects/${rig.projectId}/workspace/drafts/${draftId}`,
-        token: rig.holderToken,
+        token: rig.drafterToken,
         agent: rig.agent,
         expected: 204
       })
@@ -355,6 +372,10 @@ const eventTable = (rounds: ReadonlyArray<Round>, settings: Settings) => {
       `machine), every connection, every post.`,
       `Connections: ${count(settings.connections)} × GET /api/stream of one member (project + workspace stream), ` +
       `from ${settings.clients} client processes. missing: receipts not in within ${AWAIT_TIMEOUT_MS / 1000} s.`,
+      settings.audience === "members"
+        ? `Audience "members": the worker writes into the project owner's workspace, read on one connection of ` +
+          `the owner's (GET …/workspace/stream); the ${count(settings.connections)} idle connections carry the project.`
+        : `Audience "owner": the worker writes into the member's own workspace: every connection gets every frame.`,
       `server cores, clients' cores: CPU of the server process and of the client processes over the window, ` +
       `without / with (the two cores are shared).`
     ]
@@ -404,7 +425,7 @@ const cpuTable = (rounds: ReadonlyArray<Round>, settings: Settings) => {
       `frames: update frames read per connection, min–max (≤ the bound: 10/s over first PUT sent → last 204 plus the ` +
       `last body's ${DRAFT_FRAME_MS} ms, + 1), and the`,
       `  connections whose last frame carried the whole ${count(REPLY.length)} characters (of ` +
-      `${count(settings.connections)}).`,
+      `${count(settingsReceivers(settings))} carrying it).`,
       `other cores: the most CPU any window of the round saw used by processes other than the server, PostgreSQL, ` +
       `this one and its clients` +
       (rounds.some(disturbed)
@@ -423,7 +444,7 @@ const verdicts = (rounds: ReadonlyArray<Round>, settings: Settings): Array<Verdi
   const most = Math.max(...drafts.map((d) => d.frames[d.frames.length - 1] ?? 0))
   const over = drafts.filter((d) => (d.frames[d.frames.length - 1] ?? 0) > d.bound).length
   const full = drafts.reduce((n, d) => n + d.full, 0)
-  const expected = drafts.length * settings.connections
+  const expected = drafts.length * settingsReceivers(settings)
   const notLonger = drafts.reduce((n, d) => n + d.notLonger, 0)
   const lastAfter = ascending(drafts.flatMap((d) => d.lastAfter))
   const cut = drafts.filter((d) => d.shortest < REPLY.length)
@@ -449,9 +470,13 @@ const verdicts = (rounds: ReadonlyArray<Round>, settings: Settings): Array<Verdi
         `${drafts.length} drafts over; ${notLonger} frames not longer than the one before`
     },
     {
-      target: `the last draft frame carries the whole ${count(REPLY.length)}-character body, on every connection`,
+      target: `the last draft frame carries the whole ${count(REPLY.length)}-character body, on every connection ` +
+        `carrying the workspace (and none on the others)`,
       met: full === expected,
-      measured: `${count(full)} of ${count(expected)} (${drafts.length} drafts × ${count(settings.connections)})` +
+      measured:
+        `${count(full)} of ${count(expected)} (${drafts.length} drafts × ${
+          count(settingsReceivers(settings))
+        } connection${settingsReceivers(settings) === 1 ? "" : "s"})` +
         (cut.length === 0
           ? ""
           : `; ${cut.length} drafts never sent their last body (last frames ${
@@ -473,6 +498,25 @@ const cpuSummary = (rounds: ReadonlyArray<Round>) => {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** The connections that carry the drafted workspace. */
+const settingsReceivers = (settings: Settings) => settings.audience === "members" ? 1 : settings.connections
+
+/** With the owner as audience: the owner's one connection to its workspace stream, where the drafts go. */
+const openReceiver = (rig: Rig) =>
+  attempt("opening the owner's workspace connection", async () => {
+    const answer = await rig.clients[0]!.call((id) => ({
+      type: "open",
+      id,
+      port: rig.server.port,
+      connections: [{ path: `/api/projects/${rig.projectId}/workspace/stream`, token: rig.ownerToken }],
+      ready: "retry",
+      concurrency: 1,
+      timeoutMs: OPEN_TIMEOUT_MS
+    }), OPEN_TIMEOUT_MS * 2)
+    if (answer.type !== "opened") throw new Error(`a client answered ${answer.type}`)
+    if (answer.error !== undefined) throw new Error(answer.error)
+  })
 
 const openConnections = (rig: Rig) =>
   attempt(`opening ${count(rig.connections)} connections`, async () => {
@@ -533,12 +577,15 @@ const bench = Effect.gen(function*() {
     projectId: layout.projects[0]!,
     ownerToken: layout.ownerToken,
     holderToken: layout.users[0]!.token,
+    drafterToken: settings.audience === "members" ? layout.ownerToken : layout.users[0]!.token,
+    receivers: settingsReceivers(settings),
     agent,
     postRate: settings.postRate
   }
 
   const opened = performance.now()
   const counted = yield* openConnections(rig)
+  if (settings.audience === "members") yield* openReceiver(rig)
   yield* progress(
     `${count(settings.connections)} connections open in ${fixed((performance.now() - opened) / 1000, 1)} s ` +
       `(the server counts ${count(counted)})`
