@@ -394,10 +394,10 @@ describe("live signals in a real browser", () => {
       expect(await page.evaluate(() => (window as any).__probe.opens as Array<number>)).toEqual([1, 1, 2])
 
       // On the wire, no signal frame had an id: line; every event had one.
-      const wired = wire.events.filter((e) => ["presence", "typing", "draft"].includes(e.event ?? ""))
+      const wired = wire.all.filter((e) => ["presence", "typing", "draft"].includes(e.event ?? ""))
       expect(new Set(wired.map((e) => e.event))).toEqual(new Set(["presence", "typing", "draft"]))
       expect(wired.filter((e) => e.id !== undefined)).toEqual([])
-      expect(wire.events.filter((e) => !wired.includes(e) && e.id === undefined)).toEqual([])
+      expect(wire.all.filter((e) => !wired.includes(e) && e.id === undefined)).toEqual([])
       await context.close()
     },
     180_000
