@@ -285,6 +285,34 @@ layer(testServerLayer(), live)("live signals on one node", (it) => {
       }))
   })
 
+  describe("bounded (G11)", () => {
+    it.scoped("at most 16 live drafts per workspace: one more ends the one updated longest ago, on every connection", () =>
+      Effect.gen(function*() {
+        const { a, projectId } = yield* setup
+        const muxA = yield* openSse("/api/stream", { token: a.token })
+        for (let i = 1; i <= 17; i++) yield* putDraft(a, projectId, `d${i}`, `draft ${i}`)
+        yield* putDraft(a, projectId, "d2", "draft 2, updated")
+        yield* putDraft(a, projectId, "d18", "draft 18")
+        const ended = yield* awaitFrame(
+          muxA,
+          "d1's end",
+          (e) => e.event === "draft" && e.data.draftId === "d1" && e.data.ended === true
+        )
+        expect(ended.id).toBeUndefined()
+        // d2 was updated after d3: d3 went next.
+        yield* awaitFrame(
+          muxA,
+          "d3's end",
+          (e) => e.event === "draft" && e.data.draftId === "d3" && e.data.ended === true
+        )
+        const late = yield* openSse(`/api/projects/${projectId}/workspace/stream`, { token: a.token })
+        yield* awaitFrame(late, "the live drafts", (e) => e.event === "draft" && e.data.draftId === "d18")
+        yield* sleep(200)
+        const live = signalsOf(late, "draft").map((e) => e.data.draftId as string).sort()
+        expect(live).toEqual(["d2", ...Array.from({ length: 15 }, (_, i) => `d${i + 4}`)].sort())
+      }))
+  })
+
   describe("a slow reader", () => {
     it.scoped("a connection behind on its socket gets each signal's latest state once it drains, and no overflow", () =>
       Effect.gen(function*() {

@@ -27,6 +27,11 @@ const workspaceStream = (projectId: string, userId: string) => `workspace:${proj
 const TYPING_COALESCE_MS = 1_000
 /** At most 10 frames a second per draft. */
 const DRAFT_INTERVAL_MS = 100
+/**
+ * Live drafts per workspace, at most (G11: a draft is up to 10 000 characters kept on every node):
+ * one more ends the one updated longest ago.
+ */
+export const MAX_DRAFTS_PER_WORKSPACE = 16
 /** A beat carries at most this many entries (a NOTIFY payload's worth). */
 const BEAT_ENTRIES = 60
 
@@ -228,6 +233,12 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
         if (posted.has(key)) return
         const now = Date.now()
         const draft: Draft = { role, body, updatedAt: now }
+        const live = drafts.get(stream)
+        if (live !== undefined && !live.has(draftId) && live.size >= MAX_DRAFTS_PER_WORKSPACE) {
+          let oldest: string | undefined
+          for (const [id, d] of live) if (oldest === undefined || d.updatedAt < live.get(oldest)!.updatedAt) oldest = id
+          if (oldest !== undefined) endDraft(projectId, userId, oldest)
+        }
         const out = outgoing.get(key)
         if (out === undefined) {
           outgoing.set(key, { lastAt: now, pending: undefined, timer: false })
@@ -254,13 +265,16 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
         )
       })
 
+    /** Ends a draft here and on every node. */
+    const endDraft = (projectId: string, userId: string, draftId: string) => {
+      const stream = workspaceStream(projectId, userId)
+      outgoing.delete(`${stream} ${draftId}`)
+      applyEnd(stream, draftId)
+      bus.publish({ _tag: "DraftEnded", node, projectId, userId, draftId })
+    }
+
     const deleteDraft = (projectId: string, userId: string, draftId: string) =>
-      Effect.sync(() => {
-        const stream = workspaceStream(projectId, userId)
-        outgoing.delete(`${stream} ${draftId}`)
-        applyEnd(stream, draftId)
-        bus.publish({ _tag: "DraftEnded", node, projectId, userId, draftId })
-      })
+      Effect.sync(() => endDraft(projectId, userId, draftId))
 
     /**
      * A workspace message with `clientMessageId` was written to a connection (or seen by this node):
