@@ -235,8 +235,15 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
         const draft: Draft = { role, body, updatedAt: now }
         const live = drafts.get(stream)
         if (live !== undefined && !live.has(draftId) && live.size >= MAX_DRAFTS_PER_WORKSPACE) {
+          // Updated longest ago, counting an update still waiting for its turn.
+          const lastUpdate = (id: string, d: Draft) =>
+            outgoing.get(`${stream} ${id}`)?.pending?.updatedAt ?? d.updatedAt
           let oldest: string | undefined
-          for (const [id, d] of live) if (oldest === undefined || d.updatedAt < live.get(oldest)!.updatedAt) oldest = id
+          let oldestAt = Infinity
+          for (const [id, d] of live) {
+            const at = lastUpdate(id, d)
+            if (at < oldestAt) [oldest, oldestAt] = [id, at]
+          }
           if (oldest !== undefined) endDraft(projectId, userId, oldest)
         }
         const out = outgoing.get(key)
