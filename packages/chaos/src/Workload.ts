@@ -128,7 +128,7 @@ interface Mine {
 }
 
 /** A post's answer on its record: confirmed (with its message and event) or refused; the message id if any. */
-const posted = (record: WriteRecord, answer: Answer) => {
+const recordAnswer = (record: WriteRecord, answer: Answer) => {
   if (answer.status !== 201 && answer.status !== 200) {
     record.outcome = "refused"
     return undefined
@@ -169,7 +169,7 @@ export const actor = (run: Run, user: User) =>
           : { body, clientMessageId, role: rng.pick(["user", "worker"]) }
         const answer = yield* settle(run, route, record, "POST", () => path, user.token, payload)
         if (answer === undefined) return
-        const messageId = posted(record, answer)
+        const messageId = recordAnswer(record, answer)
         if (scope === "project" && messageId !== undefined) mine.push({ projectId: project.id, messageId })
       })
 
@@ -200,7 +200,7 @@ export const actor = (run: Run, user: User) =>
           user.token,
           { body, clientMessageId: draftId, role: "worker" }
         )
-        if (answer !== undefined) posted(record, answer)
+        if (answer !== undefined) recordAnswer(record, answer)
       })
 
     /** A repeat of an earlier confirmed post (same clientMessageId): 200 with the original, nothing written. */
@@ -419,12 +419,7 @@ export const probes = (run: Run) =>
             `probe ${scope} post by ${user.name} in ${project.name} was not confirmed: ${record.statuses.join(",")}`
           )
         }
-        record.outcome = "confirmed"
-        const messageId = str(field(answer.body, "message", "id"))
-        if (messageId !== undefined) record.answeredMessageIds.push(messageId)
-        record.messageId = messageId
-        const event = eventRef(answer.body)
-        if (event !== undefined) record.event = event
+        recordAnswer(record, answer)
       }
     }
   })

@@ -29,7 +29,17 @@ interface Frames {
   readonly single: () => Uint8Array
   /** What a multiplexed frame has after its own `id:` line. */
   readonly tail: () => Uint8Array
+  /** The user a `member.added`/`member.removed` is about (their connections' signals go on or stop). */
+  readonly memberId: string | undefined
+  /** The `clientMessageId` of a workspace message (it may end the live draft of that id). */
+  readonly draftId: string | undefined
 }
+
+/** The `clientMessageId` of a workspace message created by `event`, if any (it may end a live draft). */
+const draftEndOf = (event: Events.EventWire) =>
+  event.type === "message.created" && event.stream.startsWith("workspace:")
+    ? (event.data as { clientMessageId?: string }).clientMessageId
+    : undefined
 
 const framesOf = (event: Events.EventWire): Frames => {
   let single: Uint8Array | undefined
@@ -38,7 +48,11 @@ const framesOf = (event: Events.EventWire): Frames => {
     event,
     position: Position.after(event),
     single: () => single ??= encodeFrame(event),
-    tail: () => tail ??= encoder.encode(frameTail(event))
+    tail: () => tail ??= encoder.encode(frameTail(event)),
+    memberId: event.type === "member.removed" || event.type === "member.added"
+      ? (event.data as { userId: string }).userId
+      : undefined,
+    draftId: draftEndOf(event)
   }
 }
 
@@ -201,19 +215,6 @@ const projectOfAny = (stream: string) =>
     ? stream.slice(8)
     : stream.startsWith("workspace:")
     ? stream.slice(10, stream.indexOf(":", 10))
-    : undefined
-
-/** The member event that removes (or adds) `userId`, if `event` is one. */
-const memberChange = (event: Events.EventWire, userId: string | undefined) =>
-  (event.type === "member.removed" || event.type === "member.added") && userId !== undefined &&
-    (event.data as { userId: string }).userId === userId
-    ? event.type
-    : undefined
-
-/** The `clientMessageId` of a workspace message created by `event`, if any (it may end a live draft). */
-const draftEndOf = (event: Events.EventWire) =>
-  event.type === "message.created" && event.stream.startsWith("workspace:")
-    ? (event.data as { clientMessageId?: string }).clientMessageId
     : undefined
 
 /** The caller's removal from a project: the event after which that project's streams may end. */
@@ -461,8 +462,9 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       const event = frames.event
       s.lastSent = event.seq
       metrics.sseEventsSent.inc()
-      const change = memberChange(event, c.userId)
-      if (change !== undefined) quietAt(c, event.projectId, change, event.seq)
+      if (frames.memberId !== undefined && frames.memberId === c.userId) {
+        quietAt(c, event.projectId, event.type as "member.removed" | "member.added", event.seq)
+      }
       const mux = c.mux
       let more: boolean
       if (mux === undefined) {
@@ -478,7 +480,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         more = write(c, withId(cursor, frames.tail()))
       }
       // The message a live draft became: the draft's end goes out right after it.
-      const draftId = draftEndOf(event)
+      const draftId = frames.draftId
       const ended = draftId === undefined ? undefined : signals.messageSent(event.stream, draftId)
       if (ended !== undefined) {
         // An update of the draft held for the socket would come after its end: it goes.
