@@ -60,3 +60,37 @@ await Promise.all(programs.map(async ({ entry, outdir }) => {
   await Promise.all(result.outputFiles.map(writeAtomically))
   await removeStale(path.join(root, outdir), new Set(result.outputFiles.map((f) => f.path)))
 }))
+
+// @herald/client (packages/client): its Node entry as one ES module for plain Node scripts (the
+// domain bundled in, its npm dependencies left to node_modules), and the whole library for a
+// browser, minified, whose size docs/client.md gives (the web client bundles it by itself).
+const client = path.join(root, "packages/client")
+const clientBuilds = [
+  {
+    entryPoints: [path.join(client, "src/node.ts")],
+    outfile: path.join(client, "dist/node.js"),
+    platform: "node",
+    target: "node20",
+    external: ["effect", "@effect/*", "eventsource"]
+  },
+  {
+    entryPoints: [path.join(client, "src/index.ts")],
+    outfile: path.join(client, "dist/herald-client.browser.js"),
+    platform: "browser",
+    target: "es2022",
+    minify: true
+  }
+]
+await Promise.all(clientBuilds.map(async (options) => {
+  const result = await esbuild.build({
+    absWorkingDir: root,
+    bundle: true,
+    format: "esm",
+    sourcemap: "linked",
+    legalComments: "none",
+    logLevel: "warning",
+    write: false,
+    ...options
+  })
+  await Promise.all(result.outputFiles.map(writeAtomically))
+}))
