@@ -10,10 +10,12 @@ import type { Frame, Position } from "./Frame.js"
 import { type EventSourceConstructor, subscribe, type SubscribeError, type SubscribeOptions } from "./Subscription.js"
 
 /** The API's groups, as the domain declares them. */
-type Groups = Api.HeraldApi extends HttpApi.HttpApi<string, infer G, infer _E, infer _R> ? G : never
+type Groups = typeof Api.HeraldApi extends HttpApi.HttpApi<string, infer G, infer _E, infer _R> ? G : never
+/** The errors every endpoint may answer (a malformed request, an unreadable response). */
+type ApiErrors = typeof Api.HeraldApi extends HttpApi.HttpApi<string, infer _G, infer E, infer _R> ? E : never
 
 /** The API's typed calls, exactly as `HttpApiClient` derives them from the domain's `HttpApi`. */
-export type ApiClient = HttpApiClient.Client<Groups, never, never>
+export type ApiClient = HttpApiClient.Client<Groups, ApiErrors, never>
 
 export interface HeraldClientOptions {
   /** Where the server answers, e.g. `https://chat.example.com` (no trailing slash needed). */

@@ -19,11 +19,15 @@ export type CreateClientOptions =
   }
   & ({ readonly token: string } | { readonly getToken: () => Promise<string> })
 
-/** `ApiClient` with each call's Effect replaced by a Promise of its success. */
+/**
+ * `ApiClient` with each call's Effect replaced by a Promise of its success (`withResponse`, which
+ * adds the raw response, is the Effect face's).
+ */
 export type PromiseApi = {
   readonly [Group in keyof ApiClient]: {
     readonly [Call in keyof ApiClient[Group]]: ApiClient[Group][Call] extends
-      (...args: infer Args) => Effect.Effect<infer Success, infer _E, infer _R> ? (...args: Args) => Promise<Success>
+      (...args: infer Args) => Effect.Effect<infer Success, infer _E, infer _R>
+      ? (...args: Args) => Promise<Exclude<Success, readonly [unknown, unknown]>>
       : never
   }
 }
