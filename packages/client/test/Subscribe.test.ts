@@ -10,7 +10,7 @@ import type { Events, Signals } from "@herald/domain"
 import { Effect, Exit, FastCheck, Scope } from "effect"
 import pg from "pg"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
-import { type Herald, startHerald, until } from "./support/Herald.js"
+import { type Herald, startHerald, until, within } from "./support/Herald.js"
 
 /** Everything a subscription told its handlers, in order. */
 const recorder = () => {

@@ -102,3 +102,14 @@ export const until = async (what: string, check: () => boolean, timeoutMs = 20_0
     await new Promise((r) => setTimeout(r, 50))
   }
 }
+
+/** `promise`, or a rejection naming `what` after `ms` (a hang is a failure that says where). */
+export const within = <A>(ms: number, what: string, promise: Promise<A>): Promise<A> => {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)
+    })
+  ]).finally(() => clearTimeout(timer))
+}
