@@ -166,14 +166,18 @@ describe("subscribe, against a real server", () => {
             for (let i = 0; i < step.post; i++) {
               const which = step.workspace ? "workspace" : "project"
               const body = `${which} ${++posted[which]}`
-              await (which === "workspace"
-                ? direct.workspace.post({ path: { projectId: projectId as never }, payload: { body } })
-                : direct.messages.post({ path: { projectId: projectId as never }, payload: { body } }))
+              await within(
+                10_000,
+                `a post (steps ${JSON.stringify(steps)})`,
+                which === "workspace"
+                  ? direct.workspace.post({ path: { projectId: projectId as never }, payload: { body } })
+                  : direct.messages.post({ path: { projectId: projectId as never }, payload: { body } })
+              )
             }
           } else if ("cut" in step) {
             server.cut()
           } else {
-            await server.restart()
+            await within(40_000, `a restart (steps ${JSON.stringify(steps)})`, server.restart())
           }
         }
         for (const which of ["project", "workspace"] as const) {
