@@ -1,4 +1,4 @@
-# Herald: `docker build -t herald .` then `docker compose up` (compose.yaml: PostgreSQL 17 + Herald).
+# Herald: `docker build -t herald .`; `docker compose up --build` runs a fleet of it (compose.yaml, docs/deploy.md).
 # test/Dockerfile.test.ts runs this file's build and start commands outside Docker, so they cannot drift.
 
 # Build: the whole workspace, `npm ci` compiles it (the `prepare` script: one esbuild bundle per program).

@@ -9,6 +9,7 @@ import { freePort, repoRoot, type Spawned, spawnProcess, spawnServer } from "../
 import { connectSse } from "../../../test-support/SseClient.js"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
 import { SHARED_ROOT } from "../src/db/EmbeddedPostgres.js"
+import { execForm, parseEnv, readDockerfile, type Stage } from "./support/Dockerfile.js"
 
 /**
  * Herald as a new user and an operator run it: built from a fresh copy in a folder no other user
@@ -88,32 +89,7 @@ const freshNpm = Object.fromEntries(
 )
 
 // ------------------------------------------------------------------------------------------------
-// The Dockerfile, read as Docker reads the parts we use
-
-interface Stage {
-  readonly name: string | undefined
-  readonly instructions: Array<{ readonly op: string; readonly args: string }>
-}
-
-const readDockerfile = async (): Promise<Array<Stage>> => {
-  const text = (await fs.readFile(path.join(repoRoot, "Dockerfile"), "utf8")).replace(/\\\n/g, " ")
-  const stages: Array<Stage> = []
-  for (const line of text.split("\n")) {
-    const m = line.trim().match(/^([A-Z]+)\s+(.*)$/)
-    if (m === null || line.trim().startsWith("#")) continue
-    const [, op, args] = m as unknown as [string, string, string]
-    if (op === "FROM") stages.push({ name: args.match(/\s+AS\s+(\S+)/i)?.[1], instructions: [] })
-    else stages.at(-1)!.instructions.push({ op, args })
-  }
-  return stages
-}
-
-/** `KEY=value KEY2=value2` of an ENV line. */
-const parseEnv = (args: string) =>
-  Object.fromEntries(args.split(/\s+/).map((kv) => kv.split("=", 2) as [string, string]))
-
-/** The exec form `["a", "b"]` of CMD / HEALTHCHECK … CMD. */
-const execForm = (args: string): Array<string> => JSON.parse(args.slice(args.indexOf("["))) as Array<string>
+// The Dockerfile's build context
 
 /** `COPY . .`: the working tree without what `.dockerignore` leaves out (git already leaves out the ignored). */
 const copyContext = async (to: string) => {
