@@ -24,6 +24,12 @@ export interface HeraldClientOptions {
   readonly token: string | Effect.Effect<string, unknown>
   /** The `EventSource` to open streams with; the browser's by default (Node: the package's Node entry brings one). */
   readonly EventSource?: EventSourceConstructor | undefined
+  /**
+   * Send the current span as `traceparent` (and `b3`) with each request, so the server's trace
+   * continues the application's. Off by default: from another origin those headers need a CORS
+   * preflight that `HERALD_CORS_ORIGINS` does not allow.
+   */
+  readonly tracePropagation?: boolean | undefined
 }
 
 export interface HeraldClientShape {
@@ -41,6 +47,7 @@ export const make = (options: HeraldClientOptions) =>
     const baseUrl = options.baseUrl.replace(/\/+$/, "")
     const token = typeof options.token === "string" ? Effect.succeed(options.token) : options.token
     const http = (yield* HttpClient.HttpClient).pipe(
+      HttpClient.withTracerPropagation(options.tracePropagation === true),
       HttpClient.mapRequestEffect((request) =>
         Effect.mapBoth(token, {
           onSuccess: (t) => HttpClientRequest.bearerToken(request, t),

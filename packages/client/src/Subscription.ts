@@ -109,7 +109,10 @@ export const subscribe = (
     let ticket: { readonly ticket: string; readonly expiresAt: DateTime.Utc } | undefined
     let status: Frame | undefined
 
-    const url = (extra: Record<string, string>) => `${connector.baseUrl}/api/stream?${query(options, position, extra)}`
+    const url = (extra: Record<string, string>) => {
+      const q = query(options, position, extra)
+      return `${connector.baseUrl}/api/stream${q === "" ? "" : `?${q}`}`
+    }
 
     const freshTicket = Effect.gen(function*() {
       const now = yield* DateTime.now
@@ -118,8 +121,11 @@ export const subscribe = (
       return ticket
     })
 
-    /** Why the server refused to open the stream: the status a GET would have had (none: unreachable). */
-    const probe = connector.http.execute(HttpClientRequest.head(url({}))).pipe(
+    /**
+     * Why the server refused to open the stream: the status a GET with the position held now
+     * would have had (none: unreachable).
+     */
+    const probe = Effect.suspend(() => connector.http.execute(HttpClientRequest.head(url({})))).pipe(
       Effect.map((res) => Option.some(res.status)),
       Effect.catchAll(() => Effect.succeedNone),
       Effect.scoped
@@ -154,6 +160,7 @@ export const subscribe = (
         yield* Effect.sleep(yield* delay(failures))
       })
 
+    const connecting = Frame.Status({ status: "connecting" })
     const connectOnce: Stream.Stream<Frame, SubscribeError> = Stream.unwrap(Effect.gen(function*() {
       const got = yield* Effect.either(freshTicket)
       if (Either.isLeft(got)) {
@@ -170,11 +177,13 @@ export const subscribe = (
             : Effect.void
         ),
         Stream.filterMap((decoded) => Either.isLeft(decoded) ? Option.none() : position.accept(decoded.right)),
-        Stream.catchAll((dropped) => Stream.execute(afterDrop(dropped.openedAt)))
+        // Said at once: the wait before the next connection is spent `connecting`, not `live`.
+        Stream.catchAll((dropped) =>
+          Stream.concat(Stream.make(connecting), Stream.execute(afterDrop(dropped.openedAt)))
+        )
       )
     }))
 
-    const connecting = Frame.Status({ status: "connecting" })
     return Stream.concat(Stream.make(connecting), connectOnce).pipe(
       Stream.forever,
       // One Status per change: a retry that never opens says `connecting` once.

@@ -286,6 +286,22 @@ describe("subscribe, against a real server", () => {
     again.close()
   })
 
+  it("a cursor that expires while the subscription is away (restart) starts it over: the refusal is asked about with that cursor", async () => {
+    const { herald, projectId, seen, sub } = await subscribed("gus")
+    await herald.messages.post({ path: { projectId: projectId as never }, payload: { body: "one" } })
+    await until("the event", () => seen.events.length === 1)
+    await server.restart(async () => {
+      await sql.query("DELETE FROM stream_cursors")
+    })
+    await until("a fresh start", () => seen.heads.length === 2, 20_000, () => seen)
+    expect(seen.heads[1]![projectStream(projectId)]).toBe(2)
+    await herald.messages.post({ path: { projectId: projectId as never }, payload: { body: "two" } })
+    await until("the next event", () => seen.events.length === 2)
+    expect(seen.seqs(projectStream(projectId))).toEqual([2, 3])
+    expect(seen.errors).toEqual([])
+    sub.close()
+  })
+
   it("a revoked token ends the subscription: onError with the 401, then closed; no retrying forever", async () => {
     const { herald } = await subscribed("fay")
     const created = await herald.tokens.create({ payload: { label: "to revoke" } })
