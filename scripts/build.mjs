@@ -81,6 +81,16 @@ const clientBuilds = [
     minify: true
   }
 ]
+// The web client (packages/server/web/app.js, built on @herald/client) as one minified module for
+// the browser; uPlot stays a module of its own, served from node_modules at /vendor.
+clientBuilds.push({
+  entryPoints: [path.join(root, "packages/server/web/app.js")],
+  outfile: path.join(root, "packages/server/dist/web/app.js"),
+  platform: "browser",
+  target: "es2022",
+  minify: true,
+  external: ["/vendor/uplot.esm.js"]
+})
 await Promise.all(clientBuilds.map(async (options) => {
   const result = await esbuild.build({
     absWorkingDir: root,

@@ -234,6 +234,12 @@ describe.sequential("a fresh copy in a private folder, built with the Dockerfile
         )
         expect((await probe.exited).code, probe.output()).toBe(0)
         expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(200) // the web client's files came along
+        // …and its script is the bundle (dist/web): @herald/client inside, no bare import left for a browser.
+        const script = await fetch(`http://127.0.0.1:${port}/app.js`)
+        expect(script.status).toBe(200)
+        const bundled = await script.text()
+        expect(bundled).toContain("@herald/client")
+        expect(bundled).not.toMatch(/from\s*["']@herald\/client["']/)
         server.child.kill("SIGTERM")
         expect((await server.exited).code, server.output()).toBe(0)
       } finally {

@@ -1,27 +1,20 @@
-// Herald's web client: plain ES modules, no framework, no build step.
+// Herald's web client: plain ES modules, no framework, bundled by esbuild (scripts/build.mjs).
 //
-// One EventSource on GET /api/stream carries every stream the user may read: the project stream
-// of each of their projects and their own workspace stream in each. Its first frame (`heads`)
-// gives each stream's head seq; the state up to the heads is loaded over HTTP, and every later
-// frame is applied once per stream in seq order (seq ≤ the last applied is a duplicate) and by
-// messageId, so nothing shows twice. The page resumes the connection itself, with a fresh stream
-// ticket and the last frame's cursor (an opaque position for all streams at once), across server
-// restarts too.
+// Built on @herald/client: its typed calls for every request, and its `subscribe` for the one
+// connection on GET /api/stream, which carries every stream the user may read — the project stream
+// of each of their projects and their own workspace stream in each. The library keeps that
+// connection (stream tickets, the cursor, reconnects with backoff, `CursorExpired`) and hands on
+// each event once per (stream, seq), in seq order; this page keeps what is on screen. A `heads`
+// (a fresh start) reloads the state over HTTP; a `reset` reloads that stream.
 //
 // The same connection carries live signals (SPEC §5): who is present in each project, who is
-// typing, and the drafts of the user's worker space. They come without an `id:` and are never
-// events: they are kept apart from the per-stream seqs and never move the cursor.
+// typing, and the drafts of the user's worker space. They are never events: they are kept apart
+// from the per-stream seqs.
 import uPlot from "/vendor/uplot.esm.js"
+import { createClient } from "@herald/client"
+import { DateTime } from "effect"
 
 const $ = (selector, root = document) => root.querySelector(selector)
-const EVENT_TYPES = [
-  "project.created",
-  "member.added",
-  "member.removed",
-  "message.created",
-  "message.edited",
-  "message.deleted"
-]
 const PAGE_SIZE = 50
 /** Frames held for a stream not shown yet. */
 const MAX_HELD = 1_000
@@ -37,13 +30,12 @@ const DRAFT_IDLE_MS = 60_000
 const state = {
   token: localStorage.getItem("herald.token") ?? "",
   me: null,
-  source: null,
-  /** the last cursor (`id:`) the connection delivered: what the browser resumes with */
-  cursor: null,
-  /** connecting | catching up | live | reconnecting */
+  /** the @herald/client subscription (the one connection) */
+  subscription: null,
+  /** connecting | catching up | live | reconnecting | closed */
   connection: "connecting",
   quiet: null,
-  /** stream id → highest seq applied; frames at or below it are duplicates. */
+  /** stream id → the last seq applied (the library delivers each seq once, in order). */
   lastSeq: new Map(),
   /** project id → { id, name, ownerId, unread: Set<messageId> } for every project on the connection. */
   projects: new Map(),
@@ -65,30 +57,27 @@ const state = {
   draftsDone: new Map()
 }
 
-class ApiError extends Error {
-  constructor(status, body) {
-    super(body?.message ?? `${status} ${body?._tag ?? "error"}`)
-    this.status = status
-    this.tag = body?._tag
-  }
-}
+/** The @herald/client of the signed-in user (made at sign-in, with their token). */
+let herald = null
 
-const api = async (method, path, body) => {
-  const res = await fetch(path, {
-    method,
-    headers: { authorization: `Bearer ${state.token}`, ...(body ? { "content-type": "application/json" } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {})
-  })
-  const text = await res.text()
-  let json
-  try {
-    json = text ? JSON.parse(text) : undefined
-  } catch {
-    json = { message: text }
-  }
-  if (!res.ok) throw new ApiError(res.status, json)
-  return json
+/**
+ * The HTTP status of a rejected call: the API's declared errors come decoded (their `_tag` names
+ * the status the API annotates); any other answer is an HttpClient `ResponseError` holding it.
+ */
+const STATUS_OF_TAG = {
+  BadRequest: 400,
+  CursorExpired: 400,
+  Unauthorized: 401,
+  Forbidden: 403,
+  NotFound: 404,
+  Conflict: 409,
+  TooManyRequests: 429,
+  ServiceUnavailable: 503
 }
+const statusOf = (error) => error?.response?.status ?? STATUS_OF_TAG[error?._tag]
+
+/** An API instant (an Effect `DateTime` once decoded) as ISO text, as the wire envelopes carry it. */
+const iso = (t) => t === undefined || t === null ? undefined : DateTime.formatIso(t)
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -100,7 +89,10 @@ const showError = (error, doing) => {
     el.textContent = ""
     return
   }
-  const message = String(error.message ?? error)
+  // Input the library refused before sending (a ParseError): its last line says what was wrong.
+  const message = error._tag === "ParseError"
+    ? `invalid input: ${String(error.message).trim().split("\n").at(-1).replace(/^[\s└├─│]+/, "")}`
+    : String(error.message ?? error)
   el.textContent = doing ? `${doing}: ${message}` : message
   el.hidden = false
 }
@@ -166,10 +158,16 @@ class ChatStream {
     void this.load()
   }
 
-  get path() {
-    return this.workspace
-      ? `/api/projects/${this.projectId}/workspace/messages`
-      : `/api/projects/${this.projectId}/messages`
+  /** The stream's messages group: the project chat's or the caller's worker space's. */
+  get messages() {
+    return this.workspace ? herald.workspace : herald.messages
+  }
+
+  page(before) {
+    return this.messages.list({
+      path: { projectId: this.projectId },
+      urlParams: before ? { limit: PAGE_SIZE, before } : { limit: PAGE_SIZE }
+    })
   }
 
   fromMessage(m) {
@@ -180,14 +178,14 @@ class ChatStream {
       role: m.role,
       body: m.body,
       clientMessageId: m.clientMessageId,
-      editedAt: m.editedAt,
+      editedAt: iso(m.editedAt),
       deleted: m.deletedAt !== undefined
     }
   }
 
   async load() {
     try {
-      const page = await api("GET", `${this.path}?limit=${PAGE_SIZE}`)
+      const page = await this.page()
       this.entries = page.items.slice().reverse().map((m) => this.fromMessage(m))
       this.byId = new Map(this.entries.map((e) => [e.id, e]))
       for (const e of this.entries) {
@@ -199,7 +197,7 @@ class ChatStream {
       this.older = page.nextCursor
     } catch (error) {
       // A project left meanwhile answers 404; its member.removed frame is on its way.
-      if (error.status !== 404) showError(error, "Loading messages")
+      if (statusOf(error) !== 404) showError(error, "Loading messages")
     }
     this.loaded = true
     const held = this.buffer ?? []
@@ -215,7 +213,7 @@ class ChatStream {
 
   async loadOlder() {
     if (!this.older) return
-    const page = await api("GET", `${this.path}?limit=${PAGE_SIZE}&before=${this.older}`)
+    const page = await this.page(this.older)
     const older = page.items.slice().reverse().filter((m) => !this.byId.has(m.id)).map((m) => this.fromMessage(m))
     for (const e of older) this.byId.set(e.id, e)
     this.entries = [...older, ...this.entries]
@@ -292,7 +290,7 @@ class ChatStream {
     this.pending.set(clientMessageId, { body, role: extra.role ?? "user" })
     changed(this.streamId)
     try {
-      await api("POST", this.path, { body, clientMessageId, ...extra })
+      await this.messages.post({ path: { projectId: this.projectId }, payload: { body, clientMessageId, ...extra } })
     } catch (error) {
       this.pending.delete(clientMessageId)
       changed(this.streamId)
@@ -312,108 +310,68 @@ const chatFor = (streamId, options) => {
 
 // --- the one connection ----------------------------------------------------------------------------
 
-// EventSource reconnects by itself with the URL it was opened with, and a stream ticket in that URL
-// lives a minute: so the page reconnects by hand. On an error it closes the source, asks for a new
-// ticket and opens another, resuming from the last frame's cursor (`?cursor=`). A source that was
-// refused before it opened is followed by a HEAD with the same position, which answers why without
-// opening anything: 401 (signed out), 400 (the cursor cannot be resumed: start over), or retry later.
-// The long-lived token never goes into a URL.
+// @herald/client keeps it: a stream ticket per connection (the long-lived token never goes into a
+// URL), the last cursor, reconnects with backoff, and a fresh start when the cursor cannot be
+// resumed (then a new `heads` follows). The page reloads on `heads` and `reset`, applies events,
+// and shows where the connection stands.
 
-/** The `id:` of the last frame received (a cursor for every stream): where a reconnect resumes. */
-let lastCursor = null
-let reconnects = 0
-
-const streamQuery = (extra = {}) => {
-  const params = new URLSearchParams(extra)
-  if (lastCursor) params.set("cursor", lastCursor)
-  return params
-}
-
-/** Every frame handler notes the frame's cursor first. */
-const tracked = (handler) => (e) => {
-  if (e.lastEventId) lastCursor = e.lastEventId
-  handler(e)
-}
-
-const connect = async () => {
-  const previous = state.source
-  previous?.close()
-  const token = { close() {} }
-  state.source = token
-  setConnection(lastCursor ? "reconnecting" : "connecting")
-  let ticket
-  try {
-    ticket = (await api("POST", "/api/stream-tickets")).ticket
-  } catch (error) {
-    if (state.source !== token) return
-    if (error.status === 401) return showError(error, "Signed out")
-    return reconnectLater(token)
+const connect = () => {
+  state.subscription?.close()
+  // Callbacks of a subscription closed meanwhile (its "closed" comes after the next one starts) are not ours.
+  const connection = {}
+  state.connectionId = connection
+  const ours = (handler) => (frame) => {
+    if (state.connectionId === connection) handler(frame)
   }
-  if (state.source !== token) return
-  const source = new EventSource(`/api/stream?${streamQuery({ ticket })}`)
-  state.source = source
-  let opened = false
-  source.onopen = () => {
-    opened = true
-    reconnects = 0
-    setConnection("catching up")
-  }
-  source.onerror = () => {
-    if (state.source !== source) return
-    source.close()
-    setConnection("reconnecting")
-    if (opened) reconnectLater(source)
-    else refused(source)
-  }
-  source.addEventListener(
-    "heads",
-    tracked((e) => onHeads(JSON.parse(e.data).streams).catch(failed("Loading projects")))
-  )
-  source.addEventListener("reset", tracked((e) => onReset(JSON.parse(e.data))))
-  for (const type of EVENT_TYPES) source.addEventListener(type, tracked((e) => onFrame(JSON.parse(e.data))))
-  // Signals are not `tracked`: they have no id (a frame without one repeats the previous frame's
-  // lastEventId), and only events move the position a reconnect resumes from.
-  source.addEventListener("presence", signal(onPresence))
-  source.addEventListener("typing", signal(onTyping))
-  source.addEventListener("draft", signal(onDraft))
-}
-
-/** Reconnects after a pause that grows with each failed attempt (1 s, 2 s, 4 s … 15 s). */
-const reconnectLater = (current) => {
-  const delay = Math.min(15_000, 1_000 * 2 ** Math.min(reconnects, 4))
-  reconnects += 1
-  setTimeout(() => {
-    if (state.source === current) connect()
-  }, delay)
-}
-
-/** The connection was refused before it opened: ask the server why (HEAD opens nothing), then act on it. */
-const refused = async (source) => {
-  let res
-  try {
-    res = await fetch(`/api/stream?${streamQuery()}`, {
-      method: "HEAD",
-      headers: { authorization: `Bearer ${state.token}` }
-    })
-  } catch {
-    res = undefined // the server is unreachable: keep trying
-  }
-  if (state.source !== source) return
-  if (res?.status === 401) return showError(new ApiError(401, { message: "the token was refused" }), "Signed out")
-  if (res?.status === 400) {
-    // The cursor cannot be resumed (e.g. its base expired): start over; the heads frame reloads the state.
-    lastCursor = null
-    return connect()
-  }
-  if (res && !res.ok) {
-    showError(
-      new ApiError(res.status, { message: `${res.status} ${res.statusText}` }),
-      "Live updates are unavailable (retrying)"
+  setConnection("connecting")
+  state.subscription = herald.subscribe({}, {
+    onHeads: ours(({ streams }) => onHeads(streams).catch(failed("Loading projects"))),
+    onReset: ours(onReset),
+    onEvent: ours(onFrame),
+    onPresence: ours(onPresence),
+    onTyping: ours(onTyping),
+    onDraft: ours(onDraft),
+    onStatus: ours((status) => {
+      if (status === "live") setConnection("catching up")
+      else if (status === "connecting") setConnection(state.ready ? "reconnecting" : "connecting")
+      else setConnection("closed")
+    }),
+    // Refused for good: a revoked token (401), or a stream no longer visible.
+    onError: ours((error) =>
+      error.status === 401
+        ? showError({ message: "the token was refused" }, "Signed out")
+        : showError(error, "Live updates stopped")
     )
-  } else if (res?.ok) {
-    showError(null)
+  })
+}
+
+/**
+ * A workaround for @herald/client 0.1.0: when a connection is refused before it opens, the library
+ * asks why with a HEAD whose URL it fixed when the subscription started, before it had a cursor; so
+ * it never sees the 400 of a cursor the server no longer knows (`CursorExpired`, a restored
+ * database) and would retry that cursor forever. The page's EventSource asks again, with the
+ * refused connection's cursor, and on a 400 starts the subscription over without one (a new `heads`
+ * then reloads the state).
+ */
+class EventSourceAskingWhy extends EventSource {
+  constructor(url) {
+    super(url)
+    const connection = state.connectionId
+    let opened = false
+    this.addEventListener("open", () => (opened = true))
+    this.addEventListener("error", () => {
+      const cursor = new URL(url, location.href).searchParams.get("cursor")
+      if (!opened && cursor) void startOverIfCursorRefused(connection, cursor)
+    })
   }
-  reconnectLater(source)
+}
+
+const startOverIfCursorRefused = async (connection, cursor) => {
+  const res = await fetch(`/api/stream?${new URLSearchParams({ cursor })}`, {
+    method: "HEAD",
+    headers: { authorization: `Bearer ${state.token}` }
+  }).catch(() => undefined) // unreachable: the library keeps trying
+  if (res?.status === 400 && state.connectionId === connection) connect()
 }
 
 const setConnection = (label) => {
@@ -448,7 +406,7 @@ const onHeads = async (heads) => {
     chatFor(workspaceStream(id))
   }
   renderSwitcher()
-  const listed = new Map((await api("GET", "/api/projects")).items.map((p) => [p.id, p]))
+  const listed = new Map((await herald.projects.list()).items.map((p) => [p.id, p]))
   for (const held of state.projects.values()) {
     const p = listed.get(held.id)
     if (p) Object.assign(held, { name: p.name, ownerId: p.ownerId })
@@ -468,7 +426,7 @@ const onHeads = async (heads) => {
 }
 
 const fetchProject = (projectId) =>
-  api("GET", `/api/projects/${projectId}`).then((p) => {
+  herald.projects.get({ path: { projectId } }).then((p) => {
     const held = state.projects.get(projectId)
     if (held) {
       held.name = p.name
@@ -491,7 +449,6 @@ const onReset = ({ stream, from }) => {
 
 const onFrame = (event) => {
   onActivity()
-  if (event.seq <= seqOf(event.stream)) return // a duplicate: already applied
   if (state.lastSeq.has(event.stream) && event.seq !== seqOf(event.stream) + 1) {
     console.warn(`${event.stream}: gap before seq ${event.seq} (had ${seqOf(event.stream)})`)
   }
@@ -571,7 +528,7 @@ const countUnread = async (project, head) => {
   const ids = new Set()
   let waited = 0
   while (after < head && after - from < UNREAD_SCAN_LIMIT) {
-    const page = await api("GET", `/api/projects/${project.id}/events?after=${after}&limit=1000`)
+    const page = await herald.history.project({ path: { projectId: project.id }, urlParams: { after, limit: 1_000 } })
     if (page.items.length === 0) {
       // event_log trails the outbox by a moment: wait for it to reach the head we were given.
       if ((waited += 1) > 50) break
@@ -593,17 +550,6 @@ const countUnread = async (project, head) => {
 }
 
 // --- live signals: presence, typing, drafts --------------------------------------------------------
-
-/** A signal frame's handler; a malformed one is noted and skipped (signals are best-effort). */
-const signal = (handler) => (e) => {
-  let frame
-  try {
-    frame = JSON.parse(e.data)
-  } catch {
-    return console.warn(`a malformed ${e.type} frame`)
-  }
-  handler(frame)
-}
 
 /** `{stream, users}` (who is present now: the first for a project stream) or `{stream, userId, present, at}`. */
 const onPresence = (frame) => {
@@ -664,7 +610,7 @@ $("#project-body").addEventListener("input", (e) => {
   const now = Date.now()
   if (!state.selected || !e.target.value.trim() || now - typingSentAt < TYPING_SEND_MS) return
   typingSentAt = now
-  api("POST", `/api/projects/${state.selected}/typing`).catch(() => {}) // best-effort, as the signal is
+  herald.signals.typing({ path: { projectId: state.selected } }).catch(() => {}) // best-effort, as the signal is
 })
 
 /**
@@ -836,16 +782,16 @@ const lineFor = (chat, entry, owner) => {
   const mine = entry.authorId === state.me.id
   if (!chat.workspace && !entry.deleted) {
     const actions = $(".actions", li)
-    const path = `${chat.path}/${entry.id}`
+    const path = { projectId: chat.projectId, messageId: entry.id }
     if (mine) {
       actions.append(button("Edit", async () => {
         const body = prompt("Edit message", entry.body)
-        if (body !== null && body !== entry.body) await api("PATCH", path, { body })
+        if (body !== null && body !== entry.body) await herald.messages.edit({ path, payload: { body } })
       }))
     }
     if (mine || owner) {
       actions.append(button("Delete", async () => {
-        if (confirm("Delete this message?")) await api("DELETE", path)
+        if (confirm("Delete this message?")) await herald.messages.delete({ path })
       }))
     }
   }
@@ -971,7 +917,7 @@ const renderProject = () => {
 }
 
 const loadMembers = (projectId) =>
-  api("GET", `/api/projects/${projectId}/members`).then((m) => {
+  herald.projects.members({ path: { projectId } }).then((m) => {
     for (const x of m.items) names.set(x.userId, x.name)
     if (state.selected !== projectId) return
     state.members = m.items
@@ -995,13 +941,11 @@ const renderMembers = () => {
 
 const renderAnalytics = async () => {
   const projectId = state.selected
-  const base = `/api/projects/${projectId}/analytics`
-  const to = new Date()
-  const from = new Date(to.getTime() - 60 * 60 * 1000)
-  const range = `from=${from.toISOString()}&to=${to.toISOString()}`
+  const to = DateTime.unsafeNow()
+  const range = { from: DateTime.subtract(to, { hours: 1 }), to }
   const [summary, series] = await Promise.all([
-    api("GET", `${base}/summary?${range}`),
-    api("GET", `${base}/timeseries?bucket=minute&${range}`)
+    herald.analytics.summary({ path: { projectId }, urlParams: range }),
+    herald.analytics.timeseries({ path: { projectId }, urlParams: { ...range, bucket: "minute" } })
   ])
   if (state.selected !== projectId) return
   const figures = [
@@ -1019,7 +963,7 @@ const renderAnalytics = async () => {
     div.children[1].textContent = value
     return div
   }))
-  const xs = series.points.map((p) => Date.parse(p.t) / 1000)
+  const xs = series.points.map((p) => DateTime.toEpochMillis(p.t) / 1000)
   const ys = series.points.map((p) => p.count)
   const el = $("#chart")
   if (!state.chart) {
@@ -1035,7 +979,7 @@ const renderAnalytics = async () => {
     )
   } else state.chart.setData([xs, ys])
   $("#analytics .asof").textContent = summary.asOf
-    ? `as of ${new Date(summary.asOf).toLocaleTimeString()} (every event committed before then is counted)`
+    ? `as of ${DateTime.toDate(summary.asOf).toLocaleTimeString()} (every event committed before then is counted)`
     : "not yet materialized"
 }
 
@@ -1063,7 +1007,7 @@ onSubmit(
 onSubmit("#new-project", async (form) => {
   const input = $("input[name=name]", form)
   try {
-    const project = await api("POST", "/api/projects", { name: input.value })
+    const project = await herald.projects.create({ payload: { name: input.value } })
     input.value = ""
     showError(null)
     // Its project.created arrives on the connection (perhaps already has); show it when it does.
@@ -1086,17 +1030,18 @@ onSubmit("#add-member", async (form) => {
   const projectId = state.selected
   try {
     const userId = input.value.trim()
-    await api("POST", `/api/projects/${projectId}/members`, { userId })
+    await herald.projects.addMember({ path: { projectId }, payload: { userId } })
     input.value = ""
     showError(null)
     loadMembers(projectId)
   } catch (error) {
-    const hint = error.status === 404
+    const status = statusOf(error)
+    const hint = status === 404
       ? " (no user has that id: ask them for the id shown under their name)"
-      : error.status === 409
+      : status === 409
       ? " (already a member)"
       : ""
-    showError({ message: `${error.message}${hint}` }, "Could not add the member")
+    showError(hint ? { message: `${error.message}${hint}` } : error, "Could not add the member")
   }
 })
 
@@ -1107,11 +1052,12 @@ $("#copy-id").addEventListener("click", () => {
 // --- signing in ------------------------------------------------------------------------------------
 
 const signIn = async () => {
+  herald = createClient({ baseUrl: location.origin, token: state.token, EventSource: EventSourceAskingWhy })
   try {
-    state.me = await api("GET", "/api/me")
+    state.me = await herald.me.me()
   } catch (error) {
     localStorage.removeItem("herald.token")
-    throw error.status === 401
+    throw statusOf(error) === 401
       ? new Error("that token was not accepted; check it was copied whole (it starts with hrld_)")
       : error
   }
@@ -1132,7 +1078,7 @@ onSubmit("#signin", () => {
 })
 $("#signout").addEventListener("click", () => {
   localStorage.removeItem("herald.token")
-  state.source?.close()
+  state.subscription?.close()
   location.reload()
 })
 if (state.token) signIn().catch(failed("Could not sign in"))
