@@ -345,35 +345,6 @@ const connect = () => {
   })
 }
 
-/**
- * A workaround for @herald/client 0.1.0: when a connection is refused before it opens, the library
- * asks why with a HEAD whose URL it fixed when the subscription started, before it had a cursor; so
- * it never sees the 400 of a cursor the server no longer knows (`CursorExpired`, a restored
- * database) and would retry that cursor forever. The page's EventSource asks again, with the
- * refused connection's cursor, and on a 400 starts the subscription over without one (a new `heads`
- * then reloads the state).
- */
-class EventSourceAskingWhy extends EventSource {
-  constructor(url) {
-    super(url)
-    const connection = state.connectionId
-    let opened = false
-    this.addEventListener("open", () => (opened = true))
-    this.addEventListener("error", () => {
-      const cursor = new URL(url, location.href).searchParams.get("cursor")
-      if (!opened && cursor) void startOverIfCursorRefused(connection, cursor)
-    })
-  }
-}
-
-const startOverIfCursorRefused = async (connection, cursor) => {
-  const res = await fetch(`/api/stream?${new URLSearchParams({ cursor })}`, {
-    method: "HEAD",
-    headers: { authorization: `Bearer ${state.token}` }
-  }).catch(() => undefined) // unreachable: the library keeps trying
-  if (res?.status === 400 && state.connectionId === connection) connect()
-}
-
 const setConnection = (label) => {
   state.connection = label
   clearTimeout(state.quiet)
@@ -1052,7 +1023,7 @@ $("#copy-id").addEventListener("click", () => {
 // --- signing in ------------------------------------------------------------------------------------
 
 const signIn = async () => {
-  herald = createClient({ baseUrl: location.origin, token: state.token, EventSource: EventSourceAskingWhy })
+  herald = createClient({ baseUrl: location.origin, token: state.token })
   try {
     state.me = await herald.me.me()
   } catch (error) {
