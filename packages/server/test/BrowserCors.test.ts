@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
+import * as fs from "node:fs"
 import * as http from "node:http"
+import * as path from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
-import { api, freePort, type Spawned, spawnServer } from "../../../test-support/Process.js"
+import { api, freePort, repoRoot, type Spawned, spawnServer } from "../../../test-support/Process.js"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
 import { chromiumArgs, ensureChromium } from "./support/Browser.js"
 
@@ -62,6 +64,36 @@ const PAGE = `<!doctype html>
   observed.post = await call("POST", "/api/projects/" + projectId + "/messages", { body: "from " + location.origin })
 </script>`
 
+/**
+ * The same web app written with @herald/client: its browser bundle (the file docs/client.md gives
+ * the size of), loaded from the page's own origin, with the browser's native EventSource.
+ */
+const LIBRARY_PAGE = `<!doctype html>
+<meta charset="utf-8">
+<title>a web app on another origin, on @herald/client</title>
+<script type="module">
+  import { createClient } from "/herald-client.js"
+  const q = new URLSearchParams(location.search)
+  const observed = { statuses: [], heads: null, bodies: [], errors: [], posted: null }
+  window.observed = observed
+  const herald = createClient({ baseUrl: q.get("herald"), token: q.get("token") })
+  herald.subscribe({}, {
+    onHeads: (heads) => observed.heads = heads.streams,
+    onEvent: (envelope) => observed.bodies.push(envelope.data.body),
+    onStatus: (status) => observed.statuses.push(status),
+    onError: (error) => observed.errors.push(error.message)
+  })
+  while (observed.heads === null) await new Promise((r) => setTimeout(r, 20))
+  try {
+    const answer = await herald.messages.post({ path: { projectId: q.get("project") }, payload: { body: "from the library at " + location.origin } })
+    observed.posted = answer.event.seq
+  } catch (e) {
+    observed.posted = String(e)
+  }
+</script>`
+
+const bundle = path.join(repoRoot, "packages/client/dist/herald-client.browser.js")
+
 let browser: Browser
 let scope: Scope.CloseableScope
 let herald: Spawned
@@ -73,6 +105,14 @@ let unlistedOrigin: string
 const servePage = async () => {
   const port = await freePort()
   const server = http.createServer((req, res) => {
+    if (req.url === "/herald-client.js") {
+      res.writeHead(200, { "content-type": "text/javascript; charset=utf-8" }).end(fs.readFileSync(bundle))
+      return
+    }
+    if (req.url?.startsWith("/library?") === true) {
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(LIBRARY_PAGE)
+      return
+    }
     if (req.url?.startsWith("/?") !== true) {
       res.writeHead(404).end()
       return
@@ -119,7 +159,7 @@ interface Observed {
 const observed = (page: Page) => page.evaluate(() => (window as unknown as { observed: Observed }).observed)
 
 /** A user with a project of its own, and the page at `origin` opened as that user. */
-const openPageAs = async (name: string, origin: string) => {
+const openPageAs = async (name: string, origin: string, page_ = "/") => {
   const user = (await api(heraldUrl, "POST", "/api/admin/users", ADMIN, { name })).body
   const project = (await api(heraldUrl, "POST", "/api/projects", user.token, { name: `${name}'s` })).body
   const context = await browser.newContext()
@@ -127,7 +167,7 @@ const openPageAs = async (name: string, origin: string) => {
   const console: Array<string> = []
   page.on("console", (message) => console.push(message.text()))
   const query = new URLSearchParams({ herald: heraldUrl, token: user.token, project: project.id })
-  await page.goto(`${origin}/?${query}`)
+  await page.goto(`${origin}${page_}?${query}`)
   return { user, project, page, console, close: () => context.close() }
 }
 
@@ -169,6 +209,23 @@ describe("a page on another origin, in Chromium", () => {
       expect(console.join("\n")).toMatch(/blocked by CORS policy/)
       // The post's preflight was refused, so the post itself was never sent.
       expect(await messagesIn(user.token, project.id)).toEqual([])
+      await close()
+    },
+    60_000
+  )
+
+  it(
+    "with its origin listed, on @herald/client's browser bundle and the native EventSource: a ticket, heads, a post and its event, cross-origin",
+    async () => {
+      const { close, page, project } = await openPageAs("carol", listedOrigin, "/library")
+      await expect.poll(() => page.evaluate(() => (window as any).observed.posted), LIVE).toBe(2)
+      await expect.poll(() => page.evaluate(() => (window as any).observed.bodies), LIVE).toEqual([
+        `from the library at ${listedOrigin}`
+      ])
+      const seen = await page.evaluate(() => (window as any).observed)
+      expect(seen.heads).toEqual(expect.objectContaining({ [`project:${project.id}`]: 1 }))
+      expect(seen.statuses).toEqual(["connecting", "live"])
+      expect(seen.errors).toEqual([])
       await close()
     },
     60_000
