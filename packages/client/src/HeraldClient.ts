@@ -62,12 +62,17 @@ export const make = (options: HeraldClientOptions) =>
       )
     )
     const api = yield* HttpApiClient.make(Api.HeraldApi, { baseUrl, transformClient: () => http })
-    const EventSource = resolveEventSource(options.EventSource)
-    const connector = { http, baseUrl, ticket: api.tokens.streamTicket(), EventSource }
+    const ticket = api.tokens.streamTicket()
     return {
       api,
+      // The EventSource is looked for when a subscription starts: an application that only calls
+      // the API needs none.
       subscribe: (subscribeOptions?: SubscribeOptions, position?: Position) =>
-        subscribe(connector, subscribeOptions, position)
+        subscribe(
+          { http, baseUrl, ticket, EventSource: resolveEventSource(options.EventSource) },
+          subscribeOptions,
+          position
+        )
     } satisfies HeraldClientShape
   })
 
