@@ -25,6 +25,8 @@ interface ReceivedSpan {
   readonly name: string
   readonly kind: number
   readonly attributes: Record<string, unknown>
+  /** OTLP status code: 2 is an error. */
+  readonly status: number
 }
 
 interface OtlpValue {
@@ -48,6 +50,7 @@ interface OtlpTraces {
         readonly name: string
         readonly kind: number
         readonly attributes: ReadonlyArray<OtlpKeyValue>
+        readonly status?: { readonly code?: number }
       }>
     }>
   }>
@@ -85,7 +88,8 @@ const startReceiver = async () => {
               parentSpanId: span.parentSpanId === "" ? undefined : span.parentSpanId,
               name: span.name,
               kind: span.kind,
-              attributes: attributesOf(span.attributes)
+              attributes: attributesOf(span.attributes),
+              status: span.status?.code ?? 0
             })
           }
         }
@@ -294,6 +298,69 @@ describe("traces (OTEL_EXPORTER_OTLP_ENDPOINT)", () => {
       120_000
     )
   }
+
+  it(
+    "a publish that failed and was retried from the outbox (the row's trace_context, claimed by either node) is still in the post's trace",
+    () =>
+      withFreshDatabase(async (databaseUrl) => {
+        // A's own publishes fail 90 % of the time: its hand-offs go back to the outbox, where B (or A
+        // retrying) claims them with the context the post wrote in the row.
+        const nodeEnv = (service: string, failureRate: string) => ({
+          DATABASE_URL: databaseUrl,
+          HERALD_ADMIN_TOKEN: ADMIN,
+          HERALD_BROKER: "postgres",
+          HERALD_CHAOS_PUBLISH_FAILURE_RATE: failureRate,
+          HERALD_POLL_INTERVAL_MS: "100",
+          LOG_LEVEL: "error",
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_SERVICE_NAME: service,
+          OTEL_BSP_SCHEDULE_DELAY: "100"
+        })
+        const nodes = [
+          await startServerNode(nodeEnv("herald-claims-a", "0.9")),
+          await startServerNode(nodeEnv("herald-claims-b", "0"))
+        ]
+        const [a, b] = nodes as [ServerNode, ServerNode]
+        try {
+          const alice = (await api(a.url, "POST", "/api/admin/users", ADMIN, { name: "alice" })).body
+          const project = (await api(a.url, "POST", "/api/projects", alice.token, { name: "claims" })).body
+          const reader = await connectSse(b.url, `/api/projects/${project.id}/stream`, { token: alice.token })
+          const traces: Array<{ traceId: string; eventId: string }> = []
+          for (let i = 0; i < 5; i++) {
+            const traceId = hex(16)
+            const posted = await post(a.url, project.id, alice.token, `00-${traceId}-${hex(8)}-01`)
+            expect(posted.status).toBe(201)
+            traces.push({ traceId, eventId: posted.body.event.id })
+          }
+          await reader.waitForEvents(5, 30_000)
+          reader.close()
+          const sources: Array<unknown> = []
+          for (const { eventId, traceId } of traces) {
+            const spans = await spansOf(
+              traceId,
+              "a successful publish and B's fan-out",
+              (found) =>
+                found.some((s) => s.name === "herald.publish" && s.status !== 2) &&
+                found.some((s) => s.name === "herald.sse.fanout" && s.service === "herald-claims-b")
+            )
+            const request = spans.find((s) => s.kind === SERVER)!
+            const published = spans.filter((s) => s.name === "herald.publish" && s.status !== 2)
+            for (const publish of published) {
+              expect(publish.parentSpanId).toBe(request.spanId)
+              expect(publish.attributes["herald.event.id"]).toBe(eventId)
+              sources.push(publish.attributes["herald.publish.source"])
+            }
+            const fanout = spans.find((s) => s.name === "herald.sse.fanout" && s.service === "herald-claims-b")!
+            expect(published.map((s) => s.spanId)).toContain(fanout.parentSpanId)
+          }
+          // At 90 % failures, five hand-offs all succeeding is a 1-in-100 000 run.
+          expect(sources).toContain("claim")
+        } finally {
+          await stopAll(nodes)
+        }
+      }),
+    120_000
+  )
 
   it(
     "unset (or empty), nothing is exported and no outbox row carries a trace context",

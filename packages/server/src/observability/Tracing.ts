@@ -55,12 +55,14 @@ export const eventAttributes = (
 /**
  * One `herald.publish` span per event that has a parent (its post's span), around `publish` —
  * one broker call for the whole batch. `publish` is given each event's publish span as a
- * `traceparent` (by index), which the broker carries to every node's fan-out.
+ * `traceparent` (by index), which the broker carries to every node's fan-out. `source`: whether
+ * the batch was handed over by this process's commits or claimed from the outbox.
  */
 export const publishSpans = <E, R>(
   events: ReadonlyArray<{ readonly id: string; readonly stream: string; readonly seq: number; readonly type: string }>,
   parents: ReadonlyArray<Tracer.AnySpan | undefined>,
   broker: string,
+  source: "hand-off" | "claim",
   publish: (traceparents: ReadonlyArray<string | undefined> | undefined) => Effect.Effect<void, E, R>
 ): Effect.Effect<void, E, R> =>
   Effect.gen(function*() {
@@ -75,6 +77,7 @@ export const publishSpans = <E, R>(
       eventAttributes(span, event)
       span.attribute("messaging.system", broker)
       span.attribute("messaging.batch.message_count", events.length)
+      span.attribute("herald.publish.source", source)
       return span
     })
     const exit = yield* Effect.exit(publish(spans.map((s) => s === undefined ? undefined : traceparentOf(s))))

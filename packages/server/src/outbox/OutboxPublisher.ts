@@ -49,6 +49,7 @@ export const claimAndPublish = (publisherId: string) =>
             events,
             batch.map((e) => parentOf(e.traceContext)),
             config.broker,
+            "claim",
             (traceparents) => broker.publish(events, traceparents)
           )
           : broker.publish(events)
@@ -169,6 +170,7 @@ export const OutboxPublisherLive = Layer.scopedDiscard(
             batch,
             sorted.map((h) => h.parent),
             config.broker,
+            "hand-off",
             (traceparents) => broker.publish(batch, traceparents)
           )
           : broker.publish(batch)
