@@ -164,7 +164,7 @@ export const runProcess = (
 }
 
 /**
- * Every variable of this environment that Herald reads (DATABASE_URL, HERALD_*, LOG_LEVEL,
+ * Every variable of this environment that Herald reads (DATABASE_URL, HERALD_*, OTEL_*, LOG_LEVEL,
  * LOG_FORMAT), set to `undefined`: spread into a child's `env`, it runs with only the settings it
  * is given.
  */
@@ -172,7 +172,8 @@ export const withoutHeraldSettings = (): Record<string, undefined> =>
   Object.fromEntries(
     Object.keys(process.env)
       .filter((key) =>
-        key === "DATABASE_URL" || key.startsWith("HERALD_") || key === "LOG_LEVEL" || key === "LOG_FORMAT"
+        key === "DATABASE_URL" || key.startsWith("HERALD_") || key.startsWith("OTEL_") || key === "LOG_LEVEL" ||
+        key === "LOG_FORMAT"
       )
       .map((key) => [key, undefined])
   )

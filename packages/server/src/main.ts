@@ -8,6 +8,7 @@ import { EmbeddedCluster } from "./db/EmbeddedPostgres.js"
 import { seedDemo } from "./DemoSeed.js"
 import { NodeServerLive } from "./http/HttpApp.js"
 import { jsonLine, prettyLine, printLine } from "./observability/LogOutput.js"
+import { TracingLive } from "./observability/Tracing.js"
 import { serverLayer } from "./Server.js"
 
 /**
@@ -60,7 +61,9 @@ const LoggingLive = Layer.unwrapEffect(
 /** Start-up failures a person can act on: one line on stderr, exit 1, no stack trace. */
 const fatal = (line: string) => Effect.zipRight(Console.error(line), Effect.sync(() => process.exit(1)))
 
-const program = Layer.launch(ServerLive.pipe(Layer.provide(LoggingLive), Layer.provideMerge(AppConfig.layer))).pipe(
+const program = Layer.launch(
+  ServerLive.pipe(Layer.provide(LoggingLive), Layer.provide(TracingLive), Layer.provideMerge(AppConfig.layer))
+).pipe(
   Effect.catchIf(ConfigError.isConfigError, (error) => fatal(formatConfigError(error))),
   Effect.catchTags({
     DatabaseStartError: (error) => fatal(`Cannot start the embedded PostgreSQL: ${error.message}`),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Either, LogLevel } from "effect"
+import { ConfigProvider, Duration, Effect, Either, LogLevel, Option } from "effect"
 import { AppConfig, formatConfigError } from "../src/config/AppConfig.js"
 
 /** The app's settings read from `env` alone, as start-up would read them from the environment. */
@@ -212,5 +212,60 @@ describe("limits (HERALD_SSE_MAX_*, HERALD_*_RATE)", () => {
           expect(yield* refused({ [name]: value })).toMatch(new RegExp(`^Invalid configuration: ${name}: `))
         }))
     }
+  }
+})
+
+describe("traces (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME)", () => {
+  const tracingOf = (env: Record<string, string>) =>
+    Effect.map(readFrom(env), (read) => Option.getOrUndefined(Either.getOrThrow(read).tracing))
+
+  it.effect("unset or empty is no tracing at all", () =>
+    Effect.gen(function*() {
+      expect(yield* tracingOf({})).toBeUndefined()
+      expect(yield* tracingOf({ OTEL_EXPORTER_OTLP_ENDPOINT: "", OTEL_SERVICE_NAME: "x" })).toBeUndefined()
+    }))
+
+  it.effect("an endpoint is the base of the OTLP/HTTP traces path; the service is herald unless named", () =>
+    Effect.gen(function*() {
+      expect(yield* tracingOf({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" })).toEqual({
+        url: "http://collector:4318/v1/traces",
+        serviceName: "herald",
+        exportIntervalMs: 5_000
+      })
+      expect(
+        yield* tracingOf({
+          OTEL_EXPORTER_OTLP_ENDPOINT: "https://otel.example.com/base",
+          OTEL_SERVICE_NAME: "herald-eu-1",
+          OTEL_BSP_SCHEDULE_DELAY: "250"
+        })
+      ).toEqual({ url: "https://otel.example.com/base/v1/traces", serviceName: "herald-eu-1", exportIntervalMs: 250 })
+    }))
+
+  it.effect("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is the traces URL itself, and wins", () =>
+    Effect.gen(function*() {
+      const tracing = yield* tracingOf({
+        OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://traces:9999/custom"
+      })
+      expect(tracing?.url).toBe("http://traces:9999/custom")
+    }))
+
+  for (
+    const [name, value] of [
+      ["OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"],
+      ["OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"],
+      ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://collector:4317"],
+      ["OTEL_BSP_SCHEDULE_DELAY", "soon"]
+    ] as const
+  ) {
+    it.effect(`${name}=${JSON.stringify(value)} stops start-up with one line naming ${name}`, () =>
+      Effect.gen(function*() {
+        const read = yield* readFrom({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318", [name]: value })
+        expect(Either.isLeft(read)).toBe(true)
+        if (Either.isRight(read)) return
+        const message = formatConfigError(read.left)
+        expect(message).toMatch(new RegExp(`^Invalid configuration: ${name}: `))
+        expect(message).not.toContain("\n")
+      }))
   }
 })

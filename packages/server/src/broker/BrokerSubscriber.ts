@@ -11,7 +11,8 @@ import type { BrokerError } from "./BrokerError.js"
  * without waiting for its next event to show the gap.
  */
 export type BrokerDelivery = Data.TaggedEnum<{
-  Envelope: { readonly event: Events.EventWire }
+  /** `traceparent`: the event's publish span, when the publishing node traces (observability/Tracing.ts). */
+  Envelope: { readonly event: Events.EventWire; readonly traceparent?: string | undefined }
   Reference: { readonly stream: string; readonly seq: number }
   Resync: {}
 }>

@@ -15,11 +15,11 @@ export const withChaos = <E, R>(publisher: Layer.Layer<BrokerPublisher, E, R>) =
       const inner = yield* BrokerPublisher
       if (rate <= 0) return inner
       return {
-        publish: (events) =>
+        publish: (events, traceparents) =>
           Effect.flatMap(Random.next, (r) =>
             r < rate
               ? Effect.fail(new BrokerError({ message: `chaos: publish failed on purpose (rate ${rate})` }))
-              : inner.publish(events))
+              : inner.publish(events, traceparents))
       }
     })
   ).pipe(Layer.provide(publisher))

@@ -4,17 +4,24 @@ import { SubscriberStatus } from "../observability/SubscriberStatus.js"
 import { BrokerPublisher } from "./BrokerPublisher.js"
 import { BrokerDelivery, BrokerSubscriber } from "./BrokerSubscriber.js"
 
-/** The in-process hub both sides of the memory broker share. */
-class MemoryHub extends Context.Tag("Herald/MemoryHub")<MemoryHub, PubSub.PubSub<Events.EventWire>>() {}
+/** The in-process hub both sides of the memory broker share: deliveries, made once for every subscriber. */
+class MemoryHub extends Context.Tag("Herald/MemoryHub")<MemoryHub, PubSub.PubSub<BrokerDelivery>>() {}
 
 const MemoryHubLive = Layer.scoped(
   MemoryHub,
-  Effect.acquireRelease(PubSub.unbounded<Events.EventWire>(), PubSub.shutdown)
+  Effect.acquireRelease(PubSub.unbounded<BrokerDelivery>(), PubSub.shutdown)
 )
+
+const deliveries = (events: ReadonlyArray<Events.EventWire>, traceparents?: ReadonlyArray<string | undefined>) =>
+  traceparents === undefined
+    ? events.map((event) => BrokerDelivery.Envelope({ event }))
+    : events.map((event, i) => BrokerDelivery.Envelope({ event, traceparent: traceparents[i] }))
 
 const MemoryPublisher = Layer.effect(
   BrokerPublisher,
-  Effect.map(MemoryHub, (hub) => ({ publish: (events) => PubSub.publishAll(hub, events).pipe(Effect.asVoid) }))
+  Effect.map(MemoryHub, (hub) => ({
+    publish: (events, traceparents) => PubSub.publishAll(hub, deliveries(events, traceparents)).pipe(Effect.asVoid)
+  }))
 )
 
 /** In-process, so always live. */
@@ -23,7 +30,7 @@ const MemorySubscriber = Layer.effect(
   Effect.gen(function*() {
     const hub = yield* MemoryHub
     yield* SubscriberStatus.pipe(Effect.flatMap((status) => status.set({ _tag: "Live" })))
-    return { events: Stream.map(Stream.fromPubSub(hub), (event) => BrokerDelivery.Envelope({ event })) }
+    return { events: Stream.fromPubSub(hub) }
   })
 )
 

@@ -16,6 +16,20 @@ const Reference = Schema.Struct({ stream: Events.StreamId, seq: Events.Seq })
 const isReference = Schema.is(Reference, { onExcessProperty: "error" })
 
 /**
+ * An envelope with its publish span's `traceparent` (tracing on): `{"tp", "e"}`, exactly these two
+ * keys — the envelope itself stays as clients get it. A node from before traces skips such a
+ * payload as unreadable and reads the event from the database (its gap fill).
+ */
+const Traced = Schema.Struct({ tp: Schema.String, e: Schema.Unknown })
+const isTraced = Schema.is(Traced, { onExcessProperty: "error" })
+
+/** The NOTIFY payload of an event: the envelope (traced or not), or a reference when too large. */
+const payloadOf = (event: Events.EventWire, traceparent: string | undefined) => {
+  const json = traceparent === undefined ? JSON.stringify(event) : JSON.stringify({ tp: traceparent, e: event })
+  return Buffer.byteLength(json) <= MAX_PAYLOAD_BYTES ? json : JSON.stringify({ stream: event.stream, seq: event.seq })
+}
+
+/**
  * NOTIFY/LISTEN fan-out between server processes that share one database: every process's
  * subscriber sees every publish. An envelope too large for a NOTIFY payload travels as a
  * reference `{"stream", "seq"}`, delivered as such: the SSE hub reads it from the database.
@@ -25,11 +39,8 @@ export const PostgresBrokerPublisherLive = Layer.effect(
   Effect.gen(function*() {
     const sql = yield* PgClient.PgClient
     return {
-      publish: (events) => {
-        const payloads = events.map((e) => {
-          const json = JSON.stringify(e)
-          return Buffer.byteLength(json) <= MAX_PAYLOAD_BYTES ? json : JSON.stringify({ stream: e.stream, seq: e.seq })
-        })
+      publish: (events, traceparents) => {
+        const payloads = events.map((e, i) => payloadOf(e, traceparents?.[i]))
         // One statement: the batch is delivered in order, as one transaction's notifications.
         return sql`SELECT pg_notify(${CHANNEL}, p) FROM unnest(${payloads}::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n`
           .pipe(
@@ -45,6 +56,9 @@ const decode = (payload: string) =>
   Effect.gen(function*() {
     const parsed = yield* Schema.decodeUnknown(Schema.parseJson())(payload)
     if (isReference(parsed)) return BrokerDelivery.Reference({ stream: parsed.stream, seq: parsed.seq })
+    if (isTraced(parsed)) {
+      return BrokerDelivery.Envelope({ event: yield* Events.validateWire(parsed.e), traceparent: parsed.tp })
+    }
     return BrokerDelivery.Envelope({ event: yield* Events.validateWire(parsed) })
   })
 

@@ -116,7 +116,8 @@ export const connection = (
 
 /**
  * Appends each event to the stream as one entry (`e` = the envelope JSON, whole: Redis has no
- * payload limit), the batch in one MULTI/EXEC: all or nothing, in order. Fails fast while Redis
+ * payload limit; with tracing on, `t` = its publish span's `traceparent`, which nodes that do not
+ * know it ignore), the batch in one MULTI/EXEC: all or nothing, in order. Fails fast while Redis
  * is down, so the outbox retries the batch later (G3).
  */
 export const RedisBrokerPublisherLive = Layer.scoped(
@@ -125,11 +126,15 @@ export const RedisBrokerPublisherLive = Layer.scoped(
     const client = yield* connection("publisher", PUBLISH_TIMEOUT_MS)
     const maxLen = String(STREAM_MAXLEN)
     return {
-      publish: (events) =>
+      publish: (events, traceparents) =>
         events.length === 0 ? Effect.void : Effect.tryPromise({
           try: () => {
             const tx = client.multi()
-            for (const e of events) tx.xadd(STREAM_KEY, "MAXLEN", "~", maxLen, "*", "e", JSON.stringify(e))
+            events.forEach((e, i) => {
+              const traceparent = traceparents?.[i]
+              if (traceparent === undefined) tx.xadd(STREAM_KEY, "MAXLEN", "~", maxLen, "*", "e", JSON.stringify(e))
+              else tx.xadd(STREAM_KEY, "MAXLEN", "~", maxLen, "*", "e", JSON.stringify(e), "t", traceparent)
+            })
             return tx.exec()
           },
           catch: (cause) => new BrokerError({ message: `XADD failed: ${reasonOf(cause)}`, cause })
@@ -154,11 +159,24 @@ const isAfter = (a: string, b: string) => {
   return am > bm || (am === bm && an > bn)
 }
 
-const decode = (json: string) =>
+const decode = (json: string, traceparent: string | undefined) =>
   Effect.flatMap(
     Schema.decodeUnknown(Schema.parseJson())(json),
-    (parsed) => Effect.map(Events.validateWire(parsed), (event) => BrokerDelivery.Envelope({ event }))
+    (parsed) =>
+      Effect.map(
+        Events.validateWire(parsed),
+        (event) =>
+          traceparent === undefined
+            ? BrokerDelivery.Envelope({ event })
+            : BrokerDelivery.Envelope({ event, traceparent })
+      )
   )
+
+/** The value of `field` in an entry's field list (`[name, value, name, value, …]`). */
+const fieldOf = (fields: ReadonlyArray<string>, field: string) => {
+  for (let i = 0; i < fields.length - 1; i += 2) if (fields[i] === field) return fields[i + 1]
+  return undefined
+}
 
 type Entries = ReadonlyArray<readonly [id: string, fields: ReadonlyArray<string>]>
 
@@ -197,10 +215,10 @@ export const RedisBrokerSubscriberLive = Layer.scoped(
 
     /** An entry we cannot read is logged and skipped: SSE gap filling reads the event from the database. */
     const deliveryOf = (id: string, fields: ReadonlyArray<string>): Effect.Effect<Option.Option<BrokerDelivery>> => {
-      const json = fields[fields.indexOf("e") + 1]
+      const json = fieldOf(fields, "e")
       const decoded: Effect.Effect<BrokerDelivery, unknown> = json === undefined
         ? Effect.fail("no `e` field")
-        : decode(json)
+        : decode(json, fields.length > 2 ? fieldOf(fields, "t") : undefined)
       return decoded.pipe(
         Effect.map(Option.some),
         Effect.catchAll((e) => Effect.as(Effect.logWarning(`redis broker: unreadable entry ${id}`, e), Option.none()))

@@ -1,8 +1,10 @@
 import { SqlClient } from "@effect/sql"
 import { Api, Chat, Errors, Events, Ids } from "@herald/domain"
-import { DateTime, Effect, Option } from "effect"
+import { DateTime, Effect, Option, type Tracer } from "effect"
 import { randomUUID } from "node:crypto"
+import { AppConfig } from "../config/AppConfig.js"
 import { Limits } from "../limits/Limits.js"
+import { traceparentOf } from "../observability/Tracing.js"
 import { OutboxWriter } from "../outbox/OutboxWriter.js"
 import { Wakeup } from "../outbox/Wakeup.js"
 import { MessagesRepo, type StoredMessage } from "./MessagesRepo.js"
@@ -57,6 +59,17 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
     const users = yield* UsersRepo
     const policy = yield* Policy
     const limits = yield* Limits
+    // Harnesses that build the request path alone (no config) run it untraced.
+    const traced = Option.exists(yield* Effect.serviceOption(AppConfig), (c) => Option.isSome(c.tracing))
+
+    /**
+     * With tracing on, the span of the request writing an event: its outbox row and its hand-off
+     * carry it, so the publish and every node's fan-out are in the request's trace.
+     */
+    const requestSpan: Effect.Effect<Tracer.AnySpan | undefined> = Effect.map(
+      Effect.option(Effect.currentSpan),
+      Option.getOrUndefined
+    )
 
     /** The caller, charged one write (HERALD_WRITE_RATE): refused with a 429 before anything is read or written. */
     const writer = Effect.tap(Api.CurrentUser, (caller) => limits.write(caller.id))
@@ -76,18 +89,25 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
         R
       >
     ) =>
-      Effect.flatMap(wakeup.handOffGraceMs, (dueInMs) =>
-        sql.withTransaction(Effect.gen(function*() {
-          const { at, seq } = yield* outbox.reserve(stream)
-          const ref: Events.EventRef = { id: Ids.EventId.make(randomUUID()), stream, seq }
-          const { event, result } = yield* apply({ at, event: ref })
-          yield* outbox.insert({ ref, at, projectId, actorId: caller.id, payload: event, dueInMs })
-          return { result, envelope: envelope(ref, at, projectId, caller.id, event.type, event.data) }
-        }))).pipe(
-          Effect.flatMap(({ envelope, result }) => Effect.as(wakeup.handOff(envelope), result)),
-          // BEGIN or COMMIT failed: the repositories already turn their own database failures into defects.
-          Effect.catchTag("SqlError", Effect.die)
-        )
+      Effect.flatMap(
+        wakeup.handOffGraceMs,
+        (dueInMs) =>
+          Effect.flatMap(traced ? requestSpan : Effect.succeed(undefined), (span) =>
+            sql.withTransaction(Effect.gen(function*() {
+              const { at, seq } = yield* outbox.reserve(stream)
+              const ref: Events.EventRef = { id: Ids.EventId.make(randomUUID()), stream, seq }
+              const { event, result } = yield* apply({ at, event: ref })
+              const traceContext = span === undefined ? undefined : traceparentOf(span)
+              yield* outbox.insert({ ref, at, projectId, actorId: caller.id, payload: event, dueInMs, traceContext })
+              return { result, span, envelope: envelope(ref, at, projectId, caller.id, event.type, event.data) }
+            })))
+      ).pipe(
+        Effect.flatMap(({ envelope, result, span }) =>
+          Effect.as(wakeup.handOff(envelope, span), result)
+        ),
+        // BEGIN or COMMIT failed: the repositories already turn their own database failures into defects.
+        Effect.catchTag("SqlError", Effect.die)
+      )
 
     const createProject = (name: string) =>
       Effect.flatMap(Api.CurrentUser, (caller) => {
@@ -182,8 +202,10 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
           ...(input.clientMessageId === undefined ? {} : { clientMessageId: input.clientMessageId })
         }
         const dueInMs = yield* wakeup.handOffGraceMs
+        const span = traced ? yield* requestSpan : undefined
         const created = messages.post({
           dueInMs,
+          traceContext: span === undefined ? undefined : traceparentOf(span),
           id: messageId,
           projectId,
           authorId: caller.id,
@@ -198,7 +220,10 @@ export class ChatService extends Effect.Service<ChatService>()("Herald/ChatServi
             onSome: (stored): Effect.Effect<MessageWrite> => {
               const ref = { id: eventId, stream, seq: stored.createdEvent.seq }
               return Effect.as(
-                wakeup.handOff(envelope(ref, stored.message.createdAt, projectId, caller.id, "message.created", data)),
+                wakeup.handOff(
+                  envelope(ref, stored.message.createdAt, projectId, caller.id, "message.created", data),
+                  span
+                ),
                 { outcome: "created", message: stored.message, event: ref }
               )
             }

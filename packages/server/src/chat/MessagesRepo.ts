@@ -92,11 +92,21 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("Herald/Message
       readonly event: { readonly id: Ids.EventId; readonly stream: Events.StreamId; readonly data: unknown }
       /** How long the outbox row is not due for claims (its event is handed to the publisher). */
       readonly dueInMs: number
+      /** The request's `traceparent`, for the outbox row (tracing on; migration 0011). */
+      readonly traceContext?: string | undefined
     }) =>
-      decoded(sql`
+      decoded(
+        m.traceContext === undefined
+          ? sql`
         SELECT ${cols} FROM herald_post_message(
           ${m.event.stream}, ${m.event.id}, ${m.id}, ${m.projectId}, ${m.authorId}, ${m.scope}, ${m.role},
-          ${m.body}, ${m.clientMessageId ?? null}, ${JSON.stringify(m.event.data)}::jsonb, ${m.dueInMs}::int)`).pipe(
+          ${m.body}, ${m.clientMessageId ?? null}, ${JSON.stringify(m.event.data)}::jsonb, ${m.dueInMs}::int)`
+          : sql`
+        SELECT ${cols} FROM herald_post_message(
+          ${m.event.stream}, ${m.event.id}, ${m.id}, ${m.projectId}, ${m.authorId}, ${m.scope}, ${m.role},
+          ${m.body}, ${m.clientMessageId ?? null}, ${JSON.stringify(m.event.data)}::jsonb, ${m.dueInMs}::int,
+          ${m.traceContext})`
+      ).pipe(
         Effect.map((rows) => Option.fromNullable(rows[0])),
         Effect.catchTags({
           SqlError: (e) =>

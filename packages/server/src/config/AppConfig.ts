@@ -115,6 +115,56 @@ const rate = (name: string, fallback: string): Config.Config<number> =>
     (value) => Either.mapLeft(parseRateText(value), (message) => ConfigError.InvalidData([name], message))
   )
 
+/** Where traces go and as whom: OTLP/HTTP (SPEC §7, §9). */
+export interface TracingConfig {
+  /** The traces endpoint itself (`…/v1/traces`). */
+  readonly url: string
+  readonly serviceName: string
+  /** How long finished spans wait before they are sent, in a batch (OTEL_BSP_SCHEDULE_DELAY). */
+  readonly exportIntervalMs: number
+}
+
+/** An http(s) URL, or none for unset or empty; anything else stops start-up naming the variable. */
+const httpUrl = (name: string): Config.Config<Option.Option<string>> =>
+  Config.mapOrFail(Config.option(Config.string(name)), (value) => {
+    if (Option.isNone(value) || value.value.trim() === "") return Either.right(Option.none())
+    const text = value.value.trim()
+    let protocol: string | undefined
+    try {
+      protocol = new URL(text).protocol
+    } catch {
+      protocol = undefined
+    }
+    return protocol === "http:" || protocol === "https:"
+      ? Either.right(Option.some(text))
+      : Either.left(ConfigError.InvalidData(
+        [name],
+        `Expected an http:// or https:// URL such as http://127.0.0.1:4318, but received "${value.value}"`
+      ))
+  })
+
+/**
+ * Traces, as the OpenTelemetry variables say: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is the traces
+ * URL itself; otherwise `OTEL_EXPORTER_OTLP_ENDPOINT` is the base the OTLP/HTTP path
+ * `v1/traces` is added to. Neither set (or empty): no tracing at all.
+ */
+const tracing: Config.Config<Option.Option<TracingConfig>> = Config.all({
+  endpoint: httpUrl("OTEL_EXPORTER_OTLP_ENDPOINT"),
+  tracesEndpoint: httpUrl("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+  serviceName: Config.string("OTEL_SERVICE_NAME").pipe(
+    Config.map((name) => name.trim()),
+    Config.withDefault(""),
+    Config.map((name) => name === "" ? "herald" : name)
+  ),
+  exportIntervalMs: positiveInt("OTEL_BSP_SCHEDULE_DELAY", 5_000)
+}).pipe(Config.map(({ endpoint, exportIntervalMs, serviceName, tracesEndpoint }) => {
+  const url = Option.orElse(
+    tracesEndpoint,
+    () => Option.map(endpoint, (base) => `${base.replace(/\/+$/, "")}/v1/traces`)
+  )
+  return Option.map(url, (url): TracingConfig => ({ url, serviceName, exportIntervalMs }))
+}))
+
 const config = Config.all({
   // An empty DATABASE_URL (e.g. `DATABASE_URL= npm start`) means unset: the embedded cluster.
   databaseUrl: Config.option(Config.redacted("DATABASE_URL")).pipe(
@@ -150,6 +200,7 @@ const config = Config.all({
   writeRate: rate("HERALD_WRITE_RATE", "20/s"),
   draftRate: rate("HERALD_DRAFT_RATE", "200/s"),
   authFailureRate: rate("HERALD_AUTH_FAILURE_RATE", "10/s"),
+  tracing,
   logLevel: logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat: Config.literal("pretty", "json")("LOG_FORMAT").pipe(Config.withDefault("pretty" as const))
 }).pipe(

@@ -259,7 +259,7 @@ export const doorEndpoint = <Caller>({ endpoint, middlewares }: ApiEndpoint, con
   /** A handler's result as the app answers it. */
   const success = (value: unknown): Effect.Effect<Answer> => Effect.orDie(encodeSuccess(value))
 
-  return { method: endpoint.method, match, decode, success } as const
+  return { method: endpoint.method, path: endpoint.path, match, decode, success } as const
 }
 
 /**

@@ -12,7 +12,7 @@ import { provideAuthorizationHeader } from "./AuthorizationHeader.js"
 import { AnalyticsLive, HistoryLive } from "./EventLogHandlers.js"
 import { AdminLive, MeLive, MessagesLive, ProjectsLive, WorkspaceLive } from "./Handlers.js"
 import { HealthLive } from "./Health.js"
-import { accessLog, bodyLimit, clientAddress, jsonErrors, retryAfter } from "./Middleware.js"
+import { accessLog, bodyLimit, clientAddress, jsonErrors, redactedSpanUrl, retryAfter } from "./Middleware.js"
 import { NodeServer, nodeServerLayer } from "./NodeServer.js"
 import { PostDoorLive } from "./PostDoor.js"
 import { RevocationsLive } from "./Revocations.js"
@@ -45,16 +45,18 @@ export const ApiLive = HttpApiBuilder.api(Api.HeraldApi).pipe(
 )
 
 /** The API with its OpenAPI document and reference page, served on whichever HttpServer is given. */
-export const HttpAppLive = HttpApiBuilder.serve((app) =>
-  bodyLimit(accessLog(clientAddress(provideAuthorizationHeader(app))))
-).pipe(
-  Layer.provide(HttpApiBuilder.middleware(jsonErrors)),
-  Layer.provide(HttpApiBuilder.middleware(retryAfter)),
-  Layer.provide(WebClientLive),
-  Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
-  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-  Layer.provide(ApiLive)
-)
+export const HttpAppLive = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
+  HttpApiBuilder.serve((app) => {
+    const served = bodyLimit(accessLog(clientAddress(provideAuthorizationHeader(app))))
+    return Option.isSome(config.tracing) ? redactedSpanUrl(served) : served
+  }))).pipe(
+    Layer.provide(HttpApiBuilder.middleware(jsonErrors)),
+    Layer.provide(HttpApiBuilder.middleware(retryAfter)),
+    Layer.provide(WebClientLive),
+    Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+    Layer.provide(ApiLive)
+  )
 
 /** What both the API's handlers and the SSE door use to authenticate and authorise. */
 const RequestSideLive = Layer.mergeAll(Tokens.Default, StreamOpen.Default).pipe(

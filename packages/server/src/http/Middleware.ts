@@ -216,3 +216,22 @@ export const retryAfter = HttpMiddleware.make((app) =>
         : Effect.void
   )
 )
+
+/**
+ * With tracing on: the server span the platform opens for each request shows the URL as the
+ * access log does, credentials redacted (`redactUrl`) — a span is a log too.
+ */
+export const redactedSpanUrl = HttpMiddleware.make((app) =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Effect.zipRight(
+      Effect.flatMap(Effect.option(Effect.currentSpan), (span) =>
+        Effect.sync(() => {
+          if (Option.isNone(span)) return
+          const url = redactUrl(request.url)
+          const q = url.indexOf("?")
+          span.value.attribute("url.full", `http://${request.headers.host ?? "localhost"}${url}`)
+          if (q >= 0) span.value.attribute("url.query", url.slice(q + 1))
+        })),
+      app
+    ))
+)

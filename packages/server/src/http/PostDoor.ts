@@ -3,6 +3,8 @@ import { Effect, FiberSet, Layer, Option, Schema } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { ChatService } from "../chat/ChatService.js"
 import { asUser } from "../chat/Policy.js"
+import { AppConfig } from "../config/AppConfig.js"
+import { doorSpan } from "../observability/Tracing.js"
 import { AuthorizationHeader } from "./AuthorizationHeader.js"
 import {
   doorEndpoint,
@@ -61,6 +63,7 @@ export const PostDoorLive = Layer.scopedDiscard(
     const node = yield* Effect.serviceOption(NodeServer)
     if (Option.isNone(node)) return
     const chat = yield* ChatService
+    const traced = Option.isSome((yield* AppConfig).tracing)
     const context = yield* Effect.context<Api.Authentication>()
     const run = yield* FiberSet.makeRuntime<never>()
 
@@ -83,8 +86,9 @@ export const PostDoorLive = Layer.scopedDiscard(
       target: (typeof endpoints)[number],
       params: Record<string, string>,
       body: Buffer
-    ) =>
-      Effect.gen(function*() {
+    ) => {
+      const url = redactUrl(req.url ?? "")
+      const served = Effect.gen(function*() {
         const request = yield* target.endpoint.decode(req, params, parseJson(body))
         const written = yield* asUser(request.caller)(target.post(request))
         const result = writeResult(written)
@@ -102,8 +106,10 @@ export const PostDoorLive = Layer.scopedDiscard(
           })),
         Effect.provideService(AuthorizationHeader, req.headers.authorization),
         fromClient(req),
-        finished(res, "POST", redactUrl(req.url ?? ""))
+        finished(res, "POST", url)
       )
+      return traced ? doorSpan(req, target.endpoint.path, url)(served) : served
+    }
 
     const door = (req: IncomingMessage, res: ServerResponse) => {
       if (req.method !== "POST" || req.url === undefined || !plain(req)) return false

@@ -1,6 +1,8 @@
 import { type Api, type Chat } from "@herald/domain"
 import { Effect, FiberSet, Layer, Option } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
+import { AppConfig } from "../config/AppConfig.js"
+import { doorSpan } from "../observability/Tracing.js"
 import { SSE_HEADERS } from "../stream/SseStream.js"
 import { AuthorizationHeader } from "./AuthorizationHeader.js"
 import { doorEndpoint, endpointOf, finished, fromClient, pathOf } from "./Doors.js"
@@ -27,6 +29,7 @@ export const SseDoorLive = Layer.scopedDiscard(
     const node = yield* Effect.serviceOption(NodeServer)
     if (Option.isNone(node)) return
     const open = yield* StreamOpen
+    const traced = Option.isSome((yield* AppConfig).tracing)
     const context = yield* Effect.context<Api.StreamAuthentication>()
     const run = yield* FiberSet.makeRuntime<never>()
     const endpoints = ENDPOINTS.map((name) => ({
@@ -39,8 +42,9 @@ export const SseDoorLive = Layer.scopedDiscard(
       res: ServerResponse,
       target: (typeof endpoints)[number],
       params: Record<string, string>
-    ) =>
-      Effect.gen(function*() {
+    ) => {
+      const url = redactUrl(req.url ?? "")
+      const served = Effect.gen(function*() {
         const request = yield* target.endpoint.decode(req, params)
         const opened = yield* openStreamOf(
           open,
@@ -63,8 +67,10 @@ export const SseDoorLive = Layer.scopedDiscard(
       }).pipe(
         Effect.provideService(AuthorizationHeader, req.headers.authorization),
         fromClient(req),
-        finished(res, req.method ?? "GET", redactUrl(req.url ?? ""))
+        finished(res, req.method ?? "GET", url)
       )
+      return traced ? doorSpan(req, target.endpoint.path, url)(served) : served
+    }
 
     const door = (req: IncomingMessage, res: ServerResponse) => {
       if ((req.method !== "GET" && req.method !== "HEAD") || req.url === undefined || !req.url.startsWith("/api/")) {

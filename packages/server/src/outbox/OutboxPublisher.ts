@@ -1,16 +1,16 @@
 import type { SqlError } from "@effect/sql"
-import type { Events } from "@herald/domain"
 import { Duration, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import { BrokerPublisher } from "../broker/BrokerPublisher.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { Metrics } from "../observability/Metrics.js"
+import { parentOf, publishSpans } from "../observability/Tracing.js"
 import { supervised } from "../Supervised.js"
 import { type ClaimedEvent, OutboxStore } from "./OutboxStore.js"
 import { PublisherStatus } from "./PublisherStatus.js"
 import { nextRetryDelay, retrySchedule } from "./RetryPolicy.js"
-import { Wakeup } from "./Wakeup.js"
+import { type HandedOff, Wakeup } from "./Wakeup.js"
 
 /** Identifies this publisher in `claimed_by`, so an operator can tell who holds a lease. */
 export const makePublisherId = () => `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`
@@ -38,11 +38,22 @@ export const claimAndPublish = (publisherId: string) =>
     const broker = yield* BrokerPublisher
     const metrics = yield* Metrics
     const schedule = retrySchedule(config.publishBackoffBaseMs, config.publishBackoffMaxMs)
+    const traced = Option.isSome(config.tracing)
 
     const deliver = (batch: ReadonlyArray<ClaimedEvent>) =>
       Effect.gen(function*() {
         const ids = batch.map((e) => e.envelope.id)
-        const published = yield* Effect.either(broker.publish(batch.map((e) => e.envelope)))
+        const events = batch.map((e) => e.envelope)
+        const publish = traced
+          ? publishSpans(
+            events,
+            batch.map((e) => parentOf(e.traceContext)),
+            config.broker,
+            "claim",
+            (traceparents) => broker.publish(events, traceparents)
+          )
+          : broker.publish(events)
+        const published = yield* Effect.either(publish)
         if (published._tag === "Right") {
           const confirm = Effect.map(store.markPublished(publisherId, ids), (latencies) => {
             metrics.published.inc(latencies.length)
@@ -69,7 +80,12 @@ export const claimAndPublish = (publisherId: string) =>
       })
 
     return yield* Effect.acquireUseRelease(
-      store.claim({ publisherId, batchSize: config.publishBatchSize, leaseMs: config.claimLeaseMs }),
+      store.claim({
+        publisherId,
+        batchSize: config.publishBatchSize,
+        leaseMs: config.claimLeaseMs,
+        traceContext: traced
+      }),
       (batch): Effect.Effect<Pass, SqlError.SqlError> =>
         batch.length === 0 ? Effect.succeed({ claimed: 0, retryInMs: undefined, confirm: undefined }) : deliver(batch),
       (batch, exit) =>
@@ -108,6 +124,7 @@ export const OutboxPublisherLive = Layer.scopedDiscard(
     const publisherId = makePublisherId()
     const signals = yield* wakeup.subscribe
     const handOffs = yield* wakeup.takeHandOffs
+    const traced = Option.isSome(config.tracing)
 
     // Sleeps until a local commit, this publisher's own earliest retry, or the fallback poll
     // (which also finds other processes' rows, their retries and expired leases). True when it
@@ -141,12 +158,24 @@ export const OutboxPublisherLive = Layer.scopedDiscard(
      * in stream and seq order within the batch, without a claim — their rows are not due for
      * claims meanwhile — then confirmed. A failed publish makes the rows due now, for the claims.
      */
-    const publishHandedOff = (events: ReadonlyArray<Events.EventWire>) =>
+    const publishHandedOff = (handed: ReadonlyArray<HandedOff>) =>
       Effect.gen(function*() {
-        const batch = [...events].sort((a, b) => a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.seq - b.seq)
+        const sorted = [...handed].sort((a, b) =>
+          a.event.stream < b.event.stream ? -1 : a.event.stream > b.event.stream ? 1 : a.event.seq - b.event.seq
+        )
+        const batch = sorted.map((h) => h.event)
         const ids = batch.map((e) => e.id)
+        const publish = traced
+          ? publishSpans(
+            batch,
+            sorted.map((h) => h.parent),
+            config.broker,
+            "hand-off",
+            (traceparents) => broker.publish(batch, traceparents)
+          )
+          : broker.publish(batch)
         // Interrupted (shutdown) before the publish returned: the rows are due at once, as a claim's would be.
-        const published = yield* Effect.either(broker.publish(batch)).pipe(
+        const published = yield* Effect.either(publish).pipe(
           Effect.onInterrupt(() => Effect.ignore(store.releaseHandedOff(ids)))
         )
         yield* settle

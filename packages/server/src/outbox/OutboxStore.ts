@@ -7,6 +7,8 @@ import { eventColumns, type EventRow, toWire } from "../events/EventRow.js"
 export interface ClaimedEvent {
   readonly envelope: Events.EventWire
   readonly attempts: number
+  /** The `traceparent` of the request that wrote the event (only read with tracing on). */
+  readonly traceContext?: string | null | undefined
 }
 
 /** An outbox row with its delivery history, as operators inspect it. */
@@ -40,9 +42,15 @@ export class OutboxStore extends Effect.Service<OutboxStore>()("Herald/OutboxSto
   effect: Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
 
-    const claim = (options: { readonly publisherId: string; readonly batchSize: number; readonly leaseMs: number }) =>
+    const claim = (options: {
+      readonly publisherId: string
+      readonly batchSize: number
+      readonly leaseMs: number
+      /** Read each row's trace context too (tracing on). */
+      readonly traceContext?: boolean | undefined
+    }) =>
       Effect.map(
-        sql<EventRow & { attempts: number; position: number }>`
+        sql<EventRow & { attempts: number; position: number; traceContext?: string | null }>`
           WITH due AS (
             SELECT id FROM event_outbox
             WHERE status = 'pending' AND next_attempt_at <= now()
@@ -56,11 +64,11 @@ export class OutboxStore extends Effect.Service<OutboxStore>()("Herald/OutboxSto
               next_attempt_at = now() + ${options.leaseMs} * interval '1 millisecond'
           FROM due WHERE o.id = due.id
           RETURNING o.id, o.stream_id, o.seq, o.type, o.project_id, o.actor_id, o.occurred_at, o.data,
-                    o.attempts, o.position`,
+                    o.attempts, o.position${options.traceContext === true ? sql`, o.trace_context` : sql``}`,
         (rows): Array<ClaimedEvent> =>
           [...rows]
             .sort((a, b) => a.position - b.position)
-            .map((row) => ({ envelope: toWire(row), attempts: row.attempts }))
+            .map((row) => ({ envelope: toWire(row), attempts: row.attempts, traceContext: row.traceContext }))
       )
 
     /** Only rows this publisher still holds: a row whose lease expired and was re-claimed is left alone. */

@@ -32,12 +32,18 @@ export class OutboxWriter extends Effect.Service<OutboxWriter>()("Herald/OutboxW
       readonly payload: Events.EventPayload
       /** How long the row is not due for claims (its event is handed to the publisher, Wakeup). */
       readonly dueInMs: number
+      /** The writing request's `traceparent` (tracing on only). */
+      readonly traceContext?: string | undefined
     }) =>
       Effect.asVoid(sql`
-        INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data, next_attempt_at)
+        INSERT INTO event_outbox (id, stream_id, seq, type, project_id, actor_id, occurred_at, data, next_attempt_at${
+        event.traceContext === undefined ? sql`` : sql`, trace_context`
+      })
         VALUES (${event.ref.id}, ${event.ref.stream}, ${event.ref.seq}, ${event.payload.type}, ${event.projectId},
                 ${event.actorId}, ${DateTime.toDateUtc(event.at)}, ${JSON.stringify(event.payload.data)}::jsonb,
-                ${DateTime.toDateUtc(event.at)}::timestamptz + ${event.dueInMs}::int * interval '1 millisecond')`)
+                ${DateTime.toDateUtc(event.at)}::timestamptz + ${event.dueInMs}::int * interval '1 millisecond'${
+        event.traceContext === undefined ? sql`` : sql`, ${event.traceContext}`
+      })`)
 
     return { reserve, insert } as const
   })

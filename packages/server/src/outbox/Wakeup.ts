@@ -1,5 +1,5 @@
 import type { Events } from "@herald/domain"
-import { Effect, Queue, type Scope } from "effect"
+import { Effect, Queue, type Scope, type Tracer } from "effect"
 
 /**
  * How long a handed-off event's outbox row is not due for claims: the publisher it was handed to
@@ -10,6 +10,12 @@ export const HAND_OFF_GRACE_MS = 2_000
 
 /** Events waiting in the hand-off, past which new ones are left to the claims (a stuck publisher). */
 const MAX_HANDED_OFF = 10_000
+
+/** A committed event handed to the publisher, with the span of the request that wrote it (tracing on). */
+export interface HandedOff {
+  readonly event: Events.EventWire
+  readonly parent: Tracer.AnySpan | undefined
+}
 
 /**
  * The in-process signal the request path gives after a successful commit: "there is new work".
@@ -28,7 +34,7 @@ const MAX_HANDED_OFF = 10_000
 export class Wakeup extends Effect.Service<Wakeup>()("Herald/Wakeup", {
   effect: Effect.sync(() => {
     const subscribers = new Set<Queue.Queue<void>>()
-    const handedOff: Array<{ readonly event: Events.EventWire; readonly at: number }> = []
+    const handedOff: Array<HandedOff & { readonly at: number }> = []
     let takers = 0
     /** A commit arrived that was not handed off: the publisher should claim. */
     let claimWanted = false
@@ -41,10 +47,13 @@ export class Wakeup extends Effect.Service<Wakeup>()("Herald/Wakeup", {
         claimWanted = true
         wake()
       }),
-      /** Wakes every subscriber and hands `event` (committed) to the publisher, if one takes hand-offs. */
-      handOff: (event: Events.EventWire) =>
+      /**
+       * Wakes every subscriber and hands `event` (committed) to the publisher, if one takes
+       * hand-offs; `parent`: the span of the request that wrote it, when tracing is on.
+       */
+      handOff: (event: Events.EventWire, parent?: Tracer.AnySpan) =>
         Effect.sync(() => {
-          if (takers > 0 && handedOff.length < MAX_HANDED_OFF) handedOff.push({ event, at: Date.now() })
+          if (takers > 0 && handedOff.length < MAX_HANDED_OFF) handedOff.push({ event, parent, at: Date.now() })
           else claimWanted = true
           wake()
         }),
@@ -74,9 +83,9 @@ export class Wakeup extends Effect.Service<Wakeup>()("Herald/Wakeup", {
          * The events handed off since the last call, in the order they were handed — but none
          * older than half the grace (the publisher was away: their rows are the claims' now).
          */
-        events: () => {
+        events: (): Array<HandedOff> => {
           const fresh = Date.now() - HAND_OFF_GRACE_MS / 2
-          return handedOff.splice(0).flatMap((h) => h.at >= fresh ? [h.event] : [])
+          return handedOff.splice(0).filter((h) => h.at >= fresh)
         },
         /** Every event still waiting, stale or not (the publisher is stopping: they go back to the claims). */
         rest: () => handedOff.splice(0).map((h) => h.event),

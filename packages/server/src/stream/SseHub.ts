@@ -1,9 +1,10 @@
 import type { Events } from "@herald/domain"
-import { type Chunk, Data, Effect, FiberSet, Schedule, Stream } from "effect"
+import { type Chunk, Data, Effect, Exit, FiberSet, Option, Schedule, Stream } from "effect"
 import type { Writable } from "node:stream"
 import { type BrokerDelivery, BrokerSubscriber } from "../broker/BrokerSubscriber.js"
 import { AppConfig } from "../config/AppConfig.js"
 import { Metrics } from "../observability/Metrics.js"
+import { eventAttributes, parentOf, startSpan } from "../observability/Tracing.js"
 import { type SignalKind, Signals } from "../signals/Signals.js"
 import { supervised } from "../Supervised.js"
 import * as Cursor from "./Cursor.js"
@@ -250,7 +251,10 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const cursors = yield* CursorStore
     const metrics = yield* Metrics
     const signals = yield* Signals
-    const { sseBuffer, sseHeartbeatMs } = yield* AppConfig
+    const { sseBuffer, sseHeartbeatMs, tracing } = yield* AppConfig
+    const traced = Option.isSome(tracing)
+    const tracer = yield* Effect.tracer
+    const clock = yield* Effect.clock
     /** Live-capable subscriptions by stream (bounded replays are never here). */
     const streams = new Map<string, Set<Sub>>()
     const connections = new Set<Connection>()
@@ -829,15 +833,34 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
      */
     const corked = new Set<Connection>()
 
-    const dispatch = (delivery: BrokerDelivery) => {
-      if (delivery._tag === "Resync") return resyncAll()
+    /**
+     * With tracing on, an event that came with its publish span's context: a `herald.sse.fanout`
+     * span (a child of that publish) around its dispatch, with how many connections it was written to.
+     */
+    const dispatchTraced = (delivery: BrokerDelivery & { readonly _tag: "Envelope" }, traceparent: string) => {
+      const parent = parentOf(traceparent)
+      if (parent === undefined) return void dispatch(delivery)
+      const span = startSpan(tracer, "herald.sse.fanout", parent, "consumer", clock.unsafeCurrentTimeNanos())
+      const written = dispatch(delivery)
+      eventAttributes(span, delivery.event)
+      span.attribute("herald.sse.connections", written)
+      span.end(clock.unsafeCurrentTimeNanos(), Exit.void)
+    }
+
+    /** Hands a delivery to the connections it is for; returns how many it was written to at once. */
+    const dispatch = (delivery: BrokerDelivery): number => {
+      if (delivery._tag === "Resync") {
+        resyncAll()
+        return 0
+      }
       const { seq, stream } = delivery._tag === "Envelope" ? delivery.event : delivery
       const event = delivery._tag === "Envelope" ? delivery.event : undefined
       if (event !== undefined && joinable.size > 0) joinsFor(event)
       if (event !== undefined) signalsFor(event)
       const targets = streams.get(stream)
-      if (targets === undefined) return
+      if (targets === undefined) return 0
       const frames = event === undefined ? undefined : framesOf(event)
+      let written = 0
       for (const s of targets) {
         if (gone(s)) continue
         const state = s.state
@@ -853,18 +876,26 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
             s.conn.out.cork()
           }
           send(s, frames!)
+          written++
           if (s.mayEnd(event)) startFilling(s, seq, true)
         } else {
           // A gap, or an event the broker only referenced: the database has it.
           startFilling(s, seq, false)
         }
       }
+      return written
     }
 
     const dispatchChunk = (chunk: Chunk.Chunk<BrokerDelivery>) =>
       Effect.sync(() => {
         try {
-          for (const delivery of chunk) dispatch(delivery)
+          for (const delivery of chunk) {
+            if (traced && delivery._tag === "Envelope" && delivery.traceparent !== undefined) {
+              dispatchTraced(delivery, delivery.traceparent)
+            } else {
+              dispatch(delivery)
+            }
+          }
         } finally {
           for (const c of corked) c.out.uncork()
           corked.clear()
