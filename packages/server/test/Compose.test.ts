@@ -271,17 +271,44 @@ afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined)
 }, 60_000)
 
-/** A stand-in for Jaeger's OTLP/HTTP receiver: answers every export 200 and counts them. */
+/** One exported span, as the stand-in for Jaeger read it: which service sent it, its trace, its name. */
+interface ExportedSpan {
+  readonly service: string
+  readonly traceId: string
+  readonly name: string
+}
+
+/** A stand-in for Jaeger's OTLP/HTTP receiver: answers every export 200 and keeps its spans (OTLP JSON). */
 const otlpSink = async () => {
   const paths: Array<string> = []
+  const spans: Array<ExportedSpan> = []
   const server = http.createServer((req, res) => {
     paths.push(req.url ?? "")
-    req.resume()
-    req.on("end", () => res.writeHead(200, { "content-type": "application/json" }).end("{}"))
+    const chunks: Array<Buffer> = []
+    req.on("data", (chunk: Buffer) => chunks.push(chunk))
+    req.on("end", () => {
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+          resourceSpans?: Array<{
+            resource?: { attributes?: Array<{ key: string; value: { stringValue?: string } }> }
+            scopeSpans?: Array<{ spans?: Array<{ traceId: string; name: string }> }>
+          }>
+        }
+        for (const r of body.resourceSpans ?? []) {
+          const service = r.resource?.attributes?.find((a) => a.key === "service.name")?.value.stringValue ?? ""
+          for (const scope of r.scopeSpans ?? []) {
+            for (const span of scope.spans ?? []) spans.push({ service, traceId: span.traceId, name: span.name })
+          }
+        }
+      } catch {
+        // not JSON: counted by its path only
+      }
+      res.writeHead(200, { "content-type": "application/json" }).end("{}")
+    })
   })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   cleanups.push(() => new Promise((resolve) => server.close(() => resolve())))
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, paths }
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, paths, spans }
 }
 
 const run = (argv: ReadonlyArray<string>, env: Record<string, string | undefined>) => {
@@ -291,7 +318,7 @@ const run = (argv: ReadonlyArray<string>, env: Record<string, string | undefined
 
 describe.sequential("compose.yaml's commands and environment, run outside Docker", () => {
   it(
-    "the migration, then both nodes at once on the redis broker: ready, the HEALTHCHECK passes, deploy.md's user command works, a post on one node reaches a stream on the other, SIGTERM exits 0",
+    "the migration, then both nodes at once on the redis broker: ready, the HEALTHCHECK passes, deploy.md's user command works, a post on one node reaches a stream on the other, SIGTERM exits 0, and the post's trace reached Jaeger's stand-in from both nodes",
     async () => {
       const { cmd, env: imageEnv, healthcheck } = await runtimeStage()
       const scope = Effect.runSync(Scope.make())
@@ -375,6 +402,19 @@ describe.sequential("compose.yaml's commands and environment, run outside Docker
         expect((await n.proc.exited).code, n.proc.output()).toBe(0)
       }
       await stream.ended
+
+      // Jaeger's stand-in got the traces, each node under its own service name, and the post's
+      // trace crosses nodes: its request on one, the frames written to the reader on the other.
+      expect(sink.paths.every((p) => p === "/v1/traces")).toBe(true)
+      const postSpan = sink.spans.find((span) =>
+        span.service === one.env.OTEL_SERVICE_NAME && span.name === "http.server POST"
+      )
+      expect(postSpan, JSON.stringify(sink.spans.slice(0, 20))).toBeDefined()
+      expect(sink.spans).toContainEqual({
+        service: two.env.OTEL_SERVICE_NAME,
+        traceId: postSpan!.traceId,
+        name: "herald.sse.fanout"
+      })
     },
     180_000
   )
