@@ -14,7 +14,7 @@ import { type Browser, type BrowserContext, chromium, type Page } from "playwrig
 import { freePort, type Spawned, spawnServer } from "../../../test-support/Process.js"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
 import { chromiumArgs, ensureChromium, spawnedApi } from "./support/Browser.js"
-import { countEventSources, eventSourcesOpened, headsFramesSeen } from "./support/BrowserPage.js"
+import { countEventSources, eventSourcesOpened, headsFramesSeen, signIn as signInAt } from "./support/BrowserPage.js"
 
 const ADMIN = "browser-client-test-admin"
 const LIVE = { timeout: 30_000 }
@@ -70,12 +70,7 @@ const newPage = async (): Promise<{ context: BrowserContext; page: Page }> => {
   return { context, page: await context.newPage() }
 }
 
-const signIn = async (page: Page, token: string) => {
-  await page.goto(base() + "/")
-  await page.getByLabel("Token").fill(token)
-  await page.getByRole("button", { name: "Sign in" }).click()
-  await expect.poll(() => page.locator("#project-chat .state").textContent(), LIVE).toMatch(/caught up/)
-}
+const signIn = (page: Page, token: string) => signInAt(page, base(), token, LIVE.timeout)
 
 /** The project chat as a person reads it: each message's text, and its seq (set when it arrived live). */
 const chat = (page: Page) =>

@@ -8,7 +8,7 @@ import { freePort, repoRoot, type Spawned, spawnServer } from "../../../test-sup
 import { connectSse } from "../../../test-support/SseClient.js"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
 import { chromiumArgs, ensureChromium, spawnedApi, type SpawnedUser } from "./support/Browser.js"
-import { countEventSources, eventSourcesOpened, headsFramesSeen } from "./support/BrowserPage.js"
+import { countEventSources, eventSourcesOpened, headsFramesSeen, signIn as signInAt } from "./support/BrowserPage.js"
 
 /**
  * Live signals (SPEC §5, G10) in Chromium: the web client shows who is present, who is typing and
@@ -57,12 +57,7 @@ const newPage = async (): Promise<{ context: BrowserContext; page: Page }> => {
   return { context, page: await context.newPage() }
 }
 
-const signIn = async (page: Page, token: string) => {
-  await page.goto(base() + "/")
-  await page.getByLabel("Token").fill(token)
-  await page.getByRole("button", { name: "Sign in" }).click()
-  await expect.poll(() => page.locator("#project-chat .state").textContent(), LIVE).toMatch(/caught up/)
-}
+const signIn = (page: Page, token: string) => signInAt(page, base(), token, LIVE.timeout)
 
 /** Who the page says is here now, in its order. */
 const present = (page: Page) => page.locator("#presence .present").allTextContents()

@@ -1,3 +1,4 @@
+import { expect } from "@effect/vitest"
 import type { Page } from "playwright-core"
 
 /**
@@ -30,3 +31,11 @@ export const eventSourcesOpened = (page: Page) => seen(page).then((s) => s.opene
 
 /** How many `heads` frames (one per fresh, cursorless connection) the page's EventSources received. */
 export const headsFramesSeen = (page: Page) => seen(page).then((s) => s.heads)
+
+/** Signs in on the web client at `base` with `token`, and waits until the project chat has caught up. */
+export const signIn = async (page: Page, base: string, token: string, timeout: number) => {
+  await page.goto(base + "/")
+  await page.getByLabel("Token").fill(token)
+  await page.getByRole("button", { name: "Sign in" }).click()
+  await expect.poll(() => page.locator("#project-chat .state").textContent(), { timeout }).toMatch(/caught up/)
+}
