@@ -9,7 +9,7 @@ export { parseExpiresIn, refusalMessage, TokensRepo } from "./chat/TokensRepo.js
 export { UsersRepo } from "./chat/UsersRepo.js"
 export { AppConfig, formatConfigError } from "./config/AppConfig.js"
 export { clientLayer, resolveDatabase } from "./db/Database.js"
-export { runMigrations } from "./db/Migrations.js"
+export { runMigrations, SchemaTooNew } from "./db/Migrations.js"
 export { EventLogStore } from "./eventlog/EventLogStore.js"
 export { materializeOnce } from "./eventlog/Materializer.js"
 export { toWire } from "./events/EventRow.js"

@@ -72,6 +72,8 @@ const program = Layer.launch(
         `Cannot use the database: ${error.message}${error.cause instanceof Error ? `: ${error.cause.message}` : ""}`
       ),
     RedisUnavailable: (error) => fatal(error.message),
+    SchemaTooNew: (error) => fatal(`Cannot use the database: ${error.message}`),
+    MigrationError: (error) => fatal(`Cannot migrate the database: ${error.message}`),
     ServeError: (error) =>
       fatal(`Cannot serve HTTP: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`)
   })
