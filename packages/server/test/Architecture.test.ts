@@ -4,7 +4,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 /**
- * The folders of packages/server/src depend on each other one way (README, "Architecture"):
+ * The folders of packages/server/src depend on each other one way (docs/architecture.md, "The code"):
  * `http → chat → outbox → db`, `outbox/OutboxPublisher → broker`, `stream → broker, events`, and
  * anything may report to `observability/`. A module at the top of src/ counts as a node of its own.
  */
@@ -63,7 +63,7 @@ describe("architecture", () => {
     expect(inCycles(edges)).toEqual([])
   })
 
-  it("the dependencies point the way the README draws them", () => {
+  it("the dependencies point the way docs/architecture.md draws them", () => {
     const edges = folderGraph()
     const never: ReadonlyArray<readonly [string, string]> = [
       ["chat", "http"],
