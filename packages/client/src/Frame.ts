@@ -45,7 +45,8 @@ const ResetData = Schema.Struct({ stream: Schema.String, from: Events.Seq })
 const json = <A, I>(schema: Schema.Schema<A, I>) => Schema.decodeUnknownEither(Schema.parseJson(schema))
 const decodeHeads = json(HeadsData)
 const decodeReset = json(ResetData)
-const decodeEvent = json(Events.Event)
+const decodeEvent = Schema.decodeUnknownEither(Events.Event)
+const parsed = Schema.decodeUnknownEither(Schema.parseJson())
 const decodePresence = json(Signals.PresenceFrame)
 const decodeTyping = json(Signals.TypingFrame)
 const decodeDraft = json(Signals.DraftFrame)
@@ -80,11 +81,15 @@ export const decodeFrame = (raw: RawFrame): Either.Either<Frame, UnreadableFrame
     case "draft":
       return Either.mapBoth(decodeDraft(raw.data), { onLeft: failed, onRight: (frame) => Frame.Draft({ frame }) })
     default:
-      return Either.mapBoth(decodeEvent(raw.data), {
-        onLeft: failed,
-        onRight: (event) =>
-          Frame.Event({ event, envelope: JSON.parse(raw.data) as Events.EventWire, cursor: cursorOf(raw) })
-      })
+      // Parsed once: the envelope as it was on the wire, and the event decoded from it.
+      return Either.flatMap(
+        parsed(raw.data),
+        (envelope) =>
+          Either.map(
+            decodeEvent(envelope),
+            (event) => Frame.Event({ event, envelope: envelope as Events.EventWire, cursor: cursorOf(raw) })
+          )
+      ).pipe(Either.mapLeft(failed))
   }
 }
 
