@@ -1,5 +1,4 @@
-import { AppConfig } from "@herald/server/config/AppConfig"
-import { clientLayer } from "@herald/server/db/Database"
+import { AppConfig, clientLayer } from "@herald/server"
 import { Config, Console, Context, Duration, Effect, Layer, Logger, LogLevel, Option, type Redacted } from "effect"
 import { type Target, type Verdict, verdictLine } from "./deliver/common.js"
 import {

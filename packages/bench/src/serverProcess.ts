@@ -1,4 +1,4 @@
-import { ROOMY_LIMITS_ENV } from "@herald/server/limits/Limits"
+import { ROOMY_LIMITS_ENV } from "@herald/server"
 import { Effect, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import * as http from "node:http"

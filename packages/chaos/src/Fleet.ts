@@ -1,4 +1,4 @@
-import { ROOMY_LIMITS_ENV } from "@herald/server/limits/Limits"
+import { ROOMY_LIMITS_ENV } from "@herald/server"
 import { Data, Effect } from "effect"
 import { type Spawned, spawnServer, withoutHeraldSettings } from "../../../test-support/Process.js"
 import { lowPort } from "./Ports.js"

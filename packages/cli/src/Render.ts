@@ -1,7 +1,7 @@
 import cliProgress from "cli-progress"
 import Table from "cli-table3"
 // A deep import: the package entry would bring the database client into every command.
-import { parseDurationText } from "@herald/server/config/DurationText"
+import { parseDurationText } from "@herald/server"
 import { Console, Data, Duration, Effect, Either } from "effect"
 
 /** A failure the CLI reports as one line on stderr, exit code 1. */

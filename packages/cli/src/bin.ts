@@ -4,7 +4,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { SqlError } from "@effect/sql/SqlError"
 import { ConfigError, Console, Effect, Layer, Logger, LogLevel, Option } from "effect"
 // The one deep import: the package entry would bring the database client into `herald --help`.
-import { formatConfigError } from "@herald/server/config/AppConfig"
+import { formatConfigError } from "@herald/server"
 import { herald } from "./Commands.js"
 import { helpPage, PlainOffTerminalLive } from "./Help.js"
 
