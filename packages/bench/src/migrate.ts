@@ -30,7 +30,7 @@ const Settings = Config.all({
   events: ranged(Config.integer("BENCH_EVENTS"), 1_000_000, [10_000, 5_000_000], "Expected 10000 to 5000000 events")
 })
 
-const upTo0006 = Object.fromEntries(Object.entries(migrations).filter(([name]) => name <= "0006"))
+const upTo0006 = Object.fromEntries(Object.entries(migrations).filter(([name]) => name < "0007"))
 
 /** A database at 0006: users, projects, and `events` events spread over the last 60 days. */
 const seed = (client: pg.Client, events: number) =>
@@ -213,17 +213,30 @@ export default Effect.gen(function*() {
   yield* Effect.promise(() => sleep(SETTLE_MS))
   stopping = true
   yield* Effect.promise(() => Promise.all(loops))
-  if (result.code !== 0) {
-    return yield* new BenchError({ message: `herald migrate → ${result.code}\n${result.stderr.trim()}` })
-  }
+  const failure = result.code === 0
+    ? []
+    : [
+      `herald migrate FAILED (exit ${result.code}): ${
+        (result.stdout + result.stderr).split("\n").filter((l) => /Error|error:/.test(l)).map((l) => l.trim()).join(
+          " / "
+        )
+      }`
+    ]
 
   const logRows = Number((yield* query(client, "count", `SELECT count(*) AS n FROM event_log`)).rows[0].n)
   const rolled = Number(
-    (yield* query(client, "rollups", `SELECT coalesce(sum(n), 0) AS n FROM event_log_hourly`)).rows[0].n
-  )
+      (yield* query(
+        client,
+        "rollups",
+        `SELECT CASE WHEN to_regclass('event_log_hourly') IS NULL THEN 0 ELSE 1 END AS present`
+      )).rows[0].present
+    ) === 1
+    ? Number((yield* query(client, "rollups", `SELECT coalesce(sum(n), 0) AS n FROM event_log_hourly`)).rows[0].n)
+    : 0
   const lines = [
     "",
     `migrate: herald migrate 0006 → newest on ${count(settings.events)} events took ${migrateSeconds.toFixed(1)} s`,
+    ...failure,
     "",
     "| writer | done | failed | longest wait during migrate | longest overall |",
     "| --- | ---: | ---: | ---: | ---: |",
