@@ -224,6 +224,11 @@ export default Effect.gen(function*() {
     ]
 
   const logRows = Number((yield* query(client, "count", `SELECT count(*) AS n FROM event_log`)).rows[0].n)
+  const copied = Number(
+    (yield* query(client, "copied", `SELECT count(*) AS n FROM event_outbox WHERE materialized_at IS NOT NULL`))
+      .rows[0].n
+  )
+  const seeded = Math.ceil(settings.events / PROJECTS) * PROJECTS
   const rolled = Number(
       (yield* query(
         client,
@@ -253,6 +258,8 @@ export default Effect.gen(function*() {
     }); reader: ${read.longestDuringMs.toFixed(0)} ms`,
     `event_log rows ${count(logRows)}, in the hourly rollups ${count(rolled)}` +
     (rolled < logRows ? ` (${count(logRows - rolled)} copied by the old materializer without rollups)` : ""),
+    `events materialized during the run ${count(copied)}: event_log holds ${count(logRows - seeded)} beyond the ` +
+    `${count(seeded)} seeded (${logRows - seeded === copied ? "none lost" : "MISMATCH"})`,
     ...[post, materialize, publish, read].flatMap((w) => [...w.errors].map((e) => `  ${w.name} error: ${e}`))
   ]
   yield* Console.log(lines.join("\n"))
