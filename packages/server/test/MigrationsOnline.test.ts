@@ -15,7 +15,7 @@ import pg from "pg"
 import { migrations } from "../../../migrations/index.js"
 import { freshDatabaseUrl } from "../../../test-support/TestDatabase.js"
 import { clientLayer } from "../src/db/Database.js"
-import { runMigrations } from "../src/db/Migrations.js"
+import { checkSchemaKnown, runMigrations } from "../src/db/Migrations.js"
 import released0007 from "./fixtures/released-migrations/0007_event_log_partitions.js"
 import released0008 from "./fixtures/released-migrations/0008_event_log_rollups.js"
 
@@ -29,11 +29,12 @@ const freshDatabase = () => Effect.runPromise(Scope.extend(freshDatabaseUrl, sco
 
 const withPool = <A, E>(
   url: string,
-  effect: Effect.Effect<A, E, SqlClient.SqlClient | PgClient.PgClient | NodeContext.NodeContext>
+  effect: Effect.Effect<A, E, SqlClient.SqlClient | PgClient.PgClient | NodeContext.NodeContext>,
+  maxConnections = 2
 ) =>
   Effect.runPromise(
     effect.pipe(
-      Effect.provide(Layer.fresh(clientLayer({ url: Redacted.make(url), maxConnections: 2 }))),
+      Effect.provide(Layer.fresh(clientLayer({ url: Redacted.make(url), maxConnections }))),
       Effect.provide(NodeContext.layer)
     )
   )
@@ -217,4 +218,20 @@ describe("migrations online", () => {
     })
     expect((await query(url, `SELECT count(*)::int AS n FROM event_log`))[0].n).toBe(150_000 + inserted.length)
   }, 180_000)
+
+  it(
+    "one connection is enough; a migration being applied (the fence) is newer for the running nodes' check, not for start-up",
+    async () => {
+      const url = await freshDatabase()
+      const applied = await withPool(url, runMigrations, 1)
+      expect(applied.length).toBe(Object.keys(migrations).length)
+      expect((await withPool(url, Effect.either(checkSchemaKnown)))._tag).toBe("Right")
+      await query(url, `UPDATE herald_migrations_fence SET migration_id = 99, name = 'being_applied'`)
+      const refused = await withPool(url, Effect.flip(checkSchemaKnown))
+      expect(refused.message).toContain("migration 0099_being_applied, newer than this build knows")
+      // Start-up goes by what is applied: a node of this build may start while a newer one migrates.
+      expect(await withPool(url, runMigrations, 1)).toEqual([])
+    },
+    60_000
+  )
 })
