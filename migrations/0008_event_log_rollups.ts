@@ -35,9 +35,10 @@ export default Effect.gen(function*() {
       messages bigint NOT NULL CHECK (messages >= 0),
       PRIMARY KEY (stream_id, hour, project_id, actor_id) INCLUDE (messages)
     )`
-  // The backfill, one statement: both tables from one snapshot of event_log, without a table
-  // lock (this build's migration held event_log in SHARE mode until it committed, which stopped
-  // the materializers for as long as the backfill took: issue 23). Why every row is counted
+  // The backfill, one statement (a data-modifying WITH runs to completion, read or not): both
+  // tables from one snapshot of event_log, without a table lock (as first released, this migration
+  // held event_log in SHARE mode until it committed, which stopped every materializer for as long
+  // as the backfill took: issue 23). Why every row is counted
   // exactly once: a row of event_log was either committed before this statement's snapshot, and
   // is counted here, or after. A materializer that keeps the rollups writes them in the statement
   // that copies its rows, which names these two tables; they exist for nobody but this transaction
@@ -51,12 +52,11 @@ export default Effect.gen(function*() {
       SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
       FROM event_log
       GROUP BY 1, 2, 3, 4
-      RETURNING 1
     )
     INSERT INTO event_log_hourly_actors (stream_id, hour, project_id, actor_id, messages)
     SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
       count(*) FILTER (WHERE type = 'message.created')
     FROM event_log
-    WHERE stream_id NOT LIKE 'workspace:%' AND (SELECT count(*) FROM by_type) >= 0
+    WHERE stream_id NOT LIKE 'workspace:%'
     GROUP BY 1, 2, 3, 4`
 })
