@@ -1,44 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Schedule } from "effect"
 
-/**
- * `event_log` range-partitioned by `occurred_at`, one partition per UTC month
- * (`event_log_y2026m12` holds [2026-12-01, 2027-01-01) UTC), so retention drops whole partitions
- * instead of deleting rows.
- *
- * PostgreSQL wants the partition key in every unique constraint: the keys are `(id, occurred_at)`
- * and `(stream_id, seq, occurred_at)`. An event's `occurred_at` never changes, so a copy of the
- * same event always lands on the same key (the materializer's `ON CONFLICT DO NOTHING` stays
- * exact), and `event_outbox`, where events are born, holds `id` and `(stream_id, seq)` unique.
- *
- * The existing rows move while writers go on (`online`, run before the migration's transaction:
- * issue 23, no migration blocks writers for more than a second). The new table is built beside the
- * old one as `event_log_partitioned`, with a partition for every month from the oldest event's
- * through next month, and its keys and indexes (built on the empty table: building them later would
- * lock the table against the copy's inserts for the whole build); a trigger on the old table copies
- * every row inserted from then on; then the old table's rows are copied in batches of pages, each
- * its own short transaction. The migration's transaction only swaps the tables: a short exclusive
- * lock on the old table, dropped, the new one renamed into its place. The schema is the one this
- * migration made when it copied in one transaction (Migrations.test compares the two).
- *
- * Why no row is missed: a row of the old table was either committed before the trigger (creating
- * it waits for every insert in flight), so it lies in one of the pages the batches read (counted
- * after the trigger committed; an append-only table's rows never move), or inserted after, so the
- * trigger copied it in its own transaction. The swap takes the old table's exclusive lock, so no
- * insert is in flight then. `ON CONFLICT DO NOTHING` makes a row met both ways harmless. A row of a
- * month before the oldest event's, inserted during the copy (only `herald materialize --rebuild`
- * of an old outbox would), finds no partition: that insert fails, and is retried by its caller
- * after the swap, when the server's partition function exists.
- *
- * `herald_event_log_ensure_partitions(from, to)` creates whatever monthly partition covering
- * [from, to] is missing, never one wholly below the retention floor. Servers call it at start-up and
- * hourly for this month and the next, and the materializer when a row finds no partition. It takes
- * a transaction-level advisory lock (the one retention's drop takes), so two servers at once, or a
- * drop at the same time, cannot trip over each other; it is idempotent.
- *
- * `event_log_retention` is the floor: `held_from` is where what event_log still holds starts, moved
- * (forward only) in the transaction that drops partitions. No row: nothing was ever dropped.
- */
 /** The name the new table has until the swap. */
 const NEW = "event_log_partitioned"
 
@@ -144,6 +106,44 @@ export const online = Effect.gen(function*() {
   yield* sql`ANALYZE ${sql(NEW)}`
 })
 
+/**
+ * `event_log` range-partitioned by `occurred_at`, one partition per UTC month
+ * (`event_log_y2026m12` holds [2026-12-01, 2027-01-01) UTC), so retention drops whole partitions
+ * instead of deleting rows.
+ *
+ * PostgreSQL wants the partition key in every unique constraint: the keys are `(id, occurred_at)`
+ * and `(stream_id, seq, occurred_at)`. An event's `occurred_at` never changes, so a copy of the
+ * same event always lands on the same key (the materializer's `ON CONFLICT DO NOTHING` stays
+ * exact), and `event_outbox`, where events are born, holds `id` and `(stream_id, seq)` unique.
+ *
+ * The existing rows move while writers go on (`online`, run before the migration's transaction:
+ * issue 23, no migration blocks writers for more than a second). The new table is built beside the
+ * old one as `event_log_partitioned`, with a partition for every month from the oldest event's
+ * through next month, and its keys and indexes (built on the empty table: building them later would
+ * lock the table against the copy's inserts for the whole build); a trigger on the old table copies
+ * every row inserted from then on; then the old table's rows are copied in batches of pages, each
+ * its own short transaction. The migration's transaction only swaps the tables: a short exclusive
+ * lock on the old table, dropped, the new one renamed into its place. The schema is the one this
+ * migration made when it copied in one transaction (MigrationsOnline.test compares the two).
+ *
+ * Why no row is missed: a row of the old table was either committed before the trigger (creating
+ * it waits for every insert in flight), so it lies in one of the pages the batches read (counted
+ * after the trigger committed; an append-only table's rows never move), or inserted after, so the
+ * trigger copied it in its own transaction. The swap takes the old table's exclusive lock, so no
+ * insert is in flight then. `ON CONFLICT DO NOTHING` makes a row met both ways harmless. A row of a
+ * month before the oldest event's, inserted during the copy (only `herald materialize --rebuild`
+ * of an old outbox would), finds no partition: that insert fails, and is retried by its caller
+ * after the swap, when the server's partition function exists.
+ *
+ * `herald_event_log_ensure_partitions(from, to)` creates whatever monthly partition covering
+ * [from, to] is missing, never one wholly below the retention floor. Servers call it at start-up and
+ * hourly for this month and the next, and the materializer when a row finds no partition. It takes
+ * a transaction-level advisory lock (the one retention's drop takes), so two servers at once, or a
+ * drop at the same time, cannot trip over each other; it is idempotent.
+ *
+ * `event_log_retention` is the floor: `held_from` is where what event_log still holds starts, moved
+ * (forward only) in the transaction that drops partitions. No row: nothing was ever dropped.
+ */
 export default Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
