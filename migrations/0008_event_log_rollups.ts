@@ -35,15 +35,24 @@ export default Effect.gen(function*() {
       messages bigint NOT NULL CHECK (messages >= 0),
       PRIMARY KEY (stream_id, hour, project_id, actor_id) INCLUDE (messages)
     )`
-  // The backfill must see every row a materializer commits meanwhile (or that row would be copied
-  // without its rollup): SHARE mode lets reads go on and holds inserts until this commits.
-  yield* sql`LOCK TABLE event_log IN SHARE MODE`
+  // The backfill, one statement (a data-modifying WITH runs to completion, read or not): both
+  // tables from one snapshot of event_log, without a table lock (as first released, this migration
+  // held event_log in SHARE mode until it committed, which stopped every materializer for as long
+  // as the backfill took: issue 23). Why every row is counted
+  // exactly once: a row of event_log was either committed before this statement's snapshot, and
+  // is counted here, or after. A materializer that keeps the rollups writes them in the statement
+  // that copies its rows, which names these two tables; they exist for nobody but this transaction
+  // until it commits, so such a statement can only have started after this commit, and it counts
+  // its own rows. A materializer of a build from before this migration does not keep the rollups:
+  // what it copies after the snapshot is not counted by anyone (with the lock: what it copied
+  // after this commit) — docs/deploy.md, "Rolling upgrades": `herald rollups rebuild --since`.
   yield* sql`
-    INSERT INTO event_log_hourly (stream_id, hour, project_id, type, n)
-    SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
-    FROM event_log
-    GROUP BY 1, 2, 3, 4`
-  yield* sql`
+    WITH by_type AS (
+      INSERT INTO event_log_hourly (stream_id, hour, project_id, type, n)
+      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
+      FROM event_log
+      GROUP BY 1, 2, 3, 4
+    )
     INSERT INTO event_log_hourly_actors (stream_id, hour, project_id, actor_id, messages)
     SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
       count(*) FILTER (WHERE type = 'message.created')

@@ -55,6 +55,11 @@ const benches: Record<string, Bench> = {
       "BENCH_FLEET_CLIENTS, BENCH_FLEET_CONNECTIONS, BENCH_FLEET_PROJECTS)",
     load: () => import("./fleet.js")
   },
+  migrate: {
+    about: "`herald migrate` from 0006 to the newest on 1M events while posts, an old materializer, publisher and " +
+      "reader keep going: the longest wait of each against 1 s (also BENCH_EVENTS)",
+    load: () => import("./migrate.js")
+  },
   cli: {
     about: "herald materialize / replay events/s on 100k events, each next to raw SQL (also BENCH_EVENTS)",
     load: () => import("./cli.js")

@@ -73,7 +73,7 @@ const program = Layer.launch(
       ),
     RedisUnavailable: (error) => fatal(error.message),
     SchemaTooNew: (error) => fatal(`Cannot use the database: ${error.message}`),
-    MigrationError: (error) => fatal(`Cannot migrate the database: ${error.message}`),
+    MigrationFailed: (error) => fatal(`Cannot migrate the database: ${error.message}`),
     ServeError: (error) =>
       fatal(`Cannot serve HTTP: ${error.cause instanceof Error ? error.cause.message : String(error.cause)}`)
   })

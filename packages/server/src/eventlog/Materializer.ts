@@ -3,6 +3,7 @@ import { AppConfig } from "../config/AppConfig.js"
 import { Wakeup } from "../outbox/Wakeup.js"
 import { supervised } from "../Supervised.js"
 import { type Batch, EventLogStore } from "./EventLogStore.js"
+import { schemaGuard } from "./SchemaGuard.js"
 
 /**
  * One materializer pass: copy every outbox row waiting at the start of the pass into event_log
@@ -11,9 +12,11 @@ import { type Batch, EventLogStore } from "./EventLogStore.js"
  * commits later sits above the pass (or is caught by the `remaining` check), so the watermark
  * never runs ahead of a slow or in-flight transaction.
  */
-export const materializeOnce = (
+export const materializeOnce = <E = never>(
   batchSize: number,
-  onBatch: (copied: number) => Effect.Effect<void> = () => Effect.void
+  onBatch: (copied: number) => Effect.Effect<void> = () => Effect.void,
+  /** Run before each batch; its failure ends the pass (the server's: SchemaGuard). */
+  beforeBatch: Effect.Effect<void, E> = Effect.void
 ) =>
   Effect.gen(function*() {
     const store = yield* EventLogStore
@@ -26,6 +29,7 @@ export const materializeOnce = (
     let after = 0
     let tolerateCopies = false
     while (true) {
+      yield* beforeBatch
       const batch: Batch = yield* store.materializeBatch(after, upTo, batchSize, tolerateCopies)
       tolerateCopies = batch.tolerated
       copied += batch.copied
@@ -60,10 +64,11 @@ export const MaterializerLive = Layer.scopedDiscard(
     const config = yield* AppConfig
     const wakeup = yield* Wakeup
     const signals = yield* wakeup.subscribe
+    const guard = yield* schemaGuard
     const loop = Effect.gen(function*() {
       while (true) {
         yield* signals.drain
-        yield* materializeOnce(MATERIALIZE_BATCH)
+        yield* materializeOnce(MATERIALIZE_BATCH, undefined, guard)
         yield* Effect.race(signals.take, Effect.sleep(Duration.millis(config.pollIntervalMs)))
         // Freshness is not latency-critical: let a burst of commits gather into one pass.
         yield* Effect.sleep(COALESCE)
