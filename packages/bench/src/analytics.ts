@@ -50,7 +50,10 @@ import {
  * (default 200000), BENCH_PARTS (default analytics,materializer).
  */
 
-const TARGET = { p99Ms: 50, materializerRatio: 0.8 } as const
+const TARGET = { p99Ms: 50, materializerRatio: 0.8, busyRatio: 2 } as const
+/** The busy-project case (issue 23): events in the current hour of one project, against a quiet one's. */
+const BUSY_EVENTS = 100_000
+const QUIET_EVENTS = 100
 const PROJECTS = 100
 const DAYS = 60
 const RANGE_DAYS = 30
@@ -67,7 +70,7 @@ const REQUEST_TIMEOUT_MS = 10_000
 const STATEMENT_TIMEOUT_MS = 900_000
 /** Events generated per statement (time-ordered chunks keep each sort in memory). */
 const GENERATE_CHUNK = 500_000
-const PARTS = ["analytics", "materializer"] as const
+const PARTS = ["analytics", "busy", "materializer"] as const
 
 const Settings = Config.all({
   events: ranged(
@@ -692,6 +695,128 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
     yield* Console.log(out.join("\n"))
   }).pipe(Effect.scoped)
 
+/** The rollups of these streams' events, as migration 0008's backfill builds them. */
+const rollupsOf = (client: pg.Client, streams: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    yield* query(
+      client,
+      "rollups by type",
+      `
+      INSERT INTO event_log_hourly (stream_id, hour, project_id, type, n)
+      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
+      FROM event_log WHERE stream_id = ANY($1)
+      GROUP BY 1, 2, 3, 4`,
+      [streams]
+    )
+    yield* query(
+      client,
+      "rollups by actor",
+      `
+      INSERT INTO event_log_hourly_actors (stream_id, hour, project_id, actor_id, messages)
+      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
+        count(*) FILTER (WHERE type = 'message.created')
+      FROM event_log
+      WHERE stream_id = ANY($1) AND stream_id NOT LIKE 'workspace:%'
+      GROUP BY 1, 2, 3, 4`,
+      [streams]
+    )
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Part 1b: a busy project against a quiet one, for a range ending now (issue 23)
+
+/**
+ * Two projects of the bench user: one with BUSY_EVENTS events in the current hour (a burst up to
+ * now), one with QUIET_EVENTS in the same span; summary and timeseries for the last 30 days up to a
+ * minute from now, as a dashboard asks. The rollups are what the materializer would have left.
+ * Target: the busy project's p99 at most TARGET.busyRatio times the quiet one's, per endpoint.
+ */
+const busyPart = (url: Redacted.Redacted, settings: { requests: number }) =>
+  Effect.gen(function*() {
+    const client = yield* connect(url, "herald-bench-busy", STATEMENT_TIMEOUT_MS)
+    yield* Console.error("busy: starting the server…")
+    const { port } = yield* inProcessServer(url)
+    const now = new Date()
+    const hour = new Date(Math.floor(now.getTime() / 3_600_000) * 3_600_000)
+    const world = makeWorld([0, 1])
+    const plan = (rank: number, events: number): StreamPlan => {
+      const project = world.projects[rank]!
+      return {
+        streamId: `project:${project.id}`,
+        projectId: project.id,
+        kind: "project",
+        events,
+        actors: project.members
+      }
+    }
+    const busy = plan(0, BUSY_EVENTS)
+    const quiet = plan(1, QUIET_EVENTS)
+    yield* insertWorld(client, world, new Date(hour.getTime() - 86_400_000))
+    yield* query(client, "partitions", `SELECT herald_event_log_ensure_partitions($1, $2)`, [hour, now])
+    // Up to a second ago, from the hour's start (at least a second of it).
+    const span = Math.max(1, (now.getTime() - hour.getTime()) / 1000 - 1)
+    yield* Console.error(`busy: generating ${count(BUSY_EVENTS)} + ${count(QUIET_EVENTS)} events in the current hour…`)
+    yield* generateEvents(client, "event_log", [busy, quiet], hour, span)
+    yield* rollupsOf(client, [busy.streamId, quiet.streamId])
+    yield* query(client, "vacuum", `VACUUM (ANALYZE) event_log, event_log_hourly, event_log_hourly_actors`)
+    yield* query(
+      client,
+      "watermark",
+      `
+      INSERT INTO event_log_watermark (id, as_of) VALUES (true, now())
+      ON CONFLICT (id) DO UPDATE SET as_of = GREATEST(event_log_watermark.as_of, EXCLUDED.as_of)`
+    )
+    // The last 30 days up to a minute from now.
+    const to = new Date(now.getTime() + 60_000)
+    const from = new Date(to.getTime() - RANGE_DAYS * 86_400_000)
+    const subjects = [
+      { label: `busy project (${count(BUSY_EVENTS)} events this hour)`, stream: busy },
+      { label: `quiet project (${count(QUIET_EVENTS)} events this hour)`, stream: quiet }
+    ]
+    const probes: Array<Probe> = [
+      { label: "GET /health/live (floor)", target: "/health/live", counted: () => 0, isFloor: true },
+      ...subjects.flatMap((s) => probesFor(s.stream.projectId, s.label, from, to))
+    ]
+    yield* Console.error(`busy: measuring ${settings.requests} rounds…`)
+    const loadBefore = loadAverage()
+    const results = yield* measure(port, world.benchUser.token, probes, settings.requests)
+    for (const s of subjects) {
+      for (const r of results.filter((r) => r.probe.label.endsWith(`, ${s.label}`))) {
+        if (r.counted !== s.stream.events) {
+          return yield* new BenchError({
+            message: `${r.probe.label}: counted ${r.counted} events, expected ${s.stream.events}`
+          })
+        }
+      }
+    }
+    const p99 = (label: string) => percentile(results.find((r) => r.probe.label === label)!.sorted, 99)
+    const verdicts = ["summary", "timeseries hour", "timeseries day"].map((endpoint) => {
+      const ratio = p99(`${endpoint}, ${subjects[0]!.label}`) / p99(`${endpoint}, ${subjects[1]!.label}`)
+      return [
+        endpoint,
+        fixed(p99(`${endpoint}, ${subjects[0]!.label}`)),
+        fixed(p99(`${endpoint}, ${subjects[1]!.label}`)),
+        `${ratio.toFixed(2)}x`,
+        `<= ${TARGET.busyRatio}x: ${ratio <= TARGET.busyRatio ? "met" : "NOT met"}`
+      ]
+    })
+    yield* Console.log([
+      latencyTable(results, [
+        `busy: GET latency over HTTP (server in this process), one keep-alive connection, sequential; ` +
+        `${settings.requests} measured rounds after ${WARMUP_ROUNDS} warm-up rounds`,
+        `range: [${from.toISOString()}, ${to.toISOString()}) (the last ${RANGE_DAYS} days up to a minute from now); ` +
+        `events generated over [${hour.toISOString()}, +${span.toFixed(0)} s)`
+      ]),
+      `load average (1 min) before/after the requests: ${loadBefore} / ${loadAverage()} on ${os.availableParallelism()} CPUs`,
+      "",
+      table(
+        ["busy project against quiet project, p99 (target: busy <= 2x quiet, for a range ending now)"],
+        ["endpoint", "busy p99 ms", "quiet p99 ms", "ratio", "target"],
+        verdicts
+      )
+    ].join("\n"))
+  }).pipe(Effect.scoped)
+
 // ---------------------------------------------------------------------------------------------
 // Part 2: the materializer's throughput
 
@@ -872,6 +997,7 @@ const bench = Effect.gen(function*() {
   yield* migrate(url)
   // The server (its publisher and materializer) is stopped before part 2 starts.
   if (settings.parts.has("analytics")) yield* analyticsPart(url, settings)
+  if (settings.parts.has("busy")) yield* busyPart(url, settings)
   if (settings.parts.has("materializer")) yield* materializerPart(url, settings.outboxRows)
 }).pipe(
   Effect.scoped,
