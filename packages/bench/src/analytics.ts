@@ -1,9 +1,13 @@
 import { Statement } from "@effect/sql"
 import { Events, Ids } from "@herald/domain"
-import { BackgroundSqlLive, clientLayer } from "@herald/server/db/Database"
-import { Analytics } from "@herald/server/eventlog/Analytics"
-import { EventLogStore } from "@herald/server/eventlog/EventLogStore"
-import { MATERIALIZE_BATCH, materializeOnce } from "@herald/server/eventlog/Materializer"
+import {
+  Analytics,
+  BackgroundSqlLive,
+  clientLayer,
+  EventLogStore,
+  MATERIALIZE_BATCH,
+  materializeOnce
+} from "@herald/server"
 import { Config, Console, DateTime, Duration, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
 import { createHash, randomBytes, randomUUID } from "node:crypto"
 import * as http from "node:http"
@@ -40,14 +44,17 @@ import {
  *      100 projects and 60 days; the floor is `GET /health/live` on the same connection. Project
  *      sizes follow Zipf, so two projects are measured: the one nearest an even 1/100 share and the
  *      largest (~17 % of all events). The events are generated straight into event_log (SQL, in
- *      time-ordered chunks) and their hourly rollups built with the backfill statement of migration
- *      0008 — what the materializer would have left. Then the `EXPLAIN (ANALYZE, BUFFERS)` of the
- *      statements behind both endpoints.
+ *      time-ordered chunks) and their hourly rollups built by `herald rollups rebuild`'s code
+ *      (EventLogStore.rebuildRollups) — what the materializer would have left. Then the
+ *      `EXPLAIN (ANALYZE, BUFFERS)` of the statements behind both endpoints.
+ *   1b. `busy`: a project with 100 000 events in the current hour against one with 100, summary
+ *      and timeseries for the last 30 days up to a minute from now (what a dashboard asks);
+ *      target: the busy project's p99 at most 2x the quiet one's (issue 23).
  *   2. `materializeOnce(5000)` (event_log and its hourly rollups) draining 200 000 outbox rows into
  *      an empty event_log, next to one plain `INSERT … SELECT` + `UPDATE` of the same rows.
  *
  * Environment: BENCH_EVENTS (default 10000000), BENCH_REQUESTS (default 200), BENCH_OUTBOX_ROWS
- * (default 200000), BENCH_PARTS (default analytics,materializer).
+ * (default 200000), BENCH_PARTS (default analytics,busy,materializer).
  */
 
 const TARGET = { p99Ms: 50, materializerRatio: 0.8, busyRatio: 2 } as const
@@ -541,27 +548,8 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
     const generateSeconds = (performance.now() - t0) / 1000
     yield* Console.error(`analytics: generated in ${generateSeconds.toFixed(1)} s; building the hourly rollups…`)
     const t1 = performance.now()
-    // Migration 0008's backfill, word for word: the rollups the materializer would have kept.
-    yield* query(
-      client,
-      "rollups by type",
-      `
-      INSERT INTO event_log_hourly (stream_id, hour, project_id, type, n)
-      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
-      FROM event_log
-      GROUP BY 1, 2, 3, 4`
-    )
-    yield* query(
-      client,
-      "rollups by actor",
-      `
-      INSERT INTO event_log_hourly_actors (stream_id, hour, project_id, actor_id, messages)
-      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
-        count(*) FILTER (WHERE type = 'message.created')
-      FROM event_log
-      WHERE stream_id NOT LIKE 'workspace:%'
-      GROUP BY 1, 2, 3, 4`
-    )
+    // What `herald rollups rebuild` does: the rollups the materializer would have kept.
+    yield* rebuildRollups(url, null)
     const rollupSeconds = (performance.now() - t1) / 1000
     // An append-only table's steady state: autovacuum's insert threshold has run (visibility map
     // set) and statistics are current.
@@ -655,7 +643,7 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
         `event_log_hourly_actors: ${count(Number(sizes["actor_rollup_rows"]))} rows, ${sizes["actor_rollups"]}; ` +
         `generated in ${generateSeconds.toFixed(0)} s (SQL), rollups built in ${
           rollupSeconds.toFixed(0)
-        } s (migration 0008's backfill)`,
+        } s (herald rollups rebuild's code)`,
         `range: [${from.toISOString()}, ${to.toISOString()}) (${RANGE_DAYS} days); project-stream events over all ${DAYS} days: ` +
         projects.map((p) =>
           `${p.name} (rank ${p.rank}) ${count(p.events)} = ${((100 * p.events) / settings.events).toFixed(1)} %`
@@ -695,32 +683,17 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
     yield* Console.log(out.join("\n"))
   }).pipe(Effect.scoped)
 
-/** The rollups of these streams' events, as migration 0008's backfill builds them. */
-const rollupsOf = (client: pg.Client, streams: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    yield* query(
-      client,
-      "rollups by type",
-      `
-      INSERT INTO event_log_hourly (stream_id, hour, project_id, type, n)
-      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
-      FROM event_log WHERE stream_id = ANY($1)
-      GROUP BY 1, 2, 3, 4`,
-      [streams]
-    )
-    yield* query(
-      client,
-      "rollups by actor",
-      `
-      INSERT INTO event_log_hourly_actors (stream_id, hour, project_id, actor_id, messages)
-      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
-        count(*) FILTER (WHERE type = 'message.created')
-      FROM event_log
-      WHERE stream_id = ANY($1) AND stream_id NOT LIKE 'workspace:%'
-      GROUP BY 1, 2, 3, 4`,
-      [streams]
-    )
-  })
+/**
+ * The rollups of every hour from `since` (null: all) re-derived from event_log by the code behind
+ * `herald rollups rebuild` (EventLogStore.rebuildRollups), on a pool of its own.
+ */
+const rebuildRollups = (url: Redacted.Redacted, since: Date | null) =>
+  Effect.flatMap(EventLogStore, (store) => store.rebuildRollups(since)).pipe(
+    Effect.provide(EventLogStore.Default.pipe(
+      Layer.provide(clientLayer({ url, maxConnections: 2, applicationName: "herald-bench-rollups" }))
+    )),
+    Effect.mapError((e) => new BenchError({ message: `rollups rebuild: ${e.message}` }))
+  )
 
 // ---------------------------------------------------------------------------------------------
 // Part 1b: a busy project against a quiet one, for a range ending now (issue 23)
@@ -757,7 +730,7 @@ const busyPart = (url: Redacted.Redacted, settings: { requests: number }) =>
     const span = Math.max(1, (now.getTime() - hour.getTime()) / 1000 - 1)
     yield* Console.error(`busy: generating ${count(BUSY_EVENTS)} + ${count(QUIET_EVENTS)} events in the current hour…`)
     yield* generateEvents(client, "event_log", [busy, quiet], hour, span)
-    yield* rollupsOf(client, [busy.streamId, quiet.streamId])
+    yield* rebuildRollups(url, hour)
     yield* query(client, "vacuum", `VACUUM (ANALYZE) event_log, event_log_hourly, event_log_hourly_actors`)
     yield* query(
       client,

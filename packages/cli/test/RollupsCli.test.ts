@@ -67,6 +67,16 @@ const history = async (url: string) => {
 }
 
 describe.concurrent("herald rollups rebuild", () => {
+  it("--help lists it, with --since and --json", async () => {
+    const top = await herald(["--help"], { NO_COLOR: "1" })
+    expect(top.code).toBe(0)
+    expect(top.stdout).toMatch(/rollups/)
+    const page = await herald(["rollups", "rebuild", "--help"], { NO_COLOR: "1" })
+    expect(page.code).toBe(0)
+    expect(page.stdout).toContain("$ herald rollups rebuild [--json] [--since text]")
+    expect(page.stdout).toMatch(/duration back from now/)
+  })
+
   it(
     "rollups deleted and corrupted by hand come back equal to a recount (table, then --json)",
     () =>

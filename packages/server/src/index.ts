@@ -1,5 +1,5 @@
 /**
- * What the server package offers other packages (the `herald` CLI): its configuration, the
+ * What the server package offers other packages (the `herald` CLI, the benches): its configuration, the
  * database, and the stores and services an operator's commands work with. The server itself
  * starts from `main.ts`.
  */
@@ -8,10 +8,11 @@ export { BrokerPublisher } from "./broker/BrokerPublisher.js"
 export { parseExpiresIn, refusalMessage, TokensRepo } from "./chat/TokensRepo.js"
 export { UsersRepo } from "./chat/UsersRepo.js"
 export { AppConfig, formatConfigError } from "./config/AppConfig.js"
-export { clientLayer, resolveDatabase } from "./db/Database.js"
+export { BackgroundSqlLive, clientLayer, resolveDatabase } from "./db/Database.js"
 export { runMigrations, SchemaTooNew } from "./db/Migrations.js"
-export { EventLogStore } from "./eventlog/EventLogStore.js"
-export { materializeOnce } from "./eventlog/Materializer.js"
+export { Analytics } from "./eventlog/Analytics.js"
+export { EventLogStore, type RebuildChunk } from "./eventlog/EventLogStore.js"
+export { MATERIALIZE_BATCH, materializeOnce } from "./eventlog/Materializer.js"
 export { toWire } from "./events/EventRow.js"
 export { OutboxStore } from "./outbox/OutboxStore.js"
 export { CursorStore } from "./stream/CursorStore.js"
