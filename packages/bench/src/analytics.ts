@@ -120,7 +120,7 @@ interface StreamPlan {
   readonly actors: ReadonlyArray<string>
 }
 
-export interface World {
+interface World {
   readonly benchUser: { readonly id: string; readonly token: string }
   readonly users: ReadonlyArray<string>
   readonly projects: ReadonlyArray<ProjectPlan>
@@ -130,7 +130,7 @@ export interface World {
  * 100 projects with 4 to 60 members from a pool of 1 000 users; the bench user owns (and so is a
  * member of) the projects at the given ranks.
  */
-export const makeWorld = (ownedRanks: ReadonlyArray<number>): World => {
+const makeWorld = (ownedRanks: ReadonlyArray<number>): World => {
   const benchUser = { id: randomUUID(), token: `hrld_${randomBytes(32).toString("base64url")}` }
   const users = Array.from({ length: USERS }, () => randomUUID())
   const projects = Array.from({ length: PROJECTS }, (_, rank): ProjectPlan => {
@@ -167,7 +167,7 @@ const meanSizedRank = (total: number) => {
  * the largest about 19 %, the median about 0.4 %), each project's split 90/10 between its project
  * stream and its first members' workspace streams.
  */
-export const planStreams = (world: World, total: number): Array<StreamPlan> => {
+const planStreams = (world: World, total: number): Array<StreamPlan> => {
   const perProject = projectTotals(total)
   return world.projects.flatMap((project, rank) => {
     const all = perProject[rank]!
@@ -192,7 +192,7 @@ export const planStreams = (world: World, total: number): Array<StreamPlan> => {
 }
 
 /** Users (with the bench user's token), projects and memberships, as the chat side has them. */
-export const insertWorld = (client: pg.Client, world: World, createdAt: Date) =>
+const insertWorld = (client: pg.Client, world: World, createdAt: Date) =>
   Effect.gen(function*() {
     const hash = createHash("sha256").update(world.benchUser.token).digest()
     yield* query(
@@ -238,7 +238,7 @@ export const insertWorld = (client: pg.Client, world: World, createdAt: Date) =>
  * toward the first ones. Workspace streams hold `message.created` by their owner (user or worker
  * role). Bodies are 20–300 characters. The per-stream counters go to `event_streams`.
  */
-export const generateEvents = (
+const generateEvents = (
   client: pg.Client,
   table: "event_log" | "event_outbox",
   streams: ReadonlyArray<StreamPlan>,
@@ -470,7 +470,7 @@ const capture = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
  * The statements behind `summary` and `timeseries?bucket=hour|day` for one project and caller,
  * taken from the real Analytics service (no hand copy to drift from it).
  */
-export const analyticsStatements = (projectId: string, userId: string, from: Date, to: Date) =>
+const analyticsStatements = (projectId: string, userId: string, from: Date, to: Date) =>
   Effect.gen(function*() {
     const analytics = yield* Analytics
     const project = Ids.ProjectId.make(projectId)
@@ -494,7 +494,7 @@ export const analyticsStatements = (projectId: string, userId: string, from: Dat
   })
 
 /** The indexes a plan reads, from its text. */
-export const indexesIn = (plan: string) => {
+const indexesIn = (plan: string) => {
   const names = new Set<string>()
   for (
     const m of plan.matchAll(/(?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)?(?: using)? on (\S+)/g)
