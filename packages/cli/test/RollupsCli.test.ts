@@ -98,7 +98,7 @@ describe.concurrent("herald rollups rebuild", () => {
         expect(human.stderr.trim()).toMatch(progressLine)
         expect(tableRows(human.stdout)[0]).toEqual(["from", "to", "hours", "events", "rollup rows replaced"])
         expect(human.stdout).toMatch(
-          /rebuilt the rollups of \d+ hour\(s\) with events \(15 events\) over the whole log/
+          /rebuilt the rollups of \d+ hour\(s\) with events \(13 events\) over the whole log/
         )
         expect(await rollups(url)).toEqual(good)
 
