@@ -569,3 +569,30 @@ layer(RollupsTestLive, live)("edge hours from the rollups (issue 23)", (it) => {
     60_000
   )
 })
+
+layer(RollupsTestLive, live)("rollups rebuild (issue 23)", (it) => {
+  it.effect(
+    "rebuilding while materializers copy events of new and old hours neither fails nor miscounts",
+    () =>
+      Effect.gen(function*() {
+        yield* clearLog
+        const store = yield* EventLogStore
+        // Many streams and hours: the copies meet rollup rows the rebuild deletes and keys it has not seen.
+        const seed = seedLog(23, 20_000, 200)
+        yield* writeOutbox(seed.events.slice(0, 5_000))
+        yield* materializeOnce(500)
+        yield* writeOutbox(seed.events.slice(5_000))
+        const copiers = yield* Effect.forEach([0, 1], () => Effect.fork(materializeOnce(40)))
+        let rebuilds = 0
+        while (!(yield* Effect.forEach(copiers, Fiber.poll)).every((o) => o._tag === "Some")) {
+          yield* store.rebuildRollups(rebuilds % 2 === 0 ? null : new Date(BASE + 100 * HOUR))
+          rebuilds++
+        }
+        yield* Effect.forEach(copiers, Fiber.join)
+        expect(rebuilds).toBeGreaterThan(1)
+        expect(yield* logged).toBe(seed.events.length)
+        expect(yield* rollups).toEqual(yield* recount)
+      }),
+    120_000
+  )
+})
