@@ -11,6 +11,7 @@ import m0008 from "./0008_event_log_rollups.js"
 import m0009 from "./0009_tokens.js"
 import m0010 from "./0010_cursor_bases.js"
 import m0011 from "./0011_trace_context.js"
+import m0012 from "./0012_event_log_hourly_bounds.js"
 
 /** Every migration by `NNNN_name`, applied in order by the server at start-up and by `herald migrate`. */
 export const migrations = {
@@ -24,7 +25,8 @@ export const migrations = {
   "0008_event_log_rollups": m0008,
   "0009_tokens": m0009,
   "0010_cursor_bases": m0010,
-  "0011_trace_context": m0011
+  "0011_trace_context": m0011,
+  "0012_event_log_hourly_bounds": m0012
 }
 
 /**

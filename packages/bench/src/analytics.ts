@@ -1,9 +1,13 @@
 import { Statement } from "@effect/sql"
 import { Events, Ids } from "@herald/domain"
-import { BackgroundSqlLive, clientLayer } from "@herald/server/db/Database"
-import { Analytics } from "@herald/server/eventlog/Analytics"
-import { EventLogStore } from "@herald/server/eventlog/EventLogStore"
-import { MATERIALIZE_BATCH, materializeOnce } from "@herald/server/eventlog/Materializer"
+import {
+  Analytics,
+  BackgroundSqlLive,
+  clientLayer,
+  EventLogStore,
+  MATERIALIZE_BATCH,
+  materializeOnce
+} from "@herald/server"
 import { Config, Console, DateTime, Duration, Effect, Layer, Logger, LogLevel, type Redacted } from "effect"
 import { createHash, randomBytes, randomUUID } from "node:crypto"
 import * as http from "node:http"
@@ -40,17 +44,23 @@ import {
  *      100 projects and 60 days; the floor is `GET /health/live` on the same connection. Project
  *      sizes follow Zipf, so two projects are measured: the one nearest an even 1/100 share and the
  *      largest (~17 % of all events). The events are generated straight into event_log (SQL, in
- *      time-ordered chunks) and their hourly rollups built with the backfill statement of migration
- *      0008 — what the materializer would have left. Then the `EXPLAIN (ANALYZE, BUFFERS)` of the
- *      statements behind both endpoints.
+ *      time-ordered chunks) and their hourly rollups built by `herald rollups rebuild`'s code
+ *      (EventLogStore.rebuildRollups) — what the materializer would have left. Then the
+ *      `EXPLAIN (ANALYZE, BUFFERS)` of the statements behind both endpoints.
+ *   1b. `busy`: a project with 100 000 events in the current hour against one with 100, summary
+ *      and timeseries for the last 30 days up to a minute from now (what a dashboard asks);
+ *      target: the busy project's p99 at most 2x the quiet one's (issue 23).
  *   2. `materializeOnce(5000)` (event_log and its hourly rollups) draining 200 000 outbox rows into
  *      an empty event_log, next to one plain `INSERT … SELECT` + `UPDATE` of the same rows.
  *
  * Environment: BENCH_EVENTS (default 10000000), BENCH_REQUESTS (default 200), BENCH_OUTBOX_ROWS
- * (default 200000), BENCH_PARTS (default analytics,materializer).
+ * (default 200000), BENCH_PARTS (default analytics,busy,materializer).
  */
 
-const TARGET = { p99Ms: 50, materializerRatio: 0.8 } as const
+const TARGET = { p99Ms: 50, materializerRatio: 0.8, busyRatio: 2 } as const
+/** The busy-project case (issue 23): events in the current hour of one project, against a quiet one's. */
+const BUSY_EVENTS = 100_000
+const QUIET_EVENTS = 100
 const PROJECTS = 100
 const DAYS = 60
 const RANGE_DAYS = 30
@@ -67,7 +77,7 @@ const REQUEST_TIMEOUT_MS = 10_000
 const STATEMENT_TIMEOUT_MS = 900_000
 /** Events generated per statement (time-ordered chunks keep each sort in memory). */
 const GENERATE_CHUNK = 500_000
-const PARTS = ["analytics", "materializer"] as const
+const PARTS = ["analytics", "busy", "materializer"] as const
 
 const Settings = Config.all({
   events: ranged(
@@ -110,7 +120,7 @@ interface StreamPlan {
   readonly actors: ReadonlyArray<string>
 }
 
-export interface World {
+interface World {
   readonly benchUser: { readonly id: string; readonly token: string }
   readonly users: ReadonlyArray<string>
   readonly projects: ReadonlyArray<ProjectPlan>
@@ -120,7 +130,7 @@ export interface World {
  * 100 projects with 4 to 60 members from a pool of 1 000 users; the bench user owns (and so is a
  * member of) the projects at the given ranks.
  */
-export const makeWorld = (ownedRanks: ReadonlyArray<number>): World => {
+const makeWorld = (ownedRanks: ReadonlyArray<number>): World => {
   const benchUser = { id: randomUUID(), token: `hrld_${randomBytes(32).toString("base64url")}` }
   const users = Array.from({ length: USERS }, () => randomUUID())
   const projects = Array.from({ length: PROJECTS }, (_, rank): ProjectPlan => {
@@ -157,7 +167,7 @@ const meanSizedRank = (total: number) => {
  * the largest about 19 %, the median about 0.4 %), each project's split 90/10 between its project
  * stream and its first members' workspace streams.
  */
-export const planStreams = (world: World, total: number): Array<StreamPlan> => {
+const planStreams = (world: World, total: number): Array<StreamPlan> => {
   const perProject = projectTotals(total)
   return world.projects.flatMap((project, rank) => {
     const all = perProject[rank]!
@@ -182,7 +192,7 @@ export const planStreams = (world: World, total: number): Array<StreamPlan> => {
 }
 
 /** Users (with the bench user's token), projects and memberships, as the chat side has them. */
-export const insertWorld = (client: pg.Client, world: World, createdAt: Date) =>
+const insertWorld = (client: pg.Client, world: World, createdAt: Date) =>
   Effect.gen(function*() {
     const hash = createHash("sha256").update(world.benchUser.token).digest()
     yield* query(
@@ -228,7 +238,7 @@ export const insertWorld = (client: pg.Client, world: World, createdAt: Date) =>
  * toward the first ones. Workspace streams hold `message.created` by their owner (user or worker
  * role). Bodies are 20–300 characters. The per-stream counters go to `event_streams`.
  */
-export const generateEvents = (
+const generateEvents = (
   client: pg.Client,
   table: "event_log" | "event_outbox",
   streams: ReadonlyArray<StreamPlan>,
@@ -460,7 +470,7 @@ const capture = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
  * The statements behind `summary` and `timeseries?bucket=hour|day` for one project and caller,
  * taken from the real Analytics service (no hand copy to drift from it).
  */
-export const analyticsStatements = (projectId: string, userId: string, from: Date, to: Date) =>
+const analyticsStatements = (projectId: string, userId: string, from: Date, to: Date) =>
   Effect.gen(function*() {
     const analytics = yield* Analytics
     const project = Ids.ProjectId.make(projectId)
@@ -484,7 +494,7 @@ export const analyticsStatements = (projectId: string, userId: string, from: Dat
   })
 
 /** The indexes a plan reads, from its text. */
-export const indexesIn = (plan: string) => {
+const indexesIn = (plan: string) => {
   const names = new Set<string>()
   for (
     const m of plan.matchAll(/(?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)?(?: using)? on (\S+)/g)
@@ -538,27 +548,8 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
     const generateSeconds = (performance.now() - t0) / 1000
     yield* Console.error(`analytics: generated in ${generateSeconds.toFixed(1)} s; building the hourly rollups…`)
     const t1 = performance.now()
-    // Migration 0008's backfill, word for word: the rollups the materializer would have kept.
-    yield* query(
-      client,
-      "rollups by type",
-      `
-      INSERT INTO event_log_hourly (stream_id, hour, project_id, type, n)
-      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
-      FROM event_log
-      GROUP BY 1, 2, 3, 4`
-    )
-    yield* query(
-      client,
-      "rollups by actor",
-      `
-      INSERT INTO event_log_hourly_actors (stream_id, hour, project_id, actor_id, messages)
-      SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
-        count(*) FILTER (WHERE type = 'message.created')
-      FROM event_log
-      WHERE stream_id NOT LIKE 'workspace:%'
-      GROUP BY 1, 2, 3, 4`
-    )
+    // What `herald rollups rebuild` does: the rollups the materializer would have kept.
+    yield* rebuildRollups(url, null)
     const rollupSeconds = (performance.now() - t1) / 1000
     // An append-only table's steady state: autovacuum's insert threshold has run (visibility map
     // set) and statistics are current.
@@ -652,7 +643,7 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
         `event_log_hourly_actors: ${count(Number(sizes["actor_rollup_rows"]))} rows, ${sizes["actor_rollups"]}; ` +
         `generated in ${generateSeconds.toFixed(0)} s (SQL), rollups built in ${
           rollupSeconds.toFixed(0)
-        } s (migration 0008's backfill)`,
+        } s (herald rollups rebuild's code)`,
         `range: [${from.toISOString()}, ${to.toISOString()}) (${RANGE_DAYS} days); project-stream events over all ${DAYS} days: ` +
         projects.map((p) =>
           `${p.name} (rank ${p.rank}) ${count(p.events)} = ${((100 * p.events) / settings.events).toFixed(1)} %`
@@ -690,6 +681,113 @@ const analyticsPart = (url: Redacted.Redacted, settings: { events: number; reque
       ])
     ]
     yield* Console.log(out.join("\n"))
+  }).pipe(Effect.scoped)
+
+/**
+ * The rollups of every hour from `since` (null: all) re-derived from event_log by the code behind
+ * `herald rollups rebuild` (EventLogStore.rebuildRollups), on a pool of its own.
+ */
+const rebuildRollups = (url: Redacted.Redacted, since: Date | null) =>
+  Effect.flatMap(EventLogStore, (store) => store.rebuildRollups(since)).pipe(
+    Effect.provide(EventLogStore.Default.pipe(
+      Layer.provide(clientLayer({ url, maxConnections: 2, applicationName: "herald-bench-rollups" }))
+    )),
+    Effect.mapError((e) => new BenchError({ message: `rollups rebuild: ${e.message}` }))
+  )
+
+// ---------------------------------------------------------------------------------------------
+// Part 1b: a busy project against a quiet one, for a range ending now (issue 23)
+
+/**
+ * Two projects of the bench user: one with BUSY_EVENTS events in the current hour (a burst up to
+ * now), one with QUIET_EVENTS in the same span; summary and timeseries for the last 30 days up to a
+ * minute from now, as a dashboard asks. The rollups are what the materializer would have left.
+ * Target: the busy project's p99 at most TARGET.busyRatio times the quiet one's, per endpoint.
+ */
+const busyPart = (url: Redacted.Redacted, settings: { requests: number }) =>
+  Effect.gen(function*() {
+    const client = yield* connect(url, "herald-bench-busy", STATEMENT_TIMEOUT_MS)
+    yield* Console.error("busy: starting the server…")
+    const { port } = yield* inProcessServer(url)
+    const now = new Date()
+    const hour = new Date(Math.floor(now.getTime() / 3_600_000) * 3_600_000)
+    const world = makeWorld([0, 1])
+    const plan = (rank: number, events: number): StreamPlan => {
+      const project = world.projects[rank]!
+      return {
+        streamId: `project:${project.id}`,
+        projectId: project.id,
+        kind: "project",
+        events,
+        actors: project.members
+      }
+    }
+    const busy = plan(0, BUSY_EVENTS)
+    const quiet = plan(1, QUIET_EVENTS)
+    yield* insertWorld(client, world, new Date(hour.getTime() - 86_400_000))
+    yield* query(client, "partitions", `SELECT herald_event_log_ensure_partitions($1, $2)`, [hour, now])
+    // Up to a second ago, from the hour's start (at least a second of it).
+    const span = Math.max(1, (now.getTime() - hour.getTime()) / 1000 - 1)
+    yield* Console.error(`busy: generating ${count(BUSY_EVENTS)} + ${count(QUIET_EVENTS)} events in the current hour…`)
+    yield* generateEvents(client, "event_log", [busy, quiet], hour, span)
+    yield* rebuildRollups(url, hour)
+    yield* query(client, "vacuum", `VACUUM (ANALYZE) event_log, event_log_hourly, event_log_hourly_actors`)
+    yield* query(
+      client,
+      "watermark",
+      `
+      INSERT INTO event_log_watermark (id, as_of) VALUES (true, now())
+      ON CONFLICT (id) DO UPDATE SET as_of = GREATEST(event_log_watermark.as_of, EXCLUDED.as_of)`
+    )
+    // The last 30 days up to a minute from now.
+    const to = new Date(now.getTime() + 60_000)
+    const from = new Date(to.getTime() - RANGE_DAYS * 86_400_000)
+    const subjects = [
+      { label: `busy project (${count(BUSY_EVENTS)} events this hour)`, stream: busy },
+      { label: `quiet project (${count(QUIET_EVENTS)} events this hour)`, stream: quiet }
+    ]
+    const probes: Array<Probe> = [
+      { label: "GET /health/live (floor)", target: "/health/live", counted: () => 0, isFloor: true },
+      ...subjects.flatMap((s) => probesFor(s.stream.projectId, s.label, from, to))
+    ]
+    yield* Console.error(`busy: measuring ${settings.requests} rounds…`)
+    const loadBefore = loadAverage()
+    const results = yield* measure(port, world.benchUser.token, probes, settings.requests)
+    for (const s of subjects) {
+      for (const r of results.filter((r) => r.probe.label.endsWith(`, ${s.label}`))) {
+        if (r.counted !== s.stream.events) {
+          return yield* new BenchError({
+            message: `${r.probe.label}: counted ${r.counted} events, expected ${s.stream.events}`
+          })
+        }
+      }
+    }
+    const p99 = (label: string) => percentile(results.find((r) => r.probe.label === label)!.sorted, 99)
+    const verdicts = ["summary", "timeseries hour", "timeseries day"].map((endpoint) => {
+      const ratio = p99(`${endpoint}, ${subjects[0]!.label}`) / p99(`${endpoint}, ${subjects[1]!.label}`)
+      return [
+        endpoint,
+        fixed(p99(`${endpoint}, ${subjects[0]!.label}`)),
+        fixed(p99(`${endpoint}, ${subjects[1]!.label}`)),
+        `${ratio.toFixed(2)}x`,
+        `<= ${TARGET.busyRatio}x: ${ratio <= TARGET.busyRatio ? "met" : "NOT met"}`
+      ]
+    })
+    yield* Console.log([
+      latencyTable(results, [
+        `busy: GET latency over HTTP (server in this process), one keep-alive connection, sequential; ` +
+        `${settings.requests} measured rounds after ${WARMUP_ROUNDS} warm-up rounds`,
+        `range: [${from.toISOString()}, ${to.toISOString()}) (the last ${RANGE_DAYS} days up to a minute from now); ` +
+        `events generated over [${hour.toISOString()}, +${span.toFixed(0)} s)`
+      ]),
+      `load average (1 min) before/after the requests: ${loadBefore} / ${loadAverage()} on ${os.availableParallelism()} CPUs`,
+      "",
+      table(
+        ["busy project against quiet project, p99 (target: busy <= 2x quiet, for a range ending now)"],
+        ["endpoint", "busy p99 ms", "quiet p99 ms", "ratio", "target"],
+        verdicts
+      )
+    ].join("\n"))
   }).pipe(Effect.scoped)
 
 // ---------------------------------------------------------------------------------------------
@@ -872,6 +970,7 @@ const bench = Effect.gen(function*() {
   yield* migrate(url)
   // The server (its publisher and materializer) is stopped before part 2 starts.
   if (settings.parts.has("analytics")) yield* analyticsPart(url, settings)
+  if (settings.parts.has("busy")) yield* busyPart(url, settings)
   if (settings.parts.has("materializer")) yield* materializerPart(url, settings.outboxRows)
 }).pipe(
   Effect.scoped,

@@ -26,8 +26,9 @@ const benches: Record<string, Bench> = {
   },
   analytics: {
     about:
-      "analytics p50/p99 over HTTP on 10M events (hourly rollups) (floor: /health/live); materializer rows/s vs raw SQL " +
-      "(also BENCH_EVENTS, BENCH_REQUESTS, BENCH_OUTBOX_ROWS, BENCH_PARTS=analytics,materializer)",
+      "analytics p50/p99 over HTTP on 10M events (hourly rollups) (floor: /health/live); a busy project (100k events " +
+      "this hour) against a quiet one, range ending now; materializer rows/s vs raw SQL " +
+      "(also BENCH_EVENTS, BENCH_REQUESTS, BENCH_OUTBOX_ROWS, BENCH_PARTS=analytics,busy,materializer)",
     load: () => import("./analytics.js")
   },
   startup: {

@@ -4,6 +4,7 @@ import { eventlog } from "./commands/EventLog.js"
 import { eventCommands } from "./commands/Events.js"
 import { lazy } from "./commands/Lazy.js"
 import { outbox } from "./commands/Outbox.js"
+import { rollups } from "./commands/Rollups.js"
 import { tokens } from "./commands/Tokens.js"
 import { worker } from "./commands/Worker.js"
 
@@ -35,5 +36,5 @@ export const herald = Command.make("herald").pipe(
   Command.withDescription(
     "Herald operator CLI: works directly against the database (worker: against a running server)"
   ),
-  Command.withSubcommands([migrate, users, tokens, outbox, ...eventCommands, eventlog, cursors, worker])
+  Command.withSubcommands([migrate, users, tokens, outbox, ...eventCommands, eventlog, rollups, cursors, worker])
 )

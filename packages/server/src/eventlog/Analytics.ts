@@ -1,4 +1,4 @@
-import { SqlClient } from "@effect/sql"
+import { SqlClient, type Statement } from "@effect/sql"
 import { type Api, Events, Ids } from "@herald/domain"
 import { DateTime, Effect, Option, Schema } from "effect"
 import { EventLogStore } from "./EventLogStore.js"
@@ -17,13 +17,17 @@ const decodeTopAuthors = Schema.decodeUnknown(
 
 /**
  * `[from, to)` cut at whole UTC hours: `[hours.from, hours.to)` is answered from the hourly
- * rollups, the edges `[from, hours.from)` and `[hours.to, to)` from event_log. A range that holds no
- * whole hour is one edge (the other and the hours empty).
+ * rollups, the edges `[from, hours.from)` and `[hours.to, to)` — each inside one hour — from the
+ * rollups when their hour's events all fall inside the edge, else from event_log. A range inside
+ * one hour is one edge (the other and the hours empty).
  */
 export interface Split {
   readonly hours: { readonly from: Date; readonly to: Date }
   readonly edges: readonly [{ readonly from: Date; readonly to: Date }, { readonly from: Date; readonly to: Date }]
 }
+
+/** The UTC hour an edge lies in (an edge never crosses an hour). */
+const hourOf = (e: Split["edges"][number]) => new Date(Math.floor(e.from.getTime() / HOUR_MS) * HOUR_MS)
 
 export const splitRange = (range: Range): Split => {
   const from = DateTime.toEpochMillis(range.from)
@@ -31,7 +35,9 @@ export const splitRange = (range: Range): Split => {
   const first = Math.ceil(from / HOUR_MS) * HOUR_MS
   const last = Math.floor(to / HOUR_MS) * HOUR_MS
   const at = (ms: number) => new Date(ms)
-  return first < last
+  // Inside one hour (neither end on it): one edge. Otherwise each edge stays in its own hour
+  // (the hours between may be none), so an edge hour answered from its rollup is that edge alone.
+  return first <= last
     ? {
       hours: { from: at(first), to: at(last) },
       edges: [{ from: at(from), to: at(first) }, { from: at(last), to: at(to) }]
@@ -57,18 +63,44 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
 
     const ofType = (type: Events.EventType | undefined) => type === undefined ? sql`` : sql`AND type = ${type}`
 
-    /** One stream's events of `[e.from, e.to)` in event_log, as `columns` (an edge of a split range). */
+    type Edge = Split["edges"][number]
+
+    /**
+     * Whether the rollups answer edge `e` whole: every event the stream's rollup rows count in the
+     * edge's hour lies inside `e` (their bounds do, and cover all they count: `span_n = n`). No rows
+     * (an empty hour) or rows without bounds (from before migration 0012) are no: event_log then.
+     * Read in the statement's own snapshot, with the rows it then counts: the materializer moves the
+     * bounds and the counts in one statement, so a late `occurred_at` or a copy committed meanwhile
+     * is either in both or in neither.
+     */
+    const wholeInRollups = (projectId: Ids.ProjectId, stream: Events.StreamId, e: Edge) =>
+      sql`(
+          SELECT coalesce(bool_and(coalesce(first_at >= ${e.from} AND last_at < ${e.to} AND span_n = n, false)), false)
+          FROM event_log_hourly
+          WHERE project_id = ${projectId} AND stream_id = ${stream} AND hour = ${hourOf(e)})`
+
+    /**
+     * One stream's part of `[e.from, e.to)` (an edge of a split range) as `columns`: the edge hour's
+     * rollup rows from `rollup` when they answer it whole, else its events from event_log (each
+     * branch gated by a one-time filter, so only one runs). An empty edge is never whole: its
+     * event_log range is empty (and prunes every partition). `herald_serial_plan()` (parallel
+     * unsafe, migration 0012) keeps the plan serial: a Gather's workers would be launched even when
+     * the filter skips the scan they were planned for, tens of ms for nothing.
+     */
     const edge = (
       projectId: Ids.ProjectId,
       stream: Events.StreamId,
-      e: Split["edges"][number],
+      e: Edge,
+      rollup: Statement.Fragment,
       columns: string,
       type: Events.EventType | undefined
     ) =>
       sql`
-          SELECT ${sql.literal(columns)} FROM event_log
+          UNION ALL ${rollup} AND hour = ${hourOf(e)} AND ${wholeInRollups(projectId, stream, e)}
+          UNION ALL SELECT ${sql.literal(columns)} FROM event_log
           WHERE project_id = ${projectId} AND stream_id = ${stream} ${ofType(type)}
-            AND occurred_at >= ${e.from} AND occurred_at < ${e.to}`
+            AND occurred_at >= ${e.from} AND occurred_at < ${e.to}
+            AND NOT ${wholeInRollups(projectId, stream, e)} AND herald_serial_plan()`
 
     /**
      * One stream's events in the split range as `(at, type, n)`: hourly rows (`at` = the hour, `n`
@@ -81,12 +113,13 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
       type: Events.EventType | undefined
     ) => {
       const columns = "occurred_at AS at, type, 1::bigint AS n"
-      return sql`
+      const rollup = sql`
           SELECT hour AS at, type, n FROM event_log_hourly
-          WHERE project_id = ${projectId} AND stream_id = ${stream} ${ofType(type)}
-            AND hour >= ${split.hours.from} AND hour < ${split.hours.to}
-          UNION ALL ${edge(projectId, stream, split.edges[0], columns, type)}
-          UNION ALL ${edge(projectId, stream, split.edges[1], columns, type)}`
+          WHERE project_id = ${projectId} AND stream_id = ${stream} ${ofType(type)}`
+      return sql`
+          ${rollup} AND hour >= ${split.hours.from} AND hour < ${split.hours.to}
+          ${edge(projectId, stream, split.edges[0], rollup, columns, type)}
+          ${edge(projectId, stream, split.edges[1], rollup, columns, type)}`
     }
 
     /**
@@ -98,12 +131,13 @@ export class Analytics extends Effect.Service<Analytics>()("Herald/Analytics", {
       const stream = Events.projectStream(projectId)
       const created = messagesOnly ? "message.created" : undefined
       const columns = "actor_id, (type = 'message.created')::int::bigint AS n"
-      return sql`
+      const rollup = sql`
           SELECT actor_id, messages AS n FROM event_log_hourly_actors
-          WHERE project_id = ${projectId} AND stream_id = ${stream} ${messagesOnly ? sql`AND messages > 0` : sql``}
-            AND hour >= ${split.hours.from} AND hour < ${split.hours.to}
-          UNION ALL ${edge(projectId, stream, split.edges[0], columns, created)}
-          UNION ALL ${edge(projectId, stream, split.edges[1], columns, created)}`
+          WHERE project_id = ${projectId} AND stream_id = ${stream} ${messagesOnly ? sql`AND messages > 0` : sql``}`
+      return sql`
+          ${rollup} AND hour >= ${split.hours.from} AND hour < ${split.hours.to}
+          ${edge(projectId, stream, split.edges[0], rollup, columns, created)}
+          ${edge(projectId, stream, split.edges[1], rollup, columns, created)}`
     }
 
     const summary = (projectId: Ids.ProjectId, workspaceStream: Events.StreamId, range: Range) =>

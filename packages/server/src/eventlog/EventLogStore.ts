@@ -21,6 +21,15 @@ export interface DropResult {
 /** "no partition of relation … found for row": a row whose month has no partition yet. */
 const isNoPartition = (error: SqlError.SqlError) => (error.cause as { code?: unknown } | undefined)?.code === "23514"
 
+/** One transaction of `rebuildRollups`: the hours `[from, to)` (null: unbounded), rows removed, hours and events counted. */
+export interface RebuildChunk {
+  readonly from: Date | null
+  readonly to: Date | null
+  readonly removed: number
+  readonly hours: number
+  readonly events: number
+}
+
 /** One batch of a materializer pass: rows copied, the last position taken, whether copies were tolerated. */
 export interface Batch {
   readonly copied: number
@@ -68,7 +77,9 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
      * again the index entries of the rows it has just stamped). With `tolerateCopies`, rows already in
      * event_log are left out (`ON CONFLICT DO NOTHING`); without, they fail the statement. Rows another materializer
      * holds are skipped, not waited for. Only rows actually inserted are counted in the rollups (the
-     * INSERT's RETURNING), so copying twice or `--rebuild` never counts an event twice; the rollup
+     * INSERT's RETURNING), so copying twice or `--rebuild` never counts an event twice; a by-type
+     * row's bounds (`first_at`, `last_at`) widen to the rows added and `span_n` grows with `n` (a row
+     * with NULL bounds — from before migration 0012 — keeps them NULL: never trusted); the rollup
      * rows are upserted table by table in key order, so concurrent materializers wait on each other,
      * never deadlock. Actors are not rolled up for workspace streams (one actor; analytics never asks).
      * A row older than the retention floor is stamped without being copied (nor rolled up): its
@@ -90,12 +101,15 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
             ${tolerateCopies ? sql`ON CONFLICT DO NOTHING` : sql``}
             RETURNING stream_id, project_id, type, actor_id, occurred_at
           ), by_type AS (
-            INSERT INTO event_log_hourly AS h (stream_id, hour, project_id, type, n)
-            SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*)
+            INSERT INTO event_log_hourly AS h (stream_id, hour, project_id, type, n, first_at, last_at, span_n)
+            SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*),
+              min(occurred_at), max(occurred_at), count(*)
             FROM copied
             GROUP BY 1, 2, 3, 4
             ORDER BY 1, 2, 3, 4
-            ON CONFLICT (stream_id, hour, project_id, type) DO UPDATE SET n = h.n + EXCLUDED.n
+            ON CONFLICT (stream_id, hour, project_id, type) DO UPDATE SET n = h.n + EXCLUDED.n,
+              first_at = LEAST(h.first_at, EXCLUDED.first_at), last_at = GREATEST(h.last_at, EXCLUDED.last_at),
+              span_n = h.span_n + EXCLUDED.span_n
           ), by_actor AS (
             INSERT INTO event_log_hourly_actors AS a (stream_id, hour, project_id, actor_id, messages)
             SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
@@ -287,7 +301,73 @@ export class EventLogStore extends Effect.Service<EventLogStore>()("Herald/Event
         return { cutoff, dropped: doomed, heldFrom: yield* heldFrom } satisfies DropResult
       }))
 
+    /**
+     * Re-derives the rollups of the hours in `[from, to)` (on the hour; null: unbounded) from
+     * event_log, in one transaction: deletes those hours' rows of both tables and counts them again
+     * (with their bounds). `SHARE ROW EXCLUSIVE` on event_log first: reads go on, but no
+     * materializer statement inserts meanwhile (one in flight is waited for; the next waits for the
+     * commit, then adds to the rebuilt rows), and no second rebuild runs at once — so every event is
+     * counted once, whatever commits around it.
+     */
+    const rebuildRollupsBetween = (from: Date | null, to: Date | null) =>
+      sql.withTransaction(Effect.gen(function*() {
+        yield* sql`LOCK TABLE event_log IN SHARE ROW EXCLUSIVE MODE`
+        const lo = sql`${from?.toISOString() ?? "-infinity"}::timestamptz`
+        const hi = sql`${to?.toISOString() ?? "infinity"}::timestamptz`
+        const [row] = yield* sql<{ removed: number; hours: number; events: number }>`
+          WITH gone AS (DELETE FROM event_log_hourly WHERE hour >= ${lo} AND hour < ${hi} RETURNING 1),
+            gone_actors AS (DELETE FROM event_log_hourly_actors WHERE hour >= ${lo} AND hour < ${hi} RETURNING 1)
+          SELECT (SELECT count(*) FROM gone)::int + (SELECT count(*) FROM gone_actors)::int AS removed`
+        const [types] = yield* sql<{ hours: number; events: number }>`
+          WITH added AS (
+            INSERT INTO event_log_hourly (stream_id, hour, project_id, type, n, first_at, last_at, span_n)
+            SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, type, count(*),
+              min(occurred_at), max(occurred_at), count(*)
+            FROM event_log WHERE occurred_at >= ${lo} AND occurred_at < ${hi}
+            GROUP BY 1, 2, 3, 4
+            RETURNING hour, n
+          )
+          SELECT count(DISTINCT hour)::int AS hours, coalesce(sum(n), 0)::int AS events FROM added`
+        yield* sql`
+          INSERT INTO event_log_hourly_actors (stream_id, hour, project_id, actor_id, messages)
+          SELECT stream_id, date_trunc('hour', occurred_at, 'UTC'), project_id, actor_id,
+            count(*) FILTER (WHERE type = 'message.created')
+          FROM event_log
+          WHERE occurred_at >= ${lo} AND occurred_at < ${hi} AND stream_id NOT LIKE 'workspace:%'
+          GROUP BY 1, 2, 3, 4`
+        return { removed: row!.removed, hours: types!.hours, events: types!.events }
+      }))
+
+    /**
+     * The rollups of every hour from `since` (its hour; none: all) re-derived from event_log, one
+     * transaction per month partition (`rebuildRollupsBetween`), so the materializer waits at most
+     * for one month's recount, never for the whole log. The last chunk is unbounded above: a month
+     * created meanwhile, or rollup rows of hours without a partition, are covered too. `onChunk` is
+     * told after each.
+     */
+    const rebuildRollups = <R = never>(
+      since: Date | null,
+      onChunk: (done: RebuildChunk, of: number) => Effect.Effect<void, never, R> = () => Effect.void
+    ) =>
+      Effect.gen(function*() {
+        const start = since === null ? null : new Date(Math.floor(since.getTime() / 3_600_000) * 3_600_000)
+        const cuts = (yield* partitionBounds)
+          .flatMap((p) => p.to === null ? [] : [p.to.getTime()])
+          .filter((t) => start === null || t > start.getTime())
+        const bounds = [start?.getTime() ?? null, ...[...new Set(cuts)].sort((a, b) => a - b), null]
+        const chunks: Array<RebuildChunk> = []
+        for (let i = 0; i + 1 < bounds.length; i++) {
+          const from = bounds[i] === null ? null : new Date(bounds[i]!)
+          const to = bounds[i + 1] === null ? null : new Date(bounds[i + 1]!)
+          const done = { from, to, ...(yield* rebuildRollupsBetween(from, to)) }
+          chunks.push(done)
+          yield* onChunk(done, bounds.length - 1)
+        }
+        return { since: start, chunks }
+      })
+
     return {
+      rebuildRollups,
       passStart,
       materializeBatch,
       remaining,
