@@ -1,6 +1,16 @@
 import { HttpServer } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
-import { acquireEmbedded, clientLayer, embeddedUrl, runMigrations } from "@herald/server"
+import {
+  acquireEmbedded,
+  AppConfig,
+  clientLayer,
+  DatabaseLive,
+  embeddedUrl,
+  NodeServerLive,
+  ROOMY_LIMITS,
+  runMigrations,
+  serverLayer
+} from "@herald/server"
 import { Config, Context, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
 import * as fs from "node:fs/promises"
 import * as http from "node:http"
@@ -242,27 +252,17 @@ export const requestJson = async <A>(options: RequestOptions, expected: number):
 
 /**
  * The whole server as main.ts builds it (API, publisher, SSE hub), on the given database and an
- * ephemeral port of 127.0.0.1. Its modules load on first use, so that a bench that never starts
- * it in-process (`cli`) does not load them.
+ * ephemeral port of 127.0.0.1.
  */
 const serverInThisProcess = (databaseUrl: Redacted.Redacted) =>
-  Layer.unwrapEffect(Effect.promise(async () => {
-    const [{ serverLayer }, { NodeServerLive }, { DatabaseLive }, { AppConfig }, { ROOMY_LIMITS }] = await Promise.all([
-      import("@herald/server/Server"),
-      import("@herald/server/http/HttpApp"),
-      import("@herald/server/db/Database"),
-      import("@herald/server/config/AppConfig"),
-      import("@herald/server/limits/Limits")
-    ])
-    return serverLayer(NodeServerLive).pipe(
-      Layer.provide(DatabaseLive),
-      // A bench measures throughput: its load must not meet the per-user limits.
-      Layer.provide(
-        AppConfig.layerWith({ databaseUrl: Option.some(databaseUrl), host: "127.0.0.1", port: 0, ...ROOMY_LIMITS })
-      ),
-      Layer.provide(NodeContext.layer)
-    )
-  }))
+  serverLayer(NodeServerLive).pipe(
+    Layer.provide(DatabaseLive),
+    // A bench measures throughput: its load must not meet the per-user limits.
+    Layer.provide(
+      AppConfig.layerWith({ databaseUrl: Option.some(databaseUrl), host: "127.0.0.1", port: 0, ...ROOMY_LIMITS })
+    ),
+    Layer.provide(NodeContext.layer)
+  )
 
 /** Builds the server in this scope; its services and the port it listens on. */
 export const inProcessServer = (databaseUrl: Redacted.Redacted) =>
