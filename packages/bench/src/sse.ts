@@ -487,7 +487,15 @@ const measureBurst = (
 ) =>
   Effect.gen(function*() {
     const n = settings.burstCount
-    const all = Array.from({ length: n }, (_, i) => viaQuery(connection(layout, endpoint, i)))
+    // Every connection carries the shared project, so that one post reaches all of them: on the
+    // per-stream endpoint, each is on its stream (user i mod users).
+    const shared = layout.projects[0]!
+    const all = Array.from({ length: n }, (_, i) => {
+      const c = connection(layout, endpoint, i)
+      return viaQuery(
+        endpoint === "multiplexed" ? c : { ...c, path: `/api/projects/${shared}/stream`, projects: [shared] }
+      )
+    })
     const label = `${target.name}, ${ENDPOINT_PATH[endpoint]}, burst`
 
     const warm = Math.min(100, n)
@@ -608,9 +616,9 @@ const burstTable = (r: BurstResult, settings: Settings, layout: Layout) => {
       `Each burst: ${settings.burst} GETs at once with ?access_token= (a Promise.all spread over ${settings.clients} client`,
       `processes), the next once all are open. KB/conn = (VmRSS that long after the last connection opened − resting`,
       `VmRSS) / connections; no collection forced; each on a fresh server process. Fan-out: ${r.herald.fanOut.rounds} rounds, ` +
-      (r.endpoint === "project"
-        ? `one post into each of the ${r.herald.fanOut.postsPerRound} projects at once.`
-        : `one post into the shared project (every connection carries it).`),
+      `one post into the shared project (every connection carries it${
+        r.endpoint === "project" ? ": each is on that project's stream" : ""
+      }).`,
       `Fan-out times in ms, post sent → frame read by the client.` +
       (r.herald.closedByServer + r.floor.closedByServer > 0
         ? ` Closed by the server while idle: Herald ${r.herald.closedByServer}, floor ${r.floor.closedByServer}.`
