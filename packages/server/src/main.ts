@@ -10,10 +10,6 @@ import { NodeServerLive } from "./http/HttpApp.js"
 import { jsonLine, prettyLine, printLine } from "./observability/LogOutput.js"
 import { TracingLive } from "./observability/Tracing.js"
 import { serverLayer } from "./Server.js"
-import { setV8Flags } from "./V8Flags.js"
-
-// First: the V8 settings of the server process (V8Flags.ts).
-setV8Flags()
 
 /**
  * Up: the demo seed and the start-up line. Built last, so its finalizer is the first to run on
