@@ -53,10 +53,25 @@ import {
  * `node:http`), never by this one or the server's. Targets: ≤ 15 KB per idle connection at the
  * largest count, fan-out p99 ≤ 250 ms.
  *
+ * Burst opening (issue 23, as after a deploy: every client reconnecting at once), on a fresh server
+ * and a fresh floor: BENCH_SSE_BURST_COUNT connections opened BENCH_SSE_BURST at a time (each burst
+ * a `Promise.all` of `http.get`s with `?access_token=`, spread over the client processes, the next
+ * once all are open); VmRSS 5 s and BENCH_SSE_LATE_MS after the last one opened, per connection
+ * against the floor's read the same way; then the fan-out rounds. Targets are ratios to the floor:
+ * per-stream ≤ 1.3×, `/api/stream` (each user in BENCH_SSE_MEMBERSHIPS projects: 20 streams) ≤ 1.5×
+ * at the late reading, fan-out p99 ≤ 1.2×. BENCH_SSE_OPENINGS picks `burst`, `gentle` or both.
+ *
  * BENCH_SSE_QUICK=true: small counts and short waits, under a minute, for trying the bench out.
  */
 
 const TARGETS = { kbPerConnection: 15, fanOutP99Ms: 250 } as const
+/** The burst opening's targets: ratios to the floor, in the same run. */
+const BURST_TARGETS = {
+  memoryRatio: { project: 1.3, multiplexed: 1.5 } as Record<Endpoint, number>,
+  fanOutP99Ratio: 1.2
+} as const
+/** The first RSS reading after a burst opening, before the late one (BENCH_SSE_LATE_MS). */
+const BURST_EARLY_MS = 5_000
 /** HERALD_SSE_HEARTBEAT_MS's default, given to the server and to the floor alike. */
 const HEARTBEAT_MS = 15_000
 const OPEN_TIMEOUT_MS = 60_000
@@ -66,6 +81,8 @@ const ROUND_TIMEOUT_MS = 15_000
 const FD_HEADROOM = 500
 
 const ENDPOINTS: ReadonlyArray<Endpoint> = ["project", "multiplexed"]
+type Opening = "burst" | "gentle"
+const OPENINGS: ReadonlyArray<Opening> = ["burst", "gentle"]
 
 const list = <A>(
   name: string,
@@ -100,6 +117,26 @@ const settingsWith = (quick: boolean) =>
       `Expected a comma-separated subset of ${ENDPOINTS.join(",")}`,
       (es) => es.length > 0 && es.every((e) => ENDPOINTS.includes(e))
     ),
+    openings: list(
+      "BENCH_SSE_OPENINGS",
+      OPENINGS.join(","),
+      (s) => s as Opening,
+      `Expected a comma-separated subset of ${OPENINGS.join(",")}`,
+      (os) => os.length > 0 && os.every((o) => OPENINGS.includes(o))
+    ),
+    burst: ranged(Config.integer("BENCH_SSE_BURST"), 250, [1, 5_000], "Expected from 1 to 5000 connections a burst"),
+    burstCount: ranged(
+      Config.integer("BENCH_SSE_BURST_COUNT"),
+      quick ? 500 : 10_000,
+      [10, 19_000],
+      "Expected from 10 to 19000 connections"
+    ),
+    lateMs: ranged(
+      Config.integer("BENCH_SSE_LATE_MS"),
+      quick ? 10_000 : 35_000,
+      [BURST_EARLY_MS, 300_000],
+      `Expected from ${BURST_EARLY_MS} to 300000 ms`
+    ),
     clients: ranged(
       Config.integer("BENCH_SSE_CLIENTS"),
       quick ? 2 : 4,
@@ -115,7 +152,7 @@ const settingsWith = (quick: boolean) =>
     ),
     memberships: ranged(
       Config.integer("BENCH_SSE_MEMBERSHIPS"),
-      3,
+      10,
       [1, 50],
       "Expected from 1 to 50 projects per user"
     ),
@@ -250,14 +287,18 @@ interface Measured {
 /** Which client process holds connection `i`. */
 const clientOf = (i: number, clients: number) => i % clients
 
-/** Opens connections [from, to) of `all`, each on its client process (connection i on client i mod n). */
+/**
+ * Opens connections [from, to) of `all`, each on its client process (connection i on client i mod n),
+ * `concurrency` at a time in each.
+ */
 const openRange = (
   clients: ReadonlyArray<Client>,
   port: number,
   endpoint: Endpoint,
   all: ReadonlyArray<Connection>,
   from: number,
-  to: number
+  to: number,
+  concurrency = 32
 ) =>
   attempt(`opening connections ${from + 1}–${to}`, async () => {
     const answers = await Promise.all(clients.map((client, c) => {
@@ -271,7 +312,7 @@ const openRange = (
         port,
         connections,
         ready: endpoint === "multiplexed" ? "heads" : "retry",
-        concurrency: 32,
+        concurrency,
         timeoutMs: OPEN_TIMEOUT_MS
       }), OPEN_TIMEOUT_MS * 4)
     }))
@@ -412,6 +453,96 @@ const measure = (
     return measured
   })
 
+/** The connection with its token in the query (`?access_token=`) instead of a header, as `http.get` sends it. */
+const viaQuery = (c: Connection): Connection => ({
+  ...c,
+  path: `${c.path}${c.path.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(c.token)}`,
+  token: ""
+})
+
+interface BurstMeasured {
+  readonly connections: number
+  readonly restingKb: number
+  readonly openSeconds: number
+  /** Per connection, BURST_EARLY_MS and `lateMs` after the last one opened. */
+  readonly earlyPerConnectionKb: number
+  readonly latePerConnectionKb: number
+  readonly counted: number
+  readonly fanOut: FanOut
+  readonly closedByServer: number
+}
+
+/**
+ * On a fresh server: the warm-up, the resting RSS, then `burstCount` connections opened `burst` at a
+ * time (a burst's connections all at once, over the client processes; the next burst once every
+ * one of them is open), RSS read BURST_EARLY_MS and `lateMs` after the last one opened, the
+ * fan-out rounds, all closed.
+ */
+const measureBurst = (
+  target: Target,
+  clients: ReadonlyArray<Client>,
+  endpoint: Endpoint,
+  layout: Layout,
+  settings: Settings
+) =>
+  Effect.gen(function*() {
+    const n = settings.burstCount
+    // Every connection carries the shared project, so that one post reaches all of them: on the
+    // per-stream endpoint, each is on its stream (user i mod users).
+    const shared = layout.projects[0]!
+    const all = Array.from({ length: n }, (_, i) => {
+      const c = connection(layout, endpoint, i)
+      return viaQuery(
+        endpoint === "multiplexed" ? c : { ...c, path: `/api/projects/${shared}/stream`, projects: [shared] }
+      )
+    })
+    const label = `${target.name}, ${ENDPOINT_PATH[endpoint]}, burst`
+
+    const warm = Math.min(100, n)
+    yield* openRange(clients, target.port, endpoint, all, 0, warm)
+    yield* fanOutRounds(target, clients, endpoint, layout, all, warm, { ...settings, rounds: 1 })
+    yield* closeAll(clients)
+    const restingKb = yield* attempt("reading RSS", () => restingRssKb(target.pid))
+    yield* progress(`${label}: resting RSS ${fixed(restingKb / 1024, 1)} MB`)
+
+    const started = performance.now()
+    for (let from = 0; from < n; from += settings.burst) {
+      const to = Math.min(n, from + settings.burst)
+      yield* openRange(clients, target.port, endpoint, all, from, to, to - from)
+    }
+    const opened = performance.now()
+    const openSeconds = (opened - started) / 1000
+    const readAt = (ms: number) =>
+      Effect.promise(() => sleep(Math.max(0, opened + ms - performance.now()))).pipe(
+        Effect.map(() => (rssKb(target.pid) - restingKb) / n)
+      )
+    const earlyPerConnectionKb = yield* readAt(BURST_EARLY_MS)
+    const counted = yield* attempt("reading /metrics", target.counted)
+    const latePerConnectionKb = yield* readAt(settings.lateMs)
+    yield* progress(
+      `${label}: ${count(n)} open (${fixed(openSeconds, 1)} s), ${fixed(earlyPerConnectionKb, 1)} → ${
+        fixed(latePerConnectionKb, 1)
+      } KB per connection`
+    )
+    const fanOut = yield* fanOutRounds(target, clients, endpoint, layout, all, n, settings)
+    yield* progress(
+      `${label}: fan-out to ${count(n)}: p50 ${fixed(percentile(fanOut.latencies, 50), 1)} ms, ` +
+        `p99 ${fixed(percentile(fanOut.latencies, 99), 1)} ms, ${fanOut.missing} missing`
+    )
+    const closedByServer = yield* closeAll(clients)
+    const measured: BurstMeasured = {
+      connections: n,
+      restingKb,
+      openSeconds,
+      earlyPerConnectionKb,
+      latePerConnectionKb,
+      counted,
+      fanOut,
+      closedByServer
+    }
+    return measured
+  })
+
 // ---------------------------------------------------------------------------------------------
 // Output
 
@@ -420,6 +551,80 @@ interface EndpointResult {
   readonly herald: Measured
   readonly floor: Measured
   readonly serverFdLimit: number
+}
+
+interface BurstResult {
+  readonly endpoint: Endpoint
+  readonly herald: BurstMeasured
+  readonly floor: BurstMeasured
+}
+
+const burstMemoryMet = (r: BurstResult) =>
+  r.herald.latePerConnectionKb / r.floor.latePerConnectionKb <= BURST_TARGETS.memoryRatio[r.endpoint]
+
+const burstFanOutMet = (r: BurstResult) =>
+  r.herald.fanOut.missing === 0 &&
+  percentile(r.herald.fanOut.latencies, 99) / percentile(r.floor.fanOut.latencies, 99) <= BURST_TARGETS.fanOutP99Ratio
+
+const burstTable = (r: BurstResult, settings: Settings, layout: Layout) => {
+  const where = ENDPOINT_PATH[r.endpoint]
+  const streams = r.endpoint === "multiplexed" ? 2 * layout.users[0]!.projects.length : 1
+  const row = (who: string, m: BurstMeasured, base: BurstMeasured | undefined) => {
+    const p99 = percentile(m.fanOut.latencies, 99)
+    return [
+      who,
+      mb(m.restingKb),
+      fixed(m.openSeconds, 1),
+      fixed(m.earlyPerConnectionKb, 1),
+      fixed(m.latePerConnectionKb, 1),
+      base === undefined ? "1×" : ratio(m.latePerConnectionKb, base.latePerConnectionKb),
+      base === undefined ? "" : `≤ ${BURST_TARGETS.memoryRatio[r.endpoint]}×`,
+      base === undefined ? "" : burstMemoryMet({ endpoint: r.endpoint, herald: m, floor: base }) ? "met" : "NOT met",
+      fixed(percentile(m.fanOut.latencies, 50), 1),
+      fixed(p99, 1),
+      String(m.fanOut.missing),
+      base === undefined ? "1×" : ratio(p99, percentile(base.fanOut.latencies, 99)),
+      base === undefined ? "" : `≤ ${BURST_TARGETS.fanOutP99Ratio}×`,
+      base === undefined ? "" : burstFanOutMet({ endpoint: r.endpoint, herald: m, floor: base }) ? "met" : "NOT met",
+      Number.isFinite(m.counted) ? count(m.counted) : "n/a"
+    ]
+  }
+  return table(
+    `sse — ${where}: ${count(r.herald.connections)} connections opened in bursts of ${settings.burst} ` +
+      `(${streams} stream${
+        streams === 1 ? "" : "s"
+      } each), Herald next to a plain node:http floor (load average ${loadAverage()})`,
+    [
+      "server",
+      "resting RSS",
+      "s to open",
+      `KB/conn ${BURST_EARLY_MS / 1000} s`,
+      `KB/conn ${settings.lateMs / 1000} s`,
+      "vs floor",
+      "target",
+      "",
+      "fan-out p50",
+      "p99",
+      "missing",
+      "p99 vs floor",
+      "target",
+      "",
+      "server counts"
+    ],
+    [row("floor", r.floor, undefined), row("Herald", r.herald, r.floor)],
+    [
+      `Each burst: ${settings.burst} GETs at once with ?access_token= (a Promise.all spread over ${settings.clients} client`,
+      `processes), the next once all are open. KB/conn = (VmRSS that long after the last connection opened − resting`,
+      `VmRSS) / connections; no collection forced; each on a fresh server process. Fan-out: ${r.herald.fanOut.rounds} rounds, ` +
+      `one post into the shared project (every connection carries it${
+        r.endpoint === "project" ? ": each is on that project's stream" : ""
+      }).`,
+      `Fan-out times in ms, post sent → frame read by the client.` +
+      (r.herald.closedByServer + r.floor.closedByServer > 0
+        ? ` Closed by the server while idle: Herald ${r.herald.closedByServer}, floor ${r.floor.closedByServer}.`
+        : "")
+    ]
+  )
 }
 
 const mb = (kb: number) => `${fixed(kb / 1024, 1)} MB`
@@ -507,10 +712,35 @@ const tables = (r: EndpointResult, settings: Settings, layout: Layout) => {
   return `${memory}\n${fan}`
 }
 
-const verdicts = (results: ReadonlyArray<EndpointResult>, skipped: ReadonlyArray<string>, settings: Settings) =>
+const verdicts = (
+  results: ReadonlyArray<EndpointResult>,
+  bursts: ReadonlyArray<BurstResult>,
+  skipped: ReadonlyArray<string>,
+  settings: Settings
+) =>
   [
     "",
     "sse: targets",
+    ...bursts.flatMap((r) => {
+      const where = ENDPOINT_PATH[r.endpoint]
+      const memory = r.herald.latePerConnectionKb / r.floor.latePerConnectionKb
+      const fan = percentile(r.herald.fanOut.latencies, 99) / percentile(r.floor.fanOut.latencies, 99)
+      return [
+        `  ${burstMemoryMet(r) ? "met    " : "NOT met"}  ${where}: RSS per connection ${
+          settings.lateMs / 1000
+        } s after ${count(r.herald.connections)} opened in bursts of ${settings.burst} ≤ ${
+          BURST_TARGETS.memoryRatio[r.endpoint]
+        }× the floor's: ${fixed(memory, 2)}× (${fixed(r.herald.latePerConnectionKb, 1)} vs ${
+          fixed(r.floor.latePerConnectionKb, 1)
+        } KB)`,
+        `  ${burstFanOutMet(r) ? "met    " : "NOT met"}  ${where}: fan-out p99 to ${
+          count(r.herald.connections)
+        } (burst-opened) ≤ ${BURST_TARGETS.fanOutP99Ratio}× the floor's: ${fixed(fan, 2)}× (${
+          fixed(percentile(r.herald.fanOut.latencies, 99), 1)
+        } vs ${fixed(percentile(r.floor.fanOut.latencies, 99), 1)} ms)` +
+        (r.herald.fanOut.missing > 0 ? `, ${r.herald.fanOut.missing} receipts missing` : "")
+      ]
+    }),
     ...results.flatMap((r) => {
       const last = r.herald.points[r.herald.points.length - 1]!
       const f = r.herald.fanOut
@@ -551,7 +781,7 @@ const bench = Effect.gen(function*() {
       `sse: warning: ${path.relative(repoRoot, main)} is older than the server's sources (npm run build)`
     )
   }
-  const max = settings.counts[settings.counts.length - 1]!
+  const max = Math.max(settings.counts[settings.counts.length - 1]!, settings.burstCount)
   const perClient = Math.ceil(max / settings.clients)
   const ownLimit = fdLimit("self")
   if (perClient + FD_HEADROOM > ownLimit || max + FD_HEADROOM > ownLimit) {
@@ -572,9 +802,35 @@ const bench = Effect.gen(function*() {
   const clients = yield* Effect.all(Array.from({ length: settings.clients }, () => clientProcess))
 
   const results: Array<EndpointResult> = []
+  const bursts: Array<BurstResult> = []
   const skipped: Array<string> = []
   for (const endpoint of settings.endpoints) {
-    yield* Console.error(`sse: ${ENDPOINT_PATH[endpoint]}…`)
+    if (settings.openings.includes("burst")) {
+      yield* Console.error(`sse: ${ENDPOINT_PATH[endpoint]}, burst opening…`)
+      const herald = yield* Effect.scoped(Effect.gen(function*() {
+        const server = yield* heraldServer(dataDir, adminToken, HEARTBEAT_MS)
+        const probe = connection(layout, endpoint, 0)
+        const status = yield* attempt(`GET ${probe.path}`, () => statusOf(server.port, probe.path, probe.token))
+        if (status !== 200) return undefined
+        return yield* measureBurst(heraldTarget(server, layout), clients, endpoint, layout, settings)
+      }))
+      if (herald !== undefined) {
+        const floor = yield* Effect.scoped(Effect.gen(function*() {
+          const { floor, port } = yield* floorProcess(HEARTBEAT_MS)
+          floor.send({
+            type: "members",
+            id: 0,
+            projects: Object.fromEntries(layout.users.map((u) => [u.token, u.projects]))
+          })
+          return yield* measureBurst(floorTarget(floor, port), clients, endpoint, layout, settings)
+        }))
+        const result: BurstResult = { endpoint, herald, floor }
+        bursts.push(result)
+        yield* Console.log(burstTable(result, settings, layout))
+      }
+    }
+    if (!settings.openings.includes("gentle")) continue
+    yield* Console.error(`sse: ${ENDPOINT_PATH[endpoint]}, gentle opening…`)
     const herald = yield* Effect.scoped(Effect.gen(function*() {
       const server = yield* heraldServer(dataDir, adminToken, HEARTBEAT_MS)
       if (max + FD_HEADROOM > server.fdLimit) {
@@ -610,7 +866,7 @@ const bench = Effect.gen(function*() {
     results.push(result)
     yield* Console.log(tables(result, settings, layout))
   }
-  yield* Console.log(verdicts(results, skipped, settings))
+  yield* Console.log(verdicts(results, bursts, skipped, settings))
   yield* Console.log(
     `\nsse: ${((performance.now() - started) / 1000).toFixed(0)} s in all; HERALD_SSE_HEARTBEAT_MS=${HEARTBEAT_MS}` +
       `${settings.quick ? "; quick mode (BENCH_SSE_QUICK)" : ""}`
@@ -618,7 +874,7 @@ const bench = Effect.gen(function*() {
 }).pipe(
   Effect.scoped,
   // Every step has its own timeout; this is the backstop.
-  withinBudget(Duration.minutes(20))
+  withinBudget(Duration.minutes(40))
 )
 
 export default bench

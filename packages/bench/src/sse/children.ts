@@ -1,4 +1,4 @@
-import { ROOMY_LIMITS_ENV } from "@herald/server/limits/Limits"
+import { ROOMY_LIMITS_ENV } from "@herald/server"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as http from "node:http"

@@ -106,7 +106,10 @@ const connect = (port: number, spec: ConnectionSpec, mode: Ready, timeoutMs: num
       method: "GET",
       path: spec.path,
       agent,
-      headers: { authorization: `Bearer ${spec.token}`, accept: "text/event-stream" }
+      // No token: the path carries its credential (`?access_token=`, as a burst of `http.get`s does).
+      headers: spec.token === ""
+        ? { accept: "text/event-stream" }
+        : { authorization: `Bearer ${spec.token}`, accept: "text/event-stream" }
     }, (response) => {
       status = response.statusCode
       response.setEncoding("utf8")

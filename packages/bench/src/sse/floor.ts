@@ -48,7 +48,8 @@ const server = http.createServer((req, res) => {
   const perStream = PER_STREAM.exec(req.url ?? "")
   if (req.method === "GET" && perStream !== null) return hold(res, [perStream[1]!])
   if (req.method === "GET" && (req.url === "/api/stream" || req.url?.startsWith("/api/stream?"))) {
-    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? ""
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ??
+      new URL(req.url, "http://floor").searchParams.get("access_token") ?? ""
     const projects = members[token]
     if (projects === undefined) {
       res.writeHead(401).end()

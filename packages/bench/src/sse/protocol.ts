@@ -8,7 +8,7 @@
 
 export const now = () => performance.timeOrigin + performance.now()
 
-/** One connection to open: its path and the bearer token it sends. */
+/** One connection to open: its path and the bearer token it sends ("": none, the path has `?access_token=`). */
 export interface ConnectionSpec {
   readonly path: string
   readonly token: string

@@ -14,7 +14,7 @@ import { EventReader } from "../stream/EventReader.js"
 import { type Position, same, untagged } from "../stream/Position.js"
 import { resets } from "../stream/Reset.js"
 import { SseHub, type SubRequest } from "../stream/SseHub.js"
-import { type Opened, openStream, removalRules, RETRY, SSE_HEADERS } from "../stream/SseStream.js"
+import { type Opened, openStream, rejoinAfterOf, RETRY, SSE_HEADERS } from "../stream/SseStream.js"
 
 const badCursor = (message: string) => new Errors.BadRequest({ message, field: "cursor" })
 
@@ -220,7 +220,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
     const memberCheck = (userId: Ids.UserId) => (projectId: string) =>
       projects.isMember(projectId as Ids.ProjectId, userId)
     const rejoinCheck = (userId: Ids.UserId) => (projectId: string) =>
-      removalRules(reader, userId, Events.projectStream(projectId as Ids.ProjectId)).rejoinAfter
+      rejoinAfterOf(reader, userId, Events.projectStream(projectId as Ids.ProjectId))
 
     /**
      * A project the caller was added to after their projects were read, whose add the hub saw before

@@ -82,6 +82,13 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
     /** Other nodes': project → user → node → since, and when last heard of. */
     const remote = new Map<string, Map<string, Map<string, { since: number; seenAt: number }>>>()
 
+    /**
+     * A project's `presence` start frame, made once until its presence changes: every connection
+     * that starts carrying the project gets the same bytes (a burst of reconnects makes one, not one
+     * each — with a hundred users present that is kilobytes of garbage per opening).
+     */
+    const startFrames = new Map<string, Uint8Array>()
+
     const isPresent = (projectId: string, userId: string) =>
       local.get(projectId)?.has(userId) === true || (remote.get(projectId)?.get(userId)?.size ?? 0) > 0
 
@@ -112,6 +119,7 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
       }
       const since = Date.now()
       users.set(userId, { count: 1, since })
+      startFrames.delete(projectId)
       bus.publish({ _tag: "Present", node, projectId, userId, since, present: true })
       changed(projectId, userId, before)
     }
@@ -122,6 +130,7 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
       if (users === undefined || entry === undefined || --entry.count > 0) return
       users.delete(userId)
       if (users.size === 0) local.delete(projectId)
+      startFrames.delete(projectId)
       bus.publish({ _tag: "Present", node, projectId, userId, since: entry.since, present: false })
       changed(projectId, userId, true)
     }
@@ -131,6 +140,7 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
       const users = remote.get(projectId) ?? remote.set(projectId, new Map()).get(projectId)!
       const nodes = users.get(userId) ?? users.set(userId, new Map()).get(userId)!
       nodes.set(from, { since, seenAt: now })
+      startFrames.delete(projectId)
       changed(projectId, userId, before)
     }
 
@@ -140,6 +150,7 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
       if (users === undefined || nodes === undefined || !nodes.has(from)) return
       const before = isPresent(projectId, userId)
       nodes.delete(from)
+      startFrames.delete(projectId)
       if (nodes.size === 0) users.delete(userId)
       if (users.size === 0) remote.delete(projectId)
       changed(projectId, userId, before)
@@ -363,11 +374,15 @@ export class Signals extends Effect.Service<Signals>()("Herald/Signals", {
       leave,
       /** The first frame of a connection that starts carrying a project stream. */
       presenceFrame: (projectId: string) => {
+        const made = startFrames.get(projectId)
+        if (made !== undefined) return made
         const stream = projectStream(projectId)
-        return frameOf("presence", {
+        const frame = frameOf("presence", {
           stream,
           users: usersOf(projectId).map((u) => ({ userId: u.userId, since: iso(u.since) }))
         })
+        startFrames.set(projectId, frame)
+        return frame
       },
       /** `GET …/presence`. */
       presence: (projectId: string) => Effect.sync(() => usersOf(projectId)),

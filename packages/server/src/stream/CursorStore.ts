@@ -92,6 +92,24 @@ export class CursorStore extends Effect.Service<CursorStore>()("Herald/CursorSto
     const keyFor = (id: string, userId: string) =>
       Effect.map(secret, (s) => createHmac("sha256", s).update(`stream-cursor-base:${id}:${userId}`).digest("hex"))
 
+    /**
+     * The bases connections hold, by id: a user's connections at the same positions (tabs, a burst
+     * of reconnects) hold one object, not one each (with twenty streams, a few KB apiece). Weak:
+     * a base no connection holds any more is collected, and its entry with it.
+     */
+    const held = new Map<string, WeakRef<Base>>()
+    const forget = new FinalizationRegistry<string>((id) => {
+      if (held.get(id)?.deref() === undefined) held.delete(id)
+    })
+    const shared = (row: BaseRow): Base => {
+      const kept = held.get(row.id)?.deref()
+      if (kept !== undefined) return kept
+      const base = toBase(row)
+      held.set(row.id, new WeakRef(base))
+      forget.register(base, row.id)
+      return base
+    }
+
     /** The base for `userId` at these positions: the one they already have, or a new one. */
     const create = (userId: string, at: Iterable<readonly [string, Position]>) =>
       Effect.gen(function*() {
@@ -105,7 +123,7 @@ export class CursorStore extends Effect.Service<CursorStore>()("Herald/CursorSto
             FROM stream_cursors WHERE user_id = ${userId} AND digest = ${digest}`
           if (found[0] !== undefined) {
             if (found[0].stale) yield* sql`UPDATE stream_cursors SET last_used_at = now() WHERE id = ${found[0].id}`
-            return toBase({ id: found[0].id, userId, key: found[0].key, positions })
+            return shared({ id: found[0].id, userId, key: found[0].key, positions })
           }
           const id = randomUUID()
           const key = yield* keyFor(id, userId)
@@ -120,7 +138,7 @@ export class CursorStore extends Effect.Service<CursorStore>()("Herald/CursorSto
               DELETE FROM stream_cursors WHERE id IN (
                 SELECT id FROM stream_cursors WHERE user_id = ${userId}
                 ORDER BY last_used_at DESC, id OFFSET ${MAX_BASES_PER_USER})`
-            return toBase({ id, userId, key, positions })
+            return shared({ id, userId, key, positions })
           }
         }
         return yield* Effect.dieMessage("a cursor base could not be written (five races in a row)")

@@ -159,13 +159,13 @@ interface Sub {
   until: number | undefined
   /** … after which the stream jumps to here and goes on (the caller was added back meanwhile). */
   rejoinAt: number | undefined
-  /** The caller's removal from the project of this stream: nothing more goes out before `rejoinAfter`. */
-  readonly mayEnd: (event: Events.EventWire) => boolean
   /**
-   * After the caller's removal at `removal`: the seq of the event that admitted them again, from
-   * which the stream goes on (what lies between is not theirs to read, G5) — or none: it ends.
+   * A project stream read by this user: their removal from the project (`mayEnd`) stops it until
+   * `rejoinAfter` says which event admitted them again (what lies between is not theirs to read,
+   * G5) — or none: it ends. A user id, not closures: a subscription is a few fields, so that a
+   * connection carrying twenty streams stays small.
    */
-  readonly rejoinAfter: (removal: number) => Effect.Effect<number | undefined>
+  readonly removable: string | undefined
 }
 
 /** A stream to carry, positioned after `start`. */
@@ -183,9 +183,8 @@ export interface SubRequest {
   readonly resetFrom?: number | undefined
   /** `start` is the stream's head as read just before: the subscription starts live (see recheckHeads). */
   readonly atHead?: boolean | undefined
-  readonly mayEnd?: ((event: Events.EventWire) => boolean) | undefined
-  /** Made lazily: a connection holds no statement while it waits. */
-  readonly rejoinAfter?: ((removal: number) => Effect.Effect<number | undefined>) | undefined
+  /** A project stream read by this user: it ends at their removal unless they were admitted again (Sub). */
+  readonly removable?: string | undefined
   /** The event at `start` is the caller's removal (the client's last frame): decide before anything goes out. */
   readonly removedAtStart?: boolean | undefined
 }
@@ -204,7 +203,11 @@ export interface MuxRequest {
   readonly missingJoins: (carried: ReadonlySet<string>) => Effect.Effect<ReadonlyArray<readonly [string, number]>>
 }
 
-const neverRemoved = () => Effect.succeed(undefined)
+const neverRemoved = Effect.succeed(undefined)
+
+/** The states without fields, made once (a subscription changes state without allocating). */
+const LIVE = Live()
+const ENDING = Ending()
 
 const noJoins = { join: (_projectId: string, _addedSeq: number) => Effect.void }
 
@@ -217,10 +220,6 @@ const projectOfAny = (stream: string) =>
     : stream.startsWith("workspace:")
     ? stream.slice(10, stream.indexOf(":", 10))
     : undefined
-
-/** The caller's removal from a project: the event after which that project's streams may end. */
-export const removalOf = (userId: string) => (e: Events.EventWire) =>
-  e.type === "member.removed" && (e.data as { userId: string }).userId === userId
 
 /**
  * The process's single broker subscription and every SSE connection of the process.
@@ -257,6 +256,11 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const clock = yield* Effect.clock
     /** Live-capable subscriptions by stream (bounded replays are never here). */
     const streams = new Map<string, Set<Sub>>()
+    /**
+     * The one copy of each stream id in `streams` that new subscriptions share: every opening
+     * makes its own strings (about 100 bytes each), a connection carrying twenty streams keeps none.
+     */
+    const names = new Map<string, string>()
     const connections = new Set<Connection>()
     /** Multiplexed, not narrowed, by user: the connections streams may join. */
     const joinable = new Map<string, Set<Connection>>()
@@ -269,6 +273,17 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const fibers = yield* FiberSet.make()
     const run = yield* FiberSet.runtime(fibers)<never>()
     let closed = false
+
+    /** `event` is the removal of the user whose reading ends `s` (Sub.removable). */
+    const removes = (s: Sub, event: Events.EventWire) =>
+      s.removable !== undefined && event.type === "member.removed" &&
+      (event.data as { userId: string }).userId === s.removable
+
+    /** After the removal at `removal`, the seq of the event that admitted the reader of `s` again, if any. */
+    const rejoinAfter = (s: Sub, removal: number): Effect.Effect<number | undefined> =>
+      s.removable === undefined
+        ? neverRemoved
+        : Effect.orDie(reader.firstJoinAfter(s.removable, s.stream, removal))
 
     const gone = (s: Sub) => s.state._tag === "Ending" || s.conn.ended || s.conn.out.destroyed
 
@@ -325,7 +340,10 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const unindex = (s: Sub) => {
       const set = streams.get(s.stream)
       if (set === undefined || !set.delete(s)) return
-      if (set.size === 0) streams.delete(s.stream)
+      if (set.size === 0) {
+        streams.delete(s.stream)
+        names.delete(s.stream)
+      }
       const projectId = projectOf(s.stream)
       if (projectId !== undefined && s.conn.userId !== undefined) signals.leave(projectId, s.conn.userId)
     }
@@ -347,7 +365,10 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         startSignals(c, "draft", signals.draftFrames(s.stream))
       }
       set.add(s)
-      streams.set(s.stream, set)
+      if (set.size === 1) {
+        streams.set(s.stream, set)
+        names.set(s.stream, s.stream)
+      }
     }
 
     /**
@@ -402,7 +423,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     /** Ends one subscription; a per-stream response ends with it, a multiplexed one goes on. */
     const endSub = (s: Sub) => {
       if (s.state._tag === "Ending") return
-      s.state = Ending()
+      s.state = ENDING
       unindex(s)
       s.conn.subs.delete(s.stream)
       const mux = s.conn.mux
@@ -520,7 +541,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           if (s.state.endCheck) {
             s.state = Filling({ ...s.state, endCheck: false })
             const removal = s.lastSent
-            const next = yield* s.rejoinAfter(removal)
+            const next = yield* rejoinAfter(s, removal)
             if (gone(s)) return
             if (next === undefined) return leave(s, removal)
             // Admitted again later: nothing in between goes out (a jump from the removal to the add).
@@ -541,7 +562,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
             if (event.seq > s.lastSent + 1 && !resetAt(s, event.seq)) yield* drained(s.conn)
             if (gone(s)) break
             const more = send(s, framesOf(event))
-            const mayEnd = s.mayEnd(event)
+            const mayEnd = removes(s, event)
             if (mayEnd && s.state._tag === "Filling") s.state = Filling({ ...s.state, endCheck: true })
             if (!more) yield* drained(s.conn)
             // Nothing more goes out before the decision (G5): the rest of the page may follow a removal.
@@ -561,7 +582,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
             state._tag === "Filling" && events.length < PAGE && !state.endCheck &&
             (state.behindTo <= s.lastSent || state.behindTo === announcedBefore)
           ) {
-            if (!gone(s)) s.state = Live()
+            if (!gone(s)) s.state = LIVE
           }
         }
       })
@@ -579,7 +600,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       if (mux === undefined || mux.narrowed || projectId === undefined || c.ended) return
       run(
         Effect.flatMap(
-          s.rejoinAfter(removal),
+          rejoinAfter(s, removal),
           (added) =>
             added === undefined ? Effect.void : Effect.flatMap(mux.isMember(projectId), (member) =>
               Effect.sync(() => {
@@ -633,11 +654,12 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     /** Adds a stream to a connection and starts its filler. */
     const subscribe = (c: Connection, r: SubRequest) => {
       const atHead = r.atHead === true && r.until === undefined
+      const stream = names.get(r.stream) ?? r.stream
       const s: Sub = {
         conn: c,
-        stream: r.stream,
+        stream,
         lastSent: r.start,
-        state: atHead ? Live() : Filling({
+        state: atHead ? LIVE : Filling({
           behindTo: r.start,
           progressMark: r.start,
           stalledFor: 0,
@@ -645,10 +667,9 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         }),
         until: r.until,
         rejoinAt: r.rejoinAt,
-        mayEnd: r.mayEnd ?? (() => false),
-        rejoinAfter: r.rejoinAfter ?? neverRemoved
+        removable: r.removable
       }
-      c.subs.set(r.stream, s)
+      c.subs.set(stream, s)
       index(s)
       if (!atHead) runFill(s)
       return s
@@ -742,8 +763,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const projectSub = (mux: Mux, projectId: string, start: number): SubRequest => ({
       stream: `project:${projectId}`,
       start,
-      mayEnd: removalOf(mux.userId),
-      rejoinAfter: mux.rejoinAfter(projectId)
+      removable: mux.userId
     })
 
     /** A project's streams join the connection: the project's from `addedSeq` (the event that added the user) on. */
@@ -877,7 +897,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           }
           send(s, frames!)
           written++
-          if (s.mayEnd(event)) startFilling(s, seq, true)
+          if (removes(s, event)) startFilling(s, seq, true)
         } else {
           // A gap, or an event the broker only referenced: the database has it.
           startFilling(s, seq, false)
@@ -945,7 +965,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         }
         c.ended = true
         for (const s of c.subs.values()) {
-          s.state = Ending()
+          s.state = ENDING
           unindex(s)
         }
         connections.delete(c)

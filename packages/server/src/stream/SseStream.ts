@@ -3,7 +3,7 @@ import type { Writable } from "node:stream"
 import { EventReader } from "./EventReader.js"
 import type { Position } from "./Position.js"
 import { resetFrame, resets } from "./Reset.js"
-import { removalOf, SseHub } from "./SseHub.js"
+import { SseHub } from "./SseHub.js"
 
 /** The first bytes of every SSE response: how long a browser waits before it reconnects. */
 export const RETRY = "retry: 2000\n\n"
@@ -40,11 +40,9 @@ export interface StreamRequest {
   readonly userId?: string | undefined
 }
 
-/** The removal rules of a project stream read by `userId` (SseHub: `mayEnd`, `rejoinAfter`). */
-export const removalRules = (reader: EventReader, userId: string, stream: string) => ({
-  mayEnd: removalOf(userId),
-  rejoinAfter: (removal: number) => reader.firstJoinAfter(userId, stream, removal).pipe(Effect.orDie)
-})
+/** After `userId`'s removal from the project of `stream` at `removal`: the seq of the add that admitted them again, if any. */
+export const rejoinAfterOf = (reader: EventReader, userId: string, stream: string) => (removal: number) =>
+  reader.firstJoinAfter(userId, stream, removal).pipe(Effect.orDie)
 
 /**
  * One stream's SSE response: every event of the stream after the client's position, exactly
@@ -80,7 +78,7 @@ export const openStream = (request: StreamRequest) =>
               start,
               atHead: Option.isNone(request.after),
               removedAtStart,
-              ...(request.reader === undefined ? {} : removalRules(reader, request.reader, request.stream))
+              removable: request.reader
             },
             request.tokenId,
             request.userId ?? request.reader
