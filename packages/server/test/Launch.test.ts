@@ -273,7 +273,7 @@ describe("restart", () => {
       const second: Spawned = spawnServer(env)
       const firstExit = await first.exited
       expect(firstExit.code).toBe(0)
-      expect(second.child.exitCode).toBeNull() // still waiting, not failed
+      expect(second.child.exitCode, second.output()).toBeNull() // still waiting, not failed
       await second.waitFor(/Herald is up/, 60_000)
       expect(second.output()).toMatch(
         new RegExp(`waiting for process ${first.child.pid} to stop the embedded PostgreSQL`)

@@ -72,6 +72,8 @@ const run = (file: string, args: ReadonlyArray<string>) =>
   )
 
 const isAlive = (pid: number) => {
+  // 0 and below name process groups, never one process.
+  if (pid <= 0) return false
   try {
     process.kill(pid, 0)
     return true
@@ -203,13 +205,31 @@ const readOwner = async (dataDir: string): Promise<Owner | undefined> => {
     return { pid: 0, stopping: false } // half-written by a process that died: stale
   }
 }
+/**
+ * Writes the owner file whole or not at all, so that another process never reads half of it: a
+ * reader that caught `markStopping`'s rewrite empty took it for a stale file of pid 0, which
+ * `kill(0, 0)` calls alive, and attached to a cluster whose owner was stopping it (Launch.test's
+ * restart failed under load with "the database system is shutting down"). A temp file, then a
+ * hard link (fails if the file exists: an exclusive claim) or a rename (replaces it).
+ */
+const writeOwner = async (dataDir: string, owner: Owner, exclusive: boolean) => {
+  const file = ownerFile(dataDir)
+  const temp = `${file}.${process.pid}.tmp`
+  await fs.writeFile(temp, JSON.stringify(owner) + "\n")
+  if (!exclusive) return fs.rename(temp, file)
+  try {
+    await fs.link(temp, file)
+  } finally {
+    await fs.rm(temp, { force: true })
+  }
+}
 const claimOwner = (dataDir: string) =>
-  fs.writeFile(ownerFile(dataDir), JSON.stringify({ pid: process.pid, stopping: false }) + "\n", { flag: "wx" }).then(
+  writeOwner(dataDir, { pid: process.pid, stopping: false }, true).then(
     () => true,
     (e: NodeJS.ErrnoException) => e.code === "EEXIST" ? false : Promise.reject(e)
   )
 const markStopping = (dataDir: string) =>
-  fs.writeFile(ownerFile(dataDir), JSON.stringify({ pid: process.pid, stopping: true }) + "\n").catch(() => undefined)
+  writeOwner(dataDir, { pid: process.pid, stopping: true }, false).catch(() => undefined)
 
 const freePort = () =>
   new Promise<number>((resolve, reject) => {
