@@ -257,6 +257,17 @@ const floorTarget = (floor: Floor, port: number): Target => {
   }
 }
 
+/** A fresh floor process told every user's projects (what its `/api/stream` carries): its target. */
+const floorWithMembers = (layout: Layout) =>
+  Effect.map(floorProcess(HEARTBEAT_MS), ({ floor, port }) => {
+    floor.send({
+      type: "members",
+      id: 0,
+      projects: Object.fromEntries(layout.users.map((u) => [u.token, u.projects]))
+    })
+    return floorTarget(floor, port)
+  })
+
 interface MemoryPoint {
   readonly connections: number
   readonly rssKb: number
@@ -559,7 +570,9 @@ interface BurstResult {
   readonly floor: BurstMeasured
 }
 
+/** Never met against a floor that did not grow (a short run's reading can fall below its resting RSS). */
 const burstMemoryMet = (r: BurstResult) =>
+  r.floor.latePerConnectionKb > 0 &&
   r.herald.latePerConnectionKb / r.floor.latePerConnectionKb <= BURST_TARGETS.memoryRatio[r.endpoint]
 
 const burstFanOutMet = (r: BurstResult) =>
@@ -816,13 +829,8 @@ const bench = Effect.gen(function*() {
       }))
       if (herald !== undefined) {
         const floor = yield* Effect.scoped(Effect.gen(function*() {
-          const { floor, port } = yield* floorProcess(HEARTBEAT_MS)
-          floor.send({
-            type: "members",
-            id: 0,
-            projects: Object.fromEntries(layout.users.map((u) => [u.token, u.projects]))
-          })
-          return yield* measureBurst(floorTarget(floor, port), clients, endpoint, layout, settings)
+          const target = yield* floorWithMembers(layout)
+          return yield* measureBurst(target, clients, endpoint, layout, settings)
         }))
         const result: BurstResult = { endpoint, herald, floor }
         bursts.push(result)
@@ -854,13 +862,7 @@ const bench = Effect.gen(function*() {
       continue
     }
     const floor = yield* Effect.scoped(Effect.gen(function*() {
-      const { floor, port } = yield* floorProcess(HEARTBEAT_MS)
-      floor.send({
-        type: "members",
-        id: 0,
-        projects: Object.fromEntries(layout.users.map((u) => [u.token, u.projects]))
-      })
-      return yield* measure(floorTarget(floor, port), clients, endpoint, layout, settings)
+      return yield* measure(yield* floorWithMembers(layout), clients, endpoint, layout, settings)
     }))
     const result: EndpointResult = { endpoint, herald: herald.measured, floor, serverFdLimit: herald.server.fdLimit }
     results.push(result)
