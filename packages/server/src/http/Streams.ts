@@ -13,8 +13,8 @@ import { CursorStore } from "../stream/CursorStore.js"
 import { EventReader } from "../stream/EventReader.js"
 import { type Position, same, untagged } from "../stream/Position.js"
 import { resets } from "../stream/Reset.js"
-import { SseHub, type SubRequest } from "../stream/SseHub.js"
-import { type Opened, openStream, rejoinAfterOf, RETRY, SSE_HEADERS } from "../stream/SseStream.js"
+import { type Membership, SseHub, type SubRequest } from "../stream/SseHub.js"
+import { type Opened, openStream, RETRY, SSE_HEADERS } from "../stream/SseStream.js"
 
 const badCursor = (message: string) => new Errors.BadRequest({ message, field: "cursor" })
 
@@ -60,7 +60,8 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
           Effect.map((opened): Opened => ({
             attach: (out) =>
               Effect.suspend(() => {
-                out.once("close", slot.release)
+                // `on`: a response closes once, and `once` would add a wrapper per connection.
+                out.on("close", slot.release)
                 if (out.destroyed) slot.release()
                 return opened.attach(out)
               }),
@@ -216,12 +217,6 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         return attachMultiplexed(me, narrowed, fresh, at, served, undefined)
       })
 
-    // Its own scope, so the connection that keeps it keeps nothing else of the opening (V8 shares closure contexts).
-    const memberCheck = (userId: Ids.UserId) => (projectId: string) =>
-      projects.isMember(projectId as Ids.ProjectId, userId)
-    const rejoinCheck = (userId: Ids.UserId) => (projectId: string) =>
-      rejoinAfterOf(reader, userId, Events.projectStream(projectId as Ids.ProjectId))
-
     /**
      * A project the caller was added to after their projects were read, whose add the hub saw before
      * the connection was registered: joined now. Later adds the hub joins by itself.
@@ -232,7 +227,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
       join: (projectId: string, addedSeq: number) => Effect.Effect<void>
     ) =>
       Effect.gen(function*() {
-        const added = yield* missingJoins(me.id)(new Set(subs.map((s) => s.stream)))
+        const added = yield* membership.missingJoins(me.id, new Set(subs.map((s) => s.stream)))
         for (const [projectId, seq] of added) yield* join(projectId, seq)
       })
 
@@ -241,9 +236,9 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
      * the add that made them a member: what a connection must join (opening, or at a broker's
      * Resync, when the add's delivery may have been lost).
      */
-    const missingJoins = (userId: Ids.UserId) => (carried: ReadonlySet<string>) =>
+    const missingJoins = (userId: string, carried: ReadonlySet<string>) =>
       Effect.gen(function*() {
-        const missing = (yield* projects.projectIdsOf(userId))
+        const missing = (yield* projects.projectIdsOf(userId as Ids.UserId))
           .map((p): string => Events.projectStream(p))
           .filter((stream) => !carried.has(stream))
         if (missing.length === 0) return []
@@ -252,6 +247,14 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         )
         return [...added].map(([stream, seq]) => [stream.slice(8), seq] as const)
       })
+
+    /** What every multiplexed connection asks about its user's memberships: one object, not closures per connection. */
+    const membership: Membership = {
+      isMember: (userId, projectId) => projects.isMember(projectId as Ids.ProjectId, userId as Ids.UserId),
+      rejoinAfter: (userId, projectId, removal) =>
+        Effect.orDie(reader.firstJoinAfter(userId, Events.projectStream(projectId as Ids.ProjectId), removal)),
+      missingJoins
+    }
 
     const attachMultiplexed = (
       me: Api.Caller,
@@ -271,9 +274,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
             known,
             subs,
             ...(heads === undefined ? {} : { first: (id: string) => `id: ${id}\nevent: heads\ndata: ${heads}\n\n` }),
-            isMember: memberCheck(me.id),
-            rejoinAfter: rejoinCheck(me.id),
-            missingJoins: missingJoins(me.id)
+            membership
           }, me.credential?.tokenId).pipe(
             Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join))
           )

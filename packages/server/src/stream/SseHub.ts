@@ -107,21 +107,41 @@ interface Mux {
   /** Narrowed by `?streams=`: it carries those streams only, and nobody joins it. */
   readonly narrowed: boolean
   base: Cursor.Base
-  /** Streams whose position differs from the base's: stream → the position after the last event sent. */
-  readonly moved: Map<string, Position.Position>
+  /**
+   * Streams whose position differs from the base's: stream → the position after the last event
+   * sent. Made at the first such stream (an idle connection at its base's positions has none).
+   */
+  moved: Map<string, Position.Position> | undefined
   rebasing: boolean
-  /** Is the caller a member of this project now? (Streams join on that answer.) */
-  readonly isMember: (projectId: string) => Effect.Effect<boolean>
-  /** After the caller's removal from a project at `removal`, the seq of the event that admitted them again. */
-  readonly rejoinAfter: (projectId: string) => (removal: number) => Effect.Effect<number | undefined>
-  /** The projects the caller is a member of whose streams `carried` lacks, with the seq of their add. */
-  readonly missingJoins: (carried: ReadonlySet<string>) => Effect.Effect<ReadonlyArray<readonly [string, number]>>
+  /** Shared by every connection: each asks it about its own user. */
+  readonly membership: Membership
+}
+
+/**
+ * What multiplexed connections ask about their users' memberships: one object for all of them
+ * (not closures per connection, each with its context).
+ */
+export interface Membership {
+  /** Is the user a member of this project now? (Streams join on that answer.) */
+  readonly isMember: (userId: string, projectId: string) => Effect.Effect<boolean>
+  /** After the user's removal from a project at `removal`, the seq of the event that admitted them again. */
+  readonly rejoinAfter: (userId: string, projectId: string, removal: number) => Effect.Effect<number | undefined>
+  /** The projects the user is a member of whose streams `carried` lacks, with the seq of their add. */
+  readonly missingJoins: (
+    userId: string,
+    carried: ReadonlySet<string>
+  ) => Effect.Effect<ReadonlyArray<readonly [string, number]>>
 }
 
 /** One SSE response: a per-stream connection has one subscription, a multiplexed one any number. */
 interface Connection {
   readonly out: Writable
-  readonly subs: Map<string, Sub>
+  /**
+   * Its subscriptions, at most one per stream. An array, not a map: a connection carries tens of
+   * streams, which a scan finds sooner than a hash table of its own would cost in memory (~0.9 KB
+   * for twenty, per connection).
+   */
+  readonly subs: Array<Sub>
   readonly mux: Mux | undefined
   /** Whose it is (live signals: presence, and who is typing). */
   readonly userId: string | undefined
@@ -155,10 +175,8 @@ interface Sub {
   /** The last seq written: frames are only ever appended as lastSent + 1. */
   lastSent: number
   state: SubState
-  /** A replay that ends here (a project the caller left while away): not live until it is over. */
-  until: number | undefined
-  /** … after which the stream jumps to here and goes on (the caller was added back meanwhile). */
-  rejoinAt: number | undefined
+  /** A bounded replay (a project the caller left while away), rare: not live until it is over. */
+  replay: Replay | undefined
   /**
    * A project stream read by this user: their removal from the project (`mayEnd`) stops it until
    * `rejoinAfter` says which event admitted them again (what lies between is not theirs to read,
@@ -166,6 +184,13 @@ interface Sub {
    * connection carrying twenty streams stays small.
    */
   readonly removable: string | undefined
+}
+
+interface Replay {
+  /** The replay ends here… */
+  readonly until: number
+  /** … after which the stream jumps to here and goes on (the caller was added back meanwhile). */
+  readonly rejoinAt: number | undefined
 }
 
 /** A stream to carry, positioned after `start`. */
@@ -198,9 +223,7 @@ export interface MuxRequest {
   readonly subs: ReadonlyArray<SubRequest>
   /** Written before anything else (the `heads` frame), given the cursor of the starting positions. */
   readonly first?: (cursor: string) => string
-  readonly isMember: (projectId: string) => Effect.Effect<boolean>
-  readonly rejoinAfter: (projectId: string) => (removal: number) => Effect.Effect<number | undefined>
-  readonly missingJoins: (carried: ReadonlySet<string>) => Effect.Effect<ReadonlyArray<readonly [string, number]>>
+  readonly membership: Membership
 }
 
 const neverRemoved = Effect.succeed(undefined)
@@ -210,6 +233,20 @@ const LIVE = Live()
 const ENDING = Ending()
 
 const noJoins = { join: (_projectId: string, _addedSeq: number) => Effect.void }
+
+/** The subscription of `c` to `stream`, if it carries it. */
+const subOf = (c: Connection, stream: string): Sub | undefined => {
+  for (const s of c.subs) if (s.stream === stream) return s
+  return undefined
+}
+
+const carries = (c: Connection, stream: string) => subOf(c, stream) !== undefined
+
+/** The streams of `mux` that moved from its base, made at the first. */
+const movedOf = (mux: Mux) => mux.moved ??= new Map()
+
+/** The positions of a connection that has moved nowhere from its base. */
+const NOT_MOVED: ReadonlyMap<string, Position.Position> = new Map()
 
 const projectOf = (stream: string) => stream.startsWith("project:") ? stream.slice(8) : undefined
 
@@ -319,7 +356,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       for (const { frame, kind, stream } of waiting.values()) {
         if (c.ended || c.out.destroyed) return
         const projectId = projectOfAny(stream)
-        if (!c.subs.has(stream) || (projectId !== undefined && c.quiet?.has(projectId) === true)) continue
+        if (!carries(c, stream) || (projectId !== undefined && c.quiet?.has(projectId) === true)) continue
         write(c, frame)
         metrics.signalsSent.inc({ kind })
       }
@@ -354,7 +391,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
      * workspace stream's are its live drafts.
      */
     const index = (s: Sub) => {
-      if (s.until !== undefined) return
+      if (s.replay !== undefined) return
       const set = streams.get(s.stream) ?? new Set()
       const c = s.conn
       const projectId = projectOf(s.stream)
@@ -425,18 +462,19 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       if (s.state._tag === "Ending") return
       s.state = ENDING
       unindex(s)
-      s.conn.subs.delete(s.stream)
+      const at = s.conn.subs.indexOf(s)
+      if (at !== -1) s.conn.subs.splice(at, 1)
       const mux = s.conn.mux
       if (mux === undefined) return end(s.conn)
       // Leaving a project takes the caller's workspace stream there along.
       const projectId = projectOf(s.stream)
-      const workspace = projectId && s.conn.subs.get(`workspace:${projectId}:${mux.userId}`)
+      const workspace = projectId && subOf(s.conn, `workspace:${projectId}:${mux.userId}`)
       if (workspace) endSub(workspace)
     }
 
     /** A multiplexed connection's cursor as it stands, writing a new base when it outgrows its budget. */
     const cursorOf = (c: Connection, mux: Mux): string | undefined => {
-      const cursor = Cursor.encode(mux.base, mux.moved)
+      const cursor = Cursor.encode(mux.base, mux.moved ?? NOT_MOVED)
       if (cursor === undefined) return undefined
       if (cursor.entryBytes > Cursor.SOFT_ENTRY_BYTES && !mux.rebasing) rebase(c, mux)
       return cursor.text
@@ -447,9 +485,9 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       const at = new Map<string, Position.Position>(
         mux.base.streams.map((stream, i) => [stream, { seq: mux.base.seqs[i]!, tag: mux.base.tags[i] }])
       )
-      for (const [stream, position] of mux.moved) at.set(stream, position)
+      if (mux.moved !== undefined) { for (const [stream, position] of mux.moved) at.set(stream, position) }
       // A joined stream whose first frame has not gone out yet still has its start position.
-      for (const s of c.subs.values()) if (!at.has(s.stream)) at.set(s.stream, Position.untagged(s.lastSent))
+      for (const s of c.subs) if (!at.has(s.stream)) at.set(s.stream, Position.untagged(s.lastSent))
       return at
     }
 
@@ -460,9 +498,13 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         Effect.map(cursors.create(mux.userId, at), (base) => {
           mux.base = base
           // What moved while the row was written stays in the cursor.
-          for (const [stream, position] of [...mux.moved]) {
-            const based = Cursor.basePosition(base, stream)
-            if (based !== undefined && Position.same(based, position)) mux.moved.delete(stream)
+          const moved = mux.moved
+          if (moved !== undefined) {
+            for (const [stream, position] of [...moved]) {
+              const based = Cursor.basePosition(base, stream)
+              if (based !== undefined && Position.same(based, position)) moved.delete(stream)
+            }
+            if (moved.size === 0 && mux.moved === moved) mux.moved = undefined
           }
           mux.rebasing = false
         }).pipe(Effect.catchAllCause((cause) =>
@@ -477,8 +519,11 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     /** The connection's position in `stream` is now `position`. */
     const moveTo = (mux: Mux, stream: string, position: Position.Position) => {
       const based = Cursor.basePosition(mux.base, stream)
-      if (based !== undefined && Position.same(based, position)) mux.moved.delete(stream)
-      else mux.moved.set(stream, position)
+      if (based === undefined || !Position.same(based, position)) movedOf(mux).set(stream, position)
+      else if (mux.moved !== undefined) {
+        mux.moved.delete(stream)
+        if (mux.moved.size === 0) mux.moved = undefined
+      }
     }
 
     /** Appends an event (seq lastSent + 1) to a subscription, from its frames shared by every connection. */
@@ -548,12 +593,12 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
             if (next - 1 > s.lastSent) s.lastSent = next - 1
             continue
           }
-          if (s.until !== undefined && s.lastSent >= s.until) {
+          if (s.replay !== undefined && s.lastSent >= s.replay.until) {
             if (!rejoin(s)) return endSub(s)
             continue
           }
           const announcedBefore = s.state.behindTo
-          const events = yield* reader.range(s.stream, s.lastSent, s.until, PAGE)
+          const events = yield* reader.range(s.stream, s.lastSent, s.replay?.until, PAGE)
           for (const event of events) {
             if (gone(s)) break
             if (event.seq <= s.lastSent) continue
@@ -568,7 +613,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
             // Nothing more goes out before the decision (G5): the rest of the page may follow a removal.
             if (mayEnd) break
           }
-          if (s.until !== undefined) {
+          if (s.replay !== undefined) {
             // A bounded replay is over once it reached its end, or once the database has nothing more of it.
             if (events.length < PAGE && s.state._tag === "Filling" && !s.state.endCheck && !rejoin(s)) return endSub(s)
             continue
@@ -602,21 +647,24 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         Effect.flatMap(
           rejoinAfter(s, removal),
           (added) =>
-            added === undefined ? Effect.void : Effect.flatMap(mux.isMember(projectId), (member) =>
-              Effect.sync(() => {
-                if (member) joinProject(c, mux, projectId, added)
-              }))
+            added === undefined ?
+              Effect.void :
+              Effect.flatMap(mux.membership.isMember(mux.userId, projectId), (member) =>
+                Effect.sync(() => {
+                  if (member) joinProject(c, mux, projectId, added)
+                }))
         ).pipe(Effect.catchAllCause(() => Effect.sync(() => end(c))))
       )
     }
 
     /** A bounded replay that is over jumps to where the caller rejoined, and becomes an ordinary subscription. */
     const rejoin = (s: Sub) => {
-      if (s.rejoinAt === undefined || s.conn.mux === undefined) return false
-      s.lastSent = s.rejoinAt
-      s.until = undefined
-      s.rejoinAt = undefined
-      s.conn.mux.moved.set(s.stream, Position.untagged(s.lastSent))
+      const mux = s.conn.mux
+      const rejoinAt = s.replay?.rejoinAt
+      if (rejoinAt === undefined || mux === undefined) return false
+      s.lastSent = rejoinAt
+      s.replay = undefined
+      movedOf(mux).set(s.stream, Position.untagged(s.lastSent))
       index(s)
       return true
     }
@@ -665,11 +713,13 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           stalledFor: 0,
           endCheck: r.removedAtStart === true
         }),
-        until: r.until,
-        rejoinAt: r.rejoinAt,
+        replay: r.until === undefined ? undefined : { until: r.until, rejoinAt: r.rejoinAt },
         removable: r.removable
       }
-      c.subs.set(stream, s)
+      // At most one per stream: a second replaces the first in its place (as a map's set would).
+      const at = c.subs.findIndex((other) => other.stream === stream)
+      if (at === -1) c.subs.push(s)
+      else c.subs[at] = s
       index(s)
       if (!atHead) runFill(s)
       return s
@@ -725,7 +775,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           const mux = c.mux
           if (c.ended || mux === undefined) return Effect.void
           return Effect.flatMap(
-            mux.missingJoins(new Set(c.subs.keys())),
+            mux.membership.missingJoins(mux.userId, new Set(c.subs.map((s) => s.stream))),
             (added) => Effect.forEach(added, ([projectId, seq]) => joinFrom(c, mux, projectId, seq), { discard: true })
           )
         }, { concurrency: 4, discard: true }).pipe(
@@ -769,11 +819,11 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     /** A project's streams join the connection: the project's from `addedSeq` (the event that added the user) on. */
     const joinProject = (c: Connection, mux: Mux, projectId: string, addedSeq: number) => {
       const stream = `project:${projectId}`
-      if (c.ended || c.subs.has(stream)) return
+      if (c.ended || carries(c, stream)) return
       subscribe(c, projectSub(mux, projectId, addedSeq - 1))
       const workspace = `workspace:${projectId}:${mux.userId}`
-      if (!c.subs.has(workspace)) {
-        const known = mux.moved.get(workspace) ?? Cursor.basePosition(mux.base, workspace)
+      if (!carries(c, workspace)) {
+        const known = mux.moved?.get(workspace) ?? Cursor.basePosition(mux.base, workspace)
         subscribe(c, { stream: workspace, start: known?.seq ?? 0, tag: known?.tag })
       }
     }
@@ -781,7 +831,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     /** `event` added the user to a project: once membership confirms it (not a replayed old add), its streams join. */
     const join = (c: Connection, mux: Mux, event: Events.EventWire) =>
       Effect.flatMap(
-        mux.isMember(event.projectId),
+        mux.membership.isMember(mux.userId, event.projectId),
         (member) => member ? joinFrom(c, mux, event.projectId, event.seq) : Effect.void
       )
 
@@ -798,12 +848,12 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
      */
     const joinFrom = (c: Connection, mux: Mux, projectId: string, addedSeq: number) => {
       const stream = `project:${projectId}`
-      const known = mux.moved.get(stream) ?? Cursor.basePosition(mux.base, stream)
+      const known = mux.moved?.get(stream) ?? Cursor.basePosition(mux.base, stream)
       if (known === undefined || known.seq === addedSeq - 1) {
         return Effect.sync(() => joinProject(c, mux, projectId, addedSeq))
       }
       return Effect.flatMap(
-        mux.rejoinAfter(projectId)(known.seq),
+        mux.membership.rejoinAfter(mux.userId, projectId, known.seq),
         (first) =>
           Effect.sync(() => {
             if (known.seq < addedSeq) joinProject(c, mux, projectId, Math.min(first ?? addedSeq, addedSeq))
@@ -823,7 +873,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       const set = joinable.get(userId)
       if (set === undefined) return
       for (const c of set) {
-        if (!c.ended && !c.subs.has(event.stream)) {
+        if (!c.ended && !carries(c, event.stream)) {
           run(join(c, c.mux!, event).pipe(Effect.catchAllCause(() => Effect.sync(() => end(c)))))
         }
       }
@@ -938,7 +988,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     const open = (out: Writable, mux: Mux | undefined, tokenId: string | undefined, userId: string | undefined) => {
       const c: Connection = {
         out,
-        subs: new Map(),
+        subs: [],
         mux,
         userId,
         quiet: undefined,
@@ -958,13 +1008,14 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
         ? undefined
         : (byToken.get(tokenId) ?? byToken.set(tokenId, new Set()).get(tokenId)!)
       opener?.add(c)
-      out.once("close", () => {
+      // `on`, not `once` (a response closes once): no wrapper object and bound function per connection.
+      out.on("close", () => {
         if (opener !== undefined) {
           opener.delete(c)
           if (opener.size === 0 && byToken.get(tokenId!) === opener) byToken.delete(tokenId!)
         }
         c.ended = true
-        for (const s of c.subs.values()) {
+        for (const s of c.subs) {
           s.state = ENDING
           unindex(s)
         }
@@ -999,11 +1050,9 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           userId: r.userId,
           narrowed: r.narrowed,
           base: r.base,
-          moved: new Map(),
+          moved: undefined,
           rebasing: false,
-          isMember: r.isMember,
-          rejoinAfter: r.rejoinAfter,
-          missingJoins: r.missingJoins
+          membership: r.membership
         }
         for (const [stream, position] of r.known) moveTo(mux, stream, position)
         for (const s of r.subs) moveTo(mux, s.stream, { seq: s.start, tag: s.tag })

@@ -40,10 +40,6 @@ export interface StreamRequest {
   readonly userId?: string | undefined
 }
 
-/** After `userId`'s removal from the project of `stream` at `removal`: the seq of the add that admitted them again, if any. */
-export const rejoinAfterOf = (reader: EventReader, userId: string, stream: string) => (removal: number) =>
-  reader.firstJoinAfter(userId, stream, removal).pipe(Effect.orDie)
-
 /**
  * One stream's SSE response: every event of the stream after the client's position, exactly
  * once, in seq order, with no gap — then live (see SseHub). A position it cannot continue from
