@@ -8,7 +8,7 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
 import type { Ids } from "@herald/domain"
-import { Effect, FastCheck } from "effect"
+import { Deferred, Effect, FastCheck, Fiber, Schedule } from "effect"
 import type { SseConnection, SseEvent } from "../../../test-support/SseClient.js"
 import { EventReader } from "../src/stream/EventReader.js"
 import { addMember, createProject, expectStatus, post, postMany, send } from "./support/HttpTesting.js"
@@ -262,6 +262,47 @@ layer(testServerLayer({ sseHeartbeatMs: 200 }), live)("GET /api/stream", (it) =>
           "member.removed"
         )
         expect(got.get(projectStream(mine.id))).toEqual([2])
+      }))
+
+    it.scoped("an event and an add committed while the connection is being opened both reach it", () =>
+      Effect.gen(function*() {
+        const server = yield* TestServer
+        const sql = yield* SqlClient.SqlClient
+        const me = yield* server.user("opening-racer")
+        const owner = yield* server.user("opening-owner")
+        const mine = yield* createProject(me, "mine")
+        const theirs = yield* createProject(owner, "theirs")
+        // The cursor table held: a fresh opening reads the caller's projects and the heads, then
+        // waits for it (its cursor base) — registered with the hub only after what follows.
+        const held = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        yield* sql.withTransaction(Effect.zipRight(
+          sql`LOCK TABLE stream_cursors IN ACCESS EXCLUSIVE MODE`,
+          Effect.zipRight(Deferred.succeed(held, undefined), Deferred.await(release))
+        )).pipe(Effect.forkScoped)
+        yield* Deferred.await(held)
+        const opening = yield* Effect.forkScoped(openMux(me))
+        yield* Effect.repeat(
+          sql<{ n: number }>`
+            SELECT count(*)::int AS n FROM pg_locks
+            WHERE relation = 'stream_cursors'::regclass AND NOT granted`,
+          { schedule: Schedule.spaced("20 millis"), until: (rows) => rows[0]!.n > 0 }
+        ).pipe(Effect.timeout("10 seconds"))
+        // Committed, and delivered to the hub, after those reads and before the connection is there.
+        yield* post(me, mine.id, { body: "while you were opening" })
+        yield* addMember(owner, theirs.id, me)
+        yield* Effect.sleep("300 millis")
+        yield* Deferred.succeed(release, undefined)
+        const sse = yield* Fiber.join(opening)
+        yield* awaitEvents(sse, 1)
+        expect(sse.events[0]!.data.streams[projectStream(mine.id)], "the heads were read before the post").toBe(1)
+        // Nothing else happens: the connection must find both by itself, not at a later event.
+        yield* awaitSeq(sse, projectStream(mine.id), 2)
+        yield* awaitSeq(sse, projectStream(theirs.id), 2)
+        const got = byStream(sse.events)
+        expect(got.get(projectStream(mine.id))).toEqual([2])
+        expect(got.get(projectStream(theirs.id))).toEqual([2])
+        expect(sse.events.find((e) => e.data?.stream === projectStream(theirs.id))!.event).toBe("member.added")
       }))
 
     it.scoped("a project the caller creates joins with its project.created", () =>

@@ -13,7 +13,7 @@ import { CursorStore } from "../stream/CursorStore.js"
 import { EventReader } from "../stream/EventReader.js"
 import { type Position, same, untagged } from "../stream/Position.js"
 import { resets } from "../stream/Reset.js"
-import { type Membership, SseHub, type SubRequest } from "../stream/SseHub.js"
+import { type Mark, type Membership, SseHub, type SubRequest } from "../stream/SseHub.js"
 import { type Opened, openStream, RETRY, SSE_HEADERS } from "../stream/SseStream.js"
 
 const badCursor = (message: string) => new Errors.BadRequest({ message, field: "cursor" })
@@ -132,6 +132,8 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
 
     const multiplexed = (me: Api.Caller, streams: Option.Option<string>, cursor: Option.Option<string>) =>
       Effect.gen(function*() {
+        // Before anything is read: what the hub dispatches from here on may be missing from it.
+        const since = hub.mark()
         const { carried, narrowed, visible } = yield* carriedBy(me, streams)
 
         if (Option.isNone(cursor)) {
@@ -141,7 +143,7 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
             streams: Object.fromEntries([...heads].map(([stream, at]) => [stream, at.seq]))
           })
           const subs = [...heads].map(([stream, at]) => ({ stream, start: at.seq, tag: at.tag, atHead: true }))
-          return attachMultiplexed(me, narrowed, base, heads, subs, data)
+          return attachMultiplexed(me, narrowed, base, heads, subs, data, since)
         }
 
         const { at, base } = yield* resume(me, cursor.value)
@@ -214,12 +216,13 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
         const fresh = encoded === undefined || encoded.entryBytes > Cursor.SOFT_ENTRY_BYTES
           ? yield* cursors.create(me.id, new Map([...at, ...served.map((s) => [s.stream, startOf(s)] as const)]))
           : base
-        return attachMultiplexed(me, narrowed, fresh, at, served, undefined)
+        return attachMultiplexed(me, narrowed, fresh, at, served, undefined, since)
       })
 
     /**
      * A project the caller was added to after their projects were read, whose add the hub saw before
-     * the connection was registered: joined now. Later adds the hub joins by itself.
+     * the connection was registered: joined now. Later adds the hub joins by itself. Only looked for
+     * when the hub dispatched something that may be such an add since the opening began (`joinsMissed`).
      */
     const joinLate = (
       me: Chat.User,
@@ -262,7 +265,8 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
       base: Cursor.Base,
       known: ReadonlyMap<string, Position>,
       subs: ReadonlyArray<SubRequest>,
-      heads: string | undefined
+      heads: string | undefined,
+      since: Mark
     ): Opened => ({
       attach: (out) =>
         Effect.suspend(() => {
@@ -274,9 +278,12 @@ export class StreamOpen extends Effect.Service<StreamOpen>()("Herald/StreamOpen"
             known,
             subs,
             ...(heads === undefined ? {} : { first: (id: string) => `id: ${id}\nevent: heads\ndata: ${heads}\n\n` }),
-            membership
+            membership,
+            since
           }, me.credential?.tokenId).pipe(
-            Effect.flatMap((registered) => narrowed ? Effect.void : joinLate(me, subs, registered.join))
+            Effect.flatMap((registered) =>
+              narrowed || !registered.joinsMissed ? Effect.void : joinLate(me, subs, registered.join)
+            )
           )
         }),
       abandon: Effect.void
