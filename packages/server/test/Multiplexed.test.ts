@@ -212,6 +212,44 @@ layer(testServerLayer({ sseHeartbeatMs: 200 }), live)("GET /api/stream", (it) =>
         for (const p of projects) expect(got.get(projectStream(p.id))).toEqual([3])
       }))
 
+    it.scoped("tabs at the same cursor get the same frames, a tab behind gets its own, and each resumes exactly", () =>
+      Effect.gen(function*() {
+        const me = yield* Effect.flatMap(TestServer, (s) => s.user("tabs"))
+        const projects = yield* Effect.forEach(range(1, 60), (i) => createProject(me, `t${i}`), { concurrency: 8 })
+        const a = yield* openMux(me)
+        const b = yield* openMux(me)
+        const [headsA] = yield* awaitEvents(a, 1)
+        const [headsB] = yield* awaitEvents(b, 1)
+        expect(headsB!.id, "one base for both tabs").toBe(headsA!.id)
+        yield* post(me, projects[0]!.id)
+        yield* awaitEvents(a, 2)
+        yield* awaitEvents(b, 2)
+        // A third tab resumed from the heads: behind by one event, then at the others' cursor.
+        const c = yield* openMux(me, { cursor: headsA!.id! })
+        yield* awaitSeq(c, projectStream(projects[0]!.id), 2)
+        // Enough moves that the cursor outgrows its budget and takes a new base while all three are open.
+        yield* Effect.forEach(projects, (p) => post(me, p.id), { concurrency: 8 })
+        yield* Effect.forEach(projects, (p) => post(me, p.id, { workspace: true }), { concurrency: 8 })
+        yield* awaitEvents(a, 2 + 120)
+        yield* awaitEvents(b, 2 + 120)
+        yield* awaitEvents(c, 1 + 120) // resumed: no heads frame
+        const frames = (sse: SseConnection) => sse.events.slice(1).map((e) => `${e.data.stream} ${e.data.seq} ${e.id}`)
+        expect(frames(b), "tabs at one cursor: the same events with the same ids").toEqual(frames(a))
+        for (const sse of [a, b, c]) expect(Math.max(...sse.events.map((e) => e.id!.length))).toBeLessThanOrEqual(1024)
+        const cursors = [a, b, c].map(lastCursor)
+        for (const sse of [a, b, c]) sse.close()
+        yield* Effect.forEach(projects, (p) => post(me, p.id), { concurrency: 8 })
+        for (const cursor of cursors) {
+          const again = yield* openMux(me, { cursor })
+          yield* awaitEvents(again, 60)
+          yield* Effect.sleep("100 millis")
+          const got = byStream(again.events)
+          expect(got.size).toBe(60)
+          for (const [i, p] of projects.entries()) expect(got.get(projectStream(p.id))).toEqual([i === 0 ? 4 : 3])
+          again.close()
+        }
+      }))
+
     it.scoped("the first frame's cursor (heads) resumes right after the heads", () =>
       Effect.gen(function*() {
         const me = yield* Effect.flatMap(TestServer, (s) => s.user("heads"))

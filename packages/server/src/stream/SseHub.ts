@@ -34,6 +34,20 @@ interface Frames {
   readonly memberId: string | undefined
   /** The `clientMessageId` of a workspace message (it may end the live draft of that id). */
   readonly draftId: string | undefined
+  /**
+   * Multiplexed connections that stood at the same cursor before this event stand at the same one
+   * after it: cursor before → the frame (and cursor) after, made for the first of them and written
+   * to the rest — no signing and no buffer per connection (a user's tabs, a burst of reconnects at
+   * a shared base).
+   */
+  afterCursor: Map<string, MuxFrame> | undefined
+}
+
+interface MuxFrame {
+  readonly cursor: string
+  readonly frame: Uint8Array
+  /** The cursor is past its budget: the connection writes a new base. */
+  readonly outgrown: boolean
 }
 
 /** The `clientMessageId` of a workspace message created by `event`, if any (it may end a live draft). */
@@ -53,7 +67,8 @@ const framesOf = (event: Events.EventWire): Frames => {
     memberId: event.type === "member.removed" || event.type === "member.added"
       ? (event.data as { userId: string }).userId
       : undefined,
-    draftId: draftEndOf(event)
+    draftId: draftEndOf(event),
+    afterCursor: undefined
   }
 }
 
@@ -113,6 +128,11 @@ interface Mux {
    */
   moved: Map<string, Position.Position> | undefined
   rebasing: boolean
+  /**
+   * The cursor as it stands, once made (shared with the connections at the same positions);
+   * undefined again at any change of `base` or `moved`.
+   */
+  cursor: string | undefined
   /** Shared by every connection: each asks it about its own user. */
   readonly membership: Membership
 }
@@ -495,10 +515,23 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     /** A multiplexed connection's cursor as it stands, writing a new base when it outgrows its budget. */
     const cursorOf = (c: Connection, mux: Mux): string | undefined => {
-      const cursor = Cursor.encode(mux.base, mux.moved ?? NOT_MOVED)
+      if (mux.cursor !== undefined) return mux.cursor
+      if (mux.moved === undefined) return mux.cursor = baseCursor(mux.base)
+      const cursor = Cursor.encode(mux.base, mux.moved)
       if (cursor === undefined) return undefined
       if (cursor.entryBytes > Cursor.SOFT_ENTRY_BYTES && !mux.rebasing) rebase(c, mux)
-      return cursor.text
+      return mux.cursor = cursor.text
+    }
+
+    /** The cursor of a base itself (nothing moved), made once for every connection at it. */
+    const baseCursors = new WeakMap<Cursor.Base, string>()
+    const baseCursor = (base: Cursor.Base) => {
+      const known = baseCursors.get(base)
+      if (known !== undefined) return known
+      // Always within budget: a base alone has no entries.
+      const text = Cursor.encode(base, NOT_MOVED)!.text
+      baseCursors.set(base, text)
+      return text
     }
 
     /** Every position the cursor stands for (streams that left included: a later join continues from there). */
@@ -518,6 +551,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       run(
         Effect.map(cursors.create(mux.userId, at), (base) => {
           mux.base = base
+          mux.cursor = undefined
           // What moved while the row was written stays in the cursor.
           const moved = mux.moved
           if (moved !== undefined) {
@@ -539,6 +573,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
 
     /** The connection's position in `stream` is now `position`. */
     const moveTo = (mux: Mux, stream: string, position: Position.Position) => {
+      mux.cursor = undefined
       const based = Cursor.basePosition(mux.base, stream)
       if (based === undefined || !Position.same(based, position)) movedOf(mux).set(stream, position)
       else if (mux.moved !== undefined) {
@@ -561,14 +596,29 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       if (mux === undefined) {
         more = write(c, frames.single())
       } else {
+        const before = mux.cursor
+        const known = before === undefined ? undefined : frames.afterCursor?.get(before)
         moveTo(mux, s.stream, frames.position)
-        const cursor = cursorOf(c, mux)
-        // A cursor past 1 KB (a new base is being written): end here; the client resumes by its last id.
-        if (cursor === undefined) {
-          overflow(c)
-          return false
+        if (known !== undefined) {
+          // Where another connection went from the same cursor with this event: the same frame.
+          mux.cursor = known.cursor
+          if (known.outgrown && !mux.rebasing) rebase(c, mux)
+          more = write(c, known.frame)
+        } else {
+          const cursor = cursorOf(c, mux)
+          // A cursor past 1 KB (a new base is being written): end here; the client resumes by its last id.
+          if (cursor === undefined) {
+            overflow(c)
+            return false
+          }
+          const frame = withId(cursor, frames.tail())
+          if (before !== undefined) {
+            // Past its budget, this cursor set this connection rebasing: so must it the others.
+            const after = frames.afterCursor ??= new Map()
+            after.set(before, { cursor, frame, outgrown: mux.rebasing })
+          }
+          more = write(c, frame)
         }
-        more = write(c, withId(cursor, frames.tail()))
       }
       // The message a live draft became: the draft's end goes out right after it.
       const draftId = frames.draftId
@@ -685,6 +735,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
       if (rejoinAt === undefined || mux === undefined) return false
       s.lastSent = rejoinAt
       s.replay = undefined
+      mux.cursor = undefined
       movedOf(mux).set(s.stream, Position.untagged(s.lastSent))
       index(s)
       return true
@@ -1079,6 +1130,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           base: r.base,
           moved: undefined,
           rebasing: false,
+          cursor: undefined,
           membership: r.membership
         }
         for (const [stream, position] of r.known) moveTo(mux, stream, position)
