@@ -2,6 +2,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { ConfigError, Console, Effect, Layer, Logger, Option, Schedule } from "effect"
+import * as v8 from "node:v8"
 import { AppConfig, formatConfigError } from "./config/AppConfig.js"
 import { DatabaseLive } from "./db/Database.js"
 import { EmbeddedCluster } from "./db/EmbeddedPostgres.js"
@@ -42,9 +43,22 @@ const FollowLauncherLive = Layer.scopedDiscard(Effect.gen(function*() {
   )
 }))
 
+/**
+ * V8's heap policy for a server that holds many connections: the old generation may grow only
+ * HERALD_HEAP_GROWTH_PERCENT past what the last full collection kept. V8's own factor (up to 4×
+ * while allocation is fast) let the garbage of a reconnect storm's openings — promoted because each
+ * opening waits on the database while hundreds of others run — sit in the heap, and in RSS, for
+ * minutes after the storm: ~21 KB per idle `/api/stream` connection instead of ~11
+ * (docs/benchmarks.md, "sse"). Read by V8 at each full collection, so setting it at start-up holds.
+ */
+const HeapPolicyLive = Layer.effectDiscard(Effect.map(AppConfig, ({ heapGrowthPercent }) => {
+  if (heapGrowthPercent > 0) v8.setFlagsFromString(`--heap-growing-percent=${heapGrowthPercent}`)
+}))
+
 /** The layer graph: config → database → request path → HTTP. */
 export const ServerLive = Layer.scopedDiscard(announce).pipe(
   Layer.merge(FollowLauncherLive),
+  Layer.merge(HeapPolicyLive),
   Layer.provideMerge(serverLayer(NodeServerLive.pipe(HttpServer.withLogAddress))),
   Layer.provide(DatabaseLive),
   Layer.provide(NodeContext.layer)

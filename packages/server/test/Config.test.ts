@@ -269,3 +269,26 @@ describe("traces (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME)", () => {
       }))
   }
 })
+
+describe("HERALD_HEAP_GROWTH_PERCENT", () => {
+  it.effect("unset is 30; 0 (V8's own policy) and any whole percentage up to 300 are read", () =>
+    Effect.gen(function*() {
+      expect(Either.getOrThrow(yield* readFrom({})).heapGrowthPercent).toBe(30)
+      for (const value of [0, 50, 300]) {
+        expect(Either.getOrThrow(yield* readFrom({ HERALD_HEAP_GROWTH_PERCENT: String(value) })).heapGrowthPercent)
+          .toBe(value)
+      }
+    }))
+
+  for (const value of ["-1", "301", "12.5", "lots"]) {
+    it.effect(`${JSON.stringify(value)} stops start-up with one line naming HERALD_HEAP_GROWTH_PERCENT`, () =>
+      Effect.gen(function*() {
+        const read = yield* readFrom({ HERALD_HEAP_GROWTH_PERCENT: value })
+        expect(Either.isLeft(read)).toBe(true)
+        if (Either.isRight(read)) return
+        const message = formatConfigError(read.left)
+        expect(message).toMatch(/^Invalid configuration: HERALD_HEAP_GROWTH_PERCENT: Expected/)
+        expect(message).not.toContain("\n")
+      }))
+  }
+})

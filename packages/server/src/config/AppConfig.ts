@@ -193,6 +193,18 @@ const config = Config.all({
   corsOrigins: corsOrigins("HERALD_CORS_ORIGINS"),
   ticketTtl: positiveDuration("HERALD_TICKET_TTL", Duration.seconds(60)),
   presenceTtl: positiveDuration("HERALD_PRESENCE_TTL", Duration.seconds(30)),
+  /**
+   * How far V8's old generation may grow past what its last full collection kept before it
+   * collects again, in percent; 0 leaves V8's own policy, which lets it grow up to four times
+   * while allocation is fast — a reconnect storm's garbage, then kept for minutes (main.ts).
+   */
+  heapGrowthPercent: Config.integer("HERALD_HEAP_GROWTH_PERCENT").pipe(
+    Config.validate({
+      message: "Expected a whole percentage from 0 to 300 (0: V8's own policy)",
+      validation: (n) => n >= 0 && n <= 300
+    }),
+    Config.withDefault(30)
+  ),
 
   // Limits (SPEC §5 "Limits"), each per server process.
   sseMaxPerUser: positiveInt("HERALD_SSE_MAX_PER_USER", 16),
