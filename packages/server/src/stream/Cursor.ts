@@ -56,6 +56,12 @@ export const makeBase = (
   fields: Omit<Base, "index" | "idHex">
 ): Base => ({ ...fields, index: new Map(fields.streams.map((s, i) => [s, i])), idHex: fields.id.replace(/-/g, "") })
 
+/** Whether `position` is the base's own position in `stream` (no object made: once per connection per event). */
+export const atBase = (base: Base, stream: string, position: Position): boolean => {
+  const i = base.index.get(stream)
+  return i !== undefined && base.seqs[i] === position.seq && base.tags[i] === position.tag
+}
+
 /** The base's position in `stream`, if it has one. */
 export const basePosition = (base: Base, stream: string): Position | undefined => {
   const i = base.index.get(stream)

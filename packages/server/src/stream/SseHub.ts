@@ -574,20 +574,18 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
     /** The connection's position in `stream` is now `position`. */
     const moveTo = (mux: Mux, stream: string, position: Position.Position) => {
       mux.cursor = undefined
-      const based = Cursor.basePosition(mux.base, stream)
-      if (based === undefined || !Position.same(based, position)) movedOf(mux).set(stream, position)
+      if (!Cursor.atBase(mux.base, stream, position)) movedOf(mux).set(stream, position)
       else if (mux.moved !== undefined) {
         mux.moved.delete(stream)
         if (mux.moved.size === 0) mux.moved = undefined
       }
     }
 
-    /** Appends an event (seq lastSent + 1) to a subscription, from its frames shared by every connection. */
+    /** Appends an event (seq lastSent + 1) to a subscription, from its frames shared by every connection; its caller counts it. */
     const send = (s: Sub, frames: Frames) => {
       const c = s.conn
       const event = frames.event
       s.lastSent = event.seq
-      metrics.sseEventsSent.inc()
       if (frames.memberId !== undefined && frames.memberId === c.userId) {
         quietAt(c, event.projectId, event.type as "member.removed" | "member.added", event.seq)
       }
@@ -678,6 +676,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
             if (event.seq > s.lastSent + 1 && !resetAt(s, event.seq)) yield* drained(s.conn)
             if (gone(s)) break
             const more = send(s, framesOf(event))
+            metrics.sseEventsSent.inc()
             const mayEnd = removes(s, event)
             if (mayEnd && s.state._tag === "Filling") s.state = Filling({ ...s.state, endCheck: true })
             if (!more) yield* drained(s.conn)
@@ -1031,6 +1030,8 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           startFilling(s, seq, false)
         }
       }
+      // Counted once per event, not once per connection (a counter's increment makes two objects).
+      if (written > 0) metrics.sseEventsSent.inc(written)
       return written
     }
 
