@@ -556,8 +556,7 @@ export class SseHub extends Effect.Service<SseHub>()("Herald/SseHub", {
           const moved = mux.moved
           if (moved !== undefined) {
             for (const [stream, position] of [...moved]) {
-              const based = Cursor.basePosition(base, stream)
-              if (based !== undefined && Position.same(based, position)) moved.delete(stream)
+              if (Cursor.atBase(base, stream, position)) moved.delete(stream)
             }
             if (moved.size === 0 && mux.moved === moved) mux.moved = undefined
           }
